@@ -1,0 +1,70 @@
+"""Turning a dataset into model inputs exactly as the device will see them.
+
+Numeric features become float32 (the ONNX inputs are float32, so scikit-learn trains on the same
+values the device feeds), categorical features become strings with "" for missing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from edgeops.errors import EdgeopsError
+from edgeops.schema import MISSING_CATEGORY, Schema
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def category_str(value: Any) -> str:
+    """A category as the string the model sees: 3.0 and 3 both become "3"; missing becomes ""."""
+    if value is None:
+        return MISSING_CATEGORY
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return MISSING_CATEGORY
+        if value.is_integer():
+            return str(int(value))
+    if hasattr(value, "item"):  # numpy scalar
+        return category_str(value.item())
+    return str(value)
+
+
+def feature_frame(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """The feature columns of ``df`` in schema order, typed for training and for ONNX."""
+    import numpy as np
+    import pandas as pd
+
+    missing = [c.name for c in schema.features if c.name not in df.columns]
+    if missing:
+        raise EdgeopsError(
+            f"data lacks feature columns {missing}", fix="re-run validate on this data"
+        )
+    out = {}
+    for col in schema.features:
+        s = df[col.name]
+        if col.name in schema.numeric_features:
+            try:
+                out[col.name] = pd.to_numeric(s, errors="raise").astype(np.float32)
+            except (ValueError, TypeError) as exc:
+                raise EdgeopsError(
+                    f"column {col.name!r} should be numeric but holds text: {exc}",
+                    fix="clean the column, or declare it categorical in the schema",
+                ) from exc
+        else:
+            out[col.name] = s.map(category_str).astype(object)
+    return pd.DataFrame(out, index=df.index)
+
+
+def target_series(df: pd.DataFrame, schema: Schema) -> pd.Series:
+    """The label column, with a clear error when it is missing or has gaps."""
+    if schema.target not in df.columns:
+        raise EdgeopsError(
+            f"data lacks the target column {schema.target!r}", fix="check the schema"
+        )
+    y = df[schema.target]
+    if y.isna().any():
+        raise EdgeopsError(
+            f"target {schema.target!r} has {int(y.isna().sum())} missing labels",
+            fix="drop unlabeled rows at the source",
+        )
+    return y

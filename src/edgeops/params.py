@@ -1,0 +1,42 @@
+"""Reading ``params.yaml``: every knob of the pipeline, one section per stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgeops.errors import EdgeopsError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """Load the whole params file as a dict."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeopsError(
+            f"{path} not found (cwd: {Path.cwd()})",
+            fix="run from the repository root, where params.yaml lives",
+        )
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise EdgeopsError(
+            f"{path} is not valid YAML: {exc}", fix="correct the YAML syntax"
+        ) from exc
+    if not isinstance(data, dict):
+        raise EdgeopsError(f"{path} must hold a mapping of sections", fix="see the README")
+    return data
+
+
+def section(params: dict[str, Any], name: str) -> dict[str, Any]:
+    """One section of the params, with a clear error when it is missing."""
+    value = params.get(name)
+    if not isinstance(value, dict):
+        raise EdgeopsError(
+            f"params.yaml has no '{name}' section",
+            fix=f"add a '{name}:' section (see the README's stage table)",
+        )
+    return value

@@ -1,0 +1,220 @@
+"""The dataset schema: the reviewed contract every stage reads.
+
+It lives in ``params.yaml`` under ``validate.schema``. ``validate`` turns it into a Great
+Expectations suite; ``split``/``train``/``export`` read the target and the feature columns from it.
+``edgeops schema infer PATH`` proposes one from a CSV for a person to review.
+
+    target: failure
+    min_rows: 1000
+    drop: [record_id]          # present in the data, never a feature
+    columns:
+      - {name: air_temp_k, type: numeric, min: 290.0, max: 312.0, max_null_share: 0.02}
+      - {name: machine_type, type: categorical, categories: [L, M, H]}
+      - {name: failure, type: categorical, categories: [0, 1]}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from edgeops.errors import EdgeopsError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+TIMESTAMP = "timestamp"
+TYPES = (NUMERIC, CATEGORICAL, TIMESTAMP)
+#: what a missing categorical value becomes before encoding (and on the device)
+MISSING_CATEGORY = ""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the dataset."""
+
+    name: str
+    type: str
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[Any, ...] | None = None
+    max_null_share: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type}
+        if self.type == NUMERIC:
+            out["min"], out["max"] = self.min, self.max
+        if self.type == CATEGORICAL:
+            out["categories"] = list(self.categories or ())
+        out["max_null_share"] = self.max_null_share
+        return out
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The dataset contract: columns, target, and which columns are features."""
+
+    target: str
+    columns: tuple[Column, ...]
+    min_rows: int = 100
+    drop: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def features(self) -> list[Column]:
+        """Feature columns in schema order: not the target, a timestamp or a dropped column."""
+        skip = {self.target, *self.drop}
+        return [c for c in self.columns if c.name not in skip and c.type != TIMESTAMP]
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [c.name for c in self.features if c.type == NUMERIC]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [c.name for c in self.features if c.type == CATEGORICAL]
+
+    @property
+    def classes(self) -> list[Any]:
+        return list(self.column(self.target).categories or ())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "min_rows": self.min_rows,
+            "drop": list(self.drop),
+            "columns": [c.to_dict() for c in self.columns],
+        }
+
+
+def schema_from_dict(raw: Any, where: str = "validate.schema") -> Schema:
+    """Build a :class:`Schema` from its params form, with errors that name the field to fix."""
+    if not isinstance(raw, dict):
+        raise EdgeopsError(f"{where} is missing or not a mapping", fix="run `edgeops schema infer`")
+    cols_raw = raw.get("columns")
+    if not isinstance(cols_raw, list) or not cols_raw:
+        raise EdgeopsError(f"{where}.columns must be a non-empty list", fix="list every column")
+    columns: list[Column] = []
+    for i, c in enumerate(cols_raw):
+        if not isinstance(c, dict) or "name" not in c:
+            raise EdgeopsError(f"{where}.columns[{i}] needs a 'name'", fix="add name: <column>")
+        ctype = c.get("type")
+        if ctype not in TYPES:
+            raise EdgeopsError(
+                f"{where}.columns[{i}] ({c['name']}): type {ctype!r} is not one of {TYPES}",
+                fix="use numeric, categorical or timestamp",
+            )
+        cats = c.get("categories")
+        if ctype == CATEGORICAL and (not isinstance(cats, list) or not cats):
+            raise EdgeopsError(
+                f"{where}: categorical column {c['name']!r} has no categories",
+                fix="list its allowed values under 'categories'",
+            )
+        share = float(c.get("max_null_share", 0.0) or 0.0)
+        if not 0.0 <= share <= 1.0:
+            raise EdgeopsError(f"{where}: {c['name']}.max_null_share must be in [0, 1]")
+        columns.append(
+            Column(
+                name=str(c["name"]),
+                type=ctype,
+                min=None if c.get("min") is None else float(c["min"]),
+                max=None if c.get("max") is None else float(c["max"]),
+                categories=tuple(cats) if cats else None,
+                max_null_share=share,
+            )
+        )
+    names = [c.name for c in columns]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise EdgeopsError(f"{where}: duplicate columns {dupes}", fix="list each column once")
+    target = raw.get("target")
+    if target not in names:
+        raise EdgeopsError(
+            f"{where}.target {target!r} is not one of the columns",
+            fix="name the label column under 'target'",
+        )
+    schema = Schema(
+        target=target,
+        columns=tuple(columns),
+        min_rows=int(raw.get("min_rows", 100)),
+        drop=tuple(raw.get("drop") or ()),
+    )
+    if schema.column(target).type != CATEGORICAL:
+        raise EdgeopsError(
+            f"{where}: target {target!r} must be categorical (edgeops trains classifiers)",
+            fix="set its type to categorical and list the class labels",
+        )
+    if len(schema.classes) < 2:
+        raise EdgeopsError(f"{where}: target {target!r} lists fewer than 2 classes")
+    if not schema.features:
+        raise EdgeopsError(f"{where}: no feature columns left", fix="add at least one feature")
+    return schema
+
+
+def infer_schema(
+    df: pd.DataFrame, target: str, margin: float = 0.1, max_categories: int = 50
+) -> Schema:
+    """Propose a schema from a DataFrame, for a person to review.
+
+    Numeric ranges are widened by ``margin`` of the observed span; null shares get headroom.
+    """
+    import pandas as pd
+
+    if target not in df.columns:
+        raise EdgeopsError(
+            f"target column {target!r} is not in the data (columns: {list(df.columns)})",
+            fix="pass --target with one of those columns",
+        )
+    columns = []
+    for name in df.columns:
+        s = df[name]
+        null_share = float(s.isna().mean())
+        allowed_null = 0.0 if null_share == 0 else min(1.0, round(null_share * 1.5 + 0.01, 3))
+        if name != target and pd.api.types.is_datetime64_any_dtype(s):
+            columns.append(Column(name=str(name), type=TIMESTAMP, max_null_share=allowed_null))
+        elif (
+            name != target
+            and pd.api.types.is_numeric_dtype(s)
+            and not pd.api.types.is_bool_dtype(s)
+        ):
+            lo, hi = float(s.min()), float(s.max())
+            pad = (hi - lo) * margin if hi > lo else abs(hi) * margin or 1.0
+            low = lo - pad if lo < 0 or lo - pad >= 0 else 0.0  # a non-negative column stays so
+            columns.append(
+                Column(str(name), NUMERIC, round(low, 6), round(hi + pad, 6), None, allowed_null)
+            )
+        else:
+            values = s.dropna().unique().tolist()
+            if name != target and len(values) > max_categories:
+                raise EdgeopsError(
+                    f"column {name!r} has {len(values)} distinct text values: too many to be a category",
+                    fix="drop it from the data, or list it under 'drop' in the schema",
+                )
+            values = sorted(values, key=lambda v: (str(type(v)), v))
+            columns.append(
+                Column(
+                    str(name),
+                    CATEGORICAL,
+                    None,
+                    None,
+                    tuple(_plain(v) for v in values),
+                    0.0 if name == target else allowed_null,
+                )
+            )
+    return Schema(target=target, columns=tuple(columns), min_rows=max(10, len(df) // 2))
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars -> Python scalars, so the schema dumps as clean YAML."""
+    return v.item() if hasattr(v, "item") else v

@@ -1,0 +1,45 @@
+"""Where data comes from: the built-in plant simulator, a CSV/Parquet folder, or an SQL database.
+
+Each source returns a pandas DataFrame; ``load_source`` picks one from the ``ingest`` params.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from edgeops.errors import EdgeopsError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SOURCES = ("simulator", "csv", "sql")
+
+
+def load_source(ingest: dict[str, Any]) -> pd.DataFrame:
+    """Read the source named by ``ingest.source`` with its own sub-section of params."""
+    name = ingest.get("source", "simulator")
+    cfg = ingest.get(name) or {}
+    if name == "simulator":
+        from edgeops.sources.simulator import simulate
+
+        return simulate(
+            rows=int(cfg.get("rows", 50_000)),
+            seed=int(cfg.get("seed", 42)),
+            scenario=str(cfg.get("scenario", "baseline")),
+        )
+    if name == "csv":
+        from edgeops.sources.csv import read_files
+
+        if not cfg.get("path"):
+            raise EdgeopsError(
+                "ingest.csv.path is not set", fix="set it to a CSV/Parquet file or folder"
+            )
+        return read_files(cfg["path"])
+    if name == "sql":
+        from edgeops.sources.sql import read_sql
+
+        return read_sql(url=cfg.get("url"), query=cfg.get("query"), table=cfg.get("table"))
+    raise EdgeopsError(
+        f"ingest.source is {name!r}, which is not a known source",
+        fix=f"use one of {', '.join(SOURCES)}",
+    )

@@ -1,0 +1,147 @@
+"""Stage ``evaluate``: score the trained model on the test split.
+
+Writes DVC metrics to ``reports/metrics.json`` (ROC AUC, PR AUC, F1, balanced accuracy, accuracy,
+per-class precision/recall) and DVC plots to ``reports/plots/`` (confusion matrix, ROC and
+precision-recall curves). For a binary target the positive class is the second label in sorted
+order (``1`` for 0/1 labels) and F1 is that class's; for more classes, scores are macro averages
+and the curves are micro-averaged one-vs-rest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeops import atomic
+from edgeops.features import feature_frame, target_series
+from edgeops.params import load_params, section
+from edgeops.schema import Schema, schema_from_dict
+from edgeops.stages import runner
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+CURVE_POINTS = 200
+
+
+def scores(y_true: Any, proba: np.ndarray, classes: list[Any]) -> dict[str, Any]:
+    """Classification metrics from true labels and class probabilities (columns = ``classes``)."""
+    import numpy as np
+    from sklearn import metrics as skm
+    from sklearn.preprocessing import label_binarize
+
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(classes)[proba.argmax(axis=1)]
+    binary = len(classes) == 2
+    out: dict[str, Any] = {
+        "n_test": int(len(y_true)),
+        "accuracy": skm.accuracy_score(y_true, y_pred),
+        "balanced_accuracy": skm.balanced_accuracy_score(y_true, y_pred),
+    }
+    present = np.unique(y_true)
+    if binary:
+        pos = classes[1]
+        out["f1"] = skm.f1_score(y_true, y_pred, pos_label=pos, zero_division=0)
+        if len(present) == 2:
+            out["roc_auc"] = skm.roc_auc_score(y_true == pos, proba[:, 1])
+            out["pr_auc"] = skm.average_precision_score(y_true == pos, proba[:, 1])
+    else:
+        out["f1"] = skm.f1_score(y_true, y_pred, average="macro", zero_division=0)
+        onehot = label_binarize(y_true, classes=classes)
+        if len(present) == len(classes):
+            out["roc_auc"] = skm.roc_auc_score(onehot, proba, average="macro", multi_class="ovr")
+            out["pr_auc"] = skm.average_precision_score(onehot, proba, average="macro")
+    p, r, _, support = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=classes, zero_division=0
+    )
+    out["per_class"] = {
+        str(c): {"precision": float(p[i]), "recall": float(r[i]), "support": int(support[i])}
+        for i, c in enumerate(classes)
+    }
+    return {
+        k: (round(float(v), 6) if isinstance(v, float | np.floating) else v) for k, v in out.items()
+    }
+
+
+def curves(y_true: Any, proba: np.ndarray, classes: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    """ROC and precision-recall curves (thinned) plus the confusion rows, for DVC plots."""
+    import numpy as np
+    from sklearn import metrics as skm
+    from sklearn.preprocessing import label_binarize
+
+    y_true = np.asarray(y_true)
+    if len(classes) == 2:
+        truth, score = (y_true == classes[1]).astype(int), proba[:, 1]
+    else:  # micro-average: every (row, class) pair is one binary decision
+        truth, score = label_binarize(y_true, classes=classes).ravel(), proba.ravel()
+    fpr, tpr, _ = skm.roc_curve(truth, score)
+    prec, rec, _ = skm.precision_recall_curve(truth, score)
+
+    def thin(*cols: np.ndarray) -> list[np.ndarray]:
+        idx = np.unique(
+            np.linspace(0, len(cols[0]) - 1, min(CURVE_POINTS, len(cols[0]))).astype(int)
+        )
+        return [c[idx] for c in cols]
+
+    fpr, tpr = thin(fpr, tpr)
+    rec, prec = thin(rec[::-1], prec[::-1])
+    y_pred = np.asarray(classes)[proba.argmax(axis=1)]
+    return {
+        "roc": [{"fpr": round(float(a), 5), "tpr": round(float(b), 5)} for a, b in zip(fpr, tpr, strict=True)],
+        "pr": [{"recall": round(float(a), 5), "precision": round(float(b), 5)} for a, b in zip(rec, prec, strict=True)],
+        "confusion": [{"actual": str(a), "predicted": str(b)} for a, b in zip(y_true, y_pred, strict=True)],
+    }  # fmt: skip
+
+
+def evaluate(model: Any, df: pd.DataFrame, schema: Schema) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Score a fitted Pipeline on ``df``; return ``(metrics, plots)``."""
+    X, y = feature_frame(df, schema), target_series(df, schema)
+    proba = model.predict_proba(X)
+    classes = list(model.classes_)
+    return scores(y, proba, classes), curves(y, proba, classes)
+
+
+def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """A small CSV for DVC plots, written atomically."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(path, buf.getvalue())
+
+
+def main() -> None:
+    p = runner.parser("evaluate", __doc__)
+    p.add_argument("--model", default="models/model.joblib")
+    p.add_argument("--data", default="data/prepared/test.parquet")
+    p.add_argument("--metrics", default="reports/metrics.json")
+    p.add_argument("--plots-dir", default="reports/plots")
+    args = p.parse_args()
+
+    def body() -> None:
+        import joblib
+        import pandas as pd
+
+        params = load_params(args.params)
+        schema = schema_from_dict(section(params, "validate").get("schema"))
+        model = joblib.load(args.model)
+        df = pd.read_parquet(args.data)
+        metrics, plots = evaluate(model, df, schema)
+        metrics["model"] = section(params, "train").get("model")
+        atomic.write_json(args.metrics, metrics)
+        for name, rows in plots.items():
+            write_csv(Path(args.plots_dir) / f"{name}.csv", rows)
+        shown = ", ".join(
+            f"{k} {metrics[k]:.4f}" for k in ("roc_auc", "pr_auc", "f1") if k in metrics
+        )
+        runner.log("evaluate", f"{shown} on {len(df):,} test rows -> {args.metrics}")
+
+    runner.run("evaluate", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""What every stage's ``main()`` shares: argument parsing, telemetry off, clean errors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+
+from edgeops.errors import EdgeopsError
+from edgeops.offline import telemetry_off
+
+
+def parser(stage: str, doc: str | None) -> argparse.ArgumentParser:
+    """An argument parser for a stage, with the common ``--params`` option."""
+    p = argparse.ArgumentParser(prog=f"python -m edgeops.stages.{stage}", description=doc)
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    return p
+
+
+def run(stage: str, body: Callable[[], None]) -> None:
+    """Run a stage body; an :class:`EdgeopsError` prints one clear message and exits non-zero."""
+    telemetry_off()
+    start = time.perf_counter()
+    try:
+        body()
+    except EdgeopsError as exc:
+        print(f"edgeops {stage}: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    print(f"edgeops {stage}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+
+
+def log(stage: str, message: str) -> None:
+    """Progress output of a stage, on stderr so stdout stays clean for data."""
+    print(f"edgeops {stage}: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,129 @@
+"""Stage ``train``: fit a scikit-learn Pipeline (preprocessing + model) on the training split.
+
+The preprocessing is part of the model, so the ONNX export carries it to the device: median
+imputation for numeric columns (plus scaling for the linear model only: a float scaler in front of
+trees converts to ONNX wrongly), one-hot encoding for categoricals (unseen values are ignored).
+Class imbalance is handled with balanced class weights.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from edgeops import atomic
+from edgeops.errors import EdgeopsError
+from edgeops.features import feature_frame, target_series
+from edgeops.params import load_params, section
+from edgeops.schema import Schema, schema_from_dict
+from edgeops.stages import runner
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+MODELS = ("hist_gradient_boosting", "random_forest", "logistic_regression")
+
+
+def build_pipeline(schema: Schema, cfg: dict[str, Any]) -> Pipeline:
+    """The unfitted Pipeline for ``train.model`` with its hyper-parameters from ``cfg``."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    model = cfg.get("model", "hist_gradient_boosting")
+    if model not in MODELS:
+        raise EdgeopsError(f"train.model {model!r} is not supported", fix=f"use one of {MODELS}")
+    hyper = dict(cfg.get(model) or {})
+    seed = int(cfg.get("seed", 42))
+    class_weight = cfg.get("class_weight", "balanced")
+
+    numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+    if model == "logistic_regression":
+        numeric_steps.append(("scale", StandardScaler()))
+    transformers: list[tuple[str, Any, list[str]]] = []
+    if schema.numeric_features:
+        transformers.append(("num", Pipeline(numeric_steps), schema.numeric_features))
+    if schema.categorical_features:
+        ohe = OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype="float32")
+        transformers.append(("cat", ohe, schema.categorical_features))
+    pre = ColumnTransformer(transformers, remainder="drop")
+
+    try:
+        if model == "hist_gradient_boosting":
+            clf = HistGradientBoostingClassifier(
+                random_state=seed, class_weight=class_weight, categorical_features=None, **hyper
+            )
+        elif model == "random_forest":
+            clf = RandomForestClassifier(
+                random_state=seed, class_weight=class_weight, n_jobs=-1, **hyper
+            )
+        else:
+            clf = LogisticRegression(class_weight=class_weight, random_state=seed, **hyper)
+    except TypeError as exc:
+        raise EdgeopsError(
+            f"train.{model} has a parameter the model does not take: {exc}",
+            fix="check the names under train." + model,
+        ) from exc
+    return Pipeline([("pre", pre), ("clf", clf)])
+
+
+def train(df: pd.DataFrame, schema: Schema, cfg: dict[str, Any]) -> Pipeline:
+    """Fit the configured Pipeline on ``df`` (the training split)."""
+    X, y = feature_frame(df, schema), target_series(df, schema)
+    if y.nunique() < 2:
+        raise EdgeopsError(
+            f"the training data has a single class of {schema.target!r}", fix="check the data"
+        )
+    pipe = build_pipeline(schema, cfg)
+    try:
+        pipe.fit(X, y)
+    except ValueError as exc:
+        raise EdgeopsError(f"training failed: {exc}", fix="check train.* in params.yaml") from exc
+    # a served model answers one row at a time: joblib's thread pool only adds latency there
+    if "n_jobs" in pipe.named_steps["clf"].get_params():
+        pipe.named_steps["clf"].set_params(n_jobs=1)
+    return pipe
+
+
+def main() -> None:
+    p = runner.parser("train", __doc__)
+    p.add_argument("--data", default="data/prepared/train.parquet")
+    p.add_argument("--model", default="models/model.joblib")
+    p.add_argument("--report", default="reports/train.json")
+    args = p.parse_args()
+
+    def body() -> None:
+        import joblib
+        import pandas as pd
+
+        params = load_params(args.params)
+        cfg = section(params, "train")
+        schema = schema_from_dict(section(params, "validate").get("schema"))
+        df = pd.read_parquet(args.data)
+        runner.log("train", f"fitting {cfg.get('model')} on {len(df):,} rows")
+        start = time.perf_counter()
+        pipe = train(df, schema, cfg)
+        seconds = time.perf_counter() - start
+        with atomic.atomic_path(args.model) as tmp:
+            joblib.dump(pipe, tmp)
+        atomic.write_json(
+            args.report,
+            {
+                "model": cfg.get("model"),
+                "rows": len(df),
+                "features": [c.name for c in schema.features],
+                "classes": [str(c) for c in pipe.classes_],
+                "fit_seconds": round(seconds, 2),
+            },
+        )
+        runner.log("train", f"fitted in {seconds:.1f} s -> {args.model}")
+
+    runner.run("train", body)
+
+
+if __name__ == "__main__":
+    main()
