@@ -117,7 +117,6 @@ def main() -> None:
                 "rows": len(df),
                 "features": [c.name for c in schema.features],
                 "classes": [str(c) for c in pipe.classes_],
-                "fit_seconds": round(seconds, 2),
             },
         )
         runner.log("train", f"fitted in {seconds:.1f} s -> {args.model}")
