@@ -15,8 +15,10 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv
 RUN := $(VENV)/bin
+# DVC stages run `python -m edgeops.stages...`: that python must be the project's
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv demo test lint format pipeline clean
+.PHONY: help venv keys demo test lint format bench-export clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n",$$1,$$2}'
@@ -29,14 +31,22 @@ $(VENV)/.synced: pyproject.toml uv.lock
 
 venv: $(VENV)/.synced ## create .venv with edgeops, the [pipeline] extra and the dev tools (from uv.lock)
 
-demo: venv ## install, then run the whole pipeline on the built-in demo plant data
+keys: venv ## create the bundle signing key pair if there is none ($$EDGEOPS_KEY_DIR or ~/.config/edgeops/keys)
+	@$(RUN)/edgeops keys init --if-missing
+
+demo: venv keys ## install, then run the whole pipeline on the built-in demo plant data
 	$(RUN)/dvc repro
 	@echo
 	$(RUN)/dvc metrics show
 	@echo
-	@echo "model:       models/model.joblib"
-	@echo "metrics:     reports/metrics.json   (dvc metrics show; plots: dvc plots show)"
+	$(RUN)/edgeops bundle verify models/bundle --public-key "$${EDGEOPS_KEY_DIR:-$$HOME/.config/edgeops/keys}/signing.pub"
+	@echo
+	@echo "model:       models/model.joblib (scikit-learn), models/model.onnx, signed bundle in models/bundle/"
+	@echo "metrics:     reports/metrics.json, reports/export.json   (dvc metrics show; plots: dvc plots show)"
 	@echo "validation:  reports/validation/summary.json, reports/validation/data_docs/index.html"
+
+bench-export: venv ## ORT vs scikit-learn latency of the demo model (run make demo first)
+	$(RUN)/python bench/export.py
 
 test: venv ## run the test suite (unit + integration)
 	$(RUN)/pytest

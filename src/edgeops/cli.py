@@ -29,6 +29,14 @@ schema_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(schema_app, name="schema")
+keys_app = typer.Typer(
+    help="Bundle signing keys (ed25519).", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(keys_app, name="keys")
+bundle_app = typer.Typer(
+    help="Inspect and verify model bundles.", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(bundle_app, name="bundle")
 
 
 @contextmanager
@@ -139,6 +147,67 @@ def simulate(
             with sqlite3.connect(tmp) as conn:
                 df.to_sql(table, conn, index=False)
     typer.echo(f"wrote {len(df):,} rows ({scenario}) to {out}", err=True)
+
+
+@command(keys_app, "init")
+def keys_init(
+    key_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="Key directory, outside the repo [default: $EDGEOPS_KEY_DIR or ~/.config/edgeops/keys]",
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing key pair.")] = False,
+    if_missing: Annotated[
+        bool, typer.Option("--if-missing", help="Do nothing (exit 0) when a key pair exists.")
+    ] = False,
+) -> None:
+    """Create the ed25519 key pair that signs bundles (private key mode 0600).
+
+    Give devices the public key (signing.pub); the private key never leaves this host.
+    """
+    from edgeops.keys import PRIVATE_NAME, default_key_dir, init_keys
+
+    target = key_dir or default_key_dir()
+    if if_missing and (target / PRIVATE_NAME).exists():
+        typer.echo(f"signing key exists: {target / PRIVATE_NAME}", err=True)
+        return
+    private, public = init_keys(target, force=force)
+    what = "no signing key found: created a development key pair" if if_missing else "created"
+    typer.echo(f"{what}: {private} (mode 0600) and {public}", err=True)
+    typer.echo(
+        "devices verify bundles with the public key: copy it to them, keep the private key here",
+        err=True,
+    )
+
+
+@command(bundle_app, "verify")
+def bundle_verify(
+    bundle_dir: Annotated[Path, typer.Argument(help="The bundle directory (e.g. models/bundle).")],
+    public_key: Annotated[
+        Path, typer.Option("--public-key", "-k", help="The trusted signing.pub.")
+    ],
+) -> None:
+    """Check a bundle as a device would: signature, file hashes, runtime, golden examples.
+
+    Exit codes: 0 ok, 10 missing file, 11 unsigned, 12 wrong key, 13 manifest edited,
+    14 unsupported format, 15 file altered, 16 onnxruntime too old, 17 golden check failed,
+    18 bad public key.
+    """
+    from edgeops.edge.bundle import BundleError, load_public_key, verify_bundle
+
+    try:
+        bundle = verify_bundle(bundle_dir, load_public_key(public_key))
+    except BundleError as exc:
+        typer.echo(f"error: bundle rejected ({exc.name}): {exc}", err=True)
+        raise typer.Exit(exc.code) from None
+    m = bundle.manifest
+    typer.echo(
+        f"ok: {m['model']['name']} {bundle.version} signed by {m['signing_key_id']}; "
+        f"{len(m['files'])} file(s) match; {len(m['golden']['examples'])} golden examples "
+        f"reproduced (max |Δp| {bundle.golden_max_abs_diff:.1e})"
+    )
 
 
 def main() -> None:

@@ -121,15 +121,15 @@ def schema_from_dict(raw: Any, where: str = "validate.schema") -> Schema:
                 f"{where}: categorical column {c['name']!r} has no categories",
                 fix="list its allowed values under 'categories'",
             )
-        share = float(c.get("max_null_share", 0.0) or 0.0)
+        share = _number(c.get("max_null_share"), f"{where}: {c['name']}.max_null_share") or 0.0
         if not 0.0 <= share <= 1.0:
             raise EdgeopsError(f"{where}: {c['name']}.max_null_share must be in [0, 1]")
         columns.append(
             Column(
                 name=str(c["name"]),
                 type=ctype,
-                min=None if c.get("min") is None else float(c["min"]),
-                max=None if c.get("max") is None else float(c["max"]),
+                min=_number(c.get("min"), f"{where}: {c['name']}.min"),
+                max=_number(c.get("max"), f"{where}: {c['name']}.max"),
                 categories=tuple(cats) if cats else None,
                 max_null_share=share,
             )
@@ -144,10 +144,11 @@ def schema_from_dict(raw: Any, where: str = "validate.schema") -> Schema:
             f"{where}.target {target!r} is not one of the columns",
             fix="name the label column under 'target'",
         )
+    min_rows = _number(raw.get("min_rows"), f"{where}.min_rows")
     schema = Schema(
         target=target,
         columns=tuple(columns),
-        min_rows=int(raw.get("min_rows", 100)),
+        min_rows=100 if min_rows is None else int(min_rows),
         drop=tuple(raw.get("drop") or ()),
     )
     if schema.column(target).type != CATEGORICAL:
@@ -160,6 +161,18 @@ def schema_from_dict(raw: Any, where: str = "validate.schema") -> Schema:
     if not schema.features:
         raise EdgeopsError(f"{where}: no feature columns left", fix="add at least one feature")
     return schema
+
+
+def _number(value: Any, field_name: str) -> float | None:
+    """``value`` as a float (None stays None), or an error naming the field."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise EdgeopsError(
+            f"{field_name} must be a number, got {value!r}", fix="write a plain number"
+        ) from None
 
 
 def infer_schema(

@@ -5,6 +5,7 @@ Each source returns a pandas DataFrame; ``load_source`` picks one from the ``ing
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from edgeops.errors import EdgeopsError
@@ -13,6 +14,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SOURCES = ("simulator", "csv", "sql")
+#: ISO dates/times without a zone, as CSV files and SQLite hold timestamps: 2026-01-05 06:00:00
+_ISO_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
 
 
 def load_source(ingest: dict[str, Any]) -> pd.DataFrame:
@@ -43,3 +46,25 @@ def load_source(ingest: dict[str, Any]) -> pd.DataFrame:
         f"ingest.source is {name!r}, which is not a known source",
         fix=f"use one of {', '.join(SOURCES)}",
     )
+
+
+def parse_timestamps(df: pd.DataFrame) -> pd.DataFrame:
+    """Turn text columns that hold only ISO timestamps into datetime64 columns (in place).
+
+    CSV files and SQLite keep timestamps as text; the schema's ``timestamp`` type (and a time
+    split) need real datetimes, the same as a Parquet file or the simulator gives.
+    """
+    import pandas as pd
+
+    for i in range(df.shape[1]):
+        s = df.iloc[:, i]
+        if s.dtype != object:
+            continue
+        values = s.dropna()
+        if values.empty or not all(isinstance(v, str) and _ISO_TIMESTAMP.match(v) for v in values):
+            continue
+        try:
+            df.isetitem(i, pd.to_datetime(s, format="ISO8601"))
+        except ValueError:  # e.g. 2026-13-45: leave the text for validate to report
+            continue
+    return df

@@ -63,4 +63,8 @@ def _read_one(path: Path) -> pd.DataFrame:
         raise EdgeopsError(f"{path} could not be read: {exc}", fix="check the file") from exc
     if df.empty:
         raise EdgeopsError(f"{path} has a header but no rows", fix="export the data with its rows")
+    if path.suffix.lower() == ".csv":
+        from edgeops.sources import parse_timestamps
+
+        df = parse_timestamps(df)
     return df

@@ -41,7 +41,7 @@ def read_sql(url: str | None, query: str | None = None, table: str | None = None
     safe_url = _redact(url)
     try:
         engine = sa.create_engine(url)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError, ValueError) as exc:
         raise EdgeopsError(
             f"cannot use database URL {safe_url}: {exc}",
             fix="use a SQLAlchemy URL such as sqlite:///path/plant.db and install its driver",
@@ -71,9 +71,13 @@ def read_sql(url: str | None, query: str | None = None, table: str | None = None
         engine.dispose()
     if df.empty:
         raise EdgeopsError(f"the query against {safe_url} returned no rows", fix="check the query")
-    return df
+    from edgeops.sources import parse_timestamps
+
+    return parse_timestamps(df)
 
 
 def _redact(url: str) -> str:
-    """Hide the password of a URL in messages."""
-    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
+    """Hide the password of a URL in messages (up to the last '@': a password may hold one)."""
+    if "://" not in url:  # too malformed to parse: show nothing before the '@'
+        return re.sub(r"^.*@", "***@", url)
+    return re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)

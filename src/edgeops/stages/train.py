@@ -83,10 +83,55 @@ def train(df: pd.DataFrame, schema: Schema, cfg: dict[str, Any]) -> Pipeline:
         pipe.fit(X, y)
     except ValueError as exc:
         raise EdgeopsError(f"training failed: {exc}", fix="check train.* in params.yaml") from exc
+    snap_to_float32(pipe)
     # a served model answers one row at a time: joblib's thread pool only adds latency there
     if "n_jobs" in pipe.named_steps["clf"].get_params():
         pipe.named_steps["clf"].set_params(n_jobs=1)
     return pipe
+
+
+def walk_estimators(est: Any) -> list[Any]:
+    """Every estimator inside a (fitted) Pipeline / ColumnTransformer, depth first."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(est, Pipeline):
+        return [e for _, step in est.steps for e in walk_estimators(step)]
+    if isinstance(est, ColumnTransformer):
+        found = [est]
+        for _, trans, _cols in getattr(est, "transformers_", est.transformers):
+            if not isinstance(trans, str):
+                found += walk_estimators(trans)
+        return found
+    return [est]
+
+
+def snap_to_float32(pipe: Pipeline) -> None:
+    """Make the fitted pipeline compute exactly what its float32 ONNX export computes.
+
+    The device feeds float32 values and ONNX stores thresholds and fill values as float32. A
+    HistGradientBoosting split threshold is a float64 midpoint between two float32 values, and
+    rounding it to float32 can land on one of them: that row then takes the other branch on the
+    device. For float32 inputs ``x <= t`` is the same test as ``x <= t32`` where ``t32`` is the
+    largest float32 not above ``t``, so snapping thresholds down changes no scikit-learn prediction
+    and makes the export exact. Imputation fill values are rounded to float32 likewise.
+    """
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+
+    for est in walk_estimators(pipe):
+        if isinstance(est, SimpleImputer) and est.statistics_.dtype.kind == "f":
+            est.statistics_ = est.statistics_.astype(np.float32).astype(np.float64)
+    clf = pipe.steps[-1][1]
+    if isinstance(clf, HistGradientBoostingClassifier):
+        for predictors in clf._predictors:
+            for predictor in predictors:
+                t = predictor.nodes["num_threshold"]
+                t32 = t.astype(np.float32)
+                above = t32.astype(np.float64) > t
+                t32[above] = np.nextafter(t32[above], np.float32(-np.inf))
+                predictor.nodes["num_threshold"] = t32.astype(np.float64)
 
 
 def main() -> None:

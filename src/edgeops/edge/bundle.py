@@ -1,0 +1,244 @@
+"""Bundle verification, as the device does it: signature, hashes, runtime, golden examples.
+
+A bundle is a directory (or an archive of one) holding ``model.onnx``, ``manifest.json`` and
+``manifest.sig`` (base64 ed25519 signature over the exact bytes of ``manifest.json``). Nothing in
+a bundle is trusted or loaded before the signature and every file hash check out.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeops.edge.inference import InputSpec, OnnxModel, columns_to_feeds
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"
+MODEL = "model.onnx"
+
+
+class BundleError(Exception):
+    """A bundle that must not be loaded. ``code`` is stable (CLI exit code, agent error code)."""
+
+    MISSING_FILE = 10
+    MISSING_SIGNATURE = 11
+    WRONG_KEY = 12
+    BAD_SIGNATURE = 13
+    UNSUPPORTED_FORMAT = 14
+    HASH_MISMATCH = 15
+    RUNTIME_TOO_OLD = 16
+    GOLDEN_FAILED = 17
+    BAD_KEY = 18
+
+    NAMES = {
+        10: "missing_file", 11: "missing_signature", 12: "wrong_key", 13: "bad_signature",
+        14: "unsupported_format", 15: "hash_mismatch", 16: "runtime_too_old",
+        17: "golden_check_failed", 18: "bad_public_key",
+    }  # fmt: skip
+
+    def __init__(self, code: int, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.fix = code, message, fix
+
+    @property
+    def name(self) -> str:
+        return self.NAMES.get(self.code, "invalid_bundle")
+
+    def __str__(self) -> str:
+        return self.message if not self.fix else f"{self.message}\n  fix: {self.fix}"
+
+
+def load_public_key(path: str | Path):  # -> Ed25519PublicKey
+    """Read a PEM ed25519 public key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    path = Path(path)
+    if not path.is_file():
+        raise BundleError(
+            BundleError.BAD_KEY,
+            f"public key {path} not found",
+            "pass the signing.pub made by `edgeops keys init`",
+        )
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (ValueError, TypeError) as exc:
+        raise BundleError(BundleError.BAD_KEY, f"{path} is not a PEM public key: {exc}") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise BundleError(BundleError.BAD_KEY, f"{path} is not an ed25519 public key")
+    return key
+
+
+def key_id(public_key: Any) -> str:
+    """A short, stable id of a public key: ``ed25519:`` + 16 hex digits of its sha256."""
+    from cryptography.hazmat.primitives import serialization
+
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return "ed25519:" + hashlib.sha256(raw).hexdigest()[:16]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class VerifiedBundle:
+    """A bundle whose signature, hashes and golden examples checked out; ``model`` is loaded."""
+
+    path: Path
+    manifest: dict[str, Any]
+    model: OnnxModel
+    golden_max_abs_diff: float
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["model"]["version"])
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    parts = []
+    for p in v.split(".")[:3]:
+        digits = "".join(ch for ch in p if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def verify_bundle(path: str | Path, public_key: Any, threads: int = 1) -> VerifiedBundle:
+    """Check a bundle directory completely and return it loaded; raise :class:`BundleError`.
+
+    Order: files present -> manifest parses and its format is supported -> the signature is by
+    this key and matches -> every file's sha256 -> onnxruntime is new enough -> the model loads
+    and reproduces every golden example.
+    """
+    path = Path(path)
+    manifest_path, sig_path = path / MANIFEST, path / SIGNATURE
+    if not path.is_dir():
+        raise BundleError(BundleError.MISSING_FILE, f"bundle directory {path} not found")
+    if not manifest_path.is_file():
+        raise BundleError(
+            BundleError.MISSING_FILE,
+            f"{manifest_path} is missing",
+            "rebuild the bundle (dvc repro)",
+        )
+    if not sig_path.is_file():
+        raise BundleError(
+            BundleError.MISSING_SIGNATURE, f"{sig_path} is missing: the bundle is unsigned",
+            "sign it: the bundle stage signs with the key from `edgeops keys init`",
+        )  # fmt: skip
+    raw = manifest_path.read_bytes()
+    try:
+        manifest = json.loads(raw)
+        fmt = int(manifest.get("format_version", 0))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise BundleError(
+            BundleError.BAD_SIGNATURE, f"{manifest_path} is not a valid manifest: {exc}"
+        ) from exc
+    if fmt > FORMAT_VERSION or fmt < 1:
+        raise BundleError(
+            BundleError.UNSUPPORTED_FORMAT,
+            f"bundle format version {fmt} is not supported by this agent (it reads version {FORMAT_VERSION})",
+            "upgrade edgeops on the device, or build the bundle with this edgeops version",
+        )
+
+    from cryptography.exceptions import InvalidSignature
+
+    expected_id = key_id(public_key)
+    signed_id = manifest.get("signing_key_id")
+    try:
+        signature = base64.b64decode(sig_path.read_bytes().strip(), validate=True)
+        public_key.verify(signature, raw)
+    except (InvalidSignature, ValueError) as exc:
+        if signed_id and signed_id != expected_id:
+            raise BundleError(
+                BundleError.WRONG_KEY,
+                f"the bundle was signed by key {signed_id}, not by the trusted key {expected_id}",
+                "deploy with the public key that matches the signing key, or re-sign the bundle",
+            ) from exc
+        raise BundleError(
+            BundleError.BAD_SIGNATURE,
+            "the signature does not match manifest.json: the manifest was changed after signing "
+            "(or the signature file is damaged)",
+            "rebuild and re-sign the bundle; never edit a signed manifest",
+        ) from exc
+
+    files = manifest.get("files") or {}
+    if MODEL not in files:
+        raise BundleError(BundleError.MISSING_FILE, f"the manifest lists no {MODEL}")
+    for name, meta in sorted(files.items()):
+        fpath = path / name
+        if "/" in name or name.startswith("."):
+            raise BundleError(
+                BundleError.HASH_MISMATCH, f"the manifest names an unsafe path {name!r}"
+            )
+        if not fpath.is_file():
+            raise BundleError(
+                BundleError.MISSING_FILE, f"{fpath} is listed in the manifest but missing"
+            )
+        actual = sha256_file(fpath)
+        if actual != meta.get("sha256"):
+            raise BundleError(
+                BundleError.HASH_MISMATCH,
+                f"{name} does not match its sha256 in the signed manifest (the file was altered)",
+                "rebuild the bundle; do not edit its files",
+            )
+
+    import onnxruntime as ort
+
+    need = (manifest.get("runtime") or {}).get("min_onnxruntime", "0")
+    if _version_tuple(ort.__version__) < _version_tuple(need):
+        raise BundleError(
+            BundleError.RUNTIME_TOO_OLD,
+            f"the bundle needs onnxruntime >= {need}, this device has {ort.__version__}",
+            "upgrade onnxruntime on the device",
+        )
+
+    inputs = [InputSpec.from_manifest(d) for d in manifest["inputs"]]
+    try:
+        model = OnnxModel(str(path / MODEL), inputs, manifest["classes"], threads=threads)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise BundleError(BundleError.GOLDEN_FAILED, f"the model does not load: {exc}") from exc
+    diff = check_golden(model, manifest)
+    return VerifiedBundle(path=path, manifest=manifest, model=model, golden_max_abs_diff=diff)
+
+
+def check_golden(model: OnnxModel, manifest: dict[str, Any]) -> float:
+    """Re-run the manifest's golden examples; return max |Δp| or raise GOLDEN_FAILED."""
+    golden = manifest.get("golden") or {}
+    examples = golden.get("examples") or []
+    if not examples:
+        raise BundleError(BundleError.GOLDEN_FAILED, "the manifest has no golden examples to check")
+    tol = float(golden.get("tolerance", 1e-5))
+    columns = {s.name: [ex["inputs"].get(s.name) for ex in examples] for s in model.inputs}
+    try:
+        labels, proba = model.predict_feeds(columns_to_feeds(columns, model.inputs))
+    except Exception as exc:
+        raise BundleError(
+            BundleError.GOLDEN_FAILED, f"the model failed on its golden examples: {exc}"
+        ) from exc
+    expected = np.asarray([ex["probabilities"] for ex in examples], dtype=np.float64)
+    if proba.shape != expected.shape:
+        raise BundleError(
+            BundleError.GOLDEN_FAILED,
+            f"golden probabilities have shape {expected.shape}, the model gives {proba.shape}",
+        )
+    diff = float(np.abs(proba - expected).max())
+    wrong = [i for i, ex in enumerate(examples) if str(ex["label"]) != str(labels[i])]
+    if diff > tol or wrong:
+        raise BundleError(
+            BundleError.GOLDEN_FAILED,
+            f"the model does not reproduce its golden examples (max |Δp| {diff:.2e}, tolerance "
+            f"{tol:.0e}; {len(wrong)} label(s) differ)",
+            "the model file or the runtime differs from what was exported; rebuild the bundle",
+        )
+    return diff

@@ -1,0 +1,114 @@
+"""Running a bundle's ONNX model: rows of raw features in, labels and probabilities out.
+
+The model has one input per raw feature column, shape ``[None, 1]``: ``float32`` for numeric
+columns (``NaN`` = missing), ``string`` for categorical ones (``""`` = missing). Outputs are the
+label and a plain probability tensor (no ZipMap).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+FLOAT = "float32"
+STRING = "string"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input = one raw feature column."""
+
+    name: str
+    dtype: str  # "float32" | "string"
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_manifest(cls, d: Mapping[str, Any]) -> InputSpec:
+        cats = d.get("categories")
+        return cls(
+            name=d["name"],
+            dtype=d["dtype"],
+            nullable=bool(d.get("nullable", False)),
+            min=d.get("min"),
+            max=d.get("max"),
+            categories=tuple(cats) if cats is not None else None,
+        )
+
+    def to_manifest(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "shape": [None, 1]}
+        out["nullable"] = self.nullable
+        if self.dtype == FLOAT:
+            out["min"], out["max"] = self.min, self.max
+        else:
+            out["categories"] = list(self.categories or ())
+        return out
+
+
+def columns_to_feeds(
+    columns: Mapping[str, Sequence[Any]], inputs: Sequence[InputSpec]
+) -> dict[str, np.ndarray]:
+    """Column values -> ONNX feeds: float32 / object arrays of shape [n, 1].
+
+    Missing numerics (None) become NaN; missing categories (None) become "".
+    """
+    feeds: dict[str, np.ndarray] = {}
+    for spec in inputs:
+        values = columns[spec.name]
+        if spec.dtype == FLOAT:
+            arr = np.asarray([np.nan if v is None else v for v in values], dtype=np.float32)
+        else:
+            arr = np.asarray(["" if v is None else str(v) for v in values], dtype=object)
+        feeds[spec.name] = arr.reshape(-1, 1)
+    return feeds
+
+
+def rows_to_columns(
+    rows: Sequence[Mapping[str, Any]], inputs: Sequence[InputSpec]
+) -> dict[str, list[Any]]:
+    """Row dicts -> column lists (the caller has validated the rows)."""
+    return {spec.name: [row.get(spec.name) for row in rows] for spec in inputs}
+
+
+def make_session(model: bytes | str, threads: int = 1) -> Any:
+    """An onnxruntime session on the CPU; ``threads=1`` is best for many small requests."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+
+class OnnxModel:
+    """A loaded model: ``predict(columns)`` returns ``(labels, probabilities)``."""
+
+    def __init__(self, model: bytes | str, inputs: Sequence[InputSpec], classes: Sequence[Any],
+                 threads: int = 1) -> None:  # fmt: skip
+        self.session = make_session(model, threads=threads)
+        self.inputs = list(inputs)
+        self.classes = list(classes)
+        names = [o.name for o in self.session.get_outputs()]
+        self._label_out, self._proba_out = names[0], names[1]
+        expected = {s.name for s in self.inputs}
+        actual = {i.name for i in self.session.get_inputs()}
+        if expected != actual:
+            raise ValueError(
+                f"model inputs {sorted(actual)} do not match the manifest {sorted(expected)}"
+            )
+
+    def predict_feeds(self, feeds: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        label, proba = self.session.run([self._label_out, self._proba_out], dict(feeds))
+        return np.asarray(label).reshape(-1), np.asarray(proba, dtype=np.float64)
+
+    def predict(self, columns: Mapping[str, Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
+        return self.predict_feeds(columns_to_feeds(columns, self.inputs))

@@ -1,0 +1,206 @@
+"""`dvc repro` in a fresh copy of the repository: the whole training pipeline, for real.
+
+One module-scoped copy runs the demo pipeline once; the tests then change params, sources and
+data the way a user would and check what DVC re-runs and what ends up on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import BIN, copy_repo, tool_env
+
+pytestmark = pytest.mark.integration
+
+DVC = str(BIN / "dvc")
+EDGEOPS = str(BIN / "edgeops")
+
+
+def sh(args: list[str], cwd: Path, check: bool = True):
+    import subprocess
+
+    proc = subprocess.run(
+        args, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=900
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def set_params(repo: Path, **changes) -> None:
+    """Change params.yaml: keys are dotted paths."""
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        node = params
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def ran_stages(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+@pytest.fixture(scope="module")
+def demo_repo(tmp_path_factory) -> Path:
+    repo = copy_repo(tmp_path_factory.mktemp("demo"))
+    set_params(repo, **{"ingest.simulator.rows": 6000})
+    sh(["git", "commit", "-qam", "smaller demo for tests"], repo)
+    first = sh([DVC, "repro"], repo)
+    assert ran_stages(first.stdout) == [
+        "ingest", "validate", "split", "train", "evaluate", "export", "bundle"
+    ]  # fmt: skip
+    return repo
+
+
+def test_repro_leaves_model_metrics_and_validation_summary(demo_repo: Path) -> None:
+    assert (demo_repo / "models/model.joblib").stat().st_size > 0
+    metrics = json.loads((demo_repo / "reports/metrics.json").read_text())
+    for key in ("roc_auc", "pr_auc", "f1", "balanced_accuracy"):
+        assert (
+            0.5 < metrics[key] <= 1.0
+            if key in ("roc_auc", "balanced_accuracy")
+            else 0 <= metrics[key] <= 1
+        )
+    assert metrics["roc_auc"] > 0.85  # the simulator's failure mechanisms are learnable
+    summary = json.loads((demo_repo / "reports/validation/summary.json").read_text())
+    assert summary["success"] is True and summary["failures"] == []
+    assert (demo_repo / "reports/validation/data_docs/index.html").is_file()
+    for plot in ("confusion", "roc", "pr"):
+        assert (demo_repo / f"reports/plots/{plot}.csv").is_file()
+
+
+def test_repro_produces_a_bundle_that_verifies_with_exact_parity(demo_repo: Path) -> None:
+    import os
+
+    export = json.loads((demo_repo / "reports/export.json").read_text())
+    for key in ("parity_test", "parity_edge_cases"):
+        assert export[key]["max_abs_diff"] <= 1e-5 and export[key]["label_agreement"] == 1.0
+    assert export["latency"]["speedup_1_row"] > 1.0
+    pub = Path(os.environ["EDGEOPS_KEY_DIR"]) / "signing.pub"
+    out = sh([EDGEOPS, "bundle", "verify", "models/bundle", "--public-key", str(pub)], demo_repo)
+    assert out.stdout.startswith("ok: plant-failure")
+
+
+def test_second_repro_has_nothing_to_do(demo_repo: Path) -> None:
+    out = sh([DVC, "repro"], demo_repo).stdout
+    assert ran_stages(out) == []
+    assert "Data and pipelines are up to date" in out
+
+
+def test_changing_train_params_reruns_only_train_and_what_follows(demo_repo: Path) -> None:
+    set_params(demo_repo, **{"train.hist_gradient_boosting.max_iter": 50})
+    out = sh([DVC, "repro"], demo_repo).stdout
+    assert ran_stages(out) == ["train", "evaluate", "export", "bundle"]
+    sh(["git", "checkout", "params.yaml"], demo_repo)
+    sh([DVC, "repro"], demo_repo)  # back to the committed params (from the run cache)
+
+
+def test_experiment_with_another_model_and_metrics_show(demo_repo: Path) -> None:
+    sh(["git", "add", "dvc.lock"], demo_repo)
+    sh(["git", "commit", "-qm", "lock"], demo_repo)
+    out = sh([DVC, "exp", "run", "--temp", "-S", "train.model=random_forest"], demo_repo)
+    assert "Ran experiment" in out.stdout + out.stderr
+    shown = sh([DVC, "exp", "show", "--json"], demo_repo).stdout
+    assert "random_forest" in shown
+    metrics = sh([DVC, "metrics", "show"], demo_repo).stdout
+    assert "roc_auc" in metrics and "reports/metrics.json" in metrics
+
+
+def penguins_csv() -> Path:
+    """The Palmer penguins table (a dataset we did not design): numeric and text columns,
+    missing values, three species as the target."""
+    import palmerpenguins
+
+    return Path(palmerpenguins.__file__).parent / "data" / "penguins.csv"
+
+
+def test_csv_and_sql_sources_give_the_same_metrics(tmp_path_factory) -> None:
+    import pandas as pd
+
+    repo = copy_repo(tmp_path_factory.mktemp("penguins"))
+    csv_path = repo / "data/external/penguins.csv"
+    shutil.copy(penguins_csv(), csv_path)
+
+    # a person asks for a schema proposal, reviews it, and puts it in params.yaml
+    proposal = sh([EDGEOPS, "schema", "infer", str(csv_path), "--target", "species"], repo).stdout
+    schema = yaml.safe_load(proposal)
+    assert {c["name"] for c in schema["columns"]} >= {"island", "sex", "bill_length_mm"}
+    set_params(
+        repo,
+        **{
+            "ingest.source": "csv",
+            "ingest.csv.path": "data/external/penguins.csv",
+            "validate.schema": schema,
+            "split.test_size": 0.3,
+        },
+    )
+    sh([DVC, "repro"], repo)
+    csv_metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert set(csv_metrics["per_class"]) == {"Adelie", "Chinstrap", "Gentoo"}
+    assert csv_metrics["balanced_accuracy"] > 0.9
+
+    # the same rows in an SQLite table, through the sql source
+    db = repo / "data/external/penguins.db"
+    with sqlite3.connect(db) as conn:
+        pd.read_csv(csv_path).to_sql("penguins", conn, index=False)
+    csv_path.unlink()  # the csv folder no longer matters
+    set_params(
+        repo,
+        **{
+            "ingest.source": "sql",
+            "ingest.sql.url": "sqlite:///data/external/penguins.db",
+            "ingest.sql.table": "penguins",
+        },
+    )
+    out = sh([DVC, "repro"], repo).stdout
+    assert "ingest" in ran_stages(out)
+    sql_metrics = json.loads((repo / "reports/metrics.json").read_text())
+    for key in ("roc_auc", "pr_auc", "f1", "balanced_accuracy", "accuracy", "per_class"):
+        assert sql_metrics[key] == csv_metrics[key], key
+
+
+@pytest.mark.parametrize(
+    ("damage", "column", "count"),
+    [
+        ("out_of_range", "torque_nm", 7),
+        ("missing_column", "vibration_mm_s", None),
+        ("unknown_category", "machine_type", 5),
+    ],
+)
+def test_bad_data_stops_at_validate_and_writes_no_model(
+    tmp_path_factory, damage: str, column: str, count: int | None
+) -> None:
+
+    from edgeops.sources.simulator import simulate
+
+    repo = copy_repo(tmp_path_factory.mktemp(damage))
+    df = simulate(rows=3000, seed=7)
+    if damage == "out_of_range":
+        df.loc[df.index[:count], "torque_nm"] = 999.0
+    elif damage == "missing_column":
+        df = df.drop(columns=[column])
+    else:
+        df.loc[df.index[:count], "machine_type"] = "XL"
+    df.to_csv(repo / "data/external/plant.csv", index=False)
+    set_params(repo, **{"ingest.source": "csv", "ingest.csv.path": "data/external/plant.csv"})
+
+    proc = sh([DVC, "repro"], repo, check=False)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "failed to reproduce 'validate'" in output
+    assert column in output
+    if count is not None:
+        assert f"{count:,} of 3,000 rows" in output
+    assert "Traceback" not in output
+    assert not (repo / "models/model.joblib").exists()
+    assert not (repo / "data/prepared/train.parquet").exists()

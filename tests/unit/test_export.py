@@ -1,0 +1,125 @@
+"""Export: parity between scikit-learn and onnxruntime for every model type, and refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from edgeops.errors import EdgeopsError
+from edgeops.schema import infer_schema, schema_from_dict
+from edgeops.stages.export import check_convertible, convert, edge_cases, export
+from edgeops.stages.split import split
+from edgeops.stages.train import MODELS, train
+
+REPO = Path(__file__).resolve().parents[2]
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+EXPORT_CFG = {**PARAMS["export"], "latency_repeats": 0}
+
+
+def penguins() -> tuple[pd.DataFrame, object]:
+    import palmerpenguins
+
+    df = pd.read_csv(Path(palmerpenguins.__file__).parent / "data" / "penguins.csv")
+    return df, infer_schema(df, target="species")
+
+
+@pytest.fixture(scope="module")
+def binary_data():
+    from edgeops.sources.simulator import simulate
+
+    schema = schema_from_dict(PARAMS["validate"]["schema"])
+    train_df, test_df = split(simulate(rows=4000, seed=3), schema, 0.25, 0)
+    return schema, train_df, test_df
+
+
+@pytest.fixture(scope="module")
+def multiclass_data():
+    df, schema = penguins()
+    train_df, test_df = split(df, schema, 0.3, 0)
+    return schema, train_df, test_df
+
+
+def small(model: str) -> dict:
+    cfg = {**PARAMS["train"], "model": model}
+    cfg["hist_gradient_boosting"] = {**cfg["hist_gradient_boosting"], "max_iter": 40}
+    cfg["random_forest"] = {**cfg["random_forest"], "n_estimators": 30}
+    return cfg
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_onnx_matches_sklearn(model: str, task: str, binary_data, multiclass_data) -> None:
+    schema, train_df, test_df = binary_data if task == "binary" else multiclass_data
+    pipe = train(train_df, schema, small(model))
+    onnx_bytes, report = export(pipe, schema, test_df, EXPORT_CFG)
+    assert onnx_bytes[:2] == b"\x08\x0a" or len(onnx_bytes) > 100
+    for key in ("parity_test", "parity_edge_cases"):
+        assert report[key]["max_abs_diff"] <= 1e-5, (key, report[key])
+        assert report[key]["label_agreement"] == 1.0, (key, report[key])
+    assert report["parity_test"]["rows"] == len(test_df)
+    assert report["parity_ok"] is True
+
+
+def test_edge_cases_probe_limits_missing_and_unseen(binary_data) -> None:
+    schema, _, test_df = binary_data
+    X = edge_cases(schema, test_df)
+    assert (X["torque_nm"] == np.float32(100.0)).any() and (X["torque_nm"] == 0.0).any()
+    assert X["vibration_mm_s"].isna().any()  # nullable in the schema
+    assert not X["torque_nm"].isna().any()  # not nullable
+    assert set(X["machine_type"]) >= {"L", "M", "H", "__edgeops_unseen__"}
+
+
+def test_hgb_with_native_categorical_splits_is_refused(multiclass_data) -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    from edgeops.features import feature_frame, target_series
+
+    schema, train_df, _ = multiclass_data
+    cats, nums = schema.categorical_features, schema.numeric_features
+    pre = ColumnTransformer([("cat", OrdinalEncoder(), cats), ("num", "passthrough", nums)])
+    clf = HistGradientBoostingClassifier(categorical_features=list(range(len(cats))), max_iter=10)
+    pipe = Pipeline([("pre", pre), ("clf", clf)]).fit(
+        feature_frame(train_df, schema), target_series(train_df, schema)
+    )
+    with pytest.raises(EdgeopsError) as err:
+        convert(pipe, schema)
+    assert "native categorical" in str(err.value)
+    assert "categorical_features=None" in str(err.value)  # the fix
+
+
+def test_scaler_in_front_of_a_tree_model_is_refused(binary_data) -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from edgeops.features import feature_frame, target_series
+
+    schema, train_df, _ = binary_data
+    num = Pipeline([("scale", StandardScaler())])
+    pre = ColumnTransformer(
+        [("num", num, schema.numeric_features),
+         ("cat", OneHotEncoder(handle_unknown="ignore"), schema.categorical_features)]
+    )  # fmt: skip
+    pipe = Pipeline([("pre", pre), ("clf", RandomForestClassifier(n_estimators=5))])
+    X = feature_frame(train_df, schema).fillna(0)
+    pipe.fit(X, target_series(train_df, schema))
+    with pytest.raises(EdgeopsError) as err:
+        check_convertible(pipe)
+    assert "StandardScaler" in str(err.value) and "remove the scaler" in str(err.value)
+
+
+def test_parity_failure_fails_the_export(binary_data) -> None:
+    schema, train_df, test_df = binary_data
+    pipe = train(train_df, schema, small("logistic_regression"))
+    with pytest.raises(EdgeopsError, match="disagrees with scikit-learn"):
+        export(
+            pipe, schema, test_df, {**EXPORT_CFG, "max_abs_diff": 0.0, "min_label_agreement": 1.0}
+        )
