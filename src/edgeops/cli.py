@@ -37,6 +37,10 @@ bundle_app = typer.Typer(
     help="Inspect and verify model bundles.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(bundle_app, name="bundle")
+edge_app = typer.Typer(
+    help="The edge agent (runs on the device).", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(edge_app, name="edge")
 
 
 @contextmanager
@@ -208,6 +212,60 @@ def bundle_verify(
         f"{len(m['files'])} file(s) match; {len(m['golden']['examples'])} golden examples "
         f"reproduced (max |Δp| {bundle.golden_max_abs_diff:.1e})"
     )
+
+
+@command(edge_app, "serve")
+def edge_serve(
+    state_dir: Annotated[
+        Path | None,
+        typer.Option("--state-dir", help="Versions, state and the inference log live here."),
+    ] = None,
+    public_key: Annotated[
+        Path | None, typer.Option("--public-key", help="The trusted signing.pub.")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8710].")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML file with any AgentConfig setting.")
+    ] = None,
+    deploy_token_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the deploy token [default: $EDGEOPS_DEPLOY_TOKEN]."),
+    ] = None,
+    predict_token_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the predict token [default: $EDGEOPS_PREDICT_TOKEN]."),
+    ] = None,
+    no_predict_auth: Annotated[
+        bool,
+        typer.Option(
+            "--no-predict-auth", help="Serve /v1/predict without a token (trusted network only)."
+        ),
+    ] = False,
+) -> None:
+    """Run the edge agent: verify, switch, serve, log, roll back (onnxruntime only).
+
+    Example: EDGEOPS_DEPLOY_TOKEN=... EDGEOPS_PREDICT_TOKEN=... edgeops edge serve
+    --state-dir /var/lib/edgeops --public-key /etc/edgeops/signing.pub
+    """
+    from edgeops.edge.config import ConfigError, load_config, read_token
+
+    try:
+        cfg = load_config(
+            config, state_dir=state_dir, public_key=public_key, host=host, port=port,
+            predict_auth=False if no_predict_auth else None,
+        )  # fmt: skip
+        cfg.deploy_token = read_token(deploy_token_file, "EDGEOPS_DEPLOY_TOKEN") or cfg.deploy_token
+        cfg.predict_token = (
+            read_token(predict_token_file, "EDGEOPS_PREDICT_TOKEN") or cfg.predict_token
+        )
+        cfg.validate()
+    except ConfigError as exc:
+        raise EdgeopsError(str(exc), fix="see `edgeops edge serve --help`") from None
+    from edgeops.edge.agent import serve
+
+    typer.echo(f"edgeops agent on http://{cfg.host}:{cfg.port} (state {cfg.state_dir})", err=True)
+    serve(cfg)
 
 
 def main() -> None:

@@ -1,0 +1,111 @@
+"""The agent's configuration: a YAML/JSON file, command-line flags, and tokens from files or env.
+
+Tokens are never defaulted: the deploy token must be given (``--deploy-token-file`` or
+``EDGEOPS_DEPLOY_TOKEN``); the predict token likewise, unless predict auth is switched off for a
+trusted network (``predict_auth: false``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A configuration a person must fix before the agent can start."""
+
+
+@dataclass
+class AgentConfig:
+    state_dir: Path
+    public_key: Path
+    deploy_token: str = ""
+    predict_token: str = ""
+    predict_auth: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8710
+    # request limits
+    max_body_bytes: int = 1 << 20  # predict / feedback bodies
+    max_rows: int = 1000
+    max_bundle_bytes: int = 256 << 20
+    body_timeout_seconds: float = 30.0
+    unknown_categories: str = "reject"  # reject (422) | accept (encoded as "unseen")
+    # versions and probation
+    keep_versions: int = 5
+    probation_requests: int = 200
+    probation_seconds: float = 300.0
+    probation_max_error_rate: float = 0.2
+    probation_min_requests: int = 10
+    # inference log
+    log_retention_days: float = 30.0
+    log_max_rows: int = 2_000_000
+    log_purge_interval_seconds: float = 60.0
+    log_drop_fields: list[str] = field(default_factory=list)
+    log_hash_fields: list[str] = field(default_factory=list)
+    log_hash_salt: str = ""
+    threads: int = 1  # onnxruntime intra-op threads; 1 is best for many small requests
+
+    def validate(self) -> AgentConfig:
+        if not self.deploy_token:
+            raise ConfigError(
+                "no deploy token: set EDGEOPS_DEPLOY_TOKEN or pass --deploy-token-file "
+                "(there is no default secret)"
+            )
+        if self.predict_auth and not self.predict_token:
+            raise ConfigError(
+                "no predict token: set EDGEOPS_PREDICT_TOKEN or pass --predict-token-file, or "
+                "switch predict auth off on a trusted network (--no-predict-auth)"
+            )
+        if self.predict_auth and self.predict_token == self.deploy_token:
+            raise ConfigError("the predict token must differ from the deploy token")
+        if self.unknown_categories not in ("reject", "accept"):
+            raise ConfigError("unknown_categories must be 'reject' or 'accept'")
+        if not Path(self.public_key).is_file():
+            raise ConfigError(
+                f"public key {self.public_key} not found (the signing.pub from `edgeops keys init`)"
+            )
+        return self
+
+
+def read_token(path: str | Path | None, env: str) -> str:
+    """A token from a file (first line) or, failing that, an environment variable."""
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"token file {p} not found")
+        token = p.read_text().strip().splitlines()[0].strip() if p.read_text().strip() else ""
+        if not token:
+            raise ConfigError(f"token file {p} is empty")
+        return token
+    return os.environ.get(env, "").strip()
+
+
+def load_config(path: str | Path | None, **overrides: Any) -> AgentConfig:
+    """Merge a config file (YAML or JSON) with explicit overrides (None = not given)."""
+    data: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found")
+        text = p.read_text()
+        try:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        except ImportError:  # pragma: no cover - pyyaml is a base dependency
+            data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p} must hold a mapping of settings")
+    known = {f.name for f in fields(AgentConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown settings in {path}: {unknown}; known: {sorted(known)}")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    for key in ("state_dir", "public_key"):
+        if not data.get(key):
+            raise ConfigError(f"{key} is required (--{key.replace('_', '-')})")
+        data[key] = Path(data[key]).expanduser()
+    return AgentConfig(**data)
