@@ -18,7 +18,13 @@ RUN := $(VENV)/bin
 # DVC stages run `python -m edgeops.stages...`: that python must be the project's
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv keys demo test lint format bench-export clean
+.PHONY: help venv keys demo agent agent-stop test lint format bench-export bench-agent clean
+
+KEY_DIR := $(or $(EDGEOPS_KEY_DIR),$(HOME)/.config/edgeops/keys)
+AGENT_STATE := data/agent
+AGENT_PORT := 8710
+# the demo agent's tokens: random, created once, kept beside the signing key (outside the repo)
+DEMO_TOKENS := EDGEOPS_DEMO_DEPLOY_TOKEN="$$(cat $(KEY_DIR)/demo-deploy.token)" 
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n",$$1,$$2}'
@@ -34,19 +40,49 @@ venv: $(VENV)/.synced ## create .venv with edgeops, the [pipeline] extra and the
 keys: venv ## create the bundle signing key pair if there is none ($$EDGEOPS_KEY_DIR or ~/.config/edgeops/keys)
 	@$(RUN)/edgeops keys init --if-missing
 
-demo: venv keys ## install, then run the whole pipeline on the built-in demo plant data
+demo: venv keys ## install, run the pipeline on the demo plant data, deploy it to a local agent
 	$(RUN)/dvc repro
 	@echo
 	$(RUN)/dvc metrics show
 	@echo
-	$(RUN)/edgeops bundle verify models/bundle --public-key "$${EDGEOPS_KEY_DIR:-$$HOME/.config/edgeops/keys}/signing.pub"
+	$(RUN)/edgeops bundle verify models/bundle --public-key "$(KEY_DIR)/signing.pub"
+	@$(MAKE) --no-print-directory agent
+	$(DEMO_TOKENS) $(RUN)/edgeops deploy --all --reason demo
+	@echo
+	$(DEMO_TOKENS) $(RUN)/edgeops status
+	@echo
+	$(DEMO_TOKENS) $(RUN)/edgeops predict --target demo-local
 	@echo
 	@echo "model:       models/model.joblib (scikit-learn), models/model.onnx, signed bundle in models/bundle/"
-	@echo "metrics:     reports/metrics.json, reports/export.json   (dvc metrics show; plots: dvc plots show)"
+	@echo "metrics:     reports/metrics.json, reports/export.json, reports/gate.json (dvc metrics show)"
 	@echo "validation:  reports/validation/summary.json, reports/validation/data_docs/index.html"
+	@echo "agent:       http://127.0.0.1:$(AGENT_PORT)/docs (state in $(AGENT_STATE)/, stop: make agent-stop)"
+	@echo "registry:    deploy/registry.json, audit log: deploy/audit.jsonl"
+
+agent: venv keys ## start the demo edge agent on 127.0.0.1:8710 in the background
+	@mkdir -p $(AGENT_STATE)
+	@for t in deploy predict; do f="$(KEY_DIR)/demo-$$t.token"; [ -s "$$f" ] || \
+		(umask 077; $(RUN)/python -c "import secrets; print(secrets.token_hex(32))" > "$$f"); done
+	@if curl -sf http://127.0.0.1:$(AGENT_PORT)/healthz >/dev/null 2>&1; then \
+		echo "agent already running on 127.0.0.1:$(AGENT_PORT)"; \
+	else \
+		nohup $(RUN)/edgeops edge serve --state-dir $(AGENT_STATE) --public-key "$(KEY_DIR)/signing.pub" \
+			--port $(AGENT_PORT) --deploy-token-file "$(KEY_DIR)/demo-deploy.token" \
+			--predict-token-file "$(KEY_DIR)/demo-predict.token" > $(AGENT_STATE)/agent.log 2>&1 & \
+		echo $$! > $(AGENT_STATE)/agent.pid; \
+		for i in $$(seq 1 100); do curl -sf http://127.0.0.1:$(AGENT_PORT)/healthz >/dev/null 2>&1 && break; sleep 0.1; done; \
+		curl -sf http://127.0.0.1:$(AGENT_PORT)/healthz >/dev/null || { cat $(AGENT_STATE)/agent.log; exit 1; }; \
+		echo "agent started on 127.0.0.1:$(AGENT_PORT) (pid $$(cat $(AGENT_STATE)/agent.pid), log $(AGENT_STATE)/agent.log)"; \
+	fi
+
+agent-stop: ## stop the demo edge agent
+	@if [ -f $(AGENT_STATE)/agent.pid ]; then kill $$(cat $(AGENT_STATE)/agent.pid) 2>/dev/null || true; rm -f $(AGENT_STATE)/agent.pid; echo "agent stopped"; fi
 
 bench-export: venv ## ORT vs scikit-learn latency of the demo model (run make demo first)
 	$(RUN)/python bench/export.py
+
+bench-agent: venv ## agent latency/throughput vs an echo endpoint and scikit-learn serving
+	$(RUN)/python bench/agent.py
 
 test: venv ## run the test suite (unit + integration)
 	$(RUN)/pytest
@@ -59,5 +95,5 @@ format: venv ## apply ruff's formatting and safe fixes
 	$(RUN)/ruff check --fix src tests
 	$(RUN)/ruff format src tests
 
-clean: ## remove the venv and every pipeline output (data, models, reports)
+clean: agent-stop ## remove the venv and every pipeline output (data, models, reports)
 	rm -rf $(VENV) data/raw data/prepared models reports .pytest_cache

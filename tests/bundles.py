@@ -49,12 +49,20 @@ def _sign_and_write(out: Path, key_dir: Path, onnx_bytes: bytes, classes: list[A
 
 
 def make_bundle(out: Path, key_dir: Path, version: str, model: str = "logistic_regression",
-                C: float = 1.0) -> Path:  # fmt: skip
-    """A signed bundle of a real trained plant model, written to ``out``."""
+                C: float = 1.0, shuffle_labels: bool = False) -> Path:  # fmt: skip
+    """A signed bundle of a real trained plant model, written to ``out``.
+
+    ``shuffle_labels`` trains on permuted labels: a model no better than chance (for gate tests).
+    """
     from edgeops.stages.evaluate import evaluate
 
     schema = plant_schema()
     train_df, test_df = plant_split()
+    if shuffle_labels:
+        train_df = train_df.copy()
+        train_df[schema.target] = (
+            train_df[schema.target].sample(frac=1.0, random_state=1).to_numpy()
+        )
     cfg = {**PARAMS["train"], "model": model}
     cfg["logistic_regression"] = {**cfg["logistic_regression"], "C": C}
     cfg["hist_gradient_boosting"] = {**cfg["hist_gradient_boosting"], "max_iter": 30}

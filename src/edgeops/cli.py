@@ -268,6 +268,167 @@ def edge_serve(
     serve(cfg)
 
 
+ParamsOpt = Annotated[Path, typer.Option("--params", help="The params file.")]
+BundleOpt = Annotated[Path, typer.Option("--bundle", help="The bundle directory.")]
+TargetsOpt = Annotated[
+    Path | None, typer.Option("--targets", help="Targets file [default: deploy.targets in params].")
+]
+RegistryOpt = Annotated[
+    Path | None, typer.Option("--registry", help="Registry file [default: deploy.registry].")
+]
+AuditOpt = Annotated[
+    Path | None, typer.Option("--audit-log", help="Audit log [default: deploy.audit_log].")
+]
+PubOpt = Annotated[
+    Path | None,
+    typer.Option("--public-key", help="Trusted signing.pub [default: targets file, then key dir]."),
+]
+
+
+def _ctx(params: Path, targets: Path | None, registry: Path | None, audit: Path | None, public_key: Path | None,
+         test_data: Path | None = None):  # fmt: skip
+    from edgeops.deploy.operations import DeployContext
+
+    return DeployContext.load(params, targets, registry, audit, public_key, test_data)
+
+
+@command(app, "gate")
+def gate_cmd(
+    bundle: BundleOpt = Path("models/bundle"),
+    target: Annotated[
+        list[str] | None,
+        typer.Option("--target", "-t", help="Targets whose champion counts [default: all]."),
+    ] = None,
+    test_data: Annotated[
+        Path | None, typer.Option(help="Test split [default: deploy.test_data].")
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    targets: TargetsOpt = None,
+    registry: RegistryOpt = None,
+    audit_log: AuditOpt = None,
+    public_key: PubOpt = None,
+) -> None:
+    """Champion vs challenger: would this bundle be promoted? Writes reports/gate.json.
+
+    Exit codes: 0 promote, 3 refused (a normal outcome), 2 error.
+    """
+    from edgeops.deploy import operations
+
+    ctx = _ctx(params, targets, registry, audit_log, public_key, test_data)
+    report = operations.gate(ctx, bundle, ctx.targets.select(target))
+    typer.echo(f"{'promote' if report['promote'] else 'refuse'}: {report['reason']}")
+    if not report["promote"]:
+        raise typer.Exit(3)
+
+
+@command(app, "deploy")
+def deploy_cmd(
+    target: Annotated[
+        list[str] | None, typer.Option("--target", "-t", help="Deploy to this target (repeatable).")
+    ] = None,
+    all_targets: Annotated[
+        bool, typer.Option("--all", help="Deploy to every target in the targets file.")
+    ] = False,
+    bundle: BundleOpt = Path("models/bundle"),
+    force: Annotated[
+        bool, typer.Option("--force", help="Skip the gate (recorded in the audit log).")
+    ] = False,
+    reason: Annotated[
+        str, typer.Option(help="Why: manual, scheduled, drift, ... (recorded).")
+    ] = "manual",
+    params: ParamsOpt = Path("params.yaml"),
+    targets: TargetsOpt = None,
+    registry: RegistryOpt = None,
+    audit_log: AuditOpt = None,
+    public_key: PubOpt = None,
+) -> None:
+    """Gate, then a staged rollout: canary first, each target checked, everything undone on failure.
+
+    Exit codes: 0 deployed, 3 refused by the gate, 4 rollout failed (rolled back), 2 other errors.
+    """
+    from edgeops.deploy import operations
+
+    if bool(target) == all_targets:
+        raise EdgeopsError("choose the targets: --target NAME (repeatable) or --all")
+    ctx = _ctx(params, targets, registry, audit_log, public_key)
+    operations.deploy(ctx, bundle, None if all_targets else target, force=force, reason=reason,
+                      log=lambda m: typer.echo(m, err=True))  # fmt: skip
+
+
+@command(app, "rollback")
+def rollback_cmd(
+    target: Annotated[str, typer.Option("--target", "-t", help="The target to roll back.")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="A version still on the device [default: previous].")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (recorded).")] = "manual rollback",
+    params: ParamsOpt = Path("params.yaml"),
+    targets: TargetsOpt = None,
+    registry: RegistryOpt = None,
+    audit_log: AuditOpt = None,
+    public_key: PubOpt = None,
+) -> None:
+    """Return a target to its previous (or a named) model version, and record it."""
+    from edgeops.deploy import operations
+
+    ctx = _ctx(params, targets, registry, audit_log, public_key)
+    r = operations.rollback(ctx, target, to, reason=reason)
+    typer.echo(f"{r['target']}: {r['from']} -> {r['to']}")
+
+
+@command(app, "status")
+def status_cmd(
+    target: Annotated[
+        list[str] | None, typer.Option("--target", "-t", help="Only these targets.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+    targets: TargetsOpt = None,
+    registry: RegistryOpt = None,
+    audit_log: AuditOpt = None,
+    public_key: PubOpt = None,
+) -> None:
+    """Table of targets: active and previous version, health, last seen, registry stage."""
+    import json
+
+    from edgeops.deploy import operations
+
+    ctx = _ctx(params, targets, registry, audit_log, public_key)
+    rows = operations.status(ctx, target)
+    typer.echo(json.dumps(rows, indent=2) if as_json else operations.format_table(rows))
+
+
+@command(app, "predict")
+def predict_cmd(
+    target: Annotated[str, typer.Option("--target", "-t", help="The target to ask.")],
+    rows: Annotated[
+        str | None,
+        typer.Option("--rows", help="JSON list of rows, e.g. '[{\"torque_nm\": 40, ...}]'"),
+    ] = None,
+    bundle: BundleOpt = Path("models/bundle"),
+    params: ParamsOpt = Path("params.yaml"),
+    targets: TargetsOpt = None,
+) -> None:
+    """Send rows (default: the bundle's first golden example) to a target and print the answer."""
+    import json
+
+    from edgeops.deploy.targets import AgentClient, load_targets
+    from edgeops.params import load_params
+
+    cfg = load_params(params).get("deploy") or {}
+    (t,) = load_targets(targets or cfg.get("targets", "deploy/targets.yaml")).select([target])
+    if rows is None:
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        payload = [manifest["golden"]["examples"][0]["inputs"]]
+    else:
+        try:
+            payload = json.loads(rows)
+        except ValueError as exc:
+            raise EdgeopsError(f"--rows is not valid JSON: {exc}") from None
+    typer.echo(json.dumps({"rows": payload}))
+    typer.echo(json.dumps(AgentClient(t).predict(payload), indent=2))
+
+
 def main() -> None:
     """Entry point of the ``edgeops`` console script."""
     app()

@@ -3,9 +3,10 @@
     edgeops edge serve --state-dir /var/lib/edgeops --public-key /etc/edgeops/signing.pub
 
 API (OpenAPI at /openapi.json, docs at /docs):
-  POST /v1/predict    rows of raw features -> label + probabilities per row     (predict token)
-  POST /v1/feedback   attach a ground-truth label to a request id              (predict token)
+  POST /v1/predict    rows of raw features -> label + probabilities per row     (predict or deploy token)
+  POST /v1/feedback   attach a ground-truth label to a request id              (predict or deploy token)
   POST /v1/bundles    upload a .tar.gz bundle: verify, load, golden check, switch (deploy token)
+  GET  /v1/bundles/V  download a bundle still on the device                     (deploy token)
   POST /v1/rollback   back to the previous (or a named) version                (deploy token)
   GET  /v1/logs       the inference log, by cursor                             (deploy token)
   GET  /v1/status     active/previous version, probation, counts               (either token)
@@ -543,7 +544,10 @@ def require(request: Any, cfg: AgentConfig, kind: str) -> None:
     is_predict = bool(cfg.predict_token) and hmac.compare_digest(
         token.encode(), cfg.predict_token.encode()
     )
-    ok = {"deploy": is_deploy, "predict": is_predict, "any": is_deploy or is_predict}[kind]
+    # the deploy token is the operator's: it may also predict (post-deploy golden checks)
+    ok = {"deploy": is_deploy, "predict": is_predict or is_deploy, "any": is_deploy or is_predict}[
+        kind
+    ]
     if not ok:
         if is_deploy or is_predict:
             raise ApiError(
@@ -780,6 +784,25 @@ def create_app(cfg: AgentConfig) -> Any:
         actor = request.headers.get("x-edgeops-actor", "unknown")[:100]
         result = await run_in_threadpool(runtime.deploy, archive, staged, reason, actor)
         return _json(result, status=201)
+
+    @app.get("/v1/bundles/{version}", tags=["deploy"],
+             responses={200: {"description": "the bundle as .tar.gz", "content": {"application/gzip": {}}},
+                        404: ERROR_SCHEMA})  # fmt: skip
+    async def download_bundle(request: Request, version: str) -> Any:
+        """A bundle still on this device, as .tar.gz (the gate scores the champion with it)."""
+        from starlette.responses import Response
+
+        from edgeops.edge.store import tar_bundle
+
+        require(request, cfg, "deploy")
+        try:
+            path = runtime.store.path_of(version)
+        except StoreError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+        if version not in runtime.store.versions():
+            raise ApiError(404, "unknown_version", f"no version {version!r} on this device")
+        data = await run_in_threadpool(tar_bundle, path)
+        return Response(data, media_type="application/gzip")
 
     rollback_schema = {
         "type": "object", "additionalProperties": False,

@@ -1,0 +1,1 @@
+"""Getting models onto edge devices: targets, the champion/challenger gate, the registry, rollout."""

@@ -1,0 +1,200 @@
+"""What ``edgeops gate | deploy | rollback | status`` do, as functions tests can call directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeops import atomic
+from edgeops.deploy.gate import EXIT_REJECTED, active_versions, run_gate, verify_local
+from edgeops.deploy.registry import AuditLog, Registry, whoami
+from edgeops.deploy.rollout import bundle_sha256, rollout
+from edgeops.deploy.targets import AgentClient, AgentError, Target, Targets, load_targets
+from edgeops.edge.bundle import BundleError, load_public_key
+from edgeops.errors import EdgeopsError
+from edgeops.params import load_params, section
+
+
+@dataclass
+class DeployContext:
+    """Everything a deploy command needs, resolved from params.yaml and the options."""
+
+    targets: Targets
+    registry: Registry
+    audit: AuditLog
+    public_key: Any
+    cfg: dict[str, Any]
+    primary_metric: str
+    test_data: Path
+    gate_report: Path
+    target_column: str
+
+    @classmethod
+    def load(cls, params_path: str | Path = "params.yaml", targets: str | Path | None = None,
+             registry: str | Path | None = None, audit: str | Path | None = None,
+             public_key: str | Path | None = None, test_data: str | Path | None = None) -> DeployContext:  # fmt: skip
+        from edgeops.keys import PUBLIC_NAME, default_key_dir
+
+        params = load_params(params_path)
+        cfg = section(params, "deploy")
+        tg = load_targets(targets or cfg.get("targets", "deploy/targets.yaml"))
+        pub_path = Path(public_key or tg.public_key or default_key_dir() / PUBLIC_NAME).expanduser()
+        try:
+            pub = load_public_key(pub_path)
+        except BundleError as exc:
+            raise EdgeopsError(
+                exc.message, fix="set public_key in the targets file or pass --public-key"
+            ) from None
+        return cls(
+            targets=tg,
+            registry=Registry(registry or cfg.get("registry", "deploy/registry.json")),
+            audit=AuditLog(audit or cfg.get("audit_log", "deploy/audit.jsonl")),
+            public_key=pub,
+            cfg={**(cfg.get("gate") or {}), "primary_metric": section(params, "evaluate").get("primary_metric", "roc_auc"),
+                 "watch_seconds": cfg.get("watch_seconds", 3), "max_error_rate": cfg.get("max_error_rate", 0.0)},
+            primary_metric=section(params, "evaluate").get("primary_metric", "roc_auc"),
+            test_data=Path(test_data or cfg.get("test_data", "data/prepared/test.parquet")),
+            gate_report=Path(cfg.get("gate_report", "reports/gate.json")),
+            target_column=section(params, "validate")["schema"]["target"],
+        )  # fmt: skip
+
+    def test_frame(self) -> Any:
+        import pandas as pd
+
+        if not self.test_data.is_file():
+            raise EdgeopsError(f"test data {self.test_data} not found", fix="run `dvc repro` first")
+        return pd.read_parquet(self.test_data)
+
+
+def gate(
+    ctx: DeployContext, bundle_dir: Path, targets: list[Target], by: str | None = None
+) -> dict[str, Any]:
+    """Run the gate, write reports/gate.json, log the decision; return the report."""
+    by = by or whoami()
+    bundle = verify_local(bundle_dir, ctx.public_key)
+    name = bundle.manifest["model"]["name"]
+    report = run_gate(bundle, targets, ctx.registry.production(name), ctx.test_frame(), ctx.target_column,
+                      ctx.cfg, ctx.public_key)  # fmt: skip
+    atomic.write_json(ctx.gate_report, report)
+    ctx.audit.append("gate", model=name, version=bundle.version, champion=report["champion"]["version"],
+                     promote=report["promote"], reason=report["reason"], by=by)  # fmt: skip
+    return report
+
+
+def deploy(ctx: DeployContext, bundle_dir: Path, names: list[str] | None, force: bool = False,
+           reason: str = "manual", by: str | None = None, log: Any = print) -> dict[str, Any]:  # fmt: skip
+    """Gate (unless forced), then the staged rollout. Raises EdgeopsError (exit 3 or 4) on refusal/failure."""
+    by = by or whoami()
+    targets = ctx.targets.select(names)
+    bundle = verify_local(bundle_dir, ctx.public_key)
+    name, version = bundle.manifest["model"]["name"], bundle.version
+    log(f"deploying {name} {version} to {', '.join(t.name for t in targets)}")
+    before = active_versions(targets)  # every target must answer before anything changes
+    ctx.registry.register(bundle.manifest, bundle_sha256(bundle_dir), by)
+    ctx.registry.save()
+    if force:
+        report = {"promote": True, "forced": True, "reason": "--force: the gate was skipped",
+                  "challenger": {"version": version}, "targets": before}  # fmt: skip
+        atomic.write_json(ctx.gate_report, report)
+        ctx.audit.append("gate_skipped", model=name, version=version, reason=reason, by=by)
+    else:
+        report = run_gate(bundle, targets, ctx.registry.production(name), ctx.test_frame(), ctx.target_column,
+                          ctx.cfg, ctx.public_key)  # fmt: skip
+        atomic.write_json(ctx.gate_report, report)
+        ctx.audit.append("gate", model=name, version=version, champion=report["champion"]["version"],
+                         promote=report["promote"], reason=report["reason"], by=by)  # fmt: skip
+        if report.get("already_deployed") and all(v == version for v in before.values()):
+            log(f"every target already runs {version}: nothing to do")
+            return {"gate": report, "targets": {}}
+        log(f"gate: {'promote' if report['promote'] else 'refuse'}: {report['reason']}")
+        if not report["promote"]:
+            raise EdgeopsError(
+                f"the gate refused {version}: {report['reason']} (details in {ctx.gate_report})",
+                fix="improve the model, or deploy with --force (recorded in the audit log)",
+                exit_code=EXIT_REJECTED,
+            )
+    done = rollout(
+        bundle, bundle_dir, targets, ctx.registry, ctx.audit, ctx.cfg, reason, by, before, log
+    )
+    log(f"{name} {version} is in production on {len(targets)} target(s)")
+    return {"gate": report, "targets": done}
+
+
+def rollback(ctx: DeployContext, target_name: str, to: str | None, reason: str = "manual rollback",
+             by: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Roll one target back (to its previous version, or ``to``) and record it."""
+    by = by or whoami()
+    (target,) = ctx.targets.select([target_name])
+    client = AgentClient(target)
+    current = ((client.status().get("active")) or {}).get("version")
+    result = client.rollback(to, reason=reason, actor=by)
+    name = _model_name(ctx, result["version"]) or _model_name(ctx, current) or "model"
+    ctx.registry.record_deployment(
+        name, result["version"], target.name, "rollback", reason, by, previous=current
+    )
+    ctx.registry.save()
+    ctx.audit.append("rollback", model=name, version=result["version"], target=target.name, previous=current,
+                     reason=reason, by=by)  # fmt: skip
+    return {"target": target.name, "from": current, "to": result["version"]}
+
+
+def _model_name(ctx: DeployContext, version: str | None) -> str | None:
+    for name, model in ctx.registry.data["models"].items():
+        if version in model["versions"]:
+            return name
+    return None
+
+
+def status(ctx: DeployContext, names: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per target: active, previous, health, last seen, registry stage."""
+    import time
+
+    rows = []
+    for t in ctx.targets.select(names):
+        row: dict[str, Any] = {"target": t.name, "url": t.url, "active": None, "previous": None,
+                               "health": "unreachable", "last_seen": None, "stage": None, "probation": None}  # fmt: skip
+        client = AgentClient(t, timeout=5)
+        try:
+            st = client.status()
+            ready = client.ready()
+            row["active"] = (st.get("active") or {}).get("version")
+            row["previous"] = st.get("previous")
+            row["health"] = "ready" if ready else "no model"
+            row["last_seen"] = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())
+            row["probation"] = bool(st.get("probation"))
+        except AgentError as exc:
+            row["health"] = "unauthorized" if exc.status in (401, 403) else "unreachable"
+            row["last_seen"] = _last_contact(ctx, t.name)
+        if row["active"]:
+            name = _model_name(ctx, row["active"])
+            entry = ctx.registry.version(name, row["active"]) if name else None
+            row["stage"] = entry["stage"] if entry else "unregistered"
+        rows.append(row)
+    return rows
+
+
+def _last_contact(ctx: DeployContext, target: str) -> str | None:
+    times = [
+        d["at"]
+        for m in ctx.registry.data["models"].values()
+        for d in m["deployments"]
+        if d["target"] == target
+    ]
+    return max(times) if times else None
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    cols = ["target", "active", "previous", "health", "last_seen", "stage"]
+    cells = [
+        [
+            str(r.get(c) if r.get(c) is not None else "-")
+            + (" (probation)" if c == "active" and r.get("probation") else "")
+            for c in cols
+        ]
+        for r in rows
+    ]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)

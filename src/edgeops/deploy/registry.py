@@ -1,0 +1,196 @@
+"""The model registry and the audit log: plain files a person can read and git can version.
+
+``registry.json`` holds every model version with its stage (candidate -> staging -> production ->
+archived), metrics, data hash, git commit and bundle hash, plus the history of which version went
+to which target, when, why and by whom. It is rewritten atomically and validated on every load: a
+hand edit that breaks it is refused with a message, never silently "repaired".
+
+``audit.jsonl`` is append-only: one JSON object per gate decision, deploy, rollback and failed
+rollout; it is never rewritten.
+
+Why files and not a registry server or GTO's git tags: the registry must work on an air-gapped
+training host with nothing else running, survive restarts, be diffable in code review, and keep
+per-target deployment history that git tags cannot hold. Commit both files in your deployment
+repository after a rollout; ``git log -p deploy/registry.json`` is then the registry's history.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from edgeops import atomic
+from edgeops.errors import EdgeopsError
+
+STAGES = ("candidate", "staging", "production", "archived")
+FORMAT = 1
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def whoami() -> str:
+    """The OS user running the command (recorded as 'by')."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+class Registry:
+    """Load, change and save ``registry.json``; every save validates first."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.data = self._load()
+
+    def _load(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {"format": FORMAT, "models": {}}
+        try:
+            data = json.loads(self.path.read_text())
+        except ValueError as exc:
+            raise self._invalid(f"it is not valid JSON ({exc})") from None
+        validate(data, self._invalid)
+        return data
+
+    def _invalid(self, problem: str) -> EdgeopsError:
+        return EdgeopsError(
+            f"the registry {self.path} is in an invalid state: {problem}",
+            fix=f"restore it from git (git checkout -- {self.path}) or correct the edit; "
+            "nothing was deployed or changed",
+        )
+
+    def save(self) -> None:
+        validate(self.data, self._invalid)
+        atomic.write_json(self.path, self.data)
+
+    def model(self, name: str) -> dict[str, Any]:
+        return self.data["models"].setdefault(name, {"versions": {}, "deployments": []})
+
+    def version(self, name: str, version: str) -> dict[str, Any] | None:
+        return self.data["models"].get(name, {}).get("versions", {}).get(version)
+
+    def register(self, manifest: dict[str, Any], bundle_sha256: str, by: str) -> dict[str, Any]:
+        """Add the bundle's version as a candidate (no-op when it is already known)."""
+        m = manifest["model"]
+        versions = self.model(m["name"])["versions"]
+        if m["version"] not in versions:
+            versions[m["version"]] = {
+                "stage": "candidate",
+                "registered_at": now_iso(),
+                "created_at": m.get("created_at"),
+                "git_commit": m.get("git_commit"),
+                "data_sha256": (manifest.get("data") or {}).get("sha256"),
+                "bundle_sha256": bundle_sha256,
+                "metrics": {
+                    k: v
+                    for k, v in (manifest.get("metrics") or {}).items()
+                    if isinstance(v, int | float)
+                },
+                "stage_history": [{"stage": "candidate", "at": now_iso(), "by": by}],
+            }
+        return versions[m["version"]]
+
+    def set_stage(self, name: str, version: str, stage: str, by: str, note: str = "") -> None:
+        entry = self.version(name, version)
+        if entry is None:
+            raise EdgeopsError(f"model {name} has no version {version} in the registry")
+        if stage == "production":  # one production version at a time
+            for v, e in self.model(name)["versions"].items():
+                if v != version and e["stage"] == "production":
+                    e["stage"] = "archived"
+                    e["stage_history"].append(
+                        {
+                            "stage": "archived",
+                            "at": now_iso(),
+                            "by": by,
+                            "note": f"superseded by {version}",
+                        }
+                    )
+        if entry["stage"] != stage:
+            entry["stage"] = stage
+            entry["stage_history"].append(
+                {"stage": stage, "at": now_iso(), "by": by, **({"note": note} if note else {})}
+            )
+
+    def record_deployment(self, name: str, version: str, target: str, action: str, reason: str, by: str,
+                          previous: str | None = None) -> None:  # fmt: skip
+        self.model(name)["deployments"].append(
+            {
+                "at": now_iso(),
+                "version": version,
+                "target": target,
+                "action": action,
+                "previous": previous,
+                "reason": reason,
+                "by": by,
+            }  # fmt: skip
+        )
+
+    def production(self, name: str) -> str | None:
+        for v, e in self.data["models"].get(name, {}).get("versions", {}).items():
+            if e["stage"] == "production":
+                return v
+        return None
+
+
+def validate(data: Any, invalid: Any) -> None:
+    """Raise ``invalid(problem)`` unless ``data`` is a well-formed registry."""
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != FORMAT
+        or not isinstance(data.get("models"), dict)
+    ):
+        raise invalid(f"expected an object with format {FORMAT} and 'models'")
+    for name, model in data["models"].items():
+        if (
+            not isinstance(model, dict)
+            or not isinstance(model.get("versions"), dict)
+            or not isinstance(model.get("deployments"), list)
+        ):
+            raise invalid(f"model {name!r} needs 'versions' (object) and 'deployments' (list)")
+        production = []
+        for v, e in model["versions"].items():
+            if not isinstance(e, dict) or e.get("stage") not in STAGES:
+                raise invalid(f"{name} {v}: stage must be one of {STAGES}")
+            if not isinstance(e.get("stage_history"), list):
+                raise invalid(f"{name} {v}: stage_history must be a list")
+            if e["stage"] == "production":
+                production.append(v)
+        if len(production) > 1:
+            raise invalid(
+                f"{name} has {len(production)} production versions {production}; at most one"
+            )
+        for i, d in enumerate(model["deployments"]):
+            if not isinstance(d, dict) or not {"at", "version", "target", "action"} <= set(d):
+                raise invalid(f"{name} deployments[{i}] needs at, version, target and action")
+
+
+class AuditLog:
+    """Append-only JSON lines: each entry is written with one write() and fsync'd."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def append(self, event: str, **fields: Any) -> dict[str, Any]:
+        entry = {"at": now_iso(), "event": event, "by": fields.pop("by", whoami()), **fields}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return entry
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
