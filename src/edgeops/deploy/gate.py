@@ -146,10 +146,11 @@ def run_gate(challenger: VerifiedBundle, targets: list[Target], registry_product
     report["challenger"]["metrics"] = score(challenger, df, target_col)
     champion_metrics = None
     if champion_version == challenger.version:
+        n = sum(v == champion_version for v in actives.values())
         report.update(
-            promote=False,
-            reason=f"{challenger.version} is already the champion",
+            promote=True,
             already_deployed=True,
+            reason=f"{challenger.version} is already the champion ({n} of {len(actives)} targets run it)",
         )
         return report
     if champion_version:
