@@ -508,17 +508,16 @@ async def read_body(request: Any, cap: int, timeout: float) -> bytes:
             )
     chunks: list[bytes] = []
     size = 0
-
-    async def _read() -> None:
-        nonlocal size
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > cap:
-                raise ApiError(413, "body_too_large", f"the body is over the limit of {cap} bytes")
-            chunks.append(chunk)
-
+    # asyncio.timeout, not wait_for: no extra Task per request (~20 us and a loop turn each)
     try:
-        await asyncio.wait_for(_read(), timeout)
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > cap:
+                    raise ApiError(
+                        413, "body_too_large", f"the body is over the limit of {cap} bytes"
+                    )
+                chunks.append(chunk)
     except TimeoutError:
         raise ApiError(
             408, "body_timeout", f"the body did not arrive within {timeout:.0f} s"

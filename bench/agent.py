@@ -1,0 +1,496 @@
+"""Benchmark: the edge agent over loopback, against a bare echo endpoint and against scikit-learn.
+
+    .venv/bin/python bench/agent.py [--duration 10] [--warmup 2] [--concurrency 8]
+                                    [--loadgen auto|wrk|python] [--uvicorn-loop auto|asyncio|uvloop]
+                                    [--uvicorn-http auto|h11|httptools]
+
+Three servers, each in its own process (uvicorn, 1 worker, loopback, access log off, the
+settings of ``edgeops edge serve``), measured one after the other, with 1-row POST requests:
+
+  agent    the agent's POST /v1/predict (create_app) with the demo bundle: models/bundle from
+           `make demo` (re-signed with a throw-away key when its own key is not here), else a
+           hist_gradient_boosting bundle built with tests/bundles.make_bundle
+  echo     the same create_app(cfg) plus one extra route, POST /bench/echo, that parses the JSON
+           body and sends it back: the same middleware and uvicorn settings, no model, no auth
+  sklearn  the same FastAPI + uvicorn stack serving models/model.joblib: a one-row DataFrame
+           from the JSON row (edgeops.features.feature_frame), predict_proba
+
+The load generator runs in another process: wrk when it is installed (apt-get install wrk),
+else a closed-loop asyncio HTTP/1.1 client of this script. Each target gets a warm-up, then a
+fixed duration at concurrency 1 (latency) and at --concurrency (throughput). With 2+ CPUs the
+server is pinned to CPU 0 and the load generator to CPU 1 (--no-pin to switch that off).
+Results: a table with the ratios against their targets, and bench/results/agent.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+DEPLOY_TOKEN = "bench-deploy-token-0123456789"
+PREDICT_TOKEN = "bench-predict-token-9876543210"
+TARGETS = {
+    "p50 agent/echo": ("<=", 1.2),
+    "throughput agent/echo": (">=", 0.8),
+    "p50 sklearn/agent": (">=", 10.0),
+}
+# edgeops.edge.agent.serve()'s uvicorn settings
+UVICORN = dict(log_level="warning", access_log=False, timeout_keep_alive=5, limit_concurrency=256,
+               server_header=False)  # fmt: skip
+
+
+# ---- servers (each runs as `bench/agent.py --serve SPEC` in its own process) ----------------------
+def echo_route(app: Any) -> None:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    async def echo(request: Request) -> Response:
+        body = json.loads(await request.body())
+        return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+
+    # resolved here: this module's `from __future__ import annotations` leaves them as strings
+    echo.__annotations__ = {"request": Request, "return": Response}
+    app.add_api_route("/bench/echo", echo, methods=["POST"], include_in_schema=False)
+
+
+def agent_app(spec: dict[str, Any]) -> Any:
+    from edgeops.edge.agent import create_app
+    from edgeops.edge.config import AgentConfig
+
+    cfg = AgentConfig(state_dir=Path(spec["state_dir"]), public_key=Path(spec["public_key"]),
+                      deploy_token=DEPLOY_TOKEN, predict_token=PREDICT_TOKEN, port=spec["port"]).validate()  # fmt: skip
+    app = create_app(cfg)
+    echo_route(app)
+    return app
+
+
+def sklearn_app(spec: dict[str, Any]) -> Any:
+    import joblib
+    import numpy as np
+    import pandas as pd
+    import yaml
+    from fastapi import FastAPI, Request
+    from starlette.responses import Response
+
+    from edgeops.edge.agent import Metrics, MetricsMiddleware
+    from edgeops.features import feature_frame
+    from edgeops.schema import schema_from_dict
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    schema = schema_from_dict(params["validate"]["schema"])
+    pipe = joblib.load(spec["model"])
+    classes = [str(c) for c in pipe.classes_]
+    names = [c.name for c in schema.features]
+    app = FastAPI(title="sklearn baseline")
+    app.add_middleware(MetricsMiddleware, metrics=Metrics())
+
+    async def predict(request: Request) -> Response:
+        rows = json.loads(await request.body())["rows"]
+        X = feature_frame(pd.DataFrame(rows, columns=names), schema)
+        proba = pipe.predict_proba(X)
+        labels = pipe.classes_[np.argmax(proba, axis=1)]
+        preds = [{"label": lab.item() if hasattr(lab, "item") else lab,
+                  "probabilities": dict(zip(classes, p.tolist(), strict=True))}
+                 for lab, p in zip(labels, proba, strict=True)]  # fmt: skip
+        return Response(json.dumps({"predictions": preds}), media_type="application/json")
+
+    predict.__annotations__ = {"request": Request, "return": Response}  # see echo_route
+    app.add_api_route("/v1/predict", predict, methods=["POST"])
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response('{"status":"ok"}', media_type="application/json")
+
+    return app
+
+
+def serve(spec: dict[str, Any]) -> None:
+    import logging
+
+    import uvicorn
+
+    if spec.get("cpu") is not None:
+        os.sched_setaffinity(0, {spec["cpu"]})
+    logging.basicConfig(level=logging.WARNING)
+    app = agent_app(spec) if spec["kind"] in ("agent", "echo") else sklearn_app(spec)
+    uvicorn.run(app, host="127.0.0.1", port=spec["port"], loop=spec["loop"], http=spec["http"],
+                **UVICORN)  # fmt: skip
+
+
+# ---- the Python load generator (`bench/agent.py --load SPEC`) -------------------------------------
+async def _client(
+    spec: dict[str, Any], stop_at: float, lat: list[float], errors: list[int]
+) -> None:
+    body = spec["body"].encode()
+    head = (f"POST {spec['path']} HTTP/1.1\r\nHost: 127.0.0.1:{spec['port']}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in spec["headers"].items()) + "\r\n")  # fmt: skip
+    request = head.encode() + body
+    clen = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
+    reader, writer = await asyncio.open_connection("127.0.0.1", spec["port"])
+    try:
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                return
+            writer.write(request)
+            resp = await reader.readuntil(b"\r\n\r\n")
+            m = clen.search(resp)
+            await reader.readexactly(int(m.group(1)) if m else 0)
+            lat.append(time.perf_counter() - t0)
+            if resp[9:12] != b"200":
+                errors[0] += 1
+    finally:
+        writer.close()
+
+
+async def _load(spec: dict[str, Any]) -> dict[str, Any]:
+    lat: list[float] = []
+    errors = [0]
+    start = time.perf_counter()
+    stop_at = start + spec["duration"]
+    await asyncio.gather(*(_client(spec, stop_at, lat, errors) for _ in range(spec["concurrency"])))
+    elapsed = time.perf_counter() - start
+    lat.sort()
+    n = len(lat)
+    return {
+        "requests": n,
+        "seconds": elapsed,
+        "rps": n / elapsed,
+        "p50_ms": lat[n // 2] * 1e3 if n else None,
+        "p99_ms": lat[min(n - 1, int(0.99 * n))] * 1e3 if n else None,
+        "mean_ms": sum(lat) / n * 1e3 if n else None,
+        "errors": errors[0],
+    }
+
+
+def load(spec: dict[str, Any]) -> None:
+    if spec.get("cpu") is not None:
+        os.sched_setaffinity(0, {spec["cpu"]})
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    print(json.dumps(_run_load(spec)))
+
+
+def _run_load(spec: dict[str, Any]) -> dict[str, Any]:
+    return asyncio.run(_load(spec))
+
+
+# ---- driving it ----------------------------------------------------------------------------------
+WRK_LUA = """
+wrk.method = "POST"
+wrk.body = [==[{body}]==]
+wrk.headers["Content-Type"] = "application/json"
+{headers}
+done = function(summary, latency, requests)
+  io.write(string.format(
+    "WRKJSON {{\\"requests\\":%d,\\"duration_us\\":%d,\\"p50_us\\":%d,\\"p99_us\\":%d,"
+    .. "\\"mean_us\\":%f,\\"status_errors\\":%d,\\"socket_errors\\":%d}}\\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.mean, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(url: str, method: str = "GET", body: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, bytes]:  # fmt: skip
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class Server:
+    def __init__(self, spec: dict[str, Any], log: Path) -> None:
+        self.spec, self.log = spec, log
+        self.url = f"http://127.0.0.1:{spec['port']}"
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> Server:
+        env = dict(os.environ, ORT_DISABLE_TELEMETRY="1", DO_NOT_TRACK="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", json.dumps(self.spec)],
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env, cwd=REPO,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{self.spec['kind']} server exited:\n{self.log.read_text()}")
+            with contextlib.suppress(OSError):
+                if http(self.url + "/healthz")[0] == 200:
+                    return self
+            time.sleep(0.1)
+        raise SystemExit(f"{self.spec['kind']} server did not start:\n{self.log.read_text()}")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def run_load(gen: str, port: int, path: str, body: str, headers: dict[str, str],
+             concurrency: int, duration: float, cpu: int | None, tmp: Path) -> dict[str, Any]:  # fmt: skip
+    preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+    if gen == "wrk":
+        lua = tmp / "post.lua"
+        lua.write_text(WRK_LUA.format(body=body, headers="\n".join(
+            f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())))  # fmt: skip
+        cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
+               "-s", str(lua), f"http://127.0.0.1:{port}{path}"]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=preexec,
+                             timeout=duration + 60)  # fmt: skip
+        line = next((x for x in out.stdout.splitlines() if x.startswith("WRKJSON ")), None)
+        if out.returncode != 0 or line is None:
+            raise SystemExit(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+        w = json.loads(line[len("WRKJSON ") :])
+        secs = w["duration_us"] / 1e6
+        return {"requests": w["requests"], "seconds": secs, "rps": w["requests"] / secs,
+                "p50_ms": w["p50_us"] / 1e3, "p99_ms": w["p99_us"] / 1e3, "mean_ms": w["mean_us"] / 1e3,
+                "errors": w["status_errors"] + w["socket_errors"]}  # fmt: skip
+    spec = {"port": port, "path": path, "body": body, "headers": headers,
+            "concurrency": concurrency, "duration": duration, "cpu": cpu}  # fmt: skip
+    out = subprocess.run([sys.executable, __file__, "--load", json.dumps(spec)],
+                         capture_output=True, text=True, timeout=duration + 60)  # fmt: skip
+    if out.returncode != 0:
+        raise SystemExit(f"load generator failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def demo_model(tmp: Path) -> tuple[Path, Path, Path, str]:
+    """(bundle dir, its public key, sklearn model.joblib, where they came from)."""
+    from edgeops.edge.bundle import BundleError, key_id, load_public_key, verify_bundle
+    from edgeops.keys import default_key_dir, init_keys, load_private_key
+
+    bundle, joblib_path = REPO / "models" / "bundle", REPO / "models" / "model.joblib"
+    if (bundle / "manifest.json").is_file() and joblib_path.is_file():
+        pub = default_key_dir() / "signing.pub"
+        if pub.is_file():
+            with contextlib.suppress(BundleError):
+                verify_bundle(bundle, load_public_key(pub))
+                return bundle, pub, joblib_path, "models/bundle (make demo), signed by your key"
+        # the demo's signing key is not on this machine: the same model and manifest, re-signed
+        # with a throw-away key for this run
+        from edgeops.stages.bundle import write_bundle
+
+        init_keys(tmp / "keys")
+        private = load_private_key(tmp / "keys" / "signing.key")
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        manifest.pop("files", None)
+        manifest["signing_key_id"] = key_id(private.public_key())
+        out = write_bundle(tmp / "bundle", (bundle / "model.onnx").read_bytes(), manifest, private)
+        return (out, tmp / "keys" / "signing.pub", joblib_path,
+                "models/bundle (make demo), re-signed with a throw-away key")  # fmt: skip
+    # no demo: build both from the simulator data (hist_gradient_boosting, as the demo)
+    import joblib
+
+    sys.path.insert(0, str(REPO))
+    from tests.bundles import PARAMS, make_bundle, plant_schema, plant_split
+
+    from edgeops.stages.train import train
+
+    init_keys(tmp / "keys")
+    out = make_bundle(tmp / "bundle", tmp / "keys", "1.0.0", model="hist_gradient_boosting")
+    train_df, _ = plant_split()
+    cfg = {**PARAMS["train"], "model": "hist_gradient_boosting"}
+    cfg["hist_gradient_boosting"] = {**cfg["hist_gradient_boosting"], "max_iter": 30}
+    joblib.dump(train(train_df, plant_schema(), cfg), tmp / "model.joblib")
+    return (out, tmp / "keys" / "signing.pub", tmp / "model.joblib",
+            "built by tests/bundles.make_bundle (hist_gradient_boosting): no `make demo` output")  # fmt: skip
+
+
+def resolved_stack(loop: str, http_impl: str) -> dict[str, str]:
+    import importlib.util
+
+    import uvicorn
+
+    if loop == "auto":
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    if http_impl == "auto":
+        http_impl = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return {"uvicorn": uvicorn.__version__, "loop": loop, "http": http_impl}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--duration", type=float, default=10.0, help="measured seconds per case")
+    ap.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per case")
+    ap.add_argument("--concurrency", type=int, default=8, help="connections for throughput")
+    ap.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
+    ap.add_argument("--uvicorn-loop", choices=["auto", "asyncio", "uvloop"], default="auto")
+    ap.add_argument("--uvicorn-http", choices=["auto", "h11", "httptools"], default="auto")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin server and client to CPUs")
+    ap.add_argument("--only", nargs="*", choices=["echo", "agent", "sklearn"], default=None)
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "agent.json"))
+    ap.add_argument("--serve", help=argparse.SUPPRESS)
+    ap.add_argument("--load", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        return serve(json.loads(args.serve))
+    if args.load:
+        return load(json.loads(args.load))
+
+    gen = args.loadgen
+    if gen == "auto":
+        gen = "wrk" if shutil.which("wrk") else "python"
+    elif gen == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (apt-get install wrk), or use --loadgen python")
+    gen_desc = "wrk " + subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1] \
+        if gen == "wrk" else "python asyncio closed-loop client (bench/agent.py --load)"  # fmt: skip
+    cpus = len(os.sched_getaffinity(0))
+    pin = not args.no_pin and cpus >= 2
+    server_cpu, client_cpu = (0, 1) if pin else (None, None)
+    stack = resolved_stack(args.uvicorn_loop, args.uvicorn_http)
+
+    from edgeops.edge.store import tar_bundle
+
+    with tempfile.TemporaryDirectory(prefix="edgeops-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        bundle, public_key, model, source = demo_model(tmp)
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        categories = {i["name"]: set(i.get("categories") or ()) for i in manifest["inputs"]}
+        example = next(
+            e for e in manifest["golden"]["examples"]
+            if all(not cats or e["inputs"][n] in cats for n, cats in categories.items())
+        )  # fmt: skip
+        body = json.dumps({"rows": [example["inputs"]]}, separators=(",", ":"))
+        print(f"model: {source}\n  version {manifest['model']['version']}, "
+              f"{manifest['files']['model.onnx']['bytes'] / 1e6:.2f} MB ONNX; sklearn {model}")  # fmt: skip
+        print(f"load generator: {gen_desc}; {cpus} CPUs, "
+              + (f"server on CPU {server_cpu}, client on CPU {client_cpu}" if pin else "not pinned")
+              + f"; uvicorn {stack['uvicorn']} loop={stack['loop']} http={stack['http']}")  # fmt: skip
+        print(f"{args.warmup:g} s warm-up + {args.duration:g} s per case; body: {len(body)} bytes")
+
+        targets = {
+            "echo": ("agent", "/bench/echo", {}),
+            "agent": ("agent", "/v1/predict", {"Authorization": f"Bearer {PREDICT_TOKEN}"}),
+            "sklearn": ("sklearn", "/v1/predict", {}),
+        }
+        results: dict[str, Any] = {}
+        answers: dict[str, Any] = {}
+        for name in args.only or list(targets):
+            kind, path, headers = targets[name]
+            state = tmp / f"state-{name}"
+            state.mkdir()
+            spec = {"kind": kind, "port": free_port(), "state_dir": str(state),
+                    "public_key": str(public_key), "model": str(model), "cpu": server_cpu,
+                    "loop": args.uvicorn_loop, "http": args.uvicorn_http}  # fmt: skip
+            with Server(spec, tmp / f"{name}.log") as srv:
+                if kind == "agent":
+                    status, out = http(srv.url + "/v1/bundles", "POST", tar_bundle(bundle),
+                                       {"Authorization": f"Bearer {DEPLOY_TOKEN}", "Content-Type": "application/gzip"})  # fmt: skip
+                    if status != 201:
+                        raise SystemExit(f"deploy failed: {status} {out!r}")
+                status, out = http(srv.url + path, "POST", body.encode(),
+                                   {**headers, "Content-Type": "application/json"})  # fmt: skip
+                if status != 200:
+                    raise SystemExit(f"{name}: {status} {out!r}")
+                answers[name] = json.loads(out)
+                results[name] = {}
+                for conc in (1, args.concurrency):
+                    load_args = (gen, spec["port"], path, body, headers, conc)
+                    if args.warmup > 0:
+                        run_load(*load_args, args.warmup, client_cpu, tmp)
+                    r = run_load(*load_args, args.duration, client_cpu, tmp)
+                    if r["errors"]:
+                        raise SystemExit(f"{name} c={conc}: {r['errors']} failed requests")
+                    results[name][f"c{conc}"] = r
+                    print(f"  {name:8s} c={conc:<3d} p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms"
+                          f"  {r['rps']:9.0f} req/s  ({r['requests']} requests)", flush=True)  # fmt: skip
+
+    # the agent and scikit-learn agree on the answer (sanity: they serve the same model)
+    if "agent" in answers and "sklearn" in answers:
+        a = answers["agent"]["predictions"][0]["probabilities"]
+        s = answers["sklearn"]["predictions"][0]["probabilities"]
+        diff = max(abs(a[k] - s[k]) for k in a)
+        print(f"agent vs sklearn max |p diff| on the request row: {diff:.2e}")
+
+    c = f"c{args.concurrency}"
+    ratios: dict[str, float] = {}
+    if {"agent", "echo"} <= results.keys():
+        ratios["p50 agent/echo"] = (
+            results["agent"]["c1"]["p50_ms"] / results["echo"]["c1"]["p50_ms"]
+        )
+        ratios["throughput agent/echo"] = results["agent"][c]["rps"] / results["echo"][c]["rps"]
+    if {"agent", "sklearn"} <= results.keys():
+        ratios["p50 sklearn/agent"] = (
+            results["sklearn"]["c1"]["p50_ms"] / results["agent"]["c1"]["p50_ms"]
+        )
+
+    print()
+    hdr = f"{'':10s}{'p50 ms c=1':>12s}{'p99 ms c=1':>12s}{'req/s c=1':>11s}"
+    hdr += f"{f'p50 ms c={args.concurrency}':>13s}{f'p99 ms c={args.concurrency}':>13s}{f'req/s c={args.concurrency}':>12s}"
+    print(hdr)
+    for name, r in results.items():
+        print(f"{name:10s}{r['c1']['p50_ms']:12.3f}{r['c1']['p99_ms']:12.3f}{r['c1']['rps']:11.0f}"
+              f"{r[c]['p50_ms']:13.3f}{r[c]['p99_ms']:13.3f}{r[c]['rps']:12.0f}")  # fmt: skip
+    print()
+    verdicts = {}
+    for k, v in ratios.items():
+        op, target = TARGETS[k]
+        ok = v <= target if op == "<=" else v >= target
+        verdicts[k] = {"value": v, "target": f"{op} {target}", "met": ok}
+        print(f"{k:24s} {v:8.2f}   target {op} {target:<5g}  {'met' if ok else 'NOT met'}")
+
+    report = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": cpus,
+            "pinned": {"server": server_cpu, "client": client_cpu} if pin else None,
+        },  # fmt: skip
+        "load_generator": gen_desc,
+        "server": {**stack, **{k: v for k, v in UVICORN.items() if k != "log_level"}, "workers": 1},
+        "model": source,
+        "request": {"rows": 1, "body_bytes": len(body)},
+        "warmup_seconds": args.warmup,
+        "duration_seconds": args.duration,
+        "concurrency": [1, args.concurrency],
+        "results": results,
+        "ratios": verdicts,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"-> {out}")
+
+
+if __name__ == "__main__":
+    main()
