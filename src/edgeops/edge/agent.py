@@ -652,6 +652,12 @@ def create_app(cfg: AgentConfig) -> Any:
         if ctype != "application/json":
             raise ApiError(415, "unsupported_media_type", "send the body as application/json")
 
+    async def json_body(request: Request, kind: str) -> Any:
+        """Auth, content type, size- and time-capped read, strict JSON parse: in that order."""
+        require(request, cfg, kind)
+        json_content(request)
+        return parse_json(await read_body(request, cfg.max_body_bytes, cfg.body_timeout_seconds))
+
     predict_schema = {
         "type": "object", "required": ["rows"], "additionalProperties": False,
         "properties": {"rows": {"type": "array", "minItems": 1, "items": {"type": "object"},
@@ -662,9 +668,7 @@ def create_app(cfg: AgentConfig) -> Any:
               responses={200: {"description": "labels and probabilities per row"}, 503: ERROR_SCHEMA})  # fmt: skip
     async def predict(request: Request) -> Any:
         """Predict rows of raw features with the active model."""
-        require(request, cfg, "predict")
-        json_content(request)
-        payload = parse_json(await read_body(request, cfg.max_body_bytes, cfg.body_timeout_seconds))
+        payload = await json_body(request, "predict")
         if not isinstance(payload, dict) or "rows" not in payload:
             raise ApiError(
                 422,
@@ -722,9 +726,7 @@ def create_app(cfg: AgentConfig) -> Any:
               responses={200: {"description": "rows updated"}, 404: ERROR_SCHEMA})  # fmt: skip
     async def feedback(request: Request) -> Any:
         """Attach the true label (ground truth) to a request's rows."""
-        require(request, cfg, "predict")
-        json_content(request)
-        payload = parse_json(await read_body(request, cfg.max_body_bytes, cfg.body_timeout_seconds))
+        payload = await json_body(request, "predict")
         if not isinstance(payload, dict):
             raise ApiError(422, "invalid_request", "send a JSON object")
         rid, label, row = payload.get("request_id"), payload.get("label"), payload.get("row")
