@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -72,9 +73,11 @@ def http(url: str, method: str, path: str, body: bytes | None = None,
 @pytest.fixture(scope="module")
 def base_venv(tmp_path_factory) -> Path:
     """A venv holding edgeops without the [pipeline] extra, at the versions uv.lock pins."""
-    uv = shutil.which("uv")
+    # the dev group installs uv into the project venv, so a fresh CI machine has it too
+    beside = Path(sys.executable).parent / "uv"
+    uv = str(beside) if beside.is_file() else shutil.which("uv")
     if not uv:
-        pytest.fail("uv is not on PATH: install it (`pip install uv`) to run this test")
+        pytest.fail("uv is not in the venv nor on PATH: `make venv` installs it (dev group)")
     tmp = tmp_path_factory.mktemp("base-install")
     venv = tmp / "venv"
     constraints = tmp / "constraints.txt"
