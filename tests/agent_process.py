@@ -78,3 +78,14 @@ class AgentProcess:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def http(url: str, method: str, path: str, body: bytes | None = None,
+         headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes]:  # fmt: skip
+    """One plain HTTP request (stdlib only): ``(status, body)``, 4xx/5xx included."""
+    req = urllib.request.Request(url + path, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()

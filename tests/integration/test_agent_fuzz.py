@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 
 from edgeops.edge.store import tar_bundle
-from tests.agent_process import DEPLOY_TOKEN, PREDICT_TOKEN, AgentProcess
+from tests.agent_process import DEPLOY_TOKEN, PREDICT_TOKEN, AgentProcess, http
 from tests.bundles import make_bundle
 
 pytestmark = pytest.mark.integration
@@ -107,16 +106,6 @@ def agent(tmp_path_factory, signing_keys: Path):
         assert status == 201, body
         manifest = json.loads((bundle / "manifest.json").read_text())
         yield proc, manifest
-
-
-def http(url: str, method: str, path: str, body: bytes | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, bytes]:  # fmt: skip
-    req = urllib.request.Request(url + path, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
 
 
 def fuzz_spec(url: str, rec: Recorder) -> None:

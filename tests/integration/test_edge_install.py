@@ -16,15 +16,13 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 import tests.agent_process as agent_process
 from edgeops.edge.store import tar_bundle
-from tests.agent_process import DEPLOY_TOKEN, PREDICT_TOKEN, AgentProcess
+from tests.agent_process import DEPLOY_TOKEN, PREDICT_TOKEN, AgentProcess, http
 from tests.bundles import make_bundle
 
 pytestmark = pytest.mark.integration
@@ -58,16 +56,6 @@ def must(proc: subprocess.CompletedProcess, what: str) -> str:
         pytest.fail(f"{what} failed (exit {proc.returncode}): {NETWORK_HINT}\n"
                     f"$ {' '.join(map(str, proc.args))}\n{proc.stdout}\n{proc.stderr}")  # fmt: skip
     return proc.stdout
-
-
-def http(url: str, method: str, path: str, body: bytes | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, bytes]:  # fmt: skip
-    req = urllib.request.Request(url + path, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
 
 
 @pytest.fixture(scope="module")
