@@ -175,6 +175,12 @@ def _number(value: Any, field_name: str) -> float | None:
         ) from None
 
 
+def schema_from_params(params: dict[str, Any]) -> Schema:
+    """The reviewed schema from a loaded params.yaml (``validate.schema``)."""
+    validate = params.get("validate")
+    return schema_from_dict(validate.get("schema") if isinstance(validate, dict) else None)
+
+
 def infer_schema(
     df: pd.DataFrame, target: str, margin: float = 0.1, max_categories: int = 50
 ) -> Schema:

@@ -24,7 +24,7 @@ from edgeops.edge.bundle import FORMAT_VERSION, MANIFEST, MODEL, SIGNATURE, key_
 from edgeops.edge.inference import OnnxModel
 from edgeops.errors import EdgeopsError
 from edgeops.params import load_params, section
-from edgeops.schema import Schema, schema_from_dict
+from edgeops.schema import Schema, schema_from_params
 from edgeops.stages import runner
 from edgeops.stages.export import edge_cases, input_specs
 
@@ -183,7 +183,7 @@ def main() -> None:
         cfg = section(params, "bundle")
         if not cfg.get("model_name"):
             raise EdgeopsError("bundle.model_name is not set", fix="name the model in params.yaml")
-        schema = schema_from_dict(section(params, "validate").get("schema"))
+        schema = schema_from_params(params)
         private_key = load_private_key(
             Path(args.key)
             if args.key

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from edgeops import atomic
 from edgeops.features import feature_frame, target_series
 from edgeops.params import load_params, section
-from edgeops.schema import Schema, schema_from_dict
+from edgeops.schema import Schema, schema_from_params
 from edgeops.stages import runner
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def main() -> None:
         import pandas as pd
 
         params = load_params(args.params)
-        schema = schema_from_dict(section(params, "validate").get("schema"))
+        schema = schema_from_params(params)
         model = joblib.load(args.model)
         df = pd.read_parquet(args.data)
         metrics, plots = evaluate(model, df, schema)

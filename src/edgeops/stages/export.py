@@ -21,7 +21,7 @@ from edgeops.edge.inference import FLOAT, STRING, InputSpec, OnnxModel
 from edgeops.errors import EdgeopsError
 from edgeops.features import feature_frame
 from edgeops.params import load_params, section
-from edgeops.schema import MISSING_CATEGORY, Schema, schema_from_dict
+from edgeops.schema import MISSING_CATEGORY, Schema, schema_from_params
 from edgeops.stages import runner
 from edgeops.stages.train import walk_estimators
 
@@ -250,7 +250,7 @@ def main() -> None:
 
         params = load_params(args.params)
         cfg = section(params, "export")
-        schema = schema_from_dict(section(params, "validate").get("schema"))
+        schema = schema_from_params(params)
         pipe = joblib.load(args.model)
         test = pd.read_parquet(args.data)
         runner.log("export", f"converting {type(pipe.steps[-1][1]).__name__} to ONNX")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from edgeops import atomic
 from edgeops.errors import EdgeopsError
 from edgeops.params import load_params, section
-from edgeops.schema import Schema, schema_from_dict
+from edgeops.schema import Schema, schema_from_params
 from edgeops.stages import runner
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def main() -> None:
 
         params = load_params(args.params)
         cfg: dict[str, Any] = section(params, "split")
-        schema = schema_from_dict(section(params, "validate").get("schema"))
+        schema = schema_from_params(params)
         df = pd.read_parquet(args.data)
         train, test = split(
             df, schema, float(cfg.get("test_size", 0.2)), int(cfg.get("seed", 42)),

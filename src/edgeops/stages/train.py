@@ -15,7 +15,7 @@ from edgeops import atomic
 from edgeops.errors import EdgeopsError
 from edgeops.features import feature_frame, target_series
 from edgeops.params import load_params, section
-from edgeops.schema import Schema, schema_from_dict
+from edgeops.schema import Schema, schema_from_params
 from edgeops.stages import runner
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ def main() -> None:
 
         params = load_params(args.params)
         cfg = section(params, "train")
-        schema = schema_from_dict(section(params, "validate").get("schema"))
+        schema = schema_from_params(params)
         df = pd.read_parquet(args.data)
         runner.log("train", f"fitting {cfg.get('model')} on {len(df):,} rows")
         start = time.perf_counter()
