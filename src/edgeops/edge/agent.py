@@ -47,6 +47,10 @@ log = logging.getLogger("edgeops.agent")
 
 API_PATHS = ("/v1/predict", "/v1/feedback", "/v1/bundles", "/v1/rollback", "/v1/logs",
              "/v1/status", "/healthz", "/readyz", "/metrics")  # fmt: skip
+# FastAPI >= 0.150 has OpenTelemetry built in (spans, metrics, logs; `FASTAPI_OTEL_AUTO_CONFIGURE`
+# adds OTLP exporters from the environment). Nothing leaves the device: all of it off.
+FASTAPI_TELEMETRY_OFF = {"tracing": False, "metrics": False, "logs": False,
+                         "operation_spans": False, "auto_configure": False}  # fmt: skip
 BUNDLE_TYPES = (
     "application/gzip",
     "application/x-gzip",
@@ -609,6 +613,7 @@ def create_app(cfg: AgentConfig) -> Any:
         description="Serves a signed edgeops model bundle with onnxruntime. Errors: "
         '{"error": {"code", "message", "fields"}}.',
         responses={401: ERROR_SCHEMA, 403: ERROR_SCHEMA, 413: ERROR_SCHEMA, 422: ERROR_SCHEMA},
+        telemetry=FASTAPI_TELEMETRY_OFF,
     )  # fmt: skip
     app.state.runtime = runtime
     app.add_middleware(MetricsMiddleware, metrics=metrics)
