@@ -27,7 +27,6 @@ import math
 import os
 import threading
 import time
-import uuid
 from collections import Counter as PyCounter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -44,6 +43,8 @@ from edgeops.edge.inference_log import InferenceLog
 from edgeops.edge.store import StateStore, StoreError
 
 log = logging.getLogger("edgeops.agent")
+# one encoder for every answer: json.dumps(obj, separators=...) builds a new one per call
+COMPACT_JSON = json.JSONEncoder(separators=(",", ":")).encode
 
 API_PATHS = ("/v1/predict", "/v1/feedback", "/v1/bundles", "/v1/rollback", "/v1/logs",
              "/v1/status", "/healthz", "/readyz", "/metrics")  # fmt: skip
@@ -85,11 +86,15 @@ def _reject_constant(name: str) -> Any:
     raise ApiError(422, "invalid_value", f"{name} is not allowed: send null for a missing value")
 
 
+# NaN / Infinity are not JSON: refuse them (one decoder, built once: json.loads builds one per call)
+STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
 def parse_json(body: bytes) -> Any:
     if not body:
         raise ApiError(400, "invalid_json", "the request body is empty: send a JSON object")
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        return STRICT_JSON(body.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
     except RecursionError:
@@ -221,6 +226,15 @@ class Metrics:
             "edgeops_rollbacks", "Rollbacks", ["trigger"], registry=self.registry
         )
         self.counts: PyCounter[tuple[str, int]] = PyCounter()
+        self._predicted: dict[Any, Any] = {}
+
+    def count_predictions(self, labels: list[Any]) -> None:
+        """Predicted-class counts; the labelled child counters are looked up once per class."""
+        for lab in labels:
+            child = self._predicted.get(lab)
+            if child is None:
+                child = self._predicted[lab] = self.predicted.labels(str(lab))
+            child.inc()
 
     def set_version(self, version: str | None) -> None:
         self.model_info.clear()
@@ -564,9 +578,7 @@ def require(request: Any, cfg: AgentConfig, kind: str) -> None:
 def _json(obj: Any, status: int = 200) -> Any:
     from starlette.responses import Response
 
-    return Response(
-        json.dumps(obj, separators=(",", ":")), status_code=status, media_type="application/json"
-    )
+    return Response(COMPACT_JSON(obj), status_code=status, media_type="application/json")
 
 
 def _body_schema(schema: dict[str, Any], content_type: str = "application/json") -> dict[str, Any]:
@@ -708,13 +720,12 @@ def create_app(cfg: AgentConfig) -> Any:
             ) from None
         latency_ms = (time.perf_counter() - start) * 1000.0
         runtime.outcome(bundle.version, ok=True)
-        request_id = uuid.uuid4().hex
-        classes = [str(c) for c in bundle.model.classes]
+        request_id = os.urandom(16).hex()  # 128 random bits, as uuid4().hex, at a quarter the cost
+        classes = bundle.model.class_names
         label_list = labels.tolist()
         proba_list = proba.tolist()
         runtime.log.append(request_id, bundle.version, rows, label_list, proba_list, latency_ms)
-        for lab in label_list:
-            metrics.predicted.labels(str(lab)).inc()
+        metrics.count_predictions(label_list)
         return _json({
             "request_id": request_id, "model_version": bundle.version,
             "predictions": [{"label": lab, "probabilities": dict(zip(classes, p, strict=True))}

@@ -97,6 +97,7 @@ class OnnxModel:
         self.session = make_session(model, threads=threads)
         self.inputs = list(inputs)
         self.classes = list(classes)
+        self.class_names = [str(c) for c in self.classes]  # the keys of "probabilities" in answers
         names = [o.name for o in self.session.get_outputs()]
         self._label_out, self._proba_out = names[0], names[1]
         expected = {s.name for s in self.inputs}
