@@ -8,6 +8,8 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export ORT_DISABLE_TELEMETRY := 1
 export EVIDENTLY_DISABLE_TELEMETRY := 1
+export GX_ANALYTICS_ENABLED := false
+export OTEL_SDK_DISABLED := true
 export UV_PYTHON := 3.11
 
 PYTHON ?= python3

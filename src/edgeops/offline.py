@@ -6,7 +6,9 @@ import os
 
 #: Environment that turns off every telemetry channel of the libraries edgeops uses.
 #: DO_NOT_TRACK: Prefect SDK, Evidently UI; DVC_NO_ANALYTICS: DVC CLI;
-#: PREFECT_SERVER_ANALYTICS_ENABLED: the Prefect server heartbeat; ORT_DISABLE_TELEMETRY: onnxruntime.
+#: PREFECT_SERVER_ANALYTICS_ENABLED: the Prefect server heartbeat; ORT_DISABLE_TELEMETRY: onnxruntime;
+#: OTEL_SDK_DISABLED: OpenTelemetry set-up from the environment (FastAPI >= 0.150 would add OTLP
+#: exporters when FASTAPI_OTEL_AUTO_CONFIGURE=true; the agent also switches it off in code).
 TELEMETRY_OFF: dict[str, str] = {
     "DO_NOT_TRACK": "1",
     "DVC_NO_ANALYTICS": "1",
@@ -14,6 +16,7 @@ TELEMETRY_OFF: dict[str, str] = {
     "ORT_DISABLE_TELEMETRY": "1",
     "EVIDENTLY_DISABLE_TELEMETRY": "1",
     "GX_ANALYTICS_ENABLED": "false",
+    "OTEL_SDK_DISABLED": "true",
 }
 
 

@@ -76,6 +76,8 @@ SCRIPT = textwrap.dedent(
 
 def run(which: str, tmp_path: Path) -> dict:
     env = tool_env()
+    # the environment asks for OTLP export (edgeops' own default, OTEL_SDK_DISABLED, is lifted)
+    env.pop("OTEL_SDK_DISABLED", None)
     env.update(FASTAPI_OTEL_AUTO_CONFIGURE="true", OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
     pub = Path(env["EDGEOPS_KEY_DIR"]) / "signing.pub"
     out = subprocess.run(
