@@ -4,12 +4,14 @@
                                     [--loadgen auto|wrk|python] [--uvicorn-loop auto|asyncio|uvloop]
                                     [--uvicorn-http auto|h11|httptools]
 
-Four cases, each served by its own process (uvicorn, 1 worker, loopback, access log off, the
+Five cases, each served by its own process (uvicorn, 1 worker, loopback, access log off, the
 settings of ``edgeops edge serve``), measured one after the other, with 1-row POST requests:
 
   echo       the agent's create_app(cfg) plus one extra route, POST /bench/echo, that parses the
              JSON body and sends it back with the agent's own JSON answer: the same middleware,
              routing position and uvicorn settings, no model, no auth
+  echo+ort-noop  the echo plus the cheapest onnxruntime call there is (a 1-input Identity
+             model): the floor of anything that calls onnxruntime once per request
   echo+onnx  the echo plus the model call alone (feeds + onnxruntime, nothing else): the floor
              of any agent that serves this model through onnxruntime on this stack
   agent      the agent's POST /v1/predict with the demo bundle (auth, validation, model, log,
@@ -90,12 +92,39 @@ def echo_route(app: Any) -> None:
 
     echo_onnx.__annotations__ = {"request": Request, "return": Response}
     app.add_api_route("/bench/echo-onnx", echo_onnx, methods=["POST"], include_in_schema=False)
-    # routes match in order: put both just before /v1/predict so they pay what it pays
+
+    noop_session, noop_feed = noop_model()
+
+    async def echo_ort_noop(request: Request) -> Response:
+        """The echo plus the cheapest onnxruntime call there is (one input, Identity)."""
+        body = json.loads(await request.body())
+        noop_session.run(None, noop_feed)
+        return _json(body)
+
+    echo_ort_noop.__annotations__ = {"request": Request, "return": Response}
+    app.add_api_route(
+        "/bench/echo-ort-noop", echo_ort_noop, methods=["POST"], include_in_schema=False
+    )
+    # routes match in order: put these just before /v1/predict so they pay what it pays
     routes = app.router.routes
-    added = routes[-2:]
-    del routes[-2:]
+    added = routes[-3:]
+    del routes[-3:]
     at = next(i for i, r in enumerate(routes) if getattr(r, "path", None) == "/v1/predict")
     routes[at:at] = added
+
+
+def noop_model() -> tuple[Any, dict[str, Any]]:
+    """An onnxruntime session (the agent's settings) of a 1-input Identity model, and its feed."""
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    from edgeops.edge.inference import make_session
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "noop", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    return make_session(model.SerializeToString()), {"x": np.zeros((1, 1), np.float32)}
 
 
 def agent_app(spec: dict[str, Any]) -> Any:
@@ -382,7 +411,10 @@ def main() -> None:
     ap.add_argument("--uvicorn-http", choices=["auto", "h11", "httptools"], default="auto")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server and client to CPUs")
     ap.add_argument(
-        "--only", nargs="*", choices=["echo", "echo+onnx", "agent", "sklearn"], default=None
+        "--only",
+        nargs="*",
+        choices=["echo", "echo+ort-noop", "echo+onnx", "agent", "sklearn"],
+        default=None,
     )
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "agent.json"))
     ap.add_argument("--serve", help=argparse.SUPPRESS)
@@ -426,6 +458,7 @@ def main() -> None:
 
         targets = {
             "echo": ("agent", "/bench/echo", {}),
+            "echo+ort-noop": ("agent", "/bench/echo-ort-noop", {}),
             "echo+onnx": ("agent", "/bench/echo-onnx", {}),
             "agent": ("agent", "/v1/predict", {"Authorization": f"Bearer {PREDICT_TOKEN}"}),
             "sklearn": ("sklearn", "/v1/predict", {}),
@@ -459,7 +492,7 @@ def main() -> None:
                     if r["errors"]:
                         raise SystemExit(f"{name} c={conc}: {r['errors']} failed requests")
                     results[name][f"c{conc}"] = r
-                    print(f"  {name:8s} c={conc:<3d} p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms"
+                    print(f"  {name:13s} c={conc:<3d} p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms"
                           f"  {r['rps']:9.0f} req/s  ({r['requests']} requests)", flush=True)  # fmt: skip
 
     # the agent and scikit-learn agree on the answer (sanity: they serve the same model)
@@ -482,17 +515,17 @@ def main() -> None:
         )
     # no targets: what the model call alone costs against the echo, and what the agent adds to it
     info: dict[str, float] = {}
-    for a, b in (("echo+onnx", "echo"), ("agent", "echo+onnx")):
+    for a, b in (("echo+ort-noop", "echo"), ("echo+onnx", "echo"), ("agent", "echo+onnx")):
         if {a, b} <= results.keys():
             info[f"p50 {a}/{b}"] = results[a]["c1"]["p50_ms"] / results[b]["c1"]["p50_ms"]
             info[f"throughput {a}/{b}"] = results[a][c]["rps"] / results[b][c]["rps"]
 
     print()
-    hdr = f"{'':10s}{'p50 ms c=1':>12s}{'p99 ms c=1':>12s}{'req/s c=1':>11s}"
+    hdr = f"{'':14s}{'p50 ms c=1':>12s}{'p99 ms c=1':>12s}{'req/s c=1':>11s}"
     hdr += f"{f'p50 ms c={args.concurrency}':>13s}{f'p99 ms c={args.concurrency}':>13s}{f'req/s c={args.concurrency}':>12s}"
     print(hdr)
     for name, r in results.items():
-        print(f"{name:10s}{r['c1']['p50_ms']:12.3f}{r['c1']['p99_ms']:12.3f}{r['c1']['rps']:11.0f}"
+        print(f"{name:14s}{r['c1']['p50_ms']:12.3f}{r['c1']['p99_ms']:12.3f}{r['c1']['rps']:11.0f}"
               f"{r[c]['p50_ms']:13.3f}{r[c]['p99_ms']:13.3f}{r[c]['rps']:12.0f}")  # fmt: skip
     print()
     verdicts = {}
