@@ -67,48 +67,43 @@ UVICORN = dict(log_level="warning", access_log=False, timeout_keep_alive=5, limi
 
 # ---- servers (each runs as `bench/agent.py --serve SPEC` in its own process) ----------------------
 def echo_route(app: Any) -> None:
+    """POST /bench/echo, /bench/echo-onnx and /bench/echo-ort-noop on the agent's own app."""
     from starlette.requests import Request
     from starlette.responses import Response
 
     from edgeops.edge.agent import _json
-
-    async def echo(request: Request) -> Response:
-        return _json(json.loads(await request.body()))  # the agent's own JSON answer
-
-    # resolved here: this module's `from __future__ import annotations` leaves them as strings
-    echo.__annotations__ = {"request": Request, "return": Response}
-    app.add_api_route("/bench/echo", echo, methods=["POST"], include_in_schema=False)
-
-    async def echo_onnx(request: Request) -> Response:
-        """The echo plus the model call alone (no auth, validation, log or metrics)."""
-        from edgeops.edge.inference import columns_to_feeds, rows_to_columns
-
-        body = json.loads(await request.body())
-        model = request.app.state.runtime.bundle.model
-        model.predict_feeds(
-            columns_to_feeds(rows_to_columns(body["rows"], model.inputs), model.inputs)
-        )
-        return _json(body)
-
-    echo_onnx.__annotations__ = {"request": Request, "return": Response}
-    app.add_api_route("/bench/echo-onnx", echo_onnx, methods=["POST"], include_in_schema=False)
+    from edgeops.edge.inference import columns_to_feeds, rows_to_columns
 
     noop_session, noop_feed = noop_model()
 
-    async def echo_ort_noop(request: Request) -> Response:
-        """The echo plus the cheapest onnxruntime call there is (one input, Identity)."""
-        body = json.loads(await request.body())
-        noop_session.run(None, noop_feed)
-        return _json(body)
+    def model_call(body: dict[str, Any]) -> None:
+        model = app.state.runtime.bundle.model
+        model.predict_feeds(
+            columns_to_feeds(rows_to_columns(body["rows"], model.inputs), model.inputs)
+        )
 
-    echo_ort_noop.__annotations__ = {"request": Request, "return": Response}
-    app.add_api_route(
-        "/bench/echo-ort-noop", echo_ort_noop, methods=["POST"], include_in_schema=False
-    )
+    work = {
+        "/bench/echo": lambda body: None,  # parse, answer with the agent's own JSON helper
+        "/bench/echo-onnx": model_call,  # + the demo model's call alone
+        "/bench/echo-ort-noop": lambda body: noop_session.run(None, noop_feed),  # + a no-op call
+    }
+
+    def endpoint(call: Any) -> Any:
+        async def handler(request: Request) -> Response:
+            body = json.loads(await request.body())
+            call(body)
+            return _json(body)
+
+        # resolved here: this module's `from __future__ import annotations` leaves them as strings
+        handler.__annotations__ = {"request": Request, "return": Response}
+        return handler
+
+    for path, call in work.items():
+        app.add_api_route(path, endpoint(call), methods=["POST"], include_in_schema=False)
     # routes match in order: put these just before /v1/predict so they pay what it pays
     routes = app.router.routes
-    added = routes[-3:]
-    del routes[-3:]
+    added = routes[-len(work) :]
+    del routes[-len(work) :]
     at = next(i for i, r in enumerate(routes) if getattr(r, "path", None) == "/v1/predict")
     routes[at:at] = added
 

@@ -39,12 +39,10 @@ from fastapi import FastAPI, Query, Request
 from edgeops.edge.bundle import BundleError, VerifiedBundle, load_public_key, verify_bundle
 from edgeops.edge.config import AgentConfig
 from edgeops.edge.inference import FLOAT, columns_to_feeds, rows_to_columns
-from edgeops.edge.inference_log import InferenceLog
+from edgeops.edge.inference_log import InferenceLog, compact_json
 from edgeops.edge.store import StateStore, StoreError
 
 log = logging.getLogger("edgeops.agent")
-# one encoder for every answer: json.dumps(obj, separators=...) builds a new one per call
-COMPACT_JSON = json.JSONEncoder(separators=(",", ":")).encode
 
 API_PATHS = ("/v1/predict", "/v1/feedback", "/v1/bundles", "/v1/rollback", "/v1/logs",
              "/v1/status", "/healthz", "/readyz", "/metrics")  # fmt: skip
@@ -578,7 +576,7 @@ def require(request: Any, cfg: AgentConfig, kind: str) -> None:
 def _json(obj: Any, status: int = 200) -> Any:
     from starlette.responses import Response
 
-    return Response(COMPACT_JSON(obj), status_code=status, media_type="application/json")
+    return Response(compact_json(obj), status_code=status, media_type="application/json")
 
 
 def _body_schema(schema: dict[str, Any], content_type: str = "application/json") -> dict[str, Any]:

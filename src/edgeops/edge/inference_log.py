@@ -19,7 +19,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-_compact = json.JSONEncoder(separators=(",", ":")).encode  # built once, not per row
+# one encoder, built once: json.dumps(obj, separators=...) builds a new one per call
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inference (
@@ -107,8 +108,8 @@ class InferenceLog:
         ts, request_id, version, rows, labels, probas, latency_ms = item
         for i, row in enumerate(rows):
             yield (
-                ts, request_id, i, version, _compact(self.minimise(row)),
-                str(labels[i]), _compact([round(p, 7) for p in probas[i]]), latency_ms,
+                ts, request_id, i, version, compact_json(self.minimise(row)),
+                str(labels[i]), compact_json([round(p, 7) for p in probas[i]]), latency_ms,
             )  # fmt: skip
 
     def _write_loop(self) -> None:
