@@ -14,24 +14,14 @@ from edgeops.sources import SOURCES, load_source
 from edgeops.sources.csv import read_files
 from edgeops.sources.simulator import SCENARIOS, simulate
 from edgeops.sources.sql import read_sql
+from tests.unit.conftest import PLANT_FEATURES
 
 # --- the simulator -------------------------------------------------------------------------------
 
 
 def test_simulator_columns_and_types() -> None:
     df = simulate(rows=2000, seed=1)
-    assert list(df.columns) == [
-        "timestamp",
-        "machine_type",
-        "product_line",
-        "air_temp_k",
-        "process_temp_k",
-        "spindle_speed_rpm",
-        "torque_nm",
-        "tool_wear_min",
-        "vibration_mm_s",
-        "failure",
-    ]
+    assert list(df.columns) == ["timestamp", *PLANT_FEATURES, "failure"]
     assert len(df) == 2000
     assert pd.api.types.is_datetime64_any_dtype(df["timestamp"])
     assert df["timestamp"].is_monotonic_increasing and df["timestamp"].is_unique
