@@ -429,6 +429,15 @@ def predict_cmd(
     typer.echo(json.dumps(AgentClient(t).predict(payload), indent=2))
 
 
+def _register_orchestration() -> None:
+    from edgeops.orchestration.commands import register
+
+    register(app, command)
+
+
+_register_orchestration()
+
+
 def main() -> None:
     """Entry point of the ``edgeops`` console script."""
     app()

@@ -83,8 +83,12 @@ def gate(
 
 
 def deploy(ctx: DeployContext, bundle_dir: Path, names: list[str] | None, force: bool = False,
-           reason: str = "manual", by: str | None = None, log: Any = print) -> dict[str, Any]:  # fmt: skip
-    """Gate (unless forced), then the staged rollout. Raises EdgeopsError (exit 3 or 4) on refusal/failure."""
+           reason: str = "manual", by: str | None = None, log: Any = print,
+           gate_report: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Gate (unless forced), then the staged rollout. Raises EdgeopsError (exit 3 or 4) on refusal/failure.
+
+    ``gate_report``: the report :func:`gate` just wrote for this bundle and these targets (the
+    training flow runs the gate as a step of its own); the gate is then not run a second time."""
     by = by or whoami()
     targets = ctx.targets.select(names)
     bundle = verify_local(bundle_dir, ctx.public_key)
@@ -99,11 +103,13 @@ def deploy(ctx: DeployContext, bundle_dir: Path, names: list[str] | None, force:
         atomic.write_json(ctx.gate_report, report)
         ctx.audit.append("gate_skipped", model=name, version=version, reason=reason, by=by)
     else:
-        report = run_gate(bundle, targets, ctx.registry.production(name), ctx.test_frame(), ctx.target_column,
-                          ctx.cfg, ctx.public_key)  # fmt: skip
-        atomic.write_json(ctx.gate_report, report)
-        ctx.audit.append("gate", model=name, version=version, champion=report["champion"]["version"],
-                         promote=report["promote"], reason=report["reason"], by=by)  # fmt: skip
+        report = gate_report
+        if report is None or report["challenger"]["version"] != version:
+            report = run_gate(bundle, targets, ctx.registry.production(name), ctx.test_frame(),
+                              ctx.target_column, ctx.cfg, ctx.public_key)  # fmt: skip
+            atomic.write_json(ctx.gate_report, report)
+            ctx.audit.append("gate", model=name, version=version, champion=report["champion"]["version"],
+                             promote=report["promote"], reason=report["reason"], by=by)  # fmt: skip
         if report.get("already_deployed") and all(v == version for v in before.values()):
             log(f"every target already runs {version}: nothing to do")
             return {"gate": report, "targets": {}}
@@ -185,15 +191,16 @@ def _last_contact(ctx: DeployContext, target: str) -> str | None:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
+    """The ``edgeops status`` table."""
     cols = ["target", "active", "previous", "health", "last_seen", "stage"]
-    cells = [
-        [
-            str(r.get(c) if r.get(c) is not None else "-")
-            + (" (probation)" if c == "active" and r.get("probation") else "")
-            for c in cols
-        ]
-        for r in rows
-    ]
+    shown = [{**r, "active": r.get("active") and r["active"] + (" (probation)" if r.get("probation") else "")}
+             for r in rows]  # fmt: skip
+    return format_rows(shown, cols)
+
+
+def format_rows(rows: list[dict[str, Any]], cols: list[str]) -> str:
+    """A plain aligned text table of ``cols`` (None shows as ``-``)."""
+    cells = [[str(r.get(c) if r.get(c) is not None else "-") for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]

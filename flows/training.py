@@ -1,0 +1,160 @@
+"""The ``training`` flow: the DVC pipeline stage by stage, the gate, the rollout, the record.
+
+It reads like the table of contents of a run. Each DVC stage is a task named like the stage, and
+DVC decides whether it re-runs (an unchanged stage is a no-op). The logic lives in
+``edgeops.stages`` (what DVC runs), ``edgeops.deploy`` (gate and rollout) and
+``edgeops.orchestration`` (workspace, lineage, summary); this file only chains them.
+
+Only one run works in a workspace at a time: the whole run holds a slot of a Prefect global
+concurrency limit (limit 1, named after the workspace path); a second run waits for it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Cancelled, Failed, State
+
+from edgeops.errors import EdgeopsError
+from edgeops.orchestration.settings import Orchestration
+
+
+def _agent_unreachable(task: Any, task_run: Any, state: State) -> bool:
+    """Retry a device step only when an agent did not answer (nothing was changed yet then)."""
+    from edgeops.deploy.targets import AgentError
+
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, AgentError) and exc.status is None
+
+
+@task(cache_policy=NO_CACHE)
+def dvc_stage(ws: Any, stage: str) -> dict[str, Any]:
+    """``dvc repro -s STAGE``: the stage's output goes to the run log, its error fails the task."""
+    result = ws.reproduce(stage, on_line=get_run_logger().info)
+    get_run_logger().info(
+        f"{stage}: {'ran' if result.ran else 'up to date'} in {result.seconds:.1f} s"
+    )
+    return {"stage": stage, "ran": result.ran, "seconds": result.seconds}
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 30],
+      retry_condition_fn=_agent_unreachable)  # fmt: skip
+def gate(ctx: Any, bundle_dir: Path) -> dict[str, Any]:
+    """Champion (what the agents run) vs challenger (this bundle), on the current test split."""
+    from edgeops.deploy import operations
+
+    report = operations.gate(ctx, bundle_dir, ctx.targets.select(None), by="prefect")
+    get_run_logger().info(
+        f"gate: {'promote' if report['promote'] else 'refuse'}: {report['reason']}"
+    )
+    return report
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 30],
+      retry_condition_fn=_agent_unreachable)  # fmt: skip
+def rollout(ctx: Any, bundle_dir: Path, reason: str, report: dict[str, Any]) -> dict[str, Any]:
+    """Canary first, every target checked; any failure rolls back every target that switched."""
+    from edgeops.deploy import operations
+
+    done = operations.deploy(ctx, bundle_dir, None, reason=reason, by="prefect",
+                             log=get_run_logger().info, gate_report=report)  # fmt: skip
+    return {"targets": done["targets"]}
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
+def push(ws: Any) -> int:
+    """``dvc push``: data, models and reports of this run to the DVC remote."""
+    sent = ws.push()
+    get_run_logger().info(f"dvc push: {sent} file(s) sent")
+    return sent
+
+
+@task(cache_policy=NO_CACHE)
+def record(ws: Any, facts: dict[str, Any], lineage_cfg: dict[str, Any]) -> dict[str, Any]:
+    """Commit and tag the lineage of a new model version; leave the summary and metrics table."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from edgeops.orchestration import lineage, summary
+
+    if facts.get("version"):
+        result = lineage.record(
+            ws.root, facts["model"], facts["version"], facts["reason"], lineage_cfg
+        )
+        facts["lineage"] = vars(result)
+        get_run_logger().info(f"lineage: {result.reason}")
+    create_markdown_artifact(key="training-summary", markdown=summary.markdown(facts),
+                             description=f"training run ({facts['reason']})")  # fmt: skip
+    rows = summary.metrics_table(facts.get("metrics"), facts.get("gate"))
+    if rows:
+        create_table_artifact(
+            key="training-metrics", table=rows, description="this run vs champion"
+        )
+    return facts.get("lineage") or {}
+
+
+def _hours_late() -> float:
+    from prefect.runtime import flow_run
+
+    due = flow_run.scheduled_start_time
+    return max(0.0, (datetime.now(UTC) - due).total_seconds() / 3600) if due else 0.0
+
+
+def _deploy_steps(ws: Any, facts: dict[str, Any], reason: str) -> State | None:
+    """Gate, then rollout if promoted. A failed rollout (rolled back) is returned as a Failed state."""
+    from edgeops.deploy.operations import DeployContext
+
+    ctx = DeployContext.load(ws.root / "params.yaml")
+    bundle_dir = ws.root / "models/bundle"
+    facts["gate"] = report = gate(ctx, bundle_dir)
+    if not report["promote"]:
+        facts["deploy"] = {"note": "the gate refused the model"}
+        return None
+    try:
+        facts["deploy"] = rollout(ctx, bundle_dir, reason, report)
+    except EdgeopsError as exc:
+        facts["deploy"] = {"error": str(exc).splitlines()[0]}
+        return Failed(message=facts["deploy"]["error"])
+    return None
+
+
+@flow(name="training", description="DVC pipeline -> gate -> staged rollout -> record")
+def training(reason: str = "manual", deploy: bool = True) -> Any:
+    """Reproduce the pipeline, gate the model against the champion, roll it out, record the run.
+
+    ``reason``: why the run happened (manual, scheduled, drift, ...), kept in the summary and the
+    audit log. ``deploy=False``: stop after the pipeline (no device is contacted).
+    """
+    from edgeops.orchestration.concurrency import workspace_slot
+    from edgeops.orchestration.workspace import Workspace
+
+    root = Path(os.environ.get("EDGEOPS_WORKSPACE") or Path.cwd())
+    os.chdir(root)
+    settings = Orchestration.load(root / "params.yaml")
+    log = get_run_logger()
+    late = _hours_late()
+    if late > settings.max_lateness_hours:
+        message = (f"skipped: started {late:.1f} h after it was due, more than "
+                   f"orchestration.max_lateness_hours={settings.max_lateness_hours:g}")  # fmt: skip
+        log.warning(message)
+        return Cancelled(message=message)
+    with workspace_slot(settings.concurrency_limit, log.info):
+        ws = Workspace(root)
+        facts: dict[str, Any] = {"reason": reason, "started": time.time()}
+        facts["stages"] = [dvc_stage.with_options(name=s)(ws, s) for s in ws.stages()]
+        facts["ingest"] = ws.read_json("reports/ingest.json")
+        facts["validation"] = ws.read_json("reports/validation/summary.json")
+        facts["metrics"] = ws.read_json("reports/metrics.json")
+        model = (ws.read_json("models/bundle/manifest.json") or {}).get("model") or {}
+        facts["model"], facts["version"] = model.get("name"), model.get("version")
+        failed = _deploy_steps(ws, facts, reason) if deploy else None
+        if not deploy:
+            facts["gate_skipped"] = "deploy=False: no device was contacted"
+        facts["push"] = push(ws)
+        record(ws, facts, settings.lineage or {})
+    return failed or {k: facts.get(k) for k in ("version", "stages", "deploy", "lineage")}

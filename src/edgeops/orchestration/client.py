@@ -1,0 +1,160 @@
+"""Talking to the Prefect server: the work pool, workers, starting a run and following it.
+
+Every call goes through :func:`prefect_errors`, which turns the client's exceptions into one
+:class:`EdgeopsError` that says what to start or fix (no server, wrong auth string, ...).
+Import this module only after :meth:`Orchestration.apply_client_env` (Prefect reads its settings
+from the environment when it is imported).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from edgeops.errors import EdgeopsError
+from edgeops.orchestration.settings import TRAINING_DEPLOYMENT, Orchestration
+
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+@contextmanager
+def prefect_errors(s: Orchestration) -> Iterator[None]:
+    """Map the Prefect client's errors to one clear EdgeopsError."""
+    import httpx
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise EdgeopsError(
+            f"no Prefect server answers at {s.api_url} ({exc.__class__.__name__})",
+            fix="start it with `edgeops up` (or set PREFECT_API_URL to where it runs)",
+        ) from None
+    except PrefectHTTPStatusError as exc:
+        status = exc.response.status_code
+        if status == 401:
+            raise EdgeopsError(
+                f"the Prefect server at {s.api_url} refused the credentials (401 Unauthorized)",
+                fix="set PREFECT_API_AUTH_STRING to the server's user:password",
+            ) from None
+        raise EdgeopsError(f"the Prefect server answered {status}: {_detail(exc)}") from None
+    except ObjectNotFound:
+        raise EdgeopsError(
+            f"deployment {TRAINING_DEPLOYMENT} is not on the server at {s.api_url}",
+            fix="apply the deployments with `edgeops up`",
+        ) from None
+
+
+def _detail(exc: Any) -> str:
+    try:
+        return str(exc.response.json().get("detail") or exc.response.text)[:500]
+    except ValueError:
+        return exc.response.text[:500]
+
+
+def ensure_work_pool(name: str) -> bool:
+    """Create a process work pool unless it exists; True if created."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.workers.process import ProcessWorker
+
+    template = ProcessWorker.get_default_base_job_template()
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_work_pool(
+                WorkPoolCreate(name=name, type="process", base_job_template=template)
+            )
+        except ObjectAlreadyExists:
+            return False
+    return True
+
+
+def online_workers(pool: str) -> list[str]:
+    """Names of the workers polling ``pool`` now (Prefect marks them online by heartbeat)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            workers = client.read_workers_for_work_pool(pool)
+        except ObjectNotFound:
+            return []
+    return [w.name for w in workers if str(w.status.value if w.status else "") == "ONLINE"]
+
+
+def start_run(s: Orchestration, parameters: dict[str, Any]) -> tuple[Any, str]:
+    """Create a ``training`` run through the server; (flow run, UI link). Needs a live worker."""
+    from prefect.client.orchestration import get_client
+
+    with prefect_errors(s), get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(TRAINING_DEPLOYMENT)
+        pool = deployment.work_pool_name or s.work_pool
+        if not online_workers(pool):
+            raise EdgeopsError(
+                f"no worker is polling work pool {pool!r}: the run would wait forever",
+                fix=f"start one with `edgeops up` (or `prefect worker start --pool {pool}`)",
+            )
+        run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+    return run, f"{s.ui_url}/runs/flow-run/{run.id}"
+
+
+def follow(s: Orchestration, run_id: Any, echo: Callable[[str], None], timeout: float,
+           poll: float = 1.0) -> Any:  # fmt: skip
+    """Print the run's state changes and logs until it ends; return the final flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+
+    seen, last_state, names = 0, None, {}
+    deadline = time.monotonic() + timeout
+    with prefect_errors(s), get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(run_id)
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
+                                    offset=seen, sort=LogSort.TIMESTAMP_ASC)  # fmt: skip
+            for entry in logs:
+                if entry.task_run_id and entry.task_run_id not in names:
+                    flt = FlowRunFilter(id={"any_": [run_id]})
+                    names |= {t.id: t.name for t in client.read_task_runs(flow_run_filter=flt)}
+                who = names.get(entry.task_run_id, "flow") if entry.task_run_id else "flow"
+                echo(f"{entry.timestamp:%H:%M:%S} {who:>12} | {entry.message}")
+            seen += len(logs)
+            state = run.state.name if run.state else "?"
+            if state != last_state:
+                echo(f"state: {state}")
+                last_state = state
+            if run.state and run.state.type.value in FINAL:
+                time.sleep(poll)  # the last log lines can land just after the state
+                for entry in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
+                                              offset=seen, sort=LogSort.TIMESTAMP_ASC):  # fmt: skip
+                    echo(f"{entry.timestamp:%H:%M:%S} {'':>12} | {entry.message}")
+                return run
+            if time.monotonic() > deadline:
+                raise EdgeopsError(
+                    f"run {run.name} is still {state} after {timeout:.0f} s (it goes on on the server)",
+                    fix=f"watch it in the UI: {s.ui_url}/runs/flow-run/{run_id}",
+                )
+            time.sleep(poll)
+
+
+def recent_runs(s: Orchestration, limit: int) -> list[dict[str, Any]]:
+    """The newest runs of every edgeops deployment, newest first."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    rows = []
+    with prefect_errors(s), get_client(sync_client=True) as client:
+        for run in client.read_flow_runs(sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=limit):
+            rows.append({
+                "run": run.name,
+                "state": run.state.name if run.state else "?",
+                "reason": str((run.parameters or {}).get("reason", "-")),
+                "due": f"{run.expected_start_time:%Y-%m-%d %H:%M}" if run.expected_start_time else "-",
+                "took": f"{run.total_run_time.total_seconds():.0f} s" if run.total_run_time else "-",
+                "message": ((run.state.message or "") if run.state else "")[:80],
+                "id": str(run.id),
+            })  # fmt: skip
+    return rows

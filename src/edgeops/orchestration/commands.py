@@ -1,0 +1,113 @@
+"""The orchestration commands of the ``edgeops`` CLI: up, down, run, runs, doctor.
+
+Registered on the main app by :func:`register`; Prefect is imported inside each command only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgeops.errors import EdgeopsError
+
+ParamsOpt = Annotated[Path, typer.Option("--params", help="The workspace's params file.")]
+
+
+def _settings(params: Path) -> Any:
+    from edgeops.orchestration.settings import Orchestration
+
+    return Orchestration.load(params)
+
+
+def up(
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Local process workers to start [default: orchestration.workers]; 0 = none."
+        ),
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Start the self-hosted Prefect server, apply the deployments, start local workers.
+
+    Idempotent: what runs already is kept. State, logs and pid files live in
+    orchestration.home (default .prefect/). Basic auth: export PREFECT_API_AUTH_STRING=user:pass
+    first (the server requires it, the workers and CLI send it).
+
+    Example: edgeops up && edgeops run training --reason "new sensor data"
+    """
+    from edgeops.orchestration import services
+
+    services.up(_settings(params), workers, log=lambda m: typer.echo(m, err=True))
+
+
+def down(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Stop the workers and the server that `edgeops up` started (nothing else)."""
+    from edgeops.orchestration import services
+
+    services.down(_settings(params), log=lambda m: typer.echo(m, err=True))
+
+
+def run(
+    flow: Annotated[str, typer.Argument(help="The flow to run: training.")] = "training",
+    reason: Annotated[
+        str, typer.Option(help="Why (kept in the summary and audit log).")
+    ] = "manual",
+    deploy: Annotated[
+        bool, typer.Option("--deploy/--no-deploy", help="Gate and roll out to the targets.")
+    ] = True,
+    follow: Annotated[
+        bool, typer.Option("--follow/--no-follow", help="Print state and logs until it ends.")
+    ] = True,
+    timeout: Annotated[float, typer.Option(help="Stop following after this many seconds.")] = 7200,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Start a run through the Prefect server (a worker executes it) and follow it here.
+
+    Exit codes: 0 completed, 1 failed / crashed / cancelled (the reason is printed).
+
+    Example: edgeops run training --reason "sensor recalibrated"
+    """
+    if flow != "training":
+        raise EdgeopsError(f"unknown flow {flow!r}", fix="edgeops run training")
+    settings = _settings(params)
+    settings.apply_client_env()
+    from edgeops.orchestration import client
+
+    flow_run, link = client.start_run(settings, {"reason": reason, "deploy": deploy})
+    typer.echo(f"started {flow_run.name}: {link}", err=True)
+    if not follow:
+        return
+    final = client.follow(settings, flow_run.id, lambda m: typer.echo(m), timeout)
+    message = final.state.message or ""
+    typer.echo(f"{final.name}: {final.state.name}{': ' + message if message else ''}", err=True)
+    typer.echo(f"summary and artifacts: {link}", err=True)
+    if final.state.type.value != "COMPLETED":
+        raise typer.Exit(1)
+
+
+def runs(
+    limit: Annotated[int, typer.Option(help="How many.")] = 10,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """List the recent runs: name, state, reason, when due, how long, the state's message."""
+    from edgeops.deploy.operations import format_rows
+
+    settings = _settings(params)
+    settings.apply_client_env()
+    from edgeops.orchestration import client
+
+    rows = client.recent_runs(settings, limit)
+    if not rows:
+        typer.echo("no runs yet: edgeops run training", err=True)
+        return
+    typer.echo(format_rows(rows, ["run", "state", "reason", "due", "took", "message"]))
+
+
+def register(app: typer.Typer, command: Callable[..., Any]) -> None:
+    """Add these commands to the ``edgeops`` app (``command`` adds telemetry-off + clean errors)."""
+    for fn in (up, down, run, runs):
+        command(app, fn.__name__)(fn)

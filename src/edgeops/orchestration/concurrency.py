@@ -1,0 +1,42 @@
+"""One DVC operation per workspace at a time: a Prefect global concurrency limit of 1.
+
+DVC's repository lock is not made for concurrency (a second ``dvc repro`` fails at once), so the
+flows serialize before they touch the workspace. A Prefect global concurrency limit is used rather
+than a file lock because the server sees it: the UI lists the slot and who holds it, a waiting run
+shows it is waiting, a crashed holder's lease expires by itself, and workers on other machines
+sharing a workspace on a network drive serialize too. ``strict=True``: a limit that does not
+exist is an error, never a silent no-op (Prefect's default skips it with a warning).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+
+def ensure_limit(name: str) -> None:
+    """Create the limit (limit 1) unless it exists."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+        except ObjectAlreadyExists:
+            pass
+
+
+@contextmanager
+def workspace_slot(name: str, log: Callable[[str], None] = print) -> Iterator[float]:
+    """Hold the workspace's slot for the block (waiting as long as it takes); yields the wait in s."""
+    from prefect.concurrency.sync import concurrency
+
+    ensure_limit(name)
+    start = time.monotonic()
+    log(f"waiting for the workspace slot {name!r} (one DVC operation at a time)")
+    with concurrency(name, occupy=1, strict=True):
+        waited = time.monotonic() - start
+        log(f"workspace slot {name!r} acquired after {waited:.1f} s")
+        yield waited

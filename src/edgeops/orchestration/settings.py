@@ -1,0 +1,130 @@
+"""The ``orchestration`` section of params.yaml, resolved into what the server, workers and CLI need.
+
+Secrets never live in params.yaml: the basic-auth string comes from ``PREFECT_API_AUTH_STRING``
+(Prefect's own client setting), a database password from the database URL in the environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeops.errors import EdgeopsError
+from edgeops.offline import TELEMETRY_OFF
+from edgeops.params import load_params
+
+#: The flows' deployment names, as ``flow/deployment``.
+TRAINING_DEPLOYMENT = "training/training"
+
+
+@dataclass(frozen=True)
+class Orchestration:
+    """Where the Prefect server listens, where its state lives, and the pool the flows run on."""
+
+    workspace: Path
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = 4200
+    database_url: str | None = None
+    work_pool: str = "edgeops-local"
+    workers: int = 1
+    max_lateness_hours: float = 6.0
+    lineage: dict[str, Any] | None = None
+
+    @classmethod
+    def load(cls, params_path: str | Path = "params.yaml") -> Orchestration:
+        """Read params.yaml's ``orchestration`` section (every key optional)."""
+        params_path = Path(params_path).resolve()
+        cfg = load_params(params_path).get("orchestration") or {}
+        if not isinstance(cfg, dict):
+            raise EdgeopsError("params.yaml: 'orchestration' must be a mapping", fix="see README")
+        workspace = params_path.parent
+        home = Path(os.path.expanduser(str(cfg.get("home") or ".prefect")))
+        try:
+            return cls(
+                workspace=workspace,
+                home=home if home.is_absolute() else workspace / home,
+                host=str(cfg.get("host") or "127.0.0.1"),
+                port=int(cfg.get("port") or 4200),
+                database_url=cfg.get("database_url") or None,
+                work_pool=str(cfg.get("work_pool") or "edgeops-local"),
+                workers=int(cfg.get("workers", 1)),
+                max_lateness_hours=float(cfg.get("max_lateness_hours", 6)),
+                lineage=dict(cfg.get("lineage") or {}),
+            )
+        except (TypeError, ValueError) as exc:
+            raise EdgeopsError(
+                f"params.yaml: orchestration has a value of the wrong type: {exc}",
+                fix="port and workers are whole numbers, max_lateness_hours a number",
+            ) from None
+
+    @property
+    def api_url(self) -> str:
+        """The URL clients use: ``PREFECT_API_URL`` if set, else the configured host and port."""
+        if os.environ.get("PREFECT_API_URL"):
+            return os.environ["PREFECT_API_URL"].rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return self.api_url.removesuffix("/api")
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def concurrency_limit(self) -> str:
+        """The global concurrency limit that serializes DVC operations in this workspace."""
+        return workspace_limit(self.workspace)
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for anything that talks to the server (workers, flow runs, the CLI)."""
+        env = dict(os.environ)
+        env.update({k: v for k, v in TELEMETRY_OFF.items() if k not in os.environ})
+        env["PREFECT_HOME"] = str(self.home)
+        env["PREFECT_API_URL"] = self.api_url
+        env["EDGEOPS_WORKSPACE"] = str(self.workspace)
+        env.pop("PREFECT_API_KEY", None)  # it would take precedence over the auth string: 401
+        return env
+
+    def server_env(self) -> dict[str, str]:
+        """Environment of ``prefect server start``: database, auth, telemetry off."""
+        env = self.client_env()
+        env.pop("PREFECT_API_URL", None)
+        env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+        if self.database_url:
+            env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.database_url
+        elif not any(
+            k in env
+            for k in (
+                "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+                "PREFECT_API_DATABASE_CONNECTION_URL",
+            )
+        ):
+            env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = (
+                f"sqlite+aiosqlite:///{self.home / 'prefect.db'}"
+            )
+        if env.get("PREFECT_API_AUTH_STRING"):
+            env["PREFECT_SERVER_API_AUTH_STRING"] = env["PREFECT_API_AUTH_STRING"]
+        return env
+
+    def apply_client_env(self) -> None:
+        """Point this process's Prefect client at the server (before prefect is imported)."""
+        for key in ("PREFECT_HOME", "PREFECT_API_URL", "EDGEOPS_WORKSPACE"):
+            os.environ[key] = self.client_env()[key]
+        os.environ.pop("PREFECT_API_KEY", None)
+
+
+def workspace_limit(workspace: Path) -> str:
+    """A concurrency-limit name unique to one workspace path (two checkouts do not block each other)."""
+    digest = hashlib.sha256(str(Path(workspace).resolve()).encode()).hexdigest()[:8]
+    return f"edgeops-dvc-{digest}"

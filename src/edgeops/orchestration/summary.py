@@ -1,0 +1,104 @@
+"""What a training run leaves in the Prefect UI: a markdown summary and a table of the metrics.
+
+Pure functions of the run's facts (the reports DVC's stages wrote, the gate report, the rollout's
+outcome), so they are tested without a server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+METRICS = ("roc_auc", "pr_auc", "f1", "balanced_accuracy", "accuracy")
+
+
+def metrics_table(
+    metrics: dict[str, Any] | None, gate: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """One row per metric: this run's model (challenger) against the champion, when known."""
+    champion = ((gate or {}).get("champion") or {}).get("metrics") or {}
+    rows = []
+    for name in METRICS:
+        if not metrics or name not in metrics:
+            continue
+        row: dict[str, Any] = {"metric": name, "challenger": round(float(metrics[name]), 6)}
+        if name in champion:
+            row["champion"] = round(float(champion[name]), 6)
+            row["delta"] = round(row["challenger"] - row["champion"], 6)
+        rows.append(row)
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def markdown(facts: dict[str, Any]) -> str:
+    """The run summary: why it ran, data, validation, stages, metrics vs champion, gate, targets,
+    lineage. ``facts`` keys: reason, ingest, validation, stages, version, metrics, gate, deploy,
+    push, lineage (any may be missing)."""
+    ingest = facts.get("ingest") or {}
+    validation = facts.get("validation") or {}
+    lines = [f"# Training run: {facts.get('version') or 'no model version'}", ""]
+    lines.append(f"**Why:** {facts.get('reason', 'manual')}")
+    lines += ["", "## Data"]
+    lines.append(
+        f"- snapshot: {ingest.get('rows', '?'):,} rows from `{ingest.get('source', '?')}`, "
+        f"sha256 `{str(ingest.get('sha256', '?'))[:16]}…`"
+        if isinstance(ingest.get("rows"), int)
+        else "- snapshot: unknown (reports/ingest.json missing)"
+    )
+    checks = validation.get("expectations") or []
+    failed = validation.get("failures") or []
+    verdict = "passed" if validation.get("success") else "FAILED"
+    lines.append(
+        f"- validation (Great Expectations): {verdict}, {len(checks)} expectations, {len(failed)} failed"
+    )
+    lines += [
+        "",
+        "## Stages (DVC decides what re-runs)",
+        "",
+        "| stage | result | seconds |",
+        "|---|---|---|",
+    ]
+    for st in facts.get("stages") or []:
+        lines.append(
+            f"| {st['stage']} | {'ran' if st['ran'] else 'up to date'} | {st['seconds']:.1f} |"
+        )
+    lines += ["", "## Metrics against the champion", ""]
+    rows = metrics_table(facts.get("metrics"), facts.get("gate"))
+    lines += ["| metric | this run | champion | Δ |", "|---|---|---|---|"]
+    lines += [
+        f"| {r['metric']} | {_fmt(r['challenger'])} | {_fmt(r.get('champion'))} | {_fmt(r.get('delta'))} |"
+        for r in rows
+    ]
+    gate = facts.get("gate")
+    lines += ["", "## Gate"]
+    if gate is None:
+        lines.append(f"- not run: {facts.get('gate_skipped', 'deploy=False')}")
+    else:
+        champion = (gate.get("champion") or {}).get("version") or "none (first deployment)"
+        decision = "promote" if gate.get("promote") else "refuse"
+        lines.append(f"- champion: `{champion}`")
+        lines.append(f"- decision: **{decision}**: {gate.get('reason', '')}")
+    lines += ["", "## Targets"]
+    deploy = facts.get("deploy") or {}
+    if deploy.get("error"):
+        lines.append(f"- rollout FAILED, rolled back: {deploy['error']}")
+    elif deploy.get("targets"):
+        for name, check in deploy["targets"].items():
+            state = "already on this version" if "skipped" in (check or {}) else "updated"
+            lines.append(f"- {name}: {state}")
+    else:
+        lines.append(f"- none updated{': ' + deploy['note'] if deploy.get('note') else ''}")
+    lines += ["", "## Lineage"]
+    push = facts.get("push")
+    lines.append(f"- dvc push: {push} file(s) sent" if push is not None else "- dvc push: not run")
+    lineage = facts.get("lineage") or {}
+    if lineage.get("committed"):
+        lines.append(
+            f"- git: {lineage['reason']}; commit `{lineage['commit'][:12]}`, tag `{lineage['tag']}`"
+        )
+        lines.append(f"- reproduce: `git checkout {lineage['tag']} && dvc pull && dvc repro`")
+    else:
+        lines.append(f"- git: not committed: {lineage.get('reason', 'not run')}")
+    return "\n".join(lines) + "\n"
