@@ -108,11 +108,12 @@ def follow(s: Orchestration, run_id: Any, echo: Callable[[str], None], timeout: 
     from prefect.client.schemas.filters import FlowRunFilter, LogFilter, LogFilterFlowRunId
     from prefect.client.schemas.sorting import LogSort
 
-    seen, last_state, names = 0, None, {}
+    seen, last_state, names, quiet = 0, None, {}, 0
     deadline = time.monotonic() + timeout
     with prefect_errors(s), get_client(sync_client=True) as client:
-        while True:
-            run = client.read_flow_run(run_id)
+
+        def print_new_logs() -> int:
+            nonlocal seen, names
             logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
                                     offset=seen, sort=LogSort.TIMESTAMP_ASC)  # fmt: skip
             for entry in logs:
@@ -120,19 +121,23 @@ def follow(s: Orchestration, run_id: Any, echo: Callable[[str], None], timeout: 
                     flt = FlowRunFilter(id={"any_": [run_id]})
                     names |= {t.id: t.name for t in client.read_task_runs(flow_run_filter=flt)}
                 who = names.get(entry.task_run_id, "flow") if entry.task_run_id else "flow"
-                echo(f"{entry.timestamp:%H:%M:%S} {who:>12} | {entry.message}")
+                echo(f"{entry.timestamp:%H:%M:%S} {who:>14} | {entry.message}")
             seen += len(logs)
+            return len(logs)
+
+        while True:
+            run = client.read_flow_run(run_id)
+            new = print_new_logs()
+            final = bool(run.state and run.state.type.value in FINAL)
             state = run.state.name if run.state else "?"
-            if state != last_state:
+            if state != last_state and not final:
                 echo(f"state: {state}")
                 last_state = state
-            if run.state and run.state.type.value in FINAL:
-                time.sleep(poll)  # the last log lines can land just after the state
-                for entry in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
-                                              offset=seen, sort=LogSort.TIMESTAMP_ASC):  # fmt: skip
-                    echo(f"{entry.timestamp:%H:%M:%S} {'':>12} | {entry.message}")
-                return run
-            if time.monotonic() > deadline:
+            if final:  # the last log lines are shipped in batches: drain until two quiet polls
+                quiet = 0 if new else quiet + 1
+                if quiet >= 2:
+                    return run
+            elif time.monotonic() > deadline:
                 raise EdgeopsError(
                     f"run {run.name} is still {state} after {timeout:.0f} s (it goes on on the server)",
                     fix=f"watch it in the UI: {s.ui_url}/runs/flow-run/{run_id}",

@@ -19,10 +19,16 @@ def ensure_limit(name: str) -> None:
     """Create the limit (limit 1) unless it exists."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
-    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
-        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+    with get_client(sync_client=True) as client:
+        try:  # read first: a create that collides logs an IntegrityError traceback on the server
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            with suppress(ObjectAlreadyExists):
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=1)
+                )
 
 
 @contextmanager
@@ -32,7 +38,7 @@ def workspace_slot(name: str, log: Callable[[str], None] = print) -> Iterator[fl
 
     ensure_limit(name)
     start = time.monotonic()
-    log(f"waiting for the workspace slot {name!r} (one DVC operation at a time)")
+    log(f"taking the workspace slot {name!r} (one DVC operation at a time; waits if taken)")
     with concurrency(name, occupy=1, strict=True):
         waited = time.monotonic() - start
         log(f"workspace slot {name!r} acquired after {waited:.1f} s")

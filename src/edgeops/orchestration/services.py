@@ -35,14 +35,31 @@ def worker_name(i: int) -> str:
     return f"edgeops-{socket.gethostname()}-{i}"
 
 
+def _becomes_healthy(s: Orchestration, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if processes.healthy(s.api_url):
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def start_server(s: Orchestration, log: Log, timeout: float = 180.0) -> None:
     """Start ``prefect server start`` unless ours runs; wait until /api/health answers."""
     pidfile = _server_pidfile(s)
-    if processes.running_pid(pidfile, "prefect") and processes.healthy(s.api_url):
-        log(f"server: already running at {s.ui_url} (pid {pidfile.read_text().strip()})")
-        return
+    ours = processes.running_pid(pidfile, "prefect")
+    if ours:  # started by an earlier `up` (perhaps still starting)
+        if _becomes_healthy(s, timeout):
+            log(f"server: already running at {s.ui_url} (pid {ours})")
+            return
+        raise EdgeopsError(
+            f"the Prefect server (pid {ours}) runs but does not answer at {s.api_url}",
+            fix=f"read {s.logs / 'server.log'}; `edgeops down` and `edgeops up` restart it",
+        )
     host = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host
-    if processes.healthy(s.api_url):
+    if processes.healthy(s.api_url) or (
+        processes.port_open(host, s.port) and _becomes_healthy(s, 30)  # one still starting
+    ):
         log(f"server: a Prefect server already answers at {s.ui_url}: using it "
             "(not started by edgeops up, so edgeops down leaves it running)")  # fmt: skip
         return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,8 @@ class Orchestration:
         env["PREFECT_HOME"] = str(self.home)
         env["PREFECT_API_URL"] = self.api_url
         env["EDGEOPS_WORKSPACE"] = str(self.workspace)
+        # DVC runs the stages as `python -m edgeops.stages...`: that python must be this venv's
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.pop("PREFECT_API_KEY", None)  # it would take precedence over the auth string: 401
         return env
 
@@ -101,6 +104,12 @@ class Orchestration:
         env = self.client_env()
         env.pop("PREFECT_API_URL", None)
         env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+        # the UI reads host and port from these (not from the CLI flags): without them it asks
+        # port 4200 for its data, which may be another server
+        env["PREFECT_SERVER_API_HOST"], env["PREFECT_SERVER_API_PORT"] = self.host, str(self.port)
+        # the v2 UI starts Amplitude in the browser (a request to an outside host on every load);
+        # the v1 UI stays on this server
+        env.setdefault("PREFECT_SERVER_UI_V2_ENABLED", "false")
         if self.database_url:
             env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.database_url
         elif not any(
