@@ -107,7 +107,41 @@ def runs(
     typer.echo(format_rows(rows, ["run", "state", "reason", "due", "took", "message"]))
 
 
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Check this host before planning runs: Python, CPU, memory, disk, the server port, git, DVC
+    and its remote, the signing key, the edge targets, the Prefect server, work pool, worker and
+    deployment, telemetry and lineage. One line per check (OK, WARN or FAIL), with the fix.
+
+    Exit codes: 0 no FAIL (warnings allowed), 1 at least one FAIL. Takes a few seconds.
+
+    Example: edgeops doctor --params /srv/edgeops/params.yaml
+    """
+    import dataclasses
+    import json
+    import time
+
+    from edgeops.orchestration.doctor import run_checks
+
+    start = time.monotonic()
+    checks = run_checks(_settings(params), params)
+    took = time.monotonic() - start
+    counts = {s: sum(c.status == s for c in checks) for s in ("OK", "WARN", "FAIL")}
+    if as_json:
+        result = {"ok": not counts["FAIL"], "counts": counts, "seconds": round(took, 2),
+                  "checks": [dataclasses.asdict(c) for c in checks]}  # fmt: skip
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo("\n".join(c.lines() for c in checks))
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        typer.echo(f"doctor: {summary} in {took:.1f} s", err=True)
+    if counts["FAIL"]:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer, command: Callable[..., Any]) -> None:
     """Add these commands to the ``edgeops`` app (``command`` adds telemetry-off + clean errors)."""
-    for fn in (up, down, run, runs):
+    for fn in (up, down, run, runs, doctor):
         command(app, fn.__name__)(fn)
