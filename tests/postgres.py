@@ -105,6 +105,13 @@ class PostgresServer:
         user, pw, db = (quote(s, safe="") for s in (owner, password, name))
         return f"postgresql+asyncpg://{user}:{pw}@127.0.0.1:{self.port}/{db}"
 
+    def query(self, sql: str, database: str) -> str:
+        """Run one SQL statement as the superuser over the socket; its unaligned output."""
+        args = ["-h", str(self._root), "-p", str(self.port), "-U", "postgres", "-d", database]
+        return self._run(
+            "psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", *args, "-c", sql
+        ).strip()
+
     def _alive(self, seen: set[int]) -> list[int]:
         """Add the postmaster's descendants to seen; return the non-zombies in it. (Its children
         setsid() themselves and its orphans move to pid 1: no session or parent test works.)"""

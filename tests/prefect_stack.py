@@ -1,0 +1,139 @@
+"""A real orchestration stack for integration tests: a workspace copy, ``edgeops up`` (Prefect
+server + process workers on a free loopback port, Prefect home inside the copy), the REST API."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.agent_process import free_port, http
+from tests.conftest import BIN, copy_repo, tool_env
+
+EDGEOPS = str(BIN / "edgeops")
+DVC = str(BIN / "dvc")
+
+
+def set_params(repo: Path, **changes: Any) -> None:
+    """Change params.yaml: keys are dotted paths."""
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        node = params
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def sh(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True,
+       timeout: float = 900) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    proc = subprocess.run(args, cwd=cwd, env=env or tool_env(), capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+class Stack:
+    """A workspace (git + DVC, 6,000 demo rows, its own DVC remote) and its Prefect stack."""
+
+    def __init__(self, root: Path, **params: Any) -> None:
+        self.root = root
+        self.repo = copy_repo(root / "workspace")
+        self.port = free_port()
+        self.remote = root / "dvc-remote"
+        self.env = tool_env() | {"PREFECT_WORKER_QUERY_SECONDS": "2"}  # faster pick-up in tests
+        set_params(self.repo, **{
+            "ingest.simulator.rows": 6000, "orchestration.port": self.port,
+            "orchestration.work_pool": f"edgeops-test-{self.port}", "deploy.watch_seconds": 0.5,
+            **params,
+        })  # fmt: skip
+        sh([DVC, "remote", "add", "-f", "-d", "localstore", str(self.remote)], self.repo)
+        sh(["git", "commit", "-qam", "test workspace"], self.repo)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def home(self) -> Path:
+        return self.repo / ".prefect"
+
+    def edgeops(self, *args: str, check: bool = True, env: dict[str, str] | None = None,
+                timeout: float = 900) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        return sh([EDGEOPS, *args], self.repo, env=env or self.env, check=check, timeout=timeout)
+
+    def up(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.edgeops("up", *args, timeout=300)
+
+    def down(self) -> None:
+        self.edgeops("down", check=False, timeout=120)
+
+    def api(
+        self, method: str, path: str, body: Any = None, auth: str | None = None
+    ) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json"}
+        auth = auth if auth is not None else self.env.get("PREFECT_API_AUTH_STRING")
+        if auth:
+            import base64
+
+            headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+        data = None if body is None else json.dumps(body).encode()
+        status, raw = http(self.api_url, method, path, data, headers)
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def deployment(self) -> dict[str, Any]:
+        status, dep = self.api("GET", "/deployments/name/training/training")
+        assert status == 200, dep
+        return dep
+
+    def flow_runs(self) -> list[dict[str, Any]]:
+        status, runs = self.api("POST", "/flow_runs/filter", {"sort": "EXPECTED_START_TIME_ASC"})
+        assert status == 200, runs
+        return runs
+
+    def flow_run(self, name_or_id: str) -> dict[str, Any]:
+        return next(r for r in self.flow_runs() if name_or_id in (r["name"], r["id"]))
+
+    def task_runs(self, flow_run_id: str) -> list[dict[str, Any]]:
+        body = {"flow_runs": {"id": {"any_": [flow_run_id]}}}
+        status, runs = self.api("POST", "/task_runs/filter", body)
+        assert status == 200, runs
+        return runs
+
+    def wait_final(self, flow_run_id: str, timeout: float = 300) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, run = self.api("GET", f"/flow_runs/{flow_run_id}")
+            if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                return run
+            time.sleep(1)
+        raise AssertionError(
+            f"flow run {flow_run_id} did not finish in {timeout} s: {run['state']}"
+        )
+
+    def processes(self) -> list[str]:
+        """Command lines of live processes whose environment names this stack's Prefect home."""
+        found = []
+        marker = f"PREFECT_HOME={self.home}".encode()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                if marker in (proc / "environ").read_bytes().split(b"\0"):
+                    stat = (proc / "stat").read_text()
+                    if stat.rsplit(")", 1)[1].split()[0] != "Z":  # a zombie has exited already
+                        found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except OSError:
+                continue
+        return found
