@@ -20,7 +20,7 @@ RUN := $(VENV)/bin
 # DVC stages run `python -m edgeops.stages...`: that python must be the project's
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv keys demo agent agent-stop test lint format bench-export bench-agent clean
+.PHONY: help venv keys demo agent agent-stop up down test lint format bench-export bench-agent bench-orchestration clean
 
 KEY_DIR := $(or $(EDGEOPS_KEY_DIR),$(HOME)/.config/edgeops/keys)
 AGENT_STATE := data/agent
@@ -55,11 +55,16 @@ demo: venv keys ## install, run the pipeline on the demo plant data, deploy it t
 	@echo
 	$(DEMO_TOKENS) $(RUN)/edgeops predict --target demo-local
 	@echo
+	@$(MAKE) --no-print-directory up
+	@echo
+	$(RUN)/edgeops run training --reason "make demo"
+	@echo
 	@echo "model:       models/model.joblib (scikit-learn), models/model.onnx, signed bundle in models/bundle/"
 	@echo "metrics:     reports/metrics.json, reports/export.json, reports/gate.json (dvc metrics show)"
 	@echo "validation:  reports/validation/summary.json, reports/validation/data_docs/index.html"
 	@echo "agent:       http://127.0.0.1:$(AGENT_PORT)/docs (state in $(AGENT_STATE)/, stop: make agent-stop)"
 	@echo "registry:    deploy/registry.json, audit log: deploy/audit.jsonl"
+	@echo "Prefect UI:  http://127.0.0.1:$$($(RUN)/python -c "import yaml; print((yaml.safe_load(open('params.yaml')).get('orchestration') or {}).get('port', 4200))")  (the run, its summary and metrics; stop: make down)"
 
 agent: venv keys ## start the demo edge agent on 127.0.0.1:8710 in the background
 	@mkdir -p $(AGENT_STATE)
@@ -80,22 +85,31 @@ agent: venv keys ## start the demo edge agent on 127.0.0.1:8710 in the backgroun
 agent-stop: ## stop the demo edge agent
 	@if [ -f $(AGENT_STATE)/agent.pid ]; then kill $$(cat $(AGENT_STATE)/agent.pid) 2>/dev/null || true; rm -f $(AGENT_STATE)/agent.pid; echo "agent stopped"; fi
 
+up: agent ## start the Prefect server, apply prefect.yaml, start a worker (logs in .prefect/logs/)
+	$(DEMO_TOKENS) $(RUN)/edgeops up
+
+down: ## stop the Prefect worker and server that `make up` started
+	@if [ -x $(RUN)/edgeops ]; then $(RUN)/edgeops down; fi
+
 bench-export: venv ## ORT vs scikit-learn latency of the demo model (run make demo first)
 	$(RUN)/python bench/export.py
 
 bench-agent: venv ## agent latency/throughput vs an echo endpoint and scikit-learn serving
 	$(RUN)/python bench/agent.py
 
+bench-orchestration: venv ## a training run through Prefect server + worker vs a bare dvc repro
+	$(RUN)/python bench/orchestration.py
+
 test: venv ## run the test suite (unit + integration)
 	$(RUN)/pytest
 
 lint: venv ## ruff lint and format check
-	$(RUN)/ruff check src tests
-	$(RUN)/ruff format --check src tests
+	$(RUN)/ruff check src tests flows bench
+	$(RUN)/ruff format --check src tests flows bench
 
 format: venv ## apply ruff's formatting and safe fixes
-	$(RUN)/ruff check --fix src tests
-	$(RUN)/ruff format src tests
+	$(RUN)/ruff check --fix src tests flows bench
+	$(RUN)/ruff format src tests flows bench
 
-clean: agent-stop ## remove the venv and every pipeline output (data, models, reports)
+clean: down agent-stop ## remove the venv and every pipeline output (data, models, reports)
 	rm -rf $(VENV) data/raw data/prepared models reports .pytest_cache
