@@ -1,7 +1,8 @@
 """The DVC workspace a flow drives: reproduce one stage, push to the remote, read run facts.
 
 DVC is used in-process (``dvc.repo.Repo``): one import per flow run instead of one CLI start per
-stage (1.3 s once, then ~0.06 s per unchanged stage, against ~1.6 s per ``dvc repro -s`` call).
+stage (0.4-1.3 s once, warm or cold, then ~0.1 s per unchanged stage, against ~1.6 s per
+``dvc repro -s`` call; bench/orchestration.py).
 DVC runs each stage's command as a child process that writes to this process's stdout and stderr;
 :func:`captured_output` reads those lines as they come, so a flow can show them in its run log
 and fail with the stage's own error message instead of a subprocess dump.
