@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_process import free_port
-from tests.prefect_stack import Stack, set_params, sh
+from tests.prefect_stack import Stack, set_params
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +82,6 @@ def test_up_refuses_a_port_taken_by_another_program(tmp_path: Path) -> None:
 
 def test_a_bad_orchestration_value_is_one_clear_error(tmp_path: Path) -> None:
     st = Stack(tmp_path)
-    set_params(st.repo, **{"orchestration.port": "forty-two", "orchestration.workers": free_port()})
-    out = sh([str(Path(st.env["PATH"].split(":")[0]) / "edgeops"), "up"], st.repo, env=st.env,
-             check=False)  # fmt: skip
+    set_params(st.repo, **{"orchestration.port": "forty-two"})
+    out = st.edgeops("up", check=False, timeout=120)
     assert out.returncode == 2 and "orchestration has a value of the wrong type" in out.stderr
