@@ -931,3 +931,117 @@ def test_inference_log_drops_and_hashes_configured_fields(agents: Agents, v1: Pa
         rest = {k: v for k, v in sent.items() if k not in ("product_line", "machine_type")}
         assert {k: v for k, v in logged.items() if k != "machine_type"} == rest
     assert len(hashes) == 3 and len(set(hashes.values())) == 3, hashes
+
+
+# ---- 7. collecting the log by cursor: rows once, late feedback on its own cursor --------------
+def _collect(read: Callable[..., dict[str, Any]], after: int, limit: int, log_id: str,
+             last: int) -> tuple[list[dict[str, Any]], list[int], int]:  # fmt: skip
+    """Page ``read`` (AgentClient.logs or .feedback_log) to the end: (items, page sizes, cursor)."""
+    items: list[dict[str, Any]] = []
+    sizes: list[int] = []
+    cursor = after
+    while True:
+        page = read(after=cursor, limit=limit)
+        assert set(page) == {"items", "next", "last", "log_id"}, page
+        assert page["log_id"] == log_id and page["last"] == last, page
+        if not page["items"]:
+            assert page["next"] == cursor
+            return items, sizes, cursor
+        sizes.append(len(page["items"]))
+        items += page["items"]
+        assert page["next"] > cursor
+        cursor = page["next"]
+
+
+def test_logs_and_late_feedback_are_collected_exactly_once_by_cursor(
+    agents: Agents, v1: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from edgeops.deploy.targets import AgentClient, Target
+
+    monkeypatch.setenv("EDGEOPS_TEST_COLLECT_TOKEN", DEPLOY_TOKEN)
+    agent = agents.start()
+    api = AgentClient(Target(name="edge", url=agent.url, token_env="EDGEOPS_TEST_COLLECT_TOKEN"))
+    empty = api.logs()
+    log_id = empty["log_id"]
+    assert isinstance(log_id, str) and len(log_id) == 32
+    assert empty == {"items": [], "next": 0, "last": 0, "log_id": log_id}
+    assert api.feedback_log() == {"items": [], "next": 0, "last": 0, "log_id": log_id}
+    with client(agent) as c:
+        deploy(c, v1)
+        big = predict(c, (golden_rows(v1) * 4)[:30]).json()["request_id"]
+        small = [predict(c, golden_rows(v1, n=2)).json()["request_id"] for _ in range(3)]
+
+        # the rows, by id cursor, in pages of 7: each once, none with feedback yet
+        rows, sizes, cursor = _collect(api.logs, 0, 7, log_id, last=36)
+        assert sizes == [7, 7, 7, 7, 7, 1] and cursor == 36
+        assert [r["id"] for r in rows] == list(range(1, 37))
+        assert [r["request_id"] for r in rows] == [big] * 30 + [s for s in small for _ in (0, 1)]
+        assert all(r["feedback"] is None for r in rows)
+
+        # ground truth arrives after the rows were collected
+        assert api.feedback(big, 1) == {"updated": 30}
+        assert api.feedback(small[0], "0", row=1) == {"updated": 1}
+        assert api.feedback(small[2], 1) == {"updated": 2}
+        # nothing new on the id cursor ...
+        assert api.logs(after=cursor) == {"items": [], "next": cursor, "last": 36, "log_id": log_id}
+        # ... every feedback event on the feedback cursor, once, the 30-row one in one page
+        events, sizes, fcursor = _collect(api.feedback_log, 0, 7, log_id, last=3)
+        assert sizes == [30, 3] and fcursor == 3
+        assert set(events[0]) == {"id", "request_id", "row", "feedback", "feedback_ts", "seq"}
+        assert [(e["id"], e["feedback"], e["seq"]) for e in events] == (
+            [(i, "1", 1) for i in range(1, 31)] + [(32, "0", 2), (35, "1", 3), (36, "1", 3)]
+        )
+        assert all(e["feedback_ts"] is not None for e in events)
+        by_id = {r["id"]: r for r in rows}
+        assert all((by_id[e["id"]]["request_id"], by_id[e["id"]]["row"])
+                   == (e["request_id"], e["row"]) for e in events)  # fmt: skip
+        # the same with a limit larger than the log: one page
+        assert _collect(api.feedback_log, 0, 5000, log_id, last=3)[0] == events
+
+        # a corrected label comes again, on a new seq, and only it
+        assert api.feedback(small[0], "1", row=1) == {"updated": 1}
+        again = api.feedback_log(after=fcursor)
+        assert [(e["id"], e["feedback"], e["seq"]) for e in again["items"]] == [(32, "1", 4)]
+        assert again["next"] == again["last"] == 4
+        _, samples = metric_samples(c)
+        assert (sample(samples, "edgeops_requests_total", endpoint="/v1/logs/feedback",
+                       status="200") or 0) >= 5  # fmt: skip
+
+    # a restart keeps the log, its id and both cursors
+    agent.stop()
+    agent.start()
+    assert api.logs(after=36) == {"items": [], "next": 36, "last": 36, "log_id": log_id}
+    assert api.feedback_log(after=4) == {"items": [], "next": 4, "last": 4, "log_id": log_id}
+    # a wiped log (agent reset) has a new id: the collector's cursors no longer apply
+    agent.stop()
+    for p in agent.state_dir.glob("inference.db*"):
+        p.unlink()
+    agent.start()
+    reset = api.logs()
+    assert reset["log_id"] != log_id and reset["last"] == 0 and reset["items"] == []
+    assert api.feedback_log()["last"] == 0
+
+
+@pytest.mark.parametrize(
+    ("token", "status_code", "code"),
+    [
+        (None, 401, "unauthorized"),
+        ("not-the-token", 401, "unauthorized"),
+        (PREDICT_TOKEN, 403, "forbidden"),
+    ],
+)
+def test_the_feedback_log_needs_the_deploy_token(
+    limited_agent: AgentProcess, token: str | None, status_code: int, code: str
+):
+    with client(limited_agent) as c:
+        r = c.get("/v1/logs/feedback", headers=auth(token) if token else {})
+        assert r.status_code == status_code, r.text
+        assert error_of(r)["code"] == code
+        if status_code == 401:
+            assert r.headers["www-authenticate"] == "Bearer"
+        # with the deploy token: the same query bounds as /v1/logs
+        for params in ({"limit": 0}, {"limit": 5001}, {"after": -1}, {"after": "x"}):
+            bad = c.get("/v1/logs/feedback", params=params, headers=DEPLOY)
+            assert bad.status_code == 422 and error_of(bad)["code"] == "invalid_request", params
+        ok = c.get("/v1/logs/feedback", headers=DEPLOY)
+        assert ok.status_code == 200 and set(ok.json()) == {"items", "next", "last", "log_id"}

@@ -228,6 +228,20 @@ class AgentClient:
     def predict(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         return self._json("POST", "/v1/predict", {"rows": rows})
 
+    def feedback(self, request_id: str, label: Any, row: int | None = None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"request_id": request_id, "label": label}
+        if row is not None:
+            payload["row"] = row
+        return self._json("POST", "/v1/feedback", payload)
+
+    def logs(self, after: int = 0, limit: int = 5000) -> dict[str, Any]:
+        """Logged predictions with id > ``after``: ``{items, next, last, log_id}``."""
+        return self._json("GET", f"/v1/logs?after={int(after)}&limit={int(limit)}")
+
+    def feedback_log(self, after: int = 0, limit: int = 5000) -> dict[str, Any]:
+        """Feedback events with seq > ``after``: ``{items, next, last, log_id}``."""
+        return self._json("GET", f"/v1/logs/feedback?after={int(after)}&limit={int(limit)}")
+
     def download(self, version: str) -> bytes:
         status, data = self._request("GET", f"/v1/bundles/{version}")
         if status != 200:

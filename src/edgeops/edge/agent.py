@@ -8,7 +8,8 @@ API (OpenAPI at /openapi.json, docs at /docs):
   POST /v1/bundles    upload a .tar.gz bundle: verify, load, golden check, switch (deploy token)
   GET  /v1/bundles/V  download a bundle still on the device                     (deploy token)
   POST /v1/rollback   back to the previous (or a named) version                (deploy token)
-  GET  /v1/logs       the inference log, by cursor                             (deploy token)
+  GET  /v1/logs       the inference log, by id cursor (+ last id, log id)      (deploy token)
+  GET  /v1/logs/feedback  feedback events, by seq cursor (+ last seq, log id)  (deploy token)
   GET  /v1/status     active/previous version, probation, counts               (either token)
   GET  /healthz, /readyz, /metrics                                              (open)
 
@@ -45,7 +46,7 @@ from edgeops.edge.store import StateStore, StoreError
 log = logging.getLogger("edgeops.agent")
 
 API_PATHS = ("/v1/predict", "/v1/feedback", "/v1/bundles", "/v1/rollback", "/v1/logs",
-             "/v1/status", "/healthz", "/readyz", "/metrics")  # fmt: skip
+             "/v1/logs/feedback", "/v1/status", "/healthz", "/readyz", "/metrics")  # fmt: skip
 # FastAPI >= 0.150 has OpenTelemetry built in (spans, metrics, logs; `FASTAPI_OTEL_AUTO_CONFIGURE`
 # adds OTLP exporters from the environment). Nothing leaves the device: all of it off.
 FASTAPI_TELEMETRY_OFF = {"tracing": False, "metrics": False, "logs": False,
@@ -857,10 +858,41 @@ def create_app(cfg: AgentConfig) -> Any:
         after: int = Query(0, ge=0, le=2**62),
         limit: int = Query(500, ge=1, le=5000),
     ) -> Any:
-        """Logged predictions with id > ``after`` (a cursor), oldest first."""
+        """Logged predictions with id > ``after`` (a cursor), oldest first.
+
+        ``{"items", "next", "last", "log_id"}``: ``next`` is the cursor for the next call,
+        ``last`` the highest id in the log, ``log_id`` names the log (a new one: it was reset).
+        """
         require(request, cfg, "deploy")
-        items, cursor = await run_in_threadpool(runtime.log.read, after, limit)
-        return _json({"items": items, "next": cursor})
+
+        def page() -> tuple[list[dict[str, Any]], int, int]:
+            items, cursor = runtime.log.read(after, limit)
+            return items, cursor, runtime.log.last_id()
+
+        items, cursor, last = await run_in_threadpool(page)
+        return _json({"items": items, "next": cursor, "last": last, "log_id": runtime.log.log_id})
+
+    @app.get("/v1/logs/feedback", tags=["monitor"])
+    async def feedback_log(
+        request: Request,
+        after: int = Query(0, ge=0, le=2**62),
+        limit: int = Query(500, ge=1, le=5000),
+    ) -> Any:
+        """Feedback events with seq > ``after`` (a cursor): labels given after a row was read.
+
+        ``{"items", "next", "last", "log_id"}``, items ``{id, request_id, row, feedback,
+        feedback_ts, seq}``; each ``POST /v1/feedback`` is one seq. A page holds whole seqs
+        (one seq's rows are never split, so a page may exceed ``limit`` when a single feedback
+        call updated more rows); ``last`` is the last seq handed out.
+        """
+        require(request, cfg, "deploy")
+
+        def page() -> tuple[list[dict[str, Any]], int, int]:
+            items, cursor = runtime.log.read_feedback(after, limit)
+            return items, cursor, runtime.log.last_feedback_seq()
+
+        items, cursor, last = await run_in_threadpool(page)
+        return _json({"items": items, "next": cursor, "last": last, "log_id": runtime.log.log_id})
 
     @app.get("/v1/status", tags=["monitor"])
     async def status(request: Request) -> Any:

@@ -4,6 +4,16 @@ Requests enqueue rows; one writer thread inserts them in batches, so logging add
 to a request, not a disk write. The queue is bounded: under overload rows are dropped and counted,
 memory stays flat. Retention (by age and by row count) is purged in the background. Named fields
 can be dropped or replaced by a salted hash before anything is written (data minimisation).
+
+Two cursors let a collector read the log exactly once, feedback included:
+
+* ``read(after)`` pages rows by ``id`` (AUTOINCREMENT: ids only grow and are never reused);
+* ``read_feedback(after)`` pages feedback *events* by ``feedback_seq``: every ``feedback()`` call
+  stamps the rows it updates with one new sequence number, so a label that arrives after its row
+  was collected shows up again on the feedback cursor.
+
+``log_id`` (random, stored in the ``meta`` table) names this database: a new id means the log was
+reset (state directory wiped), so a collector's cursors no longer apply.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -34,11 +45,18 @@ CREATE TABLE IF NOT EXISTS inference (
     probabilities TEXT NOT NULL,
     latency_ms REAL NOT NULL,
     feedback TEXT,
-    feedback_ts REAL
+    feedback_ts REAL,
+    feedback_seq INTEGER
 );
 CREATE INDEX IF NOT EXISTS inference_request ON inference(request_id);
 CREATE INDEX IF NOT EXISTS inference_ts ON inference(ts);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# after the migration below: a database from before feedback_seq has no such column yet
+SCHEMA_FEEDBACK_INDEX = (
+    "CREATE INDEX IF NOT EXISTS inference_feedback_seq ON inference(feedback_seq)"
+)
+FEEDBACK_SEQ_KEY = "feedback_seq"  # meta: the last feedback seq handed out (survives purges)
 
 
 class InferenceLog:
@@ -77,7 +95,32 @@ class InferenceLog:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.executescript(SCHEMA)
+        # one write transaction: two processes opening an old database do not both migrate it
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(inference)")}
+            if "feedback_seq" not in columns:
+                conn.execute("ALTER TABLE inference ADD COLUMN feedback_seq INTEGER")
+            conn.execute(SCHEMA_FEEDBACK_INDEX)
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('log_id', ?)",
+                (os.urandom(16).hex(),),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK") if conn.in_transaction else None
+            raise
+        # read back: an existing database keeps its id
+        self.log_id: str = conn.execute("SELECT value FROM meta WHERE key = 'log_id'").fetchone()[0]
         self._rows = conn.execute("SELECT COUNT(*) FROM inference").fetchone()[0]
+        # the last seq handed out: the stored high-water mark, so that purging the rows that
+        # held the highest seq never makes a seq come round again (a collector past it would
+        # miss the feedback)
+        in_rows = conn.execute("SELECT MAX(feedback_seq) FROM inference").fetchone()[0] or 0
+        stored = conn.execute(
+            "SELECT value FROM meta WHERE key = ?", (FEEDBACK_SEQ_KEY,)
+        ).fetchone()
+        self._feedback_seq = max(in_rows, int(stored[0]) if stored else 0)
         return conn
 
     # ---- writing -----------------------------------------------------------------------------
@@ -184,15 +227,90 @@ class InferenceLog:
         return items, (items[-1]["id"] if items else after)
 
     def feedback(self, request_id: str, label: str, row: int | None = None) -> int:
-        """Attach a ground-truth label; return how many rows it was attached to."""
+        """Attach a ground-truth label; return how many rows it was attached to.
+
+        Every row this call updates gets the same new ``feedback_seq`` (one seq per call), so the
+        event is visible on the feedback cursor (``read_feedback``) even when the row itself was
+        collected long before. A call that matches no row uses no seq.
+        """
         self.flush()
-        sql = "UPDATE inference SET feedback = ?, feedback_ts = ? WHERE request_id = ?"
-        args: list[Any] = [label, time.time(), request_id]
-        if row is not None:
-            sql += " AND row_index = ?"
-            args.append(row)
+        sql = (
+            "UPDATE inference SET feedback = ?, feedback_ts = ?, feedback_seq = ? "
+            "WHERE request_id = ?"
+        )
         with self._db_lock:
-            return self._conn.execute(sql, args).rowcount
+            seq = self._feedback_seq + 1
+            args: list[Any] = [label, time.time(), seq, request_id]
+            if row is not None:
+                sql += " AND row_index = ?"
+                args.append(row)
+            try:
+                self._conn.execute("BEGIN")
+                n = self._conn.execute(sql, args).rowcount
+                if n:
+                    self._conn.execute(
+                        "INSERT INTO meta (key, value) VALUES (?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        (FEEDBACK_SEQ_KEY, str(seq)),
+                    )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK") if self._conn.in_transaction else None
+                raise
+            if n:
+                self._feedback_seq = seq
+            return n
+
+    def read_feedback(self, after: int = 0, limit: int = 500) -> tuple[list[dict[str, Any]], int]:
+        """Feedback events with ``feedback_seq > after``, ordered by ``(seq, id)``; returns
+        ``(items, next_cursor)``, items ``{id, request_id, row, feedback, feedback_ts, seq}``.
+
+        The cursor is a seq, so a page always holds *whole* seqs: when the page is full
+        (``limit`` rows) its last seq may have more rows than fit, and those rows are left to the
+        next page (which starts after the previous seq); when that seq is the only one in the
+        page, all of its rows are returned, even beyond ``limit``. Paging therefore never loses
+        nor repeats a row. A row that gets feedback again moves to the new seq (its latest label).
+        """
+        cols = "id, request_id, row_index, feedback, feedback_ts, feedback_seq"
+        with self._db_lock:
+            rows = self._conn.execute(
+                f"SELECT {cols} FROM inference WHERE feedback_seq > ? "
+                "ORDER BY feedback_seq, id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+            if rows and len(rows) >= limit:
+                last = rows[-1][5]
+                if rows[0][5] == last:  # one seq fills the page: take all of its rows
+                    rows = self._conn.execute(
+                        f"SELECT {cols} FROM inference WHERE feedback_seq = ? ORDER BY id",
+                        (last,),
+                    ).fetchall()
+                else:  # the last seq may go on beyond the page: leave it to the next one
+                    rows = [r for r in rows if r[5] != last]
+        items = [
+            {"id": r[0], "request_id": r[1], "row": r[2], "feedback": r[3], "feedback_ts": r[4],
+             "seq": r[5]}
+            for r in rows
+        ]  # fmt: skip
+        return items, (items[-1]["seq"] if items else after)
+
+    def last_id(self) -> int:
+        """The highest row id ever handed out (0 before the first row).
+
+        AUTOINCREMENT's counter, not MAX(id): it never goes back when retention purges the newest
+        rows, so a collector's cursor is never "ahead" of a healthy log."""
+        self.flush()
+        with self._db_lock:
+            row = self._conn.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'inference'"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+    def last_feedback_seq(self) -> int:
+        """The last feedback seq handed out (0 before any feedback); never goes back, even when
+        the rows that held it were purged."""
+        with self._db_lock:
+            return self._feedback_seq
 
     def stats(self) -> dict[str, int]:
         """Rows, bytes on disk and dropped rows; cheap (no table scan), safe on the event loop."""

@@ -1,0 +1,251 @@
+"""The inference log on real SQLite: log id, the feedback cursor, migration of an old database."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgeops.edge.inference_log import InferenceLog
+
+# the schema before feedback_seq and the meta table
+OLD_SCHEMA = """
+CREATE TABLE inference (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    request_id TEXT NOT NULL,
+    row_index INTEGER NOT NULL,
+    model_version TEXT NOT NULL,
+    features TEXT NOT NULL,
+    label TEXT NOT NULL,
+    probabilities TEXT NOT NULL,
+    latency_ms REAL NOT NULL,
+    feedback TEXT,
+    feedback_ts REAL
+);
+CREATE INDEX inference_request ON inference(request_id);
+CREATE INDEX inference_ts ON inference(ts);
+"""
+
+
+@pytest.fixture
+def open_log(tmp_path: Path) -> Iterator[Callable[..., InferenceLog]]:
+    """Open an InferenceLog (default: ``tmp_path/log.db``); every one is closed at the end."""
+    opened: list[InferenceLog] = []
+
+    def _open(path: Path | None = None, **kw: Any) -> InferenceLog:
+        log = InferenceLog(path or tmp_path / "log.db", **kw)
+        opened.append(log)
+        return log
+
+    yield _open
+    for log in opened:
+        log.close()
+
+
+def add(log: InferenceLog, request_id: str, n: int) -> None:
+    rows = [{"x": i} for i in range(n)]
+    log.append(request_id, "1.0.0", rows, ["0"] * n, [[0.9, 0.1]] * n, 1.0)
+
+
+def all_feedback(log: InferenceLog, after: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+    """Every feedback event after ``after``, page by page, checking the cursor as it goes."""
+    seen: list[dict[str, Any]] = []
+    cursor = after
+    while True:
+        items, nxt = log.read_feedback(cursor, limit)
+        if not items:
+            assert nxt == cursor
+            return seen
+        assert nxt == items[-1]["seq"] > cursor
+        assert all(item["seq"] > cursor for item in items)
+        seen += items
+        cursor = nxt
+
+
+def test_log_id_is_stable_across_reopen_and_new_after_the_file_is_deleted(open_log, tmp_path):
+    path = tmp_path / "log.db"
+    first = open_log(path)
+    assert isinstance(first.log_id, str) and len(first.log_id) == 32
+    int(first.log_id, 16)  # hex
+    add(first, "r1", 2)
+    first.flush()
+    first.close()
+    again = open_log(path)
+    assert again.log_id == first.log_id
+    assert again.last_id() == 2
+    again.close()
+    for p in tmp_path.glob("log.db*"):  # the database and its WAL/SHM files: an agent reset
+        p.unlink()
+    fresh = open_log(path)
+    assert fresh.log_id != first.log_id
+    assert fresh.last_id() == 0 and fresh.last_feedback_seq() == 0
+    assert open_log(tmp_path / "other.db").log_id not in (first.log_id, fresh.log_id)
+
+
+def test_an_old_database_is_migrated_on_open(open_log, tmp_path):
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(OLD_SCHEMA)
+    conn.executemany(
+        "INSERT INTO inference (ts, request_id, row_index, model_version, features, label, "
+        "probabilities, latency_ms, feedback, feedback_ts) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        [
+            (1e9, "old", 0, "0.9.0", '{"x":0}', "0", "[0.9,0.1]", 1.0, "1", 1e9 + 5),
+            (1e9, "old", 1, "0.9.0", '{"x":1}', "1", "[0.2,0.8]", 1.0, None, None),
+        ],
+    )
+    conn.commit()
+    conn.close()
+
+    log = open_log(path, retention_seconds=1e12)
+    db = sqlite3.connect(path)
+    columns = {r[1] for r in db.execute("PRAGMA table_info(inference)")}
+    assert "feedback_seq" in columns
+    indexes = {r[1] for r in db.execute("PRAGMA index_list(inference)")}
+    assert "inference_feedback_seq" in indexes
+    assert db.execute("SELECT value FROM meta WHERE key = 'log_id'").fetchone() == (log.log_id,)
+    db.close()
+
+    # the old rows are all still there, the old feedback too (it predates the cursor: no seq)
+    items, cursor = log.read()
+    assert [(i["request_id"], i["row"], i["feedback"]) for i in items] == [
+        ("old", 0, "1"),
+        ("old", 1, None),
+    ]
+    assert cursor == log.last_id() == 2
+    assert log.read_feedback() == ([], 0) and log.last_feedback_seq() == 0
+
+    # new rows continue the ids, new feedback gets seq 1
+    add(log, "new", 1)
+    assert log.feedback("old", "0", row=1) == 1
+    assert log.last_id() == 3
+    items, cursor = log.read_feedback()
+    assert [(i["id"], i["feedback"], i["seq"]) for i in items] == [(2, "0", 1)] and cursor == 1
+
+    # opening the migrated database again changes nothing
+    log_id = log.log_id
+    log.close()
+    again = open_log(path, retention_seconds=1e12)
+    assert again.log_id == log_id and again.last_feedback_seq() == 1
+    assert again.read_feedback()[0] == items
+
+
+def test_each_feedback_call_gets_a_new_seq(open_log):
+    log = open_log()
+    add(log, "a", 3)
+    add(log, "b", 2)
+    assert log.last_feedback_seq() == 0
+    assert log.feedback("a", "1") == 3
+    assert log.last_feedback_seq() == 1
+    assert log.feedback("b", "0", row=1) == 1
+    assert log.feedback("missing", "0") == 0  # matches nothing: uses no seq
+    assert log.feedback("b", "1", row=0) == 1
+    assert log.last_feedback_seq() == 3
+    items = all_feedback(log)
+    assert [(i["request_id"], i["row"], i["feedback"], i["seq"]) for i in items] == [
+        ("a", 0, "1", 1),
+        ("a", 1, "1", 1),
+        ("a", 2, "1", 1),
+        ("b", 1, "0", 2),
+        ("b", 0, "1", 3),
+    ]
+    assert all(i["feedback_ts"] is not None for i in items)
+    # the rows themselves (id cursor) carry the feedback too
+    rows, _ = log.read()
+    assert [r["feedback"] for r in rows] == ["1", "1", "1", "1", "0"]
+
+    # a collector past seq 3 sees a corrected label again, on its new seq
+    assert log.feedback("a", "0", row=2) == 1
+    again, cursor = log.read_feedback(3)
+    assert [(i["request_id"], i["row"], i["feedback"], i["seq"]) for i in again] == [
+        ("a", 2, "0", 4)
+    ]
+    assert cursor == 4 == log.last_feedback_seq()
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 7, 29, 30, 31, 500])
+def test_read_feedback_pages_never_lose_or_repeat_rows(open_log, limit):
+    log = open_log()
+    # one feedback call on a 30-row request between calls on small requests
+    sizes = {"s1": 2, "big": 30, "s2": 1, "s3": 3, "big2": 9, "s4": 1}
+    for rid, n in sizes.items():
+        add(log, rid, n)
+    for rid in sizes:
+        assert log.feedback(rid, "1") == sizes[rid]
+    expected = sorted(
+        ((i["id"], i["request_id"], i["row"]) for i in log.read()[0]),
+        key=lambda t: (list(sizes).index(t[1]), t[0]),
+    )
+    items = all_feedback(log, limit=limit)
+    assert [(i["id"], i["request_id"], i["row"]) for i in items] == expected
+    assert len({i["id"] for i in items}) == sum(sizes.values())
+    # a page holds whole seqs only: more than ``limit`` rows only when one seq is the whole page
+    cursor = 0
+    while True:
+        page, nxt = log.read_feedback(cursor, limit)
+        if not page:
+            break
+        seqs = {i["seq"] for i in page}
+        assert len(page) <= limit or len(seqs) == 1, (limit, len(page), seqs)
+        for seq in seqs:
+            assert sum(i["seq"] == seq for i in page) == sum(i["seq"] == seq for i in items)
+        cursor = nxt
+    # starting in the middle: only the later seqs
+    assert [i["seq"] for i in all_feedback(log, after=2, limit=limit)] == [
+        i["seq"] for i in items if i["seq"] > 2
+    ]
+
+
+def test_feedback_seq_never_comes_round_again_after_a_purge(open_log, tmp_path):
+    path = tmp_path / "log.db"
+    log = open_log(path, max_rows=2)
+    add(log, "old", 2)
+    add(log, "new", 2)
+    log.flush()
+    assert log.feedback("new", "1") == 2  # seq 1
+    assert log.feedback("old", "0") == 2  # seq 2: the highest seq is on the oldest rows
+    assert log.purge() == 2
+    assert all_feedback(log) == all_feedback(log, limit=1)
+    assert [i["request_id"] for i in all_feedback(log)] == ["new", "new"]
+    log.close()
+    # reopened: a collector at cursor 2 must still see the next feedback
+    again = open_log(path, max_rows=2)
+    assert again.last_feedback_seq() == 2
+    assert again.feedback("new", "0", row=0) == 1
+    items, cursor = again.read_feedback(2)
+    assert [(i["row"], i["seq"]) for i in items] == [(0, 3)] and cursor == 3
+
+
+def test_concurrent_feedback_gets_distinct_seqs_and_is_all_collected(open_log):
+    log = open_log()
+    for k in range(40):
+        add(log, f"r{k}", 3)
+    log.flush()
+    errors: list[BaseException] = []
+
+    def give(ks: range) -> None:
+        try:
+            for k in ks:
+                assert log.feedback(f"r{k}", "1") == 3
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=give, args=(range(t, 40, 4),)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    items = all_feedback(log, limit=5)
+    assert len(items) == 120 and len({i["id"] for i in items}) == 120
+    by_request: dict[str, set[int]] = {}
+    for i in items:
+        by_request.setdefault(i["request_id"], set()).add(i["seq"])
+    assert all(len(seqs) == 1 for seqs in by_request.values())
+    assert sorted(s for seqs in by_request.values() for s in seqs) == list(range(1, 41))
+    assert log.last_feedback_seq() == 40
