@@ -118,28 +118,90 @@ def schema_infer(
 @command(app, "simulate")
 def simulate(
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="A .csv, .parquet or .db (SQLite) file.")
-    ],
-    rows: Annotated[int, typer.Option(help="Number of readings.")] = 50_000,
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same data.")] = 42,
+        Path | None,
+        typer.Option("--out", "-o", help="Write to a .csv, .parquet or .db (SQLite) file."),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", "-t", help="... or send to this target's agent.")
+    ] = None,
+    rows: Annotated[
+        int | None,
+        typer.Option(help="Number of readings [default: 50000 to a file, 1000 to a target]."),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Random seed: the same seed gives the same data [default: 42 to a file, "
+            "a random one (printed) to a target]."
+        ),
+    ] = None,
     scenario: Annotated[
         str, typer.Option(help="baseline | hot_summer | biased_sensor | new_product_mix")
     ] = "baseline",
     table: Annotated[str, typer.Option(help="Table name for a .db output.")] = "readings",
+    rate: Annotated[
+        float, typer.Option(help="Target: requests per second (0 = as fast as possible).")
+    ] = 0.0,
+    batch: Annotated[int, typer.Option(help="Target: rows per request.")] = 1,
+    feedback_share: Annotated[
+        float, typer.Option(help="Target: share of the requests whose true labels are sent back.")
+    ] = 0.2,
+    feedback_delay: Annotated[
+        float, typer.Option(help="Target: seconds between a prediction and its feedback.")
+    ] = 0.0,
+    label_flip: Annotated[
+        float,
+        typer.Option(
+            help="Target: share of feedback labels replaced by another class (concept "
+            "drift: the plant's failures no longer follow the model)."
+        ),
+    ] = 0.0,
+    params: ParamsOpt = Path("params.yaml"),
+    targets: TargetsOpt = None,
 ) -> None:
-    """Write demo plant data from the built-in simulator to a file or an SQLite table.
+    """Demo plant data from the built-in simulator: to a file (--out) or to an agent (--target).
+
+    To an agent, the readings go to /v1/predict and, for a share of the requests, the true label
+    follows as feedback, --feedback-delay seconds later (a failure is known after the fact).
 
     Example: edgeops simulate --rows 5000 --scenario hot_summer -o data/external/summer.csv
+
+    Example: edgeops simulate --target demo-local --scenario hot_summer --rows 2000
+    --feedback-share 0.3 --feedback-delay 5
     """
+    if (out is None) == (target is None):
+        raise EdgeopsError(
+            "choose where the readings go: --out FILE or --target NAME (one of them)"
+        )
+    if target is not None:
+        from edgeops.deploy.targets import AgentClient, load_targets
+        from edgeops.monitor import simulate as traffic
+        from edgeops.params import load_params
+
+        p = load_params(params)
+        targets_file = targets or (p.get("deploy") or {}).get("targets", "deploy/targets.yaml")
+        (t,) = load_targets(targets_file).select([target])
+        seed = traffic.random_seed() if seed is None else seed
+        typer.echo(f"seed {seed} (repeat this traffic with --seed {seed})", err=True)
+        records, labels, classes = traffic.build_rows(p, scenario, rows or 1000, seed)
+        with traffic.progress_bar(len(records), f"{target} ({scenario})") as (progress, log):
+            summary = traffic.send_traffic(
+                AgentClient(t), records, labels, rate=rate, feedback_share=feedback_share,
+                feedback_delay=feedback_delay, batch=batch, seed=seed, label_flip=label_flip,
+                classes=classes, progress=progress, log=log,
+            )  # fmt: skip
+        typer.echo(traffic.format_summary(summary, target))
+        return
     from edgeops import atomic
     from edgeops.sources.simulator import simulate as run_simulator
 
-    df = run_simulator(rows=rows, seed=seed, scenario=scenario)
+    assert out is not None
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".parquet", ".db", ".sqlite"):
         raise EdgeopsError(
             f"cannot write {out}: unknown file type", fix="use .csv, .parquet or .db"
         )
+    df = run_simulator(rows=rows or 50_000, seed=42 if seed is None else seed, scenario=scenario)
     with atomic.atomic_path(out) as tmp:
         if suffix == ".csv":
             df.to_csv(tmp, index=False)
@@ -436,6 +498,15 @@ def _register_orchestration() -> None:
 
 
 _register_orchestration()
+
+
+def _register_monitor() -> None:
+    from edgeops.monitor.commands import register
+
+    register(app, command)
+
+
+_register_monitor()
 
 
 def main() -> None:
