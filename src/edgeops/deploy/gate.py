@@ -43,9 +43,14 @@ def score(bundle: VerifiedBundle, df: pd.DataFrame, target: str) -> dict[str, An
     """Score a verified bundle's ONNX model on a raw DataFrame with onnxruntime."""
     from edgeops.stages.evaluate import scores
 
+    return scores(df[target].to_numpy(), predict_proba(bundle, df), list(bundle.model.classes))
+
+
+def predict_proba(bundle: VerifiedBundle, df: pd.DataFrame) -> Any:
+    """Class probabilities (columns = the bundle's classes) of raw rows, as the device computes them."""
     missing = [s.name for s in bundle.model.inputs if s.name not in df.columns]
     if missing:
-        raise EdgeopsError(f"{bundle.version} needs columns {missing} that the test data lacks")
+        raise EdgeopsError(f"{bundle.version} needs columns {missing} that the data lacks")
     columns = {}
     for s in bundle.model.inputs:
         col = df[s.name]
@@ -57,7 +62,7 @@ def score(bundle: VerifiedBundle, df: pd.DataFrame, target: str) -> dict[str, An
         for k, vals in columns.items()
     }
     _, proba = bundle.model.predict_feeds(columns_to_feeds(columns, bundle.model.inputs))
-    return scores(df[target].to_numpy(), proba, list(bundle.model.classes))
+    return proba
 
 
 def decide(

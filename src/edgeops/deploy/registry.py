@@ -87,6 +87,7 @@ class Registry:
                 "created_at": m.get("created_at"),
                 "git_commit": m.get("git_commit"),
                 "data_sha256": (manifest.get("data") or {}).get("sha256"),
+                "train_md5": (manifest.get("data") or {}).get("train_md5"),
                 "bundle_sha256": bundle_sha256,
                 "metrics": {
                     k: v

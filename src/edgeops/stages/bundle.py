@@ -166,6 +166,11 @@ def main() -> None:
     p.add_argument("--metrics", default="reports/metrics.json")
     p.add_argument("--ingest-report", default="reports/ingest.json")
     p.add_argument("--data", default="data/prepared/test.parquet")
+    p.add_argument(
+        "--train",
+        default="data/prepared/train.parquet",
+        help="the training split: its md5 (DVC's hash) lets monitoring find it as drift reference",
+    )
     p.add_argument("--out", default="models/bundle")
     p.add_argument(
         "--key",
@@ -206,7 +211,8 @@ def main() -> None:
             onnx_bytes, schema, classes, golden,
             name=str(cfg.get("model_name", "model")), version=version,
             created_at=now.isoformat(timespec="seconds").replace("+00:00", "Z"),
-            commit=git_commit(), data={"sha256": ingest.get("sha256"), "rows": ingest.get("rows"), "source": ingest.get("source")},
+            commit=git_commit(), data={"sha256": ingest.get("sha256"), "rows": ingest.get("rows"), "source": ingest.get("source"),
+                                       "production_rows": ingest.get("production_rows", 0), **train_split(args.train)},
             metrics=metrics, export_report=export_report,
             tolerance=float(cfg.get("golden_tolerance", 1e-5)), signing_key_id=key_id(private_key.public_key()),
         )  # fmt: skip
@@ -217,6 +223,18 @@ def main() -> None:
         )
 
     runner.run("bundle", body)
+
+
+def train_split(path: str | Path) -> dict[str, Any]:
+    """The training split's md5 (the hash DVC stores it under in its cache) and row count."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return {"train_md5": h.hexdigest(), "train_rows": pq.ParquetFile(path).metadata.num_rows}
 
 
 def _model_classes(onnx_bytes: bytes, schema: Schema) -> list[Any]:

@@ -43,18 +43,37 @@ def main() -> None:
     p = runner.parser("ingest", __doc__)
     p.add_argument("--out", default="data/raw/dataset.parquet")
     p.add_argument("--report", default="reports/ingest.json")
+    p.add_argument(
+        "--production-keys",
+        default="data/raw/production.parquet",
+        help="keys of the labelled production rows appended to the data (split places them)",
+    )
     args = p.parse_args()
 
     def body() -> None:
-        cfg = section(load_params(args.params), "ingest")
+        from edgeops.schema import schema_from_params
+        from edgeops.sources.production import add_production
+
+        params = load_params(args.params)
+        cfg = section(params, "ingest")
         runner.log("ingest", f"reading source {cfg.get('source', 'simulator')!r}")
         df = ingest(cfg)
+        n_source = len(df)
+        df, keys = add_production(df, cfg.get("production") or {}, schema_from_params(params))
+        if len(keys):
+            runner.log(
+                "ingest",
+                f"+ {len(keys):,} labelled production rows from {cfg['production'].get('path')}",
+            )
+        write_parquet(keys, args.production_keys)
         digest = write_parquet(df, args.out)
         atomic.write_json(
             args.report,
             {
                 "source": cfg.get("source", "simulator"),
                 "rows": len(df),
+                "source_rows": n_source,
+                "production_rows": len(keys),
                 "columns": list(df.columns),
                 "sha256": digest,
             },

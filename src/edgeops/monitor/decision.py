@@ -1,0 +1,75 @@
+"""The retrain decision: thresholds from ``params.yaml`` (``monitor``), with guardrails.
+
+Per target: ``not_enough_data`` when the window is below ``window.min_rows`` (never "no drift"),
+else ``retrain`` when the share of drifted feature columns reaches ``drift.share`` or the primary
+metric on labelled rows dropped by ``performance.max_drop``, else ``keep``. Overall: ``retrain``
+if any target says so, unless a retrain was started within ``cooldown_hours`` (then
+``cooldown``). The exit code of ``edgeops monitor`` says which.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from pathlib import Path
+from typing import Any
+
+KEEP, RETRAIN, NOT_ENOUGH, COOLDOWN = "keep", "retrain", "not_enough_data", "cooldown"
+EXIT_CODES = {KEEP: 0, RETRAIN: 5, NOT_ENOUGH: 6, COOLDOWN: 7}
+TRIGGER_EVENT = "retrain_triggered"
+
+
+def target_decision(rows: int, min_rows: int, drift: dict[str, Any] | None,
+                    perf: dict[str, Any] | None) -> tuple[str, list[str]]:  # fmt: skip
+    """(decision, reasons) for one target's window."""
+    if rows < min_rows:
+        return NOT_ENOUGH, [f"not enough data (n={rows} < min {min_rows}): no verdict on drift"]
+    reasons = []
+    if drift and drift["dataset_drift"]:
+        cols = ", ".join(
+            f"{c} ({drift['columns'][c]['method']} {drift['columns'][c]['score']:.3g})"
+            for c in drift["drifted_columns"]
+        )
+        reasons.append(
+            f"drift: {len(drift['drifted_columns'])} of {len(drift['columns'])} feature columns "
+            f"drifted (share {drift['share']:.2f} >= {drift['share_threshold']}): {cols}"
+        )
+    if perf and perf.get("verdict") == "degraded":
+        reasons.append(f"performance: {perf['reason']}")
+    return (RETRAIN, reasons) if reasons else (KEEP, ["no drift above the thresholds"])
+
+
+def last_trigger(audit_path: Path) -> float | None:
+    """When the last retrain was started (epoch seconds), from the audit log."""
+    from edgeops.deploy.registry import AuditLog
+
+    for entry in reversed(AuditLog(audit_path).read()):
+        if entry.get("event") == TRIGGER_EVENT:
+            return float(calendar.timegm(time.strptime(entry["at"], "%Y-%m-%dT%H:%M:%SZ")))
+    return None
+
+
+def overall(per_target: dict[str, dict[str, Any]], cooldown_hours: float, audit_path: Path,
+            now: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """Combine the targets' decisions and apply the cooldown."""
+    now = time.time() if now is None else now
+    decisions = [r["decision"] for r in per_target.values()]
+    reasons = [f"{t}: {x}" for t, r in per_target.items() for x in r["reasons"]]
+    if RETRAIN in decisions:
+        decision = RETRAIN
+        reasons = [f"{t}: {x}" for t, r in per_target.items() if r["decision"] == RETRAIN
+                   for x in r["reasons"]]  # fmt: skip
+        last = last_trigger(audit_path)
+        if last is not None and now - last < cooldown_hours * 3600:
+            until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(last + cooldown_hours * 3600))
+            reasons.append(
+                f"cooldown: a retrain was started {(now - last) / 3600:.1f} h ago; "
+                f"the next may start after {until} (monitor.cooldown_hours {cooldown_hours:g})"
+            )
+            decision = COOLDOWN
+    elif decisions and all(d == NOT_ENOUGH for d in decisions):
+        decision = NOT_ENOUGH
+    else:
+        decision = KEEP
+    return {"decision": decision, "retrain": decision == RETRAIN, "reasons": reasons,
+            "exit_code": EXIT_CODES[decision]}  # fmt: skip

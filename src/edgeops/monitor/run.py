@@ -1,0 +1,289 @@
+"""One monitoring run: collect -> window -> quality -> drift -> performance -> decision.
+
+Used by ``edgeops monitor`` and, step by step, by the ``monitoring`` flow. Every target is judged
+on its own window (a drifting line is not diluted by healthy ones); the run retrains if any target
+says so. Reports: ``reports/monitoring/<target>/{drift.html,drift.json,quality.json,
+performance.json}`` and ``reports/monitoring/{decision.json,summary.md}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeops import atomic
+from edgeops.errors import EdgeopsError
+from edgeops.monitor import decision as dec
+from edgeops.monitor.settings import MonitorSettings
+from edgeops.monitor.store import Collected, ProductionStore
+from edgeops.params import load_params, section
+from edgeops.schema import Schema, schema_from_params
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from edgeops.deploy.operations import DeployContext
+    from edgeops.deploy.targets import Target
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Monitor:
+    """Everything a run needs, resolved from params.yaml."""
+
+    settings: MonitorSettings
+    schema: Schema
+    primary_metric: str
+    model_name: str
+    ctx: DeployContext
+    workspace: Path = Path(".")
+    store: ProductionStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store = ProductionStore(self.workspace / self.settings.store)
+
+    @classmethod
+    def load(cls, params_path: str | Path = "params.yaml", targets: str | Path | None = None,
+             **ctx_kw: Any) -> Monitor:  # fmt: skip
+        from edgeops.deploy.operations import DeployContext
+
+        params = load_params(params_path)
+        return cls(
+            settings=MonitorSettings.from_params(params),
+            schema=schema_from_params(params),
+            primary_metric=section(params, "evaluate").get("primary_metric", "roc_auc"),
+            model_name=str((params.get("bundle") or {}).get("model_name", "model")),
+            ctx=DeployContext.load(params_path, targets=targets, **ctx_kw),
+            workspace=Path(params_path).resolve().parent,
+        )
+
+    def targets(self, names: list[str] | None) -> list[Target]:
+        return self.ctx.targets.select(names)
+
+    @property
+    def reports(self) -> Path:
+        return self.workspace / self.settings.reports
+
+    # ---- steps -------------------------------------------------------------------------------
+    def collect(self, target: Target, accept_reset: bool = False, log: Log = print) -> Collected:
+        from edgeops.deploy.targets import AgentClient
+
+        got = self.store.collect(AgentClient(target), accept_reset=accept_reset,
+                                 page=self.settings.page_rows, progress=log)  # fmt: skip
+        log(f"{target.name}: collected {got.rows:,} rows and {got.feedback:,} feedback labels "
+            f"(log {got.log_id[:8]}, cursor {got.cursor:,} of {got.agent_last:,})")  # fmt: skip
+        return got
+
+    def active_version(self, target: Target) -> str | None:
+        from edgeops.deploy.targets import AgentClient
+
+        active = AgentClient(target).status().get("active")
+        return active["version"] if active else None
+
+    def window(self, target: str, version: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """The rows the deployed ``version`` predicted: the newest N, or those of the last H hours."""
+        s = self.settings
+        since = time.time() - s.window_hours * 3600 if s.window_hours else None
+        df = self.store.read_rows(target, since=since, newest=None if since else s.window_rows)
+        df = df[df["_model_version"] == version]
+        if s.window_rows:
+            df = df.tail(s.window_rows)
+        info: dict[str, Any] = {"rows": len(df), "version": version,
+                                "by": f"last {s.window_hours:g} h" if since else f"newest {s.window_rows} rows"}  # fmt: skip
+        if len(df):
+            info["from"] = _iso(df["_ts"].min())
+            info["to"] = _iso(df["_ts"].max())
+            info["labelled"] = int(df["_feedback"].notna().sum())
+        return df.reset_index(drop=True), info
+
+    def check_columns(self, window: pd.DataFrame, target: str, bundle: Any) -> None:
+        """The logs must carry the features the schema and the deployed model name."""
+        features = [c.name for c in self.schema.features]
+        inputs = sorted(s.name for s in bundle.model.inputs)
+        if sorted(features) != inputs:
+            raise EdgeopsError(
+                f"the deployed model {bundle.version} on {target} takes {inputs}, but "
+                f"validate.schema's features are {sorted(features)}",
+                fix="deploy a model trained with this params.yaml, or monitor from its workspace",
+            )
+        missing = [f for f in features if f not in window.columns]
+        if missing:
+            raise EdgeopsError(
+                f"the logs of {target} lack the feature columns {missing} of the deployed model "
+                f"{bundle.version} (logged: {sorted(c for c in window.columns if not c.startswith('_'))})",
+                fix="check the agent's log settings (log.drop_fields) and the deployed version",
+            )
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(ts)))
+
+
+def warm_evidently() -> threading.Thread:
+    """Import Evidently (~9 s) in the background while the logs are being collected."""
+
+    def imp() -> None:
+        with contextlib.suppress(Exception):  # the real import reports a failure
+            import evidently.presets  # noqa: F401
+
+    t = threading.Thread(target=imp, name="import-evidently", daemon=True)
+    t.start()
+    return t
+
+
+def write_reports(out: Path, target: str, result: dict[str, Any], snapshot: Any) -> dict[str, str]:
+    """One target's reports; returns their paths."""
+    d = out / target
+    paths = {}
+    for name in ("quality", "drift", "performance"):
+        if result.get(name) is not None:
+            atomic.write_json(d / f"{name}.json", result[name])
+            paths[name] = str(d / f"{name}.json")
+    if snapshot is not None:
+        with atomic.atomic_path(d / "drift.html") as tmp:
+            snapshot.save_html(str(tmp))
+        paths["drift_html"] = str(d / "drift.html")
+    return paths
+
+
+@dataclass
+class Window:
+    """One target's judged window, with what every check needs."""
+
+    target: Target
+    version: str | None
+    rows: pd.DataFrame
+    info: dict[str, Any]
+    bundle: Any = None
+    proba: Any = None
+
+    def result(self) -> dict[str, Any]:
+        return {"target": self.target.name, "version": self.version, "window": self.info}
+
+
+def prepare(m: Monitor, target: Target, log: Log = print) -> Window:
+    """The deployed version, its window (sampled if large), bundle and logged probabilities."""
+    from edgeops.monitor.drift import window_proba
+    from edgeops.monitor.reference import deployed_bundle
+
+    version = m.active_version(target)
+    if version is None:
+        import pandas as pd
+
+        return Window(target, None, pd.DataFrame(), {"rows": 0, "note": "no model is deployed"})
+    rows, info = m.window(target.name, version)
+    w = Window(target, version, rows, info)
+    if len(rows) < m.settings.min_rows:
+        return w
+    w.bundle = deployed_bundle(target, version, m.ctx.public_key, m.workspace / "models/bundle")
+    m.check_columns(rows, target.name, w.bundle)
+    w.proba = window_proba(rows)
+    n = min(len(rows), m.settings.max_rows)
+    info["sample"] = {"rows": n, "seed": m.settings.seed, "of": len(rows)}
+    return w
+
+
+def quality_step(m: Monitor, w: Window) -> dict[str, Any]:
+    """The training data's contract (nulls, ranges, categories) on the window."""
+    from edgeops.monitor.quality import check_contract
+
+    return check_contract(w.rows[[c for c in w.rows.columns if not c.startswith("_")]], m.schema)
+
+
+def drift_step(m: Monitor, w: Window, log: Log = print) -> tuple[Any, dict[str, Any]]:
+    """Evidently: the (sampled) window against the deployed model's training split."""
+    from edgeops.monitor.drift import PREDICTION, prediction_column, run_drift, typed
+    from edgeops.monitor.reference import load_reference
+
+    s = m.settings
+    sample = w.rows.sample(s.max_rows, random_state=s.seed) if len(w.rows) > s.max_rows else w.rows
+    ref = load_reference(w.bundle, [c.name for c in m.schema.features], m.schema.target,
+                         s.reference_rows, s.seed, m.workspace)  # fmt: skip
+    classes = list(w.bundle.model.classes)
+    current = typed(sample, m.schema)
+    current[PREDICTION] = prediction_column(w.proba[sample.index.to_numpy()], classes)
+    reference = typed(ref.frame, m.schema)
+    reference[PREDICTION] = prediction_column(ref.proba, classes)
+    log(f"{w.target.name}: drift of {len(current):,} rows against {len(reference):,} of "
+        f"{ref.rows_total:,} training rows ({ref.source})")  # fmt: skip
+    snapshot, drift = run_drift(current, reference, m.schema, classes, s)
+    drift["reference"] = {"rows": len(reference), "of": ref.rows_total, "source": ref.source,
+                          "seed": s.seed, "version": w.version}  # fmt: skip
+    drift["current"] = w.info["sample"]
+    return snapshot, drift
+
+
+def performance_step(m: Monitor, w: Window) -> dict[str, Any]:
+    """Metrics on the window's labelled rows against the version's own test figures."""
+    from edgeops.monitor.performance import performance
+
+    return performance(w.rows, w.proba, list(w.bundle.model.classes),
+                       w.bundle.manifest.get("metrics") or {}, m.primary_metric, m.settings)  # fmt: skip
+
+
+def analyze(m: Monitor, target: Target, log: Log = print) -> tuple[dict[str, Any], Any]:
+    """Judge one target's window: quality, drift, performance, decision. Returns (result, snapshot)."""
+    w = prepare(m, target, log)
+    result = w.result()
+    snapshot = None
+    if w.bundle is not None:
+        result["quality"] = quality_step(m, w)
+        snapshot, result["drift"] = drift_step(m, w, log)
+        result["performance"] = performance_step(m, w)
+    result["decision"], result["reasons"] = dec.target_decision(
+        len(w.rows), m.settings.min_rows, result.get("drift"), result.get("performance")
+    )
+    if w.version is None:
+        result["reasons"] = ["no model is deployed on this target"]
+    return result, snapshot
+
+
+def run_monitor(m: Monitor, names: list[str] | None = None, collect: bool = True,
+                accept_reset: bool = False, log: Log = print) -> dict[str, Any]:  # fmt: skip
+    """The whole run for the selected targets; writes every report and decision.json."""
+    warm_evidently()
+    targets = m.targets(names)
+    collected = {}
+    if collect:
+        for t in targets:
+            collected[t.name] = vars(m.collect(t, accept_reset, log))
+    per_target: dict[str, dict[str, Any]] = {}
+    for t in targets:
+        result, snapshot = analyze(m, t, log)
+        result["collected"] = collected.get(t.name)
+        result["reports"] = write_reports(m.reports, t.name, result, snapshot)
+        if snapshot is not None:
+            result["reports"]["evidently_run"] = save_to_workspace(m, t.name, snapshot, log)
+        per_target[t.name] = result
+        log(f"{t.name}: {result['decision']}: {'; '.join(result['reasons'])}")
+    return finish(m, per_target)
+
+
+def save_to_workspace(m: Monitor, target: str, snapshot: Any, log: Log) -> str | None:
+    """Add the run to the local Evidently workspace (the UI's drift-over-time view)."""
+    from edgeops.monitor.workspace import save_run
+
+    try:
+        return save_run(m.workspace / m.settings.workspace, m.model_name, snapshot,
+                        name=f"{target} {_iso(time.time())}", tags=[target])  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 (the reports are written; the UI's copy is a bonus)
+        log(f"{target}: could not save the run to the Evidently workspace: {exc}")
+        return None
+
+
+def finish(m: Monitor, per_target: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Overall decision (with the cooldown) -> decision.json and summary.md."""
+    from edgeops.monitor.summary import markdown
+
+    result = dec.overall(per_target, m.settings.cooldown_hours, m.ctx.audit.path)
+    result.update(at=_iso(time.time()), model=m.model_name, thresholds=m.settings.thresholds(),
+                  targets=per_target)  # fmt: skip
+    atomic.write_json(m.reports / "decision.json", result)
+    atomic.write_text(m.reports / "summary.md", markdown(result))
+    return result

@@ -1,0 +1,280 @@
+"""The production store: what the agents logged, collected by cursor, exactly once.
+
+    data/production/<target>/<log id>/rows-<first id>-<last id>.parquet
+    data/production/<target>/<log id>/feedback-<first seq>-<last seq>.parquet
+
+Each page read from an agent (``GET /v1/logs``, ``GET /v1/logs/feedback``) becomes one Parquet
+part, written to a temporary file and renamed. The cursor is not kept anywhere else: it *is* the
+highest id among the stored parts. So a collector killed at any point either stored a page whole
+(and the next run starts after it) or not at all (and the next run reads it again); no row is
+stored twice and none is lost. Feedback is its own stream with its own cursor (the agent numbers
+each feedback event), so a label that arrives after its row was collected is picked up too.
+
+A log id is the agent's inference database's identity: an agent whose database was deleted or
+replaced answers with a new one, and the collector stops with a message instead of mixing two
+logs under one cursor.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeops import atomic
+from edgeops.errors import EdgeopsError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from edgeops.deploy.targets import AgentClient
+
+PART = re.compile(r"^(rows|feedback)-(\d{12})-(\d{12})\.parquet$")
+META = ("_id", "_ts", "_request_id", "_row", "_model_version", "_label", "_probabilities")
+PAGE = 5000
+
+
+@dataclass(frozen=True)
+class Part:
+    path: Path
+    kind: str
+    first: int
+    last: int
+
+
+def parts(series: Path, kind: str) -> list[Part]:
+    """The stored parts of one log, oldest first (temporary files of a killed run are ignored)."""
+    out = []
+    if series.is_dir():
+        for p in series.iterdir():
+            m = PART.match(p.name)
+            if m and m.group(1) == kind:
+                out.append(Part(p, kind, int(m.group(2)), int(m.group(3))))
+    return sorted(out, key=lambda x: x.first)
+
+
+def cursor(series: Path, kind: str) -> int:
+    """The highest id (rows) or sequence number (feedback) stored: where collecting resumes."""
+    ps = parts(series, kind)
+    return ps[-1].last if ps else 0
+
+
+def _clean_stale(series: Path) -> None:
+    for p in series.glob(".*.tmp"):
+        p.unlink(missing_ok=True)
+
+
+def rows_frame(items: list[dict[str, Any]]) -> pd.DataFrame:
+    """One page of ``/v1/logs`` items as a frame: the features as columns, the rest as ``_meta``."""
+    import pandas as pd
+
+    feats = pd.DataFrame.from_records([it["features"] for it in items])
+    meta = pd.DataFrame(
+        {
+            "_id": [it["id"] for it in items],
+            "_ts": [float(it["ts"]) for it in items],
+            "_request_id": [it["request_id"] for it in items],
+            "_row": [int(it["row"]) for it in items],
+            "_model_version": [it["model_version"] for it in items],
+            "_label": [str(it["label"]) for it in items],
+            "_probabilities": [json.dumps(it["probabilities"]) for it in items],
+        }
+    )
+    return pd.concat([meta, feats.reset_index(drop=True)], axis=1)
+
+
+def feedback_frame(items: list[dict[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "_id": [it["id"] for it in items],
+            "_request_id": [it["request_id"] for it in items],
+            "_row": [int(it["row"]) for it in items],
+            "_feedback": [str(it["feedback"]) for it in items],
+            "_feedback_ts": [float(it["feedback_ts"] or 0.0) for it in items],
+            "_seq": [int(it["seq"]) for it in items],
+        }
+    )
+
+
+def write_part(series: Path, kind: str, first: int, last: int, frame: pd.DataFrame) -> Path:
+    """Store one page durably (temporary file, fsync, rename); return its path."""
+    path = series / f"{kind}-{first:012d}-{last:012d}.parquet"
+    with atomic.atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+    return path
+
+
+@dataclass
+class Collected:
+    target: str
+    log_id: str
+    rows: int = 0
+    feedback: int = 0
+    cursor: int = 0
+    feedback_cursor: int = 0
+    agent_last: int = 0
+
+
+class ProductionStore:
+    """The collected logs of every target under one root (``monitor.store``)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def target_dir(self, target: str) -> Path:
+        return self.root / target
+
+    def series(self, target: str) -> list[Path]:
+        """Every log collected from ``target`` (more than one if its agent was reset)."""
+        d = self.target_dir(target)
+        return sorted(p for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+
+    def _series_for(self, target: str, log_id: str, accept_reset: bool) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{8,64}", log_id or ""):
+            raise EdgeopsError(
+                f"target {target}: the agent sent no valid log id ({log_id!r})",
+                fix="update the agent on that device to this edgeops version",
+            )
+        series = self.target_dir(target) / log_id
+        known = [p.name for p in self.series(target)]
+        if known and log_id not in known and not accept_reset:
+            raise EdgeopsError(
+                f"target {target}: the agent's inference log changed (stored: {', '.join(known)}; "
+                f"the agent now has {log_id}): its database was reset or replaced, so the stored "
+                "cursor does not apply to it; nothing was collected",
+                fix=f"if the reset was intended, run `edgeops monitor --target {target} "
+                "--accept-reset` to collect the new log beside the old one (nothing is deleted)",
+            )
+        series.mkdir(parents=True, exist_ok=True)
+        _clean_stale(series)
+        return series
+
+    def collect(self, client: AgentClient, accept_reset: bool = False, page: int = PAGE,
+                progress: Callable[[str], None] | None = None) -> Collected:  # fmt: skip
+        """Collect new rows and new feedback from one agent; each page stored before the next."""
+        name = client.target.name
+        first = client.logs(after=0, limit=1)
+        log_id = str(first.get("log_id") or "")
+        series = self._series_for(name, log_id, accept_reset)
+        out = Collected(name, log_id, agent_last=int(first.get("last") or 0))
+        for kind in ("rows", "feedback"):
+            n, cur = 0, cursor(series, kind)
+            for items, _ in self._pages(client, kind, cur, page, log_id):
+                lo, hi = (items[0]["id"], items[-1]["id"]) if kind == "rows" else (
+                    items[0]["seq"], items[-1]["seq"])  # fmt: skip
+                frame = rows_frame(items) if kind == "rows" else feedback_frame(items)
+                write_part(series, kind, lo, hi, frame)
+                n, cur = n + len(items), hi
+                if progress:
+                    progress(f"{name}: {n:,} new {'rows' if kind == 'rows' else 'feedback labels'}")
+            if kind == "rows":
+                out.rows, out.cursor = n, cur
+            else:
+                out.feedback, out.feedback_cursor = n, cur
+        return out
+
+    def _pages(self, client: AgentClient, kind: str, after: int, page: int,
+               log_id: str) -> Iterator[tuple[list[dict[str, Any]], int]]:  # fmt: skip
+        fetch = client.logs if kind == "rows" else client.feedback_log
+        while True:
+            resp = fetch(after=after, limit=page)
+            if str(resp.get("log_id")) != log_id:
+                raise EdgeopsError(
+                    f"target {client.target.name}: the agent's log changed while collecting",
+                    fix="run `edgeops monitor` again",
+                )
+            last = int(resp.get("last") or 0)
+            if after > last:
+                what = "id" if kind == "rows" else "feedback sequence number"
+                raise EdgeopsError(
+                    f"target {client.target.name}: the stored cursor ({what} {after}) is ahead of "
+                    f"the agent's log (its last {what} is {last}): the agent's database was "
+                    "restored from an older copy; nothing was collected",
+                    fix=f"move {self.target_dir(client.target.name) / log_id} aside (it is kept "
+                    "as it is) and run again to collect the agent's log from the start",
+                )
+            items = resp.get("items") or []
+            if not items:
+                return
+            yield items, last
+            after = items[-1]["id"] if kind == "rows" else items[-1]["seq"]
+
+    # ---- reading ---------------------------------------------------------------------------
+    def read_rows(self, target: str, since: float | None = None,
+                  newest: int | None = None) -> pd.DataFrame:  # fmt: skip
+        """Stored rows of ``target`` (every log), with the latest feedback joined as ``_feedback``.
+
+        ``since``: only parts written at or after this time (then filtered by ``_ts``);
+        ``newest``: read parts from the newest back until at least this many rows.
+        """
+        import pandas as pd
+
+        frames = []
+        for series in self.series(target):
+            rows = self._read_series(series, since, newest)
+            if not rows.empty:
+                rows.insert(0, "_log", series.name)
+                frames.append(rows)
+        if not frames:
+            return pd.DataFrame(columns=[*META, "_feedback", "_log"])
+        df = pd.concat(frames, ignore_index=True)
+        if since is not None:
+            df = df[df["_ts"] >= since]
+        return df.sort_values(["_ts", "_id"], kind="stable").reset_index(drop=True)
+
+    def _read_series(self, series: Path, since: float | None, newest: int | None) -> pd.DataFrame:
+        import pandas as pd
+
+        chosen, total = [], 0
+        for p in reversed(parts(series, "rows")):
+            if since is not None and p.path.stat().st_mtime < since:
+                break
+            chosen.append(p)
+            total += p.last - p.first + 1
+            if newest is not None and total >= newest:
+                break
+        if not chosen:
+            return pd.DataFrame()
+        rows = pd.concat([pd.read_parquet(p.path) for p in reversed(chosen)], ignore_index=True)
+        fb = self.read_feedback(series)
+        if fb.empty:
+            rows["_feedback"] = None
+            return rows
+        return rows.merge(fb[["_id", "_feedback", "_feedback_ts"]], on="_id", how="left")
+
+    @staticmethod
+    def read_feedback(series: Path) -> pd.DataFrame:
+        """The latest label per row id of one log (a later feedback event replaces an earlier one)."""
+        import pandas as pd
+
+        ps = parts(series, "feedback")
+        if not ps:
+            return pd.DataFrame(columns=["_id", "_feedback", "_feedback_ts", "_seq"])
+        fb = pd.concat([pd.read_parquet(p.path) for p in ps], ignore_index=True)
+        return fb.sort_values("_seq", kind="stable").drop_duplicates("_id", keep="last")
+
+    def labelled(self) -> pd.DataFrame:
+        """Every stored row of every target that has a ground-truth label, one per request row."""
+        import pandas as pd
+
+        frames = []
+        targets = sorted(p for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
+        for target_dir in targets:
+            for series in self.series(target_dir.name):
+                fb, row_parts = self.read_feedback(series), parts(series, "rows")
+                if fb.empty or not row_parts:
+                    continue
+                rows = pd.concat([pd.read_parquet(p.path) for p in row_parts], ignore_index=True)
+                rows = rows.merge(fb[["_id", "_feedback"]], on="_id", how="inner")
+                rows.insert(0, "_target", target_dir.name)
+                rows.insert(1, "_log", series.name)
+                frames.append(rows)
+        if not frames:
+            return pd.DataFrame(columns=["_target", "_log", *META, "_feedback"])
+        df = pd.concat(frames, ignore_index=True).sort_values(["_ts", "_id"], kind="stable")
+        return df.drop_duplicates(["_request_id", "_row"], keep="last").reset_index(drop=True)
