@@ -67,6 +67,72 @@ def rollout(ctx: Any, bundle_dir: Path, reason: str, report: dict[str, Any]) -> 
     return {"targets": done["targets"]}
 
 
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 30],
+      retry_condition_fn=_agent_unreachable)  # fmt: skip
+def canary(ctx: Any, bundle_dir: Path, reason: str, report: dict[str, Any]) -> dict[str, Any]:
+    """The first target only; the version waits in ``staging`` for a person's approval."""
+    from edgeops.deploy import operations
+
+    return operations.deploy_phase(ctx, bundle_dir, None, "canary", reason=reason, by="prefect",
+                                   log=get_run_logger().info, gate_report=report)  # fmt: skip
+
+
+@task(cache_policy=NO_CACHE)
+def fleet(
+    ctx: Any, bundle_dir: Path, reason: str, before: dict[str, Any], by: str
+) -> dict[str, Any]:
+    """The rest of the targets, after the approval; a failure rolls back the canary too."""
+    from edgeops.deploy import operations
+
+    return operations.deploy_phase(ctx, bundle_dir, None, "fleet", reason=reason, by=by,
+                                   log=get_run_logger().info, before=before)  # fmt: skip
+
+
+def _approved_rollout(ctx: Any, bundle_dir: Path, reason: str, report: dict[str, Any],
+                      facts: dict[str, Any], timeout_s: float) -> State | None:  # fmt: skip
+    """Canary -> pause for a person's answer -> fleet, or the canary rolled back."""
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.exceptions import FlowPauseTimeout
+    from prefect.flow_runs import pause_flow_run
+
+    from edgeops.deploy.operations import withdraw_canary
+    from edgeops.orchestration.approval import Approval, request_markdown
+
+    first = canary(ctx, bundle_dir, reason, report)
+    (name, check), version = next(iter(first["targets"].items())), report["challenger"]["version"]
+    facts["deploy"] = {"targets": first["targets"], "approval": "waiting"}
+    ask = request_markdown(version, report, name, check, timeout_s)
+    create_markdown_artifact(
+        key="approval-request", markdown=ask, description=f"approve {version}?"
+    )
+    log = get_run_logger()
+    try:
+        answer = pause_flow_run(wait_for_input=Approval.with_initial_data(description=ask),
+                                timeout=int(timeout_s), poll_interval=2)  # fmt: skip
+    except FlowPauseTimeout:
+        why = f"no approval within {timeout_s / 60:g} min"
+        ctx.audit.append("approval_timeout", version=version, canary=name, by="prefect")
+        undone = withdraw_canary(ctx, bundle_dir, first["before"], why, "prefect", log.info)
+        facts["deploy"] = {"approval": "timeout", "rolled_back": undone}
+        return Failed(message=f"{why}: no fleet rollout, canary {name} rolled back")
+    by = answer.approver.strip() or "unknown"
+    event = "approval_granted" if answer.approve else "approval_rejected"
+    ctx.audit.append(
+        event, version=version, canary=name, approver=by, comment=answer.comment, by=by
+    )
+    facts["approval"] = {"approve": answer.approve, "approver": by, "comment": answer.comment}
+    if not answer.approve:
+        undone = withdraw_canary(
+            ctx, bundle_dir, first["before"], f"rejected by {by}", by, log.info
+        )
+        facts["deploy"] = {"approval": "rejected", "rolled_back": undone}
+        return Cancelled(
+            message=f"rejected by {by}: {answer.comment or 'no comment'}; canary rolled back"
+        )
+    facts["deploy"] = fleet(ctx, bundle_dir, reason, first["before"], by)
+    return None
+
+
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
 def push(ws: Any) -> int:
     """``dvc push``: data, models and reports of this run to the DVC remote."""
@@ -108,14 +174,23 @@ def _hours_late() -> float:
 def _deploy_steps(ws: Any, facts: dict[str, Any], reason: str) -> State | None:
     """Gate, then rollout if promoted. A failed rollout (rolled back) is returned as a Failed state."""
     from edgeops.deploy.operations import DeployContext
+    from edgeops.orchestration import approval
+    from edgeops.params import load_params
 
     ctx = DeployContext.load(ws.root / "params.yaml")
+    mode, timeout_s = approval.settings(load_params(ws.root / "params.yaml"))
     bundle_dir = ws.root / "models/bundle"
     facts["gate"] = report = gate(ctx, bundle_dir)
     if not report["promote"]:
         facts["deploy"] = {"note": "the gate refused the model"}
         return None
     try:
+        if (
+            mode == "fleet"
+            and len(ctx.targets.select(None)) > 1
+            and not report.get("already_deployed")
+        ):
+            return _approved_rollout(ctx, bundle_dir, reason, report, facts, timeout_s)
         facts["deploy"] = rollout(ctx, bundle_dir, reason, report)
     except EdgeopsError as exc:
         facts["deploy"] = {"error": str(exc).splitlines()[0]}

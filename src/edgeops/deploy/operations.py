@@ -89,11 +89,30 @@ def deploy(ctx: DeployContext, bundle_dir: Path, names: list[str] | None, force:
 
     ``gate_report``: the report :func:`gate` just wrote for this bundle and these targets (the
     training flow runs the gate as a step of its own); the gate is then not run a second time."""
+    return deploy_phase(ctx, bundle_dir, names, "all", force=force, reason=reason, by=by,
+                        log=log, gate_report=gate_report)  # fmt: skip
+
+
+def deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None, phase: str,
+                 force: bool = False, reason: str = "manual", by: str | None = None,
+                 log: Any = print, gate_report: dict[str, Any] | None = None,
+                 before: dict[str, str | None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """:func:`deploy` in one go (``all``) or in two phases for a person's approval in between:
+    ``canary`` (gate, then the first target only; the version stays in ``staging``) and
+    ``fleet`` (the rest, with ``before`` = what every target ran before the canary phase)."""
     by = by or whoami()
     targets = ctx.targets.select(names)
     bundle = verify_local(bundle_dir, ctx.public_key)
     name, version = bundle.manifest["model"]["name"], bundle.version
-    log(f"deploying {name} {version} to {', '.join(t.name for t in targets)}")
+    if phase == "fleet":
+        if before is None:
+            raise EdgeopsError("the fleet phase needs what the targets ran before the canary phase")
+        log(f"deploying {name} {version} to the fleet: {', '.join(t.name for t in targets[1:])}")
+        done = rollout(bundle, bundle_dir, targets, ctx.registry, ctx.audit, ctx.cfg, reason, by,
+                       before, log, switched_already=(targets[0].name,))  # fmt: skip
+        return {"targets": done, "before": before}
+    first = targets[:1] if phase == "canary" else targets
+    log(f"deploying {name} {version} to {', '.join(t.name for t in first)}")
     before = active_versions(targets)  # every target must answer before anything changes
     ctx.registry.register(bundle.manifest, bundle_sha256(bundle_dir), by)
     ctx.registry.save()
@@ -120,11 +139,30 @@ def deploy(ctx: DeployContext, bundle_dir: Path, names: list[str] | None, force:
                 fix="improve the model, or deploy with --force (recorded in the audit log)",
                 exit_code=EXIT_REJECTED,
             )
+    if phase == "canary":
+        done = rollout(bundle, bundle_dir, targets[:1], ctx.registry, ctx.audit, ctx.cfg, reason,
+                       by, before, log, final=False)  # fmt: skip
+        log(f"{name} {version} runs on the canary {targets[0].name}; the fleet waits for approval")
+        return {"gate": report, "targets": done, "before": before}
     done = rollout(
         bundle, bundle_dir, targets, ctx.registry, ctx.audit, ctx.cfg, reason, by, before, log
     )
     log(f"{name} {version} is in production on {len(targets)} target(s)")
-    return {"gate": report, "targets": done}
+    return {"gate": report, "targets": done, "before": before}
+
+
+def withdraw_canary(ctx: DeployContext, bundle_dir: Path, before: dict[str, str | None], why: str,
+                    by: str, log: Any = print) -> list[str]:  # fmt: skip
+    """Roll the canary back to what it ran before (approval refused or not given in time)."""
+    from edgeops.deploy.rollout import undo
+
+    targets = ctx.targets.select(None)
+    bundle = verify_local(bundle_dir, ctx.public_key)
+    name, version = bundle.manifest["model"]["name"], bundle.version
+    undone = undo(targets[:1], before, name, version, ctx.registry, ctx.audit, by, why, log)
+    ctx.registry.set_stage(name, version, "candidate", by, note=why)
+    ctx.registry.save()
+    return undone
 
 
 def rollback(ctx: DeployContext, target_name: str, to: str | None, reason: str = "manual rollback",

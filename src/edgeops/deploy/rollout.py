@@ -79,16 +79,26 @@ def post_deploy_check(client: AgentClient, bundle: VerifiedBundle, watch_seconds
 
 def rollout(bundle: VerifiedBundle, bundle_dir: Path, targets: list[Target], registry: Registry,
             audit: AuditLog, cfg: dict[str, Any], reason: str, by: str,
-            before: dict[str, str | None], log: Any = print) -> dict[str, Any]:  # fmt: skip
-    """Deploy ``bundle`` to ``targets`` in order; undo everything on the first failure."""
+            before: dict[str, str | None], log: Any = print, *, switched_already: tuple[str, ...] = (),
+            final: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Deploy ``bundle`` to ``targets`` in order; undo everything on the first failure.
+
+    ``final=False`` stops after these targets with the version in ``staging`` (the canary phase
+    of an approved rollout); ``switched_already`` names targets that phase switched: they are
+    not deployed again, but a failure later rolls them back too.
+    """
     name, version = bundle.manifest["model"]["name"], bundle.version
     archive = tar_bundle(bundle_dir)
-    switched: list[Target] = []
+    switched: list[Target] = [t for t in targets if t.name in switched_already]
     done: dict[str, Any] = {}
     for i, t in enumerate(targets):
-        role = "canary" if i == 0 and len(targets) > 1 else "target"
+        role = "canary" if i == 0 and (len(targets) > 1 or not final) else "target"
         client = AgentClient(t)
         try:
+            if t.name in switched_already:
+                log(f"  {t.name}: runs {version} since the canary phase")
+                done[t.name] = {"skipped": "canary phase"}
+                continue
             if before.get(t.name) == version:
                 log(f"  {t.name}: already runs {version}")
                 done[t.name] = {"skipped": "already active"}
@@ -127,6 +137,11 @@ def rollout(bundle: VerifiedBundle, bundle_dir: Path, targets: list[Target], reg
             registry.record_deployment(
                 name, version, t.name, "deploy", reason, by, previous=before.get(t.name)
             )
+    if not final:
+        registry.save()
+        audit.append("canary", model=name, version=version, targets=[t.name for t in targets],
+                     reason=reason, by=by)  # fmt: skip
+        return done
     registry.set_stage(name, version, "production", by, note=reason)
     registry.save()
     audit.append(

@@ -85,12 +85,13 @@ def online_workers(pool: str) -> list[str]:
     return [w.name for w in workers if str(w.status.value if w.status else "") == "ONLINE"]
 
 
-def start_run(s: Orchestration, parameters: dict[str, Any]) -> tuple[Any, str]:
-    """Create a ``training`` run through the server; (flow run, UI link). Needs a live worker."""
+def start_run(s: Orchestration, parameters: dict[str, Any],
+              deployment_name: str = TRAINING_DEPLOYMENT) -> tuple[Any, str]:  # fmt: skip
+    """Create a run of a deployment through the server; (flow run, UI link). Needs a live worker."""
     from prefect.client.orchestration import get_client
 
     with prefect_errors(s), get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name(TRAINING_DEPLOYMENT)
+        deployment = client.read_deployment_by_name(deployment_name)
         pool = deployment.work_pool_name or s.work_pool
         if not online_workers(pool):
             raise EdgeopsError(

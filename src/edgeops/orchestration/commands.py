@@ -52,12 +52,21 @@ def down(params: ParamsOpt = Path("params.yaml")) -> None:
 
 
 def run(
-    flow: Annotated[str, typer.Argument(help="The flow to run: training.")] = "training",
+    flow: Annotated[
+        str, typer.Argument(help="The flow to run: training or monitoring.")
+    ] = "training",
     reason: Annotated[
         str, typer.Option(help="Why (kept in the summary and audit log).")
     ] = "manual",
     deploy: Annotated[
-        bool, typer.Option("--deploy/--no-deploy", help="Gate and roll out to the targets.")
+        bool,
+        typer.Option("--deploy/--no-deploy", help="training: gate and roll out to the targets."),
+    ] = True,
+    retrain: Annotated[
+        bool,
+        typer.Option(
+            "--retrain/--no-retrain", help="monitoring: start training on a retrain decision."
+        ),
     ] = True,
     follow: Annotated[
         bool, typer.Option("--follow/--no-follow", help="Print state and logs until it ends.")
@@ -70,14 +79,21 @@ def run(
     Exit codes: 0 completed, 1 failed / crashed / cancelled (the reason is printed).
 
     Example: edgeops run training --reason "sensor recalibrated"
+    Example: edgeops run monitoring --no-retrain
     """
-    if flow != "training":
-        raise EdgeopsError(f"unknown flow {flow!r}", fix="edgeops run training")
+    parameters = {
+        "training": {"reason": reason, "deploy": deploy},
+        "monitoring": {"retrain": retrain},
+    }
+    if flow not in parameters:
+        raise EdgeopsError(
+            f"unknown flow {flow!r}", fix="edgeops run training | edgeops run monitoring"
+        )
     settings = _settings(params)
     settings.apply_client_env()
     from edgeops.orchestration import client
 
-    flow_run, link = client.start_run(settings, {"reason": reason, "deploy": deploy})
+    flow_run, link = client.start_run(settings, parameters[flow], f"{flow}/{flow}")
     typer.echo(f"started {flow_run.name}: {link}", err=True)
     if not follow:
         return

@@ -32,14 +32,17 @@ def ensure_limit(name: str) -> None:
 
 
 @contextmanager
-def workspace_slot(name: str, log: Callable[[str], None] = print) -> Iterator[float]:
-    """Hold the workspace's slot for the block (waiting as long as it takes); yields the wait in s."""
+def workspace_slot(name: str, log: Callable[[str], None] = print,
+                   timeout: float | None = None) -> Iterator[float]:  # fmt: skip
+    """Hold the workspace's slot for the block; yields the wait in s.
+
+    ``timeout=None`` waits as long as it takes; else ``TimeoutError`` after that many seconds."""
     from prefect.concurrency.sync import concurrency
 
     ensure_limit(name)
     start = time.monotonic()
     log(f"taking the workspace slot {name!r} (one DVC operation at a time; waits if taken)")
-    with concurrency(name, occupy=1, strict=True):
+    with concurrency(name, occupy=1, strict=True, timeout_seconds=timeout):
         waited = time.monotonic() - start
         log(f"workspace slot {name!r} acquired after {waited:.1f} s")
         yield waited

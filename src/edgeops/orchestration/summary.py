@@ -82,11 +82,24 @@ def markdown(facts: dict[str, Any]) -> str:
         lines.append(f"- decision: **{decision}**: {gate.get('reason', '')}")
     lines += ["", "## Targets"]
     deploy = facts.get("deploy") or {}
-    if deploy.get("error"):
+    approval = facts.get("approval")
+    if approval:
+        verdict = "approved" if approval["approve"] else "rejected"
+        lines.append(
+            f"- fleet rollout {verdict} by {approval['approver']}: {approval['comment'] or '-'}"
+        )
+    if deploy.get("approval") in ("rejected", "timeout"):
+        lines.append(
+            f"- approval {deploy['approval']}: canary rolled back {deploy.get('rolled_back') or []}"
+        )
+    elif deploy.get("error"):
         lines.append(f"- rollout FAILED, rolled back: {deploy['error']}")
     elif deploy.get("targets"):
         for name, check in deploy["targets"].items():
-            state = "already on this version" if "skipped" in (check or {}) else "updated"
+            skipped = (check or {}).get("skipped")
+            state = {None: "updated", "canary phase": "updated (canary)"}.get(
+                skipped, "already on this version"
+            )
             lines.append(f"- {name}: {state}")
     else:
         lines.append(f"- none updated{': ' + deploy['note'] if deploy.get('note') else ''}")
