@@ -20,7 +20,7 @@ RUN := $(VENV)/bin
 # DVC stages run `python -m edgeops.stages...`: that python must be the project's
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv keys demo agent agent-stop up down test lint format bench-export bench-agent bench-orchestration clean
+.PHONY: help venv keys demo demo-monitoring agent agent-stop up down test lint format bench-export bench-agent bench-orchestration clean
 
 KEY_DIR := $(or $(EDGEOPS_KEY_DIR),$(HOME)/.config/edgeops/keys)
 AGENT_STATE := data/agent
@@ -59,12 +59,27 @@ demo: venv keys ## install, run the pipeline on the demo plant data, deploy it t
 	@echo
 	$(RUN)/edgeops run training --reason "make demo"
 	@echo
+	@$(MAKE) --no-print-directory demo-monitoring
+	@echo
 	@echo "model:       models/model.joblib (scikit-learn), models/model.onnx, signed bundle in models/bundle/"
 	@echo "metrics:     reports/metrics.json, reports/export.json, reports/gate.json (dvc metrics show)"
 	@echo "validation:  reports/validation/summary.json, reports/validation/data_docs/index.html"
 	@echo "agent:       http://127.0.0.1:$(AGENT_PORT)/docs (state in $(AGENT_STATE)/, stop: make agent-stop)"
 	@echo "registry:    deploy/registry.json, audit log: deploy/audit.jsonl"
+	@echo "monitoring:  reports/monitoring/demo-local/drift.html (Evidently), reports/monitoring/decision.json, summary.md"
+	@echo "             drift over time: edgeops monitor ui  (Evidently UI on http://127.0.0.1:8000)"
 	@echo "Prefect UI:  http://127.0.0.1:$$($(RUN)/python -c "import yaml; print((yaml.safe_load(open('params.yaml')).get('orchestration') or {}).get('port', 4200))")  (the run, its summary and metrics; stop: make down)"
+
+demo-monitoring: ## the loop: baseline traffic -> no retrain; drift traffic -> retrain -> new version
+	@echo "--- baseline traffic to the agent: the monitoring run should keep the model"
+	$(DEMO_TOKENS) $(RUN)/edgeops simulate --target demo-local --scenario baseline --rows 2000 --batch 50 --feedback-share 0.3
+	$(DEMO_TOKENS) $(RUN)/edgeops run monitoring
+	@echo
+	@echo "--- a hot summer: drift; the monitoring run starts a training run (reason: drift) and it deploys"
+	$(DEMO_TOKENS) $(RUN)/edgeops simulate --target demo-local --scenario hot_summer --rows 2000 --batch 50 --feedback-share 0.3
+	$(DEMO_TOKENS) $(RUN)/edgeops run monitoring
+	@echo
+	$(DEMO_TOKENS) $(RUN)/edgeops status
 
 agent: venv keys ## start the demo edge agent on 127.0.0.1:8710 in the background
 	@mkdir -p $(AGENT_STATE)

@@ -29,6 +29,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 # innerText is the rendered text: display:none, <script> and <style> are left out, but the labels
 # of all <option>s of a <select> are in (the Prefect UI's state filters list "Completed" etc.)
 VISIBLE_TEXT = "document.body ? document.body.innerText : ''"
+# offline: every host name but loopback fails to resolve, as on a machine without internet
+OFFLINE = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"]
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
 
 
@@ -88,14 +90,23 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def chromium(window: str = "1400,1000", timeout: float = 30.0) -> Iterator[Cdp]:
+def chromium(
+    window: str = "1400,1000", timeout: float = 30.0, offline: bool = False
+) -> Iterator[Cdp]:
     """Headless Chromium on a fresh temporary profile, as a CDP client on its blank page.
     On exit Chromium's whole process group is killed and the profile removed, also on failure."""
     exe = chromium_path()
     if exe is None:
         raise RuntimeError("chromium is not installed")
     profile = Path(tempfile.mkdtemp(prefix="edgeops-chromium-"))
-    cmd = [exe, *FLAGS, f"--user-data-dir={profile}", f"--window-size={window}", "about:blank"]
+    cmd = [
+        exe,
+        *FLAGS,
+        *(OFFLINE if offline else []),
+        f"--user-data-dir={profile}",
+        f"--window-size={window}",
+        "about:blank",
+    ]
     # HOME and XDG dirs too: else crashpad and dconf write under ~/.config and ~/.cache
     env = dict(os.environ, HOME=str(profile), XDG_CONFIG_HOME=str(profile / "config"),
                XDG_CACHE_HOME=str(profile / "cache"))  # fmt: skip
@@ -121,7 +132,7 @@ def chromium(window: str = "1400,1000", timeout: float = 30.0) -> Iterator[Cdp]:
 
 
 def render(url: str, screenshot: Path, expect: list[str], timeout: float = 60.0,
-           window: str = "1400,1000") -> str:  # fmt: skip
+           window: str = "1400,1000", offline: bool = False) -> str:  # fmt: skip
     """Load url in headless Chromium until every string in `expect` is in the page's visible text
     (retrying/polling until timeout), save a PNG screenshot, return the visible text.
     Raises AssertionError naming the missing strings and the text seen, on timeout.
@@ -133,7 +144,7 @@ def render(url: str, screenshot: Path, expect: list[str], timeout: float = 60.0,
     """
     deadline = time.monotonic() + timeout
     wanted = {s: " ".join(s.split()) for s in expect}
-    with chromium(window, timeout) as cdp:
+    with chromium(window, timeout, offline) as cdp:
         nav = cdp.call("Page.navigate", url=url)
         if nav.get("errorText"):  # e.g. net::ERR_CONNECTION_REFUSED: the server is not up
             raise AssertionError(f"{url}: {nav['errorText']}")

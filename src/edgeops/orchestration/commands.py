@@ -76,7 +76,8 @@ def run(
 ) -> None:
     """Start a run through the Prefect server (a worker executes it) and follow it here.
 
-    Exit codes: 0 completed, 1 failed / crashed / cancelled (the reason is printed).
+    Exit codes: 0 completed, 1 failed / crashed / cancelled (the reason is printed). A monitoring
+    run that starts a training run (drift) is followed into it.
 
     Example: edgeops run training --reason "sensor recalibrated"
     Example: edgeops run monitoring --no-retrain
@@ -97,12 +98,37 @@ def run(
     typer.echo(f"started {flow_run.name}: {link}", err=True)
     if not follow:
         return
-    final = client.follow(settings, flow_run.id, lambda m: typer.echo(m), timeout)
+    final = _follow(settings, flow_run.id, link, timeout)
+    started = _started_training(params, str(flow_run.id)) if flow == "monitoring" else None
+    if started and final.state.type.value == "COMPLETED":
+        link = f"{settings.ui_url}/runs/flow-run/{started}"
+        typer.echo(f"the monitoring run started a training run: {link}", err=True)
+        final = _follow(settings, started, link, timeout)
+    if final.state.type.value != "COMPLETED":
+        raise typer.Exit(1)
+
+
+def _follow(settings: Any, run_id: Any, link: str, timeout: float) -> Any:
+    from edgeops.orchestration import client
+
+    final = client.follow(settings, run_id, lambda m: typer.echo(m), timeout)
     message = final.state.message or ""
     typer.echo(f"{final.name}: {final.state.name}{': ' + message if message else ''}", err=True)
     typer.echo(f"summary and artifacts: {link}", err=True)
-    if final.state.type.value != "COMPLETED":
-        raise typer.Exit(1)
+    return final
+
+
+def _started_training(params: Path, monitoring_run: str) -> str | None:
+    """The training run a monitoring run started (from the audit log), if any."""
+    from edgeops.deploy.registry import AuditLog
+    from edgeops.monitor.decision import TRIGGER_EVENT
+    from edgeops.params import load_params
+
+    path = (load_params(params).get("deploy") or {}).get("audit_log", "deploy/audit.jsonl")
+    for entry in reversed(AuditLog(Path(params).resolve().parent / path).read()):
+        if entry.get("event") == TRIGGER_EVENT and entry.get("monitoring_run") == monitoring_run:
+            return entry.get("training_run")
+    return None
 
 
 def runs(
