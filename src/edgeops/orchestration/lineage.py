@@ -1,8 +1,8 @@
 """Lineage that lasts: each new model version is a git commit of its run's lineage, and a tag.
 
 A run that produced a model version not tagged yet commits ``dvc.lock``, ``params.yaml``, the
-registry and the audit log (only those paths, whatever else is uncommitted) and tags the commit
-``<model>/<version>``. Any past run is then ``git checkout <tag> && dvc pull && dvc repro``:
+registry, the audit log and the ``data/production/*.dvc`` files of the collected logs (only those
+paths, whatever else is uncommitted) and tags the commit ``<model>/<version>``. Any past run is then ``git checkout <tag> && dvc pull && dvc repro``:
 nothing to do, the same bundle. Where the repository says no (``orchestration.lineage.commit:
 false``, as in the edgeops product repository itself), nothing is committed and the run's summary
 says why. Files git ignores (the registry and audit log in the product repository) are left out.
@@ -59,9 +59,13 @@ def record(root: Path, model: str, version: str, reason: str, cfg: dict[str, Any
             f"the workspace is on branch {current!r}, orchestration.lineage.branch is {branch!r}",
             fix=f"git checkout {branch} in {root}, or change lineage.branch",
         )
+    # the collected production logs the run trained on: one .dvc file per target
+    production = [
+        str(p.relative_to(root)) for p in sorted((root / "data/production").glob("*.dvc"))
+    ]
     paths = [
         p
-        for p in LINEAGE_FILES
+        for p in (*LINEAGE_FILES, *production)
         if (root / p).exists() and git(root, "check-ignore", "-q", p, check=False).returncode != 0
     ]
     git(root, "add", "--", *paths)
