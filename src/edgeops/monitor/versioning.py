@@ -14,8 +14,11 @@ def version_store(workspace: Path, store: Path, targets: list[str]) -> list[str]
 
     DVC hashes only files it has not seen, so an hourly run adds the new parts, not the history.
     """
+    import logging
+
     from dvc.exceptions import DvcException
     from dvc.lock import LockError
+    from dvc.logger import set_loggers_level
     from dvc.repo import Repo
 
     workspace = Path(workspace).resolve()
@@ -26,8 +29,11 @@ def version_store(workspace: Path, store: Path, targets: list[str]) -> list[str]
     if not paths:
         return []
     try:
-        # DVC prints git hints ("git add ...") meant for a person at a shell: keep them out
-        with Repo(str(workspace)) as repo, contextlib.redirect_stdout(io.StringIO()):
+        # DVC prints git hints ("git add ...") meant for a person at a shell: keep them out.
+        # They are INFO log records, and DVC's handlers hold the sys.stdout of its import time,
+        # so redirecting sys.stdout alone does not catch them (`--json` output was broken).
+        with (Repo(str(workspace)) as repo, set_loggers_level(logging.WARNING),
+              contextlib.redirect_stdout(io.StringIO())):  # fmt: skip
             repo.add(paths)
     except LockError:
         raise EdgeopsError(
