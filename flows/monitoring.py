@@ -128,22 +128,18 @@ def start_training(m: Any, result: dict[str, Any]) -> str:
 
 def _judge(m: Any, t: Any) -> dict[str, Any]:
     from edgeops.monitor import decision as dec
-    from edgeops.monitor.run import save_to_workspace, write_reports
+    from edgeops.monitor.run import write_reports
 
     w = window(m, t)
-    result, snapshot = w.result(), None
+    result, outputs = w.result(), None
     if w.bundle is not None:
         result["quality"] = quality(m, w)
-        snapshot, result["drift"] = drift(m, w)
+        outputs, result["drift"] = drift(m, w)
         result["performance"] = performance(m, w)
     result["decision"], result["reasons"] = dec.target_decision(
         len(w.rows), m.settings.min_rows, result.get("drift"), result.get("performance")
     )
-    result["reports"] = write_reports(m.reports, t.name, result, snapshot)
-    if snapshot is not None:
-        result["reports"]["evidently_run"] = save_to_workspace(
-            m, t.name, snapshot, get_run_logger().info
-        )
+    result["reports"] = write_reports(m.reports, t.name, result, outputs)
     return result
 
 

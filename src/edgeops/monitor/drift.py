@@ -12,6 +12,8 @@ column, and with eight columns about a third of unchanged windows would be flagg
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeops.schema import CATEGORICAL, Schema
@@ -22,6 +24,29 @@ if TYPE_CHECKING:
     from edgeops.monitor.settings import MonitorSettings
 
 PREDICTION = "prediction"
+_worker: ProcessPoolExecutor | None = None
+
+
+def start_worker() -> Future:
+    """Start the Evidently worker process and its import (~9 s) now, while the logs are collected.
+
+    Evidently runs in a child process of its own: importing it is pure Python work, and in a
+    thread it would hold the interpreter lock the collector needs; a process uses the second core.
+    """
+    global _worker
+    if _worker is None:
+        import multiprocessing
+
+        _worker = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+        )
+    return _worker.submit(_import_evidently)
+
+
+def _import_evidently() -> bool:
+    import evidently.presets  # noqa: F401
+
+    return True
 
 
 def typed(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
@@ -56,12 +81,32 @@ def window_proba(window: pd.DataFrame) -> Any:
 
 
 def run_drift(current: pd.DataFrame, reference: pd.DataFrame, schema: Schema, classes: list[Any],
-              settings: MonitorSettings) -> tuple[Any, dict[str, Any]]:  # fmt: skip
-    """Run Evidently on two frames that already hold the typed features and ``prediction``.
+              settings: MonitorSettings, html: Path | None = None,
+              workspace: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """Evidently on two frames that already hold the typed features and ``prediction``, in the
+    worker process: the HTML report is written to ``html``, the run added to the Evidently
+    ``workspace`` (``{"dir", "project", "name", "tags"}``). Returns (outputs, JSON-ready summary)."""
+    from concurrent.futures.process import BrokenProcessPool
 
-    Returns the Evidently snapshot (for HTML and the workspace) and a JSON-ready summary."""
+    from edgeops.errors import EdgeopsError
+
+    start_worker()
+    assert _worker is not None
+    try:
+        return _worker.submit(_drift_job, current, reference, schema, classes, settings, html,
+                              workspace).result()  # fmt: skip
+    except BrokenProcessPool as exc:
+        raise EdgeopsError(f"the Evidently worker process died: {exc}",
+                           fix="look for an out-of-memory kill (dmesg) and run again") from None  # fmt: skip
+
+
+def _drift_job(current: pd.DataFrame, reference: pd.DataFrame, schema: Schema, classes: list[Any],
+               settings: MonitorSettings, html: Path | None,
+               workspace: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
+
+    from edgeops import atomic
 
     features = [c.name for c in schema.features]
     numerical = [c.name for c in schema.features if c.type != CATEGORICAL]
@@ -78,7 +123,22 @@ def run_drift(current: pd.DataFrame, reference: pd.DataFrame, schema: Schema, cl
         Dataset.from_pandas(current[cols], data_definition=definition),
         Dataset.from_pandas(reference[cols], data_definition=definition),
     )
-    return snap, summarize(snap.dict(), features, settings)
+    outputs: dict[str, Any] = {}
+    if html is not None:
+        with atomic.atomic_path(html) as tmp:
+            snap.save_html(str(tmp))
+        outputs["drift_html"] = str(html)
+    if workspace is not None:
+        from edgeops.monitor.workspace import save_run
+
+        try:
+            outputs["evidently_run"] = save_run(
+                Path(workspace["dir"]), workspace["project"], snap, name=workspace["name"],
+                tags=workspace.get("tags"),
+            )  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 (the reports are written; the UI's copy is a bonus)
+            outputs["evidently_error"] = f"could not save the run to the Evidently workspace: {exc}"
+    return outputs, summarize(snap.dict(), features, settings)
 
 
 def summarize(d: dict[str, Any], features: list[str], settings: MonitorSettings) -> dict[str, Any]:

@@ -8,8 +8,6 @@ performance.json}`` and ``reports/monitoring/{decision.json,summary.md}``.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,31 +123,23 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(ts)))
 
 
-def warm_evidently() -> threading.Thread:
-    """Import Evidently (~9 s) in the background while the logs are being collected."""
+def warm_evidently() -> Any:
+    """Start importing Evidently (~9 s) in its worker process while the logs are being collected."""
+    from edgeops.monitor.drift import start_worker
 
-    def imp() -> None:
-        with contextlib.suppress(Exception):  # the real import reports a failure
-            import evidently.presets  # noqa: F401
-
-    t = threading.Thread(target=imp, name="import-evidently", daemon=True)
-    t.start()
-    return t
+    return start_worker()
 
 
-def write_reports(out: Path, target: str, result: dict[str, Any], snapshot: Any) -> dict[str, str]:
-    """One target's reports; returns their paths."""
+def write_reports(out: Path, target: str, result: dict[str, Any],
+                  outputs: dict[str, Any] | None) -> dict[str, str]:  # fmt: skip
+    """One target's JSON reports, with the drift step's HTML and Evidently run; returns the paths."""
     d = out / target
     paths = {}
     for name in ("quality", "drift", "performance"):
         if result.get(name) is not None:
             atomic.write_json(d / f"{name}.json", result[name])
             paths[name] = str(d / f"{name}.json")
-    if snapshot is not None:
-        with atomic.atomic_path(d / "drift.html") as tmp:
-            snapshot.save_html(str(tmp))
-        paths["drift_html"] = str(d / "drift.html")
-    return paths
+    return {**paths, **(outputs or {})}
 
 
 @dataclass
@@ -196,8 +186,9 @@ def quality_step(m: Monitor, w: Window) -> dict[str, Any]:
     return check_contract(w.rows[[c for c in w.rows.columns if not c.startswith("_")]], m.schema)
 
 
-def drift_step(m: Monitor, w: Window, log: Log = print) -> tuple[Any, dict[str, Any]]:
-    """Evidently: the (sampled) window against the deployed model's training split."""
+def drift_step(m: Monitor, w: Window, log: Log = print) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Evidently: the (sampled) window against the deployed model's training split; writes the
+    HTML report and adds the run to the Evidently workspace. Returns (outputs, summary)."""
     from edgeops.monitor.drift import PREDICTION, prediction_column, run_drift, typed
     from edgeops.monitor.reference import load_reference
 
@@ -212,11 +203,16 @@ def drift_step(m: Monitor, w: Window, log: Log = print) -> tuple[Any, dict[str, 
     reference[PREDICTION] = prediction_column(ref.proba, classes)
     log(f"{w.target.name}: drift of {len(current):,} rows against {len(reference):,} of "
         f"{ref.rows_total:,} training rows ({ref.source})")  # fmt: skip
-    snapshot, drift = run_drift(current, reference, m.schema, classes, s)
+    workspace = {"dir": str(m.workspace / s.workspace), "project": m.model_name,
+                 "name": f"{w.target.name} {_iso(time.time())}", "tags": [w.target.name]}  # fmt: skip
+    outputs, drift = run_drift(current, reference, m.schema, classes, s,
+                               m.reports / w.target.name / "drift.html", workspace)  # fmt: skip
+    if outputs.get("evidently_error"):
+        log(f"{w.target.name}: {outputs.pop('evidently_error')}")
     drift["reference"] = {"rows": len(reference), "of": ref.rows_total, "source": ref.source,
                           "seed": s.seed, "version": w.version}  # fmt: skip
     drift["current"] = w.info["sample"]
-    return snapshot, drift
+    return outputs, drift
 
 
 def performance_step(m: Monitor, w: Window) -> dict[str, Any]:
@@ -228,20 +224,21 @@ def performance_step(m: Monitor, w: Window) -> dict[str, Any]:
 
 
 def analyze(m: Monitor, target: Target, log: Log = print) -> tuple[dict[str, Any], Any]:
-    """Judge one target's window: quality, drift, performance, decision. Returns (result, snapshot)."""
+    """Judge one target's window: quality, drift, performance, decision. Returns (result, drift
+    step's outputs: the HTML report and the Evidently run)."""
     w = prepare(m, target, log)
     result = w.result()
-    snapshot = None
+    outputs = None
     if w.bundle is not None:
         result["quality"] = quality_step(m, w)
-        snapshot, result["drift"] = drift_step(m, w, log)
+        outputs, result["drift"] = drift_step(m, w, log)
         result["performance"] = performance_step(m, w)
     result["decision"], result["reasons"] = dec.target_decision(
         len(w.rows), m.settings.min_rows, result.get("drift"), result.get("performance")
     )
     if w.version is None:
         result["reasons"] = ["no model is deployed on this target"]
-    return result, snapshot
+    return result, outputs
 
 
 def run_monitor(m: Monitor, names: list[str] | None = None, collect: bool = True,
@@ -255,26 +252,12 @@ def run_monitor(m: Monitor, names: list[str] | None = None, collect: bool = True
             collected[t.name] = vars(m.collect(t, accept_reset, log))
     per_target: dict[str, dict[str, Any]] = {}
     for t in targets:
-        result, snapshot = analyze(m, t, log)
+        result, outputs = analyze(m, t, log)
         result["collected"] = collected.get(t.name)
-        result["reports"] = write_reports(m.reports, t.name, result, snapshot)
-        if snapshot is not None:
-            result["reports"]["evidently_run"] = save_to_workspace(m, t.name, snapshot, log)
+        result["reports"] = write_reports(m.reports, t.name, result, outputs)
         per_target[t.name] = result
         log(f"{t.name}: {result['decision']}: {'; '.join(result['reasons'])}")
     return finish(m, per_target)
-
-
-def save_to_workspace(m: Monitor, target: str, snapshot: Any, log: Log) -> str | None:
-    """Add the run to the local Evidently workspace (the UI's drift-over-time view)."""
-    from edgeops.monitor.workspace import save_run
-
-    try:
-        return save_run(m.workspace / m.settings.workspace, m.model_name, snapshot,
-                        name=f"{target} {_iso(time.time())}", tags=[target])  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 (the reports are written; the UI's copy is a bonus)
-        log(f"{target}: could not save the run to the Evidently workspace: {exc}")
-        return None
 
 
 def finish(m: Monitor, per_target: dict[str, dict[str, Any]]) -> dict[str, Any]:
