@@ -20,7 +20,7 @@ RUN := $(VENV)/bin
 # DVC stages run `python -m edgeops.stages...`: that python must be the project's
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv keys demo demo-monitoring agent agent-stop up down test lint format bench-export bench-agent bench-orchestration clean
+.PHONY: help venv keys demo demo-monitoring agent agent-stop up down test lint format bench-export bench-agent bench-orchestration bench-monitor clean
 
 KEY_DIR := $(or $(EDGEOPS_KEY_DIR),$(HOME)/.config/edgeops/keys)
 AGENT_STATE := data/agent
@@ -114,6 +114,9 @@ bench-agent: venv ## agent latency/throughput vs an echo endpoint and scikit-lea
 
 bench-orchestration: venv ## a training run through Prefect server + worker vs a bare dvc repro
 	$(RUN)/python bench/orchestration.py
+
+bench-monitor: venv ## edgeops monitor (collect + quality + drift + report, 100,000 rows) vs Evidently alone
+	$(RUN)/python bench/monitor.py
 
 test: venv ## run the test suite (unit + integration)
 	$(RUN)/pytest

@@ -90,7 +90,8 @@ def run_drift(current: pd.DataFrame, reference: pd.DataFrame, schema: Schema, cl
 
     from edgeops.errors import EdgeopsError
 
-    start_worker()
+    if _worker is None:
+        start_worker()
     assert _worker is not None
     try:
         return _worker.submit(_drift_job, current, reference, schema, classes, settings, html,
