@@ -12,6 +12,7 @@ column, and with eight columns about a third of unchanged windows would be flagg
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,10 +38,22 @@ def start_worker() -> Future:
     if _worker is None:
         import multiprocessing
 
-        _worker = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn")
-        )
+        _worker = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_exit_with_parent, initargs=(os.getpid(),))  # fmt: skip
     return _worker.submit(_import_evidently)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In the worker: leave as soon as the parent is gone (killed with SIGKILL, it cannot say so)."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _import_evidently() -> bool:
