@@ -30,7 +30,7 @@ import yaml
 
 from edgeops.deploy.targets import AgentClient, Target
 from edgeops.monitor.simulate import build_rows, send_traffic
-from edgeops.monitor.store import ProductionStore, parts
+from edgeops.monitor.store import ProductionStore, cursor, parts
 from tests.agent_process import DEPLOY_TOKEN, EDGEOPS, AgentProcess, free_port
 from tests.conftest import BIN, REPO, copy_repo, tool_env
 from tests.prefect_stack import set_params
@@ -180,11 +180,11 @@ def test_detection_rates_of_the_simulator_scenarios(plant, monkeypatch) -> None:
     seeds: dict[str, list[int]] = {s: [] for s in SCENARIOS}
     started = time.monotonic()
     for k, scenario in enumerate(SCENARIOS):
-        # Saving a run to the Evidently workspace re-reads every run stored there (~0.5 MB each,
-        # about 45 ms per stored run on this machine): one workspace folder per scenario keeps
-        # that growth out of this test's time budget.
-        m.settings = replace(settings, workspace=Path(".evidently-rates") / scenario)
         for i in range(WINDOWS):
+            # Saving a run to the Evidently workspace re-reads every run stored there (~0.5 MB
+            # each, ~45 ms per stored run on this machine): a folder per window keeps that growth
+            # out of this test's time budget (the UI workspace is not what is measured here).
+            m.settings = replace(settings, workspace=Path(".evidently-rates") / f"{scenario}-{i}")
             seed = 1000 + 100 * k + i  # a fresh seed per window, never the training seed (42)
             traffic(plant, name, 1000, seed, scenario, feedback_share=0.0)
             result = run_monitor(m, [name], log=lambda _msg: None)
@@ -255,7 +255,7 @@ def test_collecting_is_exactly_once_under_sigkill(plant) -> None:
     traffic(plant, name, 20000, seed=7001, batch=100, feedback_share=0.0)
     labelled = feedback_on(c, agent_rows(c), rng, share=0.1)
     assert labelled > 500
-    kills: list[dict[str, int]] = []
+    kills: list[dict[str, Any]] = []
     orphans: list[tuple[int, str]] = []
     try:
         kill_twenty_times(plant, params, c, rng, kills, orphans)
@@ -269,6 +269,11 @@ def test_collecting_is_exactly_once_under_sigkill(plant) -> None:
             if running(p):
                 os.kill(p[0], signal.SIGKILL)
 
+    # a complete run stores everything; labels given after it are late for sure (whatever the
+    # kills above left behind), and the next run must pick them up
+    done = monitor(plant, "--target", name, "--params", str(params))
+    assert done.returncode in (0, 5), done.stderr
+    assert feedback_on(c, agent_rows(c)[-3000:], rng, share=0.2) > 50
     final = monitor(plant, "--target", name, "--params", str(params), "--json")
     assert final.returncode in (0, 5), final.stderr
     decision = json.loads(final.stdout)
@@ -303,13 +308,15 @@ def test_collecting_is_exactly_once_under_sigkill(plant) -> None:
     late = [e for e in events if e["feedback_ts"] > stored_at[e["id"]]]
     assert len(late) > 50 and {(e["id"], e["seq"]) for e in late} <= set(pairs)
 
-    # the kills landed mid-collection, and nothing half-written is left behind
-    assert sum(1 for k in kills if 0 < k["stored_rows"] < k["agent_rows"]) >= 3, kills
+    # the kills landed mid-collection (rows or labels partly stored), and nothing half-written
+    # is left behind
+    print("\nSIGKILL runs, (rows, feedback) cursors before -> after the kill, of the agent's:")
+    print("\n".join(f"  {k['before']} -> {k['after']} of {k['agent']}" for k in kills))
+    cut = [k for k in kills if k["before"] != k["after"] != k["agent"]]
+    assert len(cut) >= 3 and any(k["after"][0] < k["agent"][0] for k in cut), kills
     strays = [p for p in (ws / "data/production").rglob("*") if p.name.endswith(".tmp")]
     assert strays == []
     assert len(ProductionStore(ws / "data/production").series(name)) == 1
-    print(f"\nSIGKILL runs: stored/agent rows after each kill: "
-          f"{[(k['stored_rows'], k['agent_rows']) for k in kills]}")  # fmt: skip
 
 
 def _stat(pid: int | str) -> list[str] | None:
@@ -341,18 +348,33 @@ def running(p: tuple[int, str]) -> bool:
 
 
 def kill_twenty_times(plant: dict[str, Any], params: Path, c: AgentClient, rng: random.Random,
-                      kills: list[dict[str, int]], orphans: list[tuple[int, str]]) -> None:  # fmt: skip
-    """Start `edgeops monitor`, SIGKILL it after a random delay; new traffic and labels between."""
+                      kills: list[dict[str, Any]], orphans: list[tuple[int, str]]) -> None:  # fmt: skip
+    """Start `edgeops monitor`, SIGKILL it (four runs right after their first stored page, so load on
+    the machine cannot decide whether kills land mid-collection; the others after a random delay);
+    new traffic and labels between."""
     ws, name = plant["ws"], c.target.name
-    series_dir = ws / "data/production" / name
+    store = ProductionStore(ws / "data/production")
+
+    def cursors() -> tuple[int, int]:
+        series = store.series(name)
+        return (cursor(series[0], "rows"), cursor(series[0], "feedback")) if series else (0, 0)
+
     for k in range(20):
+        before = cursors()
+        agent = (c.logs(limit=1)["last"], c.feedback_log(limit=1)["last"])
         err_path = plant["root"] / f"kill-{k}.log"
         with open(err_path, "w") as err_file:
             proc = subprocess.Popen(
                 [EDGEOPS, "monitor", "--target", name, "--params", str(params)], cwd=ws,
                 env=plant["env"], stdout=subprocess.DEVNULL, stderr=err_file,
             )  # fmt: skip
-        time.sleep(rng.uniform(0.5, 4.0))
+        if k % 2 == 0 and k < 8:  # four runs: SIGKILL just after they stored their first page
+            deadline = time.monotonic() + 60
+            while cursors() == before and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.05))
+        else:  # ... the others anywhere: starting, collecting, judging
+            time.sleep(rng.uniform(0.5, 4.0))
         orphans += descendants(proc.pid)  # its Evidently worker
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -360,12 +382,11 @@ def kill_twenty_times(plant: dict[str, Any], params: Path, c: AgentClient, rng: 
         err = err_path.read_text()
         assert proc.returncode == -signal.SIGKILL, f"run {k} ended by itself: {err}"
         assert "Traceback" not in err, err
-        have = sum(len(f) for f in stored(ws, name, "rows")) if series_dir.exists() else 0
-        kills.append({"run": k, "stored_rows": have, "agent_rows": c.logs(limit=1)["last"]})
+        kills.append({"before": before, "after": cursors(), "agent": agent})
         # between kills: new traffic, labels for new rows and late labels for collected ones
-        before = c.logs(limit=1)["last"]
         traffic(plant, name, 300, seed=7100 + k, batch=30, feedback_share=0.3)
-        feedback_on(c, c.logs(after=max(0, before - 2000), limit=5000)["items"], rng, share=0.05)
+        recent = c.logs(after=max(0, agent[0] - 2000), limit=5000)["items"]
+        feedback_on(c, recent, rng, share=0.05)
 
 
 def set_params_file(path: Path, changes: dict[str, Any]) -> None:
