@@ -164,7 +164,10 @@ def _paused_training(stack: Stack, seed: int) -> tuple[str, list[str]]:
 def test_with_approval_the_run_waits_after_the_canary_and_an_approval_rolls_out(
     stack: Stack,
 ) -> None:
-    set_params(stack.repo, **{"deploy.approval": "fleet", "deploy.approval_timeout_minutes": 10})
+    # the gate's tolerance wider than the demo's: on 6,000 rows a retrain's ROC AUC moves by about
+    # 0.01 either way, and these tests are about the approval, not about the gate refusing
+    set_params(stack.repo, **{"deploy.approval": "fleet", "deploy.approval_timeout_minutes": 10,
+                              "deploy.gate.tolerance": 0.05})  # fmt: skip
     sh(["git", "commit", "-qam", "approval: fleet"], stack.repo)
     run_id, before = _paused_training(stack, 401)
     new = json.loads((stack.repo / "models/bundle/manifest.json").read_text())["model"]["version"]
