@@ -153,6 +153,18 @@ def test_a_second_drift_window_inside_the_cooldown_starts_nothing(stack: Stack) 
     assert len(runs_of(stack, "training")) == before
 
 
+def resume(stack: Stack, run_id: str, answer: dict[str, Any]) -> None:
+    """Answer the pause through the API; retried on 503 (the server's SQLite busy under load), as
+    Prefect's own client retries it."""
+    deadline = time.monotonic() + 60
+    while True:
+        code, body = stack.api("POST", f"/flow_runs/{run_id}/resume", {"run_input": answer})
+        if code != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert code in (200, 201), body
+
+
 def _paused_training(stack: Stack, seed: int) -> tuple[str, list[str]]:
     """New labelled rows -> a training run that reaches the canary and pauses for approval."""
     traffic(stack, "line-2", "baseline", seed, rows=600)
@@ -172,10 +184,9 @@ def test_with_approval_the_run_waits_after_the_canary_and_an_approval_rolls_out(
     run_id, before = _paused_training(stack, 401)
     new = json.loads((stack.repo / "models/bundle/manifest.json").read_text())["model"]["version"]
     assert active(stack) == [new, before[1]]  # the canary runs it, the fleet waits
-    code, body = stack.api("POST", f"/flow_runs/{run_id}/resume",
-                           {"run_input": {"approve": True, "approver": "Anna Muster",
-                                          "comment": "canary looks good"}})  # fmt: skip
-    assert code in (200, 201), body
+    resume(
+        stack, run_id, {"approve": True, "approver": "Anna Muster", "comment": "canary looks good"}
+    )
     final = stack.wait_final(run_id, timeout=300)
     assert final["state"]["type"] == "COMPLETED", final["state"]
     assert active(stack) == [new, new]
@@ -188,10 +199,8 @@ def test_a_rejection_ends_the_run_with_the_canary_rolled_back(stack: Stack) -> N
     run_id, before = _paused_training(stack, 501)
     new = json.loads((stack.repo / "models/bundle/manifest.json").read_text())["model"]["version"]
     assert active(stack)[0] == new
-    code, body = stack.api("POST", f"/flow_runs/{run_id}/resume",
-                           {"run_input": {"approve": False, "approver": "Beat Keller",
-                                          "comment": "vibration looks off on line 1"}})  # fmt: skip
-    assert code in (200, 201), body
+    resume(stack, run_id, {"approve": False, "approver": "Beat Keller",
+                           "comment": "vibration looks off on line 1"})  # fmt: skip
     final = stack.wait_final(run_id, timeout=300)
     assert final["state"]["type"] == "CANCELLED", final["state"]
     assert "rejected by Beat Keller" in final["state"]["message"]
