@@ -229,12 +229,10 @@ def train_split(path: str | Path) -> dict[str, Any]:
     """The training split's md5 (the hash DVC stores it under in its cache) and row count."""
     import pyarrow.parquet as pq
 
+    from edgeops.monitor.reference import md5_file
+
     path = Path(path)
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return {"train_md5": h.hexdigest(), "train_rows": pq.ParquetFile(path).metadata.num_rows}
+    return {"train_md5": md5_file(path), "train_rows": pq.ParquetFile(path).metadata.num_rows}
 
 
 def _model_classes(onnx_bytes: bytes, schema: Schema) -> list[Any]:
