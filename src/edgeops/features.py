@@ -30,7 +30,12 @@ def category_str(value: Any) -> str:
 
 
 def feature_frame(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
-    """The feature columns of ``df`` in schema order, typed for training and for ONNX."""
+    """The feature columns of ``df`` in schema order, typed for training and for ONNX.
+
+    The columns are named by the model's input names (``schema.input_names``): a column
+    ``od280/od315`` becomes ``od280_od315``, which is what the scikit-learn pipeline is fitted on
+    and what the ONNX graph's inputs are called.
+    """
     import numpy as np
     import pandas as pd
 
@@ -40,18 +45,20 @@ def feature_frame(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
             f"data lacks feature columns {missing}", fix="re-run validate on this data"
         )
     out = {}
+    names = schema.input_names
+    numeric = set(schema.numeric_features)
     for col in schema.features:
         s = df[col.name]
-        if col.name in schema.numeric_features:
+        if col.name in numeric:
             try:
-                out[col.name] = pd.to_numeric(s, errors="raise").astype(np.float32)
+                out[names[col.name]] = pd.to_numeric(s, errors="raise").astype(np.float32)
             except (ValueError, TypeError) as exc:
                 raise EdgeopsError(
                     f"column {col.name!r} should be numeric but holds text: {exc}",
                     fix="clean the column, or declare it categorical in the schema",
                 ) from exc
         else:
-            out[col.name] = s.map(category_str).astype(object)
+            out[names[col.name]] = s.map(category_str).astype(object)
     return pd.DataFrame(out, index=df.index)
 
 

@@ -5,8 +5,9 @@ Expectations suite; ``split``/``train``/``export`` read the target and the featu
 ``edgeops schema infer PATH`` proposes one from a CSV for a person to review.
 
     target: failure
+    positive_class: 1          # binary targets: the class F1, PR AUC and P(...) are about
     min_rows: 1000
-    drop: [record_id]          # present in the data, never a feature
+    drop: [record_id]          # present in the data, never a feature (not stored unless a column)
     columns:
       - {name: air_temp_k, type: numeric, min: 290.0, max: 312.0, max_null_share: 0.02}
       - {name: machine_type, type: categorical, categories: [L, M, H]}
@@ -15,6 +16,9 @@ Expectations suite; ``split``/``train``/``export`` read the target and the featu
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +33,34 @@ TIMESTAMP = "timestamp"
 TYPES = (NUMERIC, CATEGORICAL, TIMESTAMP)
 #: what a missing categorical value becomes before encoding (and on the device)
 MISSING_CATEGORY = ""
+_SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def input_names(names: list[str]) -> dict[str, str]:
+    """Column name -> the model's input name: a plain identifier, unique, stable.
+
+    ONNX, skl2onnx and generated clients handle names such as ``od280/od315`` or
+    ``Lufttemperatur K`` badly, so the model's inputs get safe names (``od280_od315``,
+    ``Lufttemperatur_K``; umlauts lose their dots, a leading digit gets ``c_``) and the bundle's
+    manifest maps them back: clients always send the original column names. A name that is
+    already an identifier stays as it is.
+    """
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in names:
+        if _SAFE_NAME.match(name):
+            safe = name
+        else:
+            ascii_ = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+            safe = re.sub(r"[^A-Za-z0-9_]+", "_", ascii_).strip("_") or "column"
+            if safe[0].isdigit():
+                safe = "c_" + safe
+        base, n = safe, 2
+        while safe in taken or (safe != name and safe in names):
+            safe, n = f"{base}_{n}", n + 1
+        taken.add(safe)
+        out[name] = safe
+    return out
 
 
 @dataclass(frozen=True)
@@ -60,6 +92,30 @@ class Schema:
     columns: tuple[Column, ...]
     min_rows: int = 100
     drop: tuple[str, ...] = field(default_factory=tuple)
+    positive_class: Any = None
+
+    @property
+    def positive(self) -> Any:
+        """The positive class of a binary target (``positive_class``, else the second class in
+        sorted order, as scikit-learn orders them); None for more than two classes."""
+        if len(self.classes) != 2:
+            return None
+        if self.positive_class is not None:
+            return self.positive_class
+        return sorted(self.classes, key=lambda v: (str(type(v)), v))[1]
+
+    @property
+    def input_names(self) -> dict[str, str]:
+        """Feature column -> model input name (see :func:`input_names`)."""
+        return input_names([c.name for c in self.features])
+
+    @property
+    def passthrough(self) -> list[str]:
+        """Columns a client may send that are not features: the target, timestamps, dropped
+        columns. The device accepts and logs them, and ignores them for the prediction."""
+        features = {c.name for c in self.features}
+        listed = [c.name for c in self.columns if c.name not in features]
+        return listed + [d for d in self.drop if d not in listed]
 
     @property
     def names(self) -> list[str]:
@@ -158,6 +214,18 @@ def schema_from_dict(raw: Any, where: str = "validate.schema") -> Schema:
         )
     if len(schema.classes) < 2:
         raise EdgeopsError(f"{where}: target {target!r} lists fewer than 2 classes")
+    positive = raw.get("positive_class")
+    if positive is not None:
+        match = [c for c in schema.classes if str(c) == str(positive)]
+        if len(schema.classes) != 2 or not match:
+            raise EdgeopsError(
+                f"{where}.positive_class {positive!r} is not one of the 2 classes {schema.classes}"
+                if len(schema.classes) == 2
+                else f"{where}.positive_class is set, but {target!r} has {len(schema.classes)} "
+                "classes (it is for binary targets only)",
+                fix="name one of the target's categories, or remove positive_class",
+            )
+        schema = dataclasses.replace(schema, positive_class=match[0])
     if not schema.features:
         raise EdgeopsError(f"{where}: no feature columns left", fix="add at least one feature")
     return schema

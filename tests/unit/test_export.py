@@ -11,6 +11,7 @@ import yaml
 
 from edgeops.errors import EdgeopsError
 from edgeops.schema import infer_schema, schema_from_dict
+from edgeops.features import feature_frame
 from edgeops.stages.export import check_convertible, convert, edge_cases, export
 from edgeops.stages.split import split
 from edgeops.stages.train import MODELS, train
@@ -123,3 +124,72 @@ def test_parity_failure_fails_the_export(binary_data) -> None:
         export(
             pipe, schema, test_df, {**EXPORT_CFG, "max_abs_diff": 0.0, "min_label_agreement": 1.0}
         )
+
+
+def test_any_column_name_works_from_training_to_the_device(tmp_path: Path) -> None:
+    """A `/`, spaces, umlauts and a leading digit in column names: the model's inputs get safe
+    names, the manifest maps them back, and a device predicts rows sent with the original names."""
+    from sklearn.datasets import load_wine
+
+    from edgeops.edge.bundle import key_id, verify_bundle
+    from edgeops.edge.inference import OnnxModel
+    from edgeops.keys import init_keys, load_private_key
+    from edgeops.stages.bundle import build_manifest, golden_examples, write_bundle
+    from edgeops.stages.export import input_specs
+
+    df = load_wine(as_frame=True).frame.rename(
+        columns={"alcohol": "Alkohol %", "malic_acid": "Äpfelsäure g/l", "ash": "2nd ash"}
+    )
+    assert "od280/od315_of_diluted_wines" in df.columns
+    rng = np.random.default_rng(0)
+    df["Herkunft Region"] = rng.choice(["Zürich Nord", "Genève", "Bern"], size=len(df))
+    df["target"] = df["target"].map({0: "rot", 1: "weiss", 2: "rosé"})
+    raw = {
+        "target": "target",
+        "min_rows": 10,
+        "columns": [
+            {"name": c, "type": "numeric", "min": float(df[c].min()), "max": float(df[c].max())}
+            for c in df.columns
+            if c not in ("target", "Herkunft Region")
+        ]
+        + [
+            {"name": "Herkunft Region", "type": "categorical",
+             "categories": ["Zürich Nord", "Genève", "Bern"]},
+            {"name": "target", "type": "categorical", "categories": ["rot", "weiss", "rosé"]},
+        ],
+    }  # fmt: skip
+    schema = schema_from_dict(raw)
+    names = schema.input_names
+    assert names["od280/od315_of_diluted_wines"] == "od280_od315_of_diluted_wines"
+    assert names["Äpfelsäure g/l"] == "Apfelsaure_g_l"
+    assert names["2nd ash"] == "c_2nd_ash"
+    assert names["Herkunft Region"] == "Herkunft_Region"
+    assert names["hue"] == "hue"  # already an identifier: unchanged
+
+    train_df, test_df = split(df, schema, 0.3, 0)
+    pipe = train(train_df, schema, small("hist_gradient_boosting"))
+    onnx_bytes, report = export(pipe, schema, test_df, EXPORT_CFG)
+    assert report["parity_test"]["max_abs_diff"] <= 1e-5
+
+    init_keys(tmp_path / "keys")
+    private = load_private_key(tmp_path / "keys" / "signing.key")
+    classes = [str(c) for c in pipe.classes_]
+    model = OnnxModel(onnx_bytes, input_specs(schema), classes)
+    golden = golden_examples(model, schema, test_df, n=6)
+    manifest = build_manifest(
+        onnx_bytes, schema, classes, golden, name="wine", version="1.0.0",
+        created_at="2026-11-22T00:00:00Z", commit="test", data={}, metrics={},
+        export_report=report, tolerance=1e-5, signing_key_id=key_id(private.public_key()),
+    )  # fmt: skip
+    by_name = {d["name"]: d["input"] for d in manifest["inputs"]}
+    assert by_name["od280/od315_of_diluted_wines"] == "od280_od315_of_diluted_wines"
+    assert set(golden[0]["inputs"]) == {c.name for c in schema.features}  # original names
+
+    bundle = verify_bundle(write_bundle(tmp_path / "bundle", onnx_bytes, manifest, private),
+                           private.public_key())  # fmt: skip
+    rows = test_df.head(5)
+    columns = {c.name: rows[c.name].tolist() for c in schema.features}  # original names
+    labels, proba = bundle.model.predict(columns)
+    expected = pipe.predict_proba(feature_frame(rows, schema))
+    assert np.abs(proba - expected).max() <= 1e-5
+    assert [str(x) for x in labels] == [str(x) for x in pipe.predict(feature_frame(rows, schema))]

@@ -20,7 +20,12 @@ STRING = "string"
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One model input = one raw feature column."""
+    """One model input = one raw feature column.
+
+    ``name`` is the column's name, what clients send; ``input`` the ONNX graph's input name, a
+    plain identifier derived from it (``edgeops.schema.input_names``; the same when the name is
+    already one).
+    """
 
     name: str
     dtype: str  # "float32" | "string"
@@ -28,6 +33,11 @@ class InputSpec:
     min: float | None = None
     max: float | None = None
     categories: tuple[str, ...] | None = None
+    input: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.input:
+            object.__setattr__(self, "input", self.name)
 
     @classmethod
     def from_manifest(cls, d: Mapping[str, Any]) -> InputSpec:
@@ -39,10 +49,12 @@ class InputSpec:
             min=d.get("min"),
             max=d.get("max"),
             categories=tuple(cats) if cats is not None else None,
+            input=d.get("input") or d["name"],
         )
 
     def to_manifest(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "shape": [None, 1]}
+        out: dict[str, Any] = {"name": self.name, "input": self.input, "dtype": self.dtype}
+        out["shape"] = [None, 1]
         out["nullable"] = self.nullable
         if self.dtype == FLOAT:
             out["min"], out["max"] = self.min, self.max
@@ -54,9 +66,8 @@ class InputSpec:
 def columns_to_feeds(
     columns: Mapping[str, Sequence[Any]], inputs: Sequence[InputSpec]
 ) -> dict[str, np.ndarray]:
-    """Column values -> ONNX feeds: float32 / object arrays of shape [n, 1].
-
-    Missing numerics (None) become NaN; missing categories (None) become "".
+    """Column values (by column name) -> ONNX feeds (by input name): float32 / object arrays of
+    shape [n, 1]. Missing numerics (None) become NaN; missing categories (None) become "".
     """
     feeds: dict[str, np.ndarray] = {}
     for spec in inputs:
@@ -65,7 +76,7 @@ def columns_to_feeds(
             arr = np.asarray([np.nan if v is None else v for v in values], dtype=np.float32)
         else:
             arr = np.asarray(["" if v is None else str(v) for v in values], dtype=object)
-        feeds[spec.name] = arr.reshape(-1, 1)
+        feeds[spec.input] = arr.reshape(-1, 1)
     return feeds
 
 
@@ -100,7 +111,7 @@ class OnnxModel:
         self.class_names = [str(c) for c in self.classes]  # the keys of "probabilities" in answers
         names = [o.name for o in self.session.get_outputs()]
         self._label_out, self._proba_out = names[0], names[1]
-        expected = {s.name for s in self.inputs}
+        expected = {s.input for s in self.inputs}
         actual = {i.name for i in self.session.get_inputs()}
         if expected != actual:
             raise ValueError(

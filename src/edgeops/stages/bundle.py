@@ -79,7 +79,7 @@ def golden_examples(
     for i in range(len(X)):
         inputs: dict[str, Any] = {}
         for s in model.inputs:
-            v = X.iloc[i][s.name]
+            v = X.iloc[i][s.input]
             if s.dtype == "float32":
                 inputs[s.name] = None if np.isnan(v) else float(v)
             else:
@@ -121,6 +121,10 @@ def build_manifest(
         "outputs": {"label": "label", "probabilities": "probabilities"},
         "classes": classes,
         "target": schema.target,
+        "positive_class": schema.positive,  # binary: the class metrics and P(...) are about
+        # columns a client may send that are not features (timestamps, dropped, the target):
+        # the device accepts and logs them, and predicts without them
+        "passthrough": schema.passthrough,
         "metrics": metrics,
         "parity": {
             k: export_report[k] for k in ("parity_test", "parity_edge_cases") if k in export_report

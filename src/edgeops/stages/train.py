@@ -45,11 +45,13 @@ def build_pipeline(schema: Schema, cfg: dict[str, Any]) -> Pipeline:
     if model == "logistic_regression":
         numeric_steps.append(("scale", StandardScaler()))
     transformers: list[tuple[str, Any, list[str]]] = []
+    names = schema.input_names  # the feature frame's columns (edgeops.features.feature_frame)
     if schema.numeric_features:
-        transformers.append(("num", Pipeline(numeric_steps), schema.numeric_features))
+        numeric = [names[n] for n in schema.numeric_features]
+        transformers.append(("num", Pipeline(numeric_steps), numeric))
     if schema.categorical_features:
         ohe = OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype="float32")
-        transformers.append(("cat", ohe, schema.categorical_features))
+        transformers.append(("cat", ohe, [names[n] for n in schema.categorical_features]))
     pre = ColumnTransformer(transformers, remainder="drop")
 
     try:
