@@ -20,11 +20,11 @@ RUN := $(VENV)/bin
 # DVC stages run `python -m edgeops.stages...`: that python must be the project's
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv keys demo demo-monitoring agent agent-stop up down test lint format bench-export bench-agent bench-orchestration bench-monitor clean
+.PHONY: help venv keys demo demo-monitoring agent agent-stop deploy up down test lint format bench-export bench-agent bench-orchestration bench-monitor clean
 
 KEY_DIR := $(or $(EDGEOPS_KEY_DIR),$(HOME)/.config/edgeops/keys)
 AGENT_STATE := data/agent
-AGENT_PORT := 8710
+AGENT_PORT ?= 8710
 # the demo agent's tokens: random, created once, kept beside the signing key (outside the repo)
 DEMO_TOKENS := EDGEOPS_DEMO_DEPLOY_TOKEN="$$(cat $(KEY_DIR)/demo-deploy.token)" 
 
@@ -62,7 +62,7 @@ demo: venv keys ## install, run the pipeline on the demo plant data, deploy it t
 	@$(MAKE) --no-print-directory demo-monitoring
 	@echo
 	@echo "model:       models/model.joblib (scikit-learn), models/model.onnx, signed bundle in models/bundle/"
-	@echo "metrics:     reports/metrics.json, reports/export.json, reports/gate.json (dvc metrics show)"
+	@echo "metrics:     reports/metrics.json, reports/parity.json (dvc metrics show), reports/gate.json"
 	@echo "validation:  reports/validation/summary.json, reports/validation/data_docs/index.html"
 	@echo "agent:       http://127.0.0.1:$(AGENT_PORT)/docs (state in $(AGENT_STATE)/, stop: make agent-stop)"
 	@echo "registry:    deploy/registry.json, audit log: deploy/audit.jsonl"
@@ -96,6 +96,9 @@ agent: venv keys ## start the demo edge agent on 127.0.0.1:8710 in the backgroun
 		curl -sf http://127.0.0.1:$(AGENT_PORT)/healthz >/dev/null || { cat $(AGENT_STATE)/agent.log; exit 1; }; \
 		echo "agent started on 127.0.0.1:$(AGENT_PORT) (pid $$(cat $(AGENT_STATE)/agent.pid), log $(AGENT_STATE)/agent.log)"; \
 	fi
+
+deploy: venv keys ## gate + rollout of models/bundle to deploy/targets.yaml (DEPLOY_ARGS=--replace-model ...)
+	$(DEMO_TOKENS) $(RUN)/edgeops deploy --all $(DEPLOY_ARGS)
 
 agent-stop: ## stop the demo edge agent
 	@if [ -f $(AGENT_STATE)/agent.pid ]; then kill $$(cat $(AGENT_STATE)/agent.pid) 2>/dev/null || true; rm -f $(AGENT_STATE)/agent.pid; echo "agent stopped"; fi

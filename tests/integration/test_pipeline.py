@@ -22,11 +22,11 @@ DVC = str(BIN / "dvc")
 EDGEOPS = str(BIN / "edgeops")
 
 
-def sh(args: list[str], cwd: Path, check: bool = True):
+def sh(args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None):
     import subprocess
 
     proc = subprocess.run(
-        args, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=900
+        args, cwd=cwd, env=env or tool_env(), capture_output=True, text=True, timeout=900
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -89,6 +89,37 @@ def test_repro_produces_a_bundle_that_verifies_with_exact_parity(demo_repo: Path
     pub = Path(os.environ["EDGEOPS_KEY_DIR"]) / "signing.pub"
     out = sh([EDGEOPS, "bundle", "verify", "models/bundle", "--public-key", str(pub)], demo_repo)
     assert out.stdout.startswith("ok: plant-failure")
+
+
+def test_dvc_metrics_hold_no_latency(demo_repo: Path) -> None:
+    """Latency is noise between runs: it stays in reports/export.json, out of `dvc metrics`."""
+    shown = json.loads(sh([DVC, "metrics", "show", "--json"], demo_repo).stdout)
+    files = next(iter(shown.values()))["data"]
+    assert set(files) == {"reports/metrics.json", "reports/parity.json"}
+    assert "latency" not in json.dumps(files)
+    assert files["reports/parity.json"]["data"]["parity_test"]["label_agreement"] == 1.0
+
+
+def test_stages_find_the_project_python_without_an_activated_venv(demo_repo: Path) -> None:
+    """`.venv/bin/dvc repro` with a PATH that has no edgeops: bin/python finds the .venv."""
+    import sys
+
+    env = {k: v for k, v in tool_env().items() if k != "VIRTUAL_ENV"}
+    env["PATH"] = "/usr/bin:/bin"
+    venv = demo_repo / ".venv"  # where `make venv` puts it in a clone (git ignores it)
+    venv.symlink_to(Path(sys.prefix))
+    try:
+        proc = sh([DVC, "repro", "-f", "-s", "ingest"], demo_repo, env=env)
+        assert ran_stages(proc.stdout) == ["ingest"]
+    finally:
+        venv.unlink()
+    # no venv anywhere and no python with edgeops on PATH: the error says what to do (the shim
+    # alone: through DVC, the failed stage's outputs would be removed for the next tests)
+    proc = sh(
+        [str(demo_repo / "bin/python"), "-c", "import edgeops"], demo_repo, check=False, env=env
+    )
+    assert proc.returncode == 127
+    assert "source .venv/bin/activate" in proc.stderr
 
 
 def test_second_repro_has_nothing_to_do(demo_repo: Path) -> None:

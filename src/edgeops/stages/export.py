@@ -6,7 +6,9 @@ One ONNX input per raw feature column (``float32`` numeric, ``string`` categoric
 are refused before conversion; after it, scikit-learn and onnxruntime score the test split plus an
 edge-case batch (missing values where allowed, the schema's range limits, unseen categories) and
 the stage fails unless max |Δp| and label agreement meet ``export`` params. ``reports/export.json``
-records parity, model size and ORT vs scikit-learn latency on this machine.
+records parity, model size and ORT vs scikit-learn latency on this machine; ``reports/parity.json``
+(the DVC metrics) holds parity and size only: latency is noise between runs, and every
+``dvc metrics diff`` and ``dvc exp show`` would show it as a change.
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ UNSEEN_CATEGORY = "__edgeops_unseen__"
 def input_specs(schema: Schema) -> list[InputSpec]:
     """The ONNX inputs the schema's feature columns become."""
     specs = []
+    names = schema.input_names
     for col in schema.features:
+        nullable, onnx_name = col.max_null_share > 0, names[col.name]
         if col.name in schema.numeric_features:
-            specs.append(InputSpec(col.name, FLOAT, col.max_null_share > 0, col.min, col.max))
+            specs.append(InputSpec(col.name, FLOAT, nullable, col.min, col.max, input=onnx_name))
         else:
             cats = tuple(str(c) for c in col.categories or ())
-            specs.append(InputSpec(col.name, STRING, col.max_null_share > 0, categories=cats))
+            specs.append(InputSpec(col.name, STRING, nullable, categories=cats, input=onnx_name))
     return specs
 
 
@@ -88,7 +92,7 @@ def convert(pipe: Pipeline, schema: Schema, opset: int = 17, ml_opset: int = 3) 
 
     check_convertible(pipe)
     initial = [
-        (s.name, FloatTensorType([None, 1]) if s.dtype == FLOAT else StringTensorType([None, 1]))
+        (s.input, FloatTensorType([None, 1]) if s.dtype == FLOAT else StringTensorType([None, 1]))
         for s in input_specs(schema)
     ]
     clf = pipe.steps[-1][1]
@@ -110,16 +114,20 @@ def convert(pipe: Pipeline, schema: Schema, opset: int = 17, ml_opset: int = 3) 
 
 def edge_cases(schema: Schema, like: pd.DataFrame) -> pd.DataFrame:
     """A batch that probes the edges: each feature at its range limits, missing where allowed,
-    every category, an unseen category; the other features at typical values."""
+    every category, an unseen category; the other features at typical values. A feature frame
+    (columns named by input name, as :func:`edgeops.features.feature_frame`)."""
     import numpy as np
     import pandas as pd
 
     X = feature_frame(like, schema)
+    names = schema.input_names
+    numeric = [names[n] for n in schema.numeric_features]
+    categorical = [names[n] for n in schema.categorical_features]
     base = {}
-    for name in schema.numeric_features:
+    for name in numeric:
         med = X[name].median()
         base[name] = np.float32(0.0 if np.isnan(med) else med)
-    for name in schema.categorical_features:
+    for name in categorical:
         known = X[name][X[name] != MISSING_CATEGORY]
         base[name] = known.mode().iloc[0] if not known.empty else MISSING_CATEGORY
     rows = [dict(base)]
@@ -133,11 +141,11 @@ def edge_cases(schema: Schema, like: pd.DataFrame) -> pd.DataFrame:
             probes = [str(c) for c in col.categories or ()] + [UNSEEN_CATEGORY]
             if col.max_null_share > 0:
                 probes.append(MISSING_CATEGORY)
-        rows += [{**base, col.name: p} for p in probes]
-    out = pd.DataFrame(rows, columns=[c.name for c in schema.features])
-    for name in schema.numeric_features:
+        rows += [{**base, names[col.name]: p} for p in probes]
+    out = pd.DataFrame(rows, columns=[names[c.name] for c in schema.features])
+    for name in numeric:
         out[name] = out[name].astype(np.float32)
-    for name in schema.categorical_features:
+    for name in categorical:
         out[name] = out[name].astype(object)
     return out
 
@@ -146,7 +154,7 @@ def _feeds(X: pd.DataFrame, specs: list[InputSpec]) -> dict[str, np.ndarray]:
     import numpy as np
 
     return {
-        s.name: (X[s.name].to_numpy(np.float32) if s.dtype == FLOAT else X[s.name].to_numpy(object)).reshape(-1, 1)
+        s.input: (X[s.input].to_numpy(np.float32) if s.dtype == FLOAT else X[s.input].to_numpy(object)).reshape(-1, 1)
         for s in specs
     }  # fmt: skip
 
@@ -242,6 +250,11 @@ def main() -> None:
     p.add_argument("--data", default="data/prepared/test.parquet")
     p.add_argument("--onnx", default="models/model.onnx")
     p.add_argument("--report", default="reports/export.json")
+    p.add_argument(
+        "--metrics",
+        default="reports/parity.json",
+        help="parity and model size without the latency figures (the DVC metrics of the stage)",
+    )
     args = p.parse_args()
 
     def body() -> None:
@@ -257,6 +270,7 @@ def main() -> None:
         onnx_bytes, report = export(pipe, schema, test, cfg)
         atomic.write_bytes(args.onnx, onnx_bytes)
         atomic.write_json(args.report, report)
+        atomic.write_json(args.metrics, {k: v for k, v in report.items() if k != "latency"})
         pt, pe = report["parity_test"], report["parity_edge_cases"]
         lat = report.get("latency", {})
         runner.log(
