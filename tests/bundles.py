@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
 
-def plant_schema() -> Schema:
-    return schema_from_dict(PARAMS["validate"]["schema"])
+def plant_schema(drop: tuple[str, ...] = ()) -> Schema:
+    return schema_from_dict({**PARAMS["validate"]["schema"], "drop": list(drop)})
 
 
 @cache
@@ -33,14 +33,15 @@ def plant_split(rows: int = 3000, seed: int = 11):
 
 
 def _sign_and_write(out: Path, key_dir: Path, onnx_bytes: bytes, classes: list[Any], version: str,
-                    export_report: dict[str, Any], metrics: dict[str, Any]) -> Path:  # fmt: skip
-    schema = plant_schema()
+                    export_report: dict[str, Any], metrics: dict[str, Any],
+                    name: str = "plant-failure", schema: Schema | None = None) -> Path:  # fmt: skip
+    schema = schema or plant_schema()
     _, test_df = plant_split()
     model = OnnxModel(onnx_bytes, input_specs(schema), classes)
     golden = golden_examples(model, schema, test_df, n=10)
     private = load_private_key(Path(key_dir) / "signing.key")
     manifest = build_manifest(
-        onnx_bytes, schema, classes, golden, name="plant-failure", version=version,
+        onnx_bytes, schema, classes, golden, name=name, version=version,
         created_at="2026-11-21T00:00:00Z", commit="test", data={"sha256": "test", "rows": 3000},
         metrics=metrics, export_report=export_report, tolerance=1e-5,
         signing_key_id=key_id(private.public_key()),
@@ -49,14 +50,16 @@ def _sign_and_write(out: Path, key_dir: Path, onnx_bytes: bytes, classes: list[A
 
 
 def make_bundle(out: Path, key_dir: Path, version: str, model: str = "logistic_regression",
-                C: float = 1.0, shuffle_labels: bool = False) -> Path:  # fmt: skip
+                C: float = 1.0, shuffle_labels: bool = False, name: str = "plant-failure",
+                drop: tuple[str, ...] = ()) -> Path:  # fmt: skip
     """A signed bundle of a real trained plant model, written to ``out``.
 
     ``shuffle_labels`` trains on permuted labels: a model no better than chance (for gate tests).
+    ``name`` and ``drop`` (features left out) make a bundle of another model.
     """
     from edgeops.stages.evaluate import evaluate
 
-    schema = plant_schema()
+    schema = plant_schema(drop)
     train_df, test_df = plant_split()
     if shuffle_labels:
         train_df = train_df.copy()
@@ -70,9 +73,8 @@ def make_bundle(out: Path, key_dir: Path, version: str, model: str = "logistic_r
     pipe = train(train_df, schema, cfg)
     onnx_bytes, report = export(pipe, schema, test_df, {**PARAMS["export"], "latency_repeats": 0})
     metrics, _ = evaluate(pipe, test_df, schema)
-    return _sign_and_write(
-        out, key_dir, onnx_bytes, [int(c) for c in pipe.classes_], version, report, metrics
-    )
+    return _sign_and_write(out, key_dir, onnx_bytes, [int(c) for c in pipe.classes_], version,
+                           report, metrics, name, schema)  # fmt: skip
 
 
 def make_failing_bundle(out: Path, key_dir: Path, version: str) -> Path:

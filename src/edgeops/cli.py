@@ -395,6 +395,14 @@ def deploy_cmd(
     force: Annotated[
         bool, typer.Option("--force", help="Skip the gate (recorded in the audit log).")
     ] = False,
+    replace_model: Annotated[
+        bool,
+        typer.Option(
+            "--replace-model",
+            help="Deploy although the targets run another model (name, inputs or classes "
+            "differ); recorded in the audit log.",
+        ),
+    ] = False,
     reason: Annotated[
         str, typer.Option(help="Why: manual, scheduled, drift, ... (recorded).")
     ] = "manual",
@@ -406,7 +414,10 @@ def deploy_cmd(
 ) -> None:
     """Gate, then a staged rollout: canary first, each target checked, everything undone on failure.
 
-    Exit codes: 0 deployed, 3 refused by the gate, 4 rollout failed (rolled back), 2 other errors.
+    Example: edgeops deploy --all
+
+    Exit codes: 0 deployed, 3 refused (by the gate, or another model runs there: --replace-model),
+    4 rollout failed (rolled back), 2 other errors.
     """
     from edgeops.deploy import operations
 
@@ -414,7 +425,7 @@ def deploy_cmd(
         raise EdgeopsError("choose the targets: --target NAME (repeatable) or --all")
     ctx = _ctx(params, targets, registry, audit_log, public_key)
     operations.deploy(ctx, bundle, None if all_targets else target, force=force, reason=reason,
-                      log=lambda m: typer.echo(m, err=True))  # fmt: skip
+                      log=lambda m: typer.echo(m, err=True), replace_model=replace_model)  # fmt: skip
 
 
 @command(app, "rollback")

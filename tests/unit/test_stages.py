@@ -17,7 +17,7 @@ import yaml
 from edgeops.errors import EdgeopsError
 from edgeops.schema import schema_from_dict
 from edgeops.sources.simulator import simulate
-from edgeops.stages.evaluate import evaluate, scores, write_csv
+from edgeops.stages.evaluate import curves, evaluate, positive_index, scores, write_csv
 from edgeops.stages.ingest import ingest, write_parquet
 from edgeops.stages.split import split
 from edgeops.stages.train import MODELS, train
@@ -394,6 +394,92 @@ def test_scores_without_both_classes_in_test() -> None:
     assert "roc_auc" not in metrics and "pr_auc" not in metrics
     assert metrics["accuracy"] == pytest.approx(2 / 3, abs=1e-6)
     assert metrics["n_test"] == 3
+
+
+def test_plant_metrics_without_positive_class_are_those_of_class_1(
+    binary_task, fast_train_cfg
+) -> None:
+    """positive_class unset: the second class in sorted order (1), exactly as before issue 11."""
+    from sklearn import metrics as skm
+
+    train_df, test_df, schema = binary_task
+    assert schema.positive_class is None and schema.positive == 1
+    pipe = train(train_df, schema, {**fast_train_cfg, "model": "logistic_regression"})
+    metrics, _ = evaluate(pipe, test_df, schema)
+    y, proba = test_df["failure"].to_numpy(), pipe.predict_proba(test_df)
+    assert list(pipe.classes_) == [0, 1] and metrics["positive_class"] == 1
+    assert metrics["f1"] == round(skm.f1_score(y, pipe.predict(test_df), pos_label=1), 6)
+    assert metrics["roc_auc"] == round(skm.roc_auc_score(y == 1, proba[:, 1]), 6)
+    assert metrics["pr_auc"] == round(skm.average_precision_score(y == 1, proba[:, 1]), 6)
+    assert scores(y, proba, [0, 1]) == scores(y, proba, [0, 1], 1) == metrics
+    json.dumps(metrics)
+
+
+@pytest.fixture(scope="module")
+def ja_nein(_plant, params, fast_train_cfg):
+    """The plant with labels "ja" (failure, rare) / "nein" and ``positive_class: ja``; sorted,
+    "nein" would be the second class, so the default would score the common class."""
+    df = _plant.copy()
+    df["failure"] = np.where(df["failure"] == 1, "ja", "nein")
+    raw = copy.deepcopy(params["validate"]["schema"])
+    raw["columns"] = [c for c in raw["columns"] if c["name"] != "failure"]
+    raw["columns"].append({"name": "failure", "type": "categorical", "categories": ["ja", "nein"]})
+    schema = schema_from_dict({**raw, "positive_class": "ja"})
+    train_df, test_df = split(df, schema, seed=42)
+    pipe = train(train_df, schema, {**fast_train_cfg, "model": "logistic_regression"})
+    return pipe, test_df, schema
+
+
+def test_metrics_are_those_of_the_positive_class(ja_nein) -> None:
+    from sklearn import metrics as skm
+
+    pipe, test_df, schema = ja_nein
+    metrics, plots = evaluate(pipe, test_df, schema)
+    y, proba = test_df["failure"].to_numpy(), pipe.predict_proba(test_df)
+    classes = list(pipe.classes_)
+    assert classes == ["ja", "nein"] and schema.positive == "ja"
+    p_ja = proba[:, classes.index("ja")]
+    assert metrics["positive_class"] == "ja"
+    assert metrics["f1"] == round(skm.f1_score(y, pipe.predict(test_df), pos_label="ja"), 6)
+    assert metrics["pr_auc"] == round(skm.average_precision_score(y, p_ja, pos_label="ja"), 6)
+    fpr, tpr, _ = skm.roc_curve(y, p_ja, pos_label="ja")
+    assert metrics["roc_auc"] == round(skm.auc(fpr, tpr), 6)
+    nein = scores(y, proba, classes, "nein")
+    assert nein["positive_class"] == "nein"
+    assert metrics["f1"] < nein["f1"] and metrics["pr_auc"] < nein["pr_auc"]  # "ja" is rare
+    assert nein == scores(y, proba, classes)  # the default: the second class
+    # the PR curve ends where every row is called "ja": precision = the share of "ja"
+    assert plots["pr"][-1] == {"recall": 1.0, "precision": round(float(np.mean(y == "ja")), 5)}
+    assert plots["pr"] != curves(y, proba, classes, "nein")["pr"]
+    json.dumps(metrics)
+
+
+def test_positive_index_compares_as_text_when_types_differ() -> None:
+    assert positive_index(["ja", "nein"], "ja") == 0
+    assert positive_index(["ja", "nein"]) == 1
+    assert positive_index([np.int64(0), np.int64(1)], 1) == 1
+    assert positive_index([0, 1], "0") == 0  # e.g. a manifest written by another tool
+    with pytest.raises(EdgeopsError, match="'yes' is not one of the model's classes"):
+        positive_index(["ja", "nein"], "yes")
+
+
+def test_monitoring_watches_the_positive_class(ja_nein) -> None:
+    """Drift's prediction column and performance on feedback use the manifest's positive class."""
+    from types import SimpleNamespace
+
+    from edgeops.monitor.drift import prediction_column
+    from edgeops.monitor.performance import performance
+
+    pipe, test_df, schema = ja_nein
+    proba, classes = pipe.predict_proba(test_df), list(pipe.classes_)
+    np.testing.assert_array_equal(prediction_column(proba, classes, "ja"), proba[:, 0])
+    np.testing.assert_array_equal(prediction_column(proba, classes), proba[:, 1])
+    test_metrics, _ = evaluate(pipe, test_df, schema)
+    window = pd.DataFrame({"_feedback": test_df["failure"].to_numpy()})
+    settings = SimpleNamespace(min_labelled=10, min_per_class=5, max_drop=0.1)
+    perf = performance(window, proba, classes, test_metrics, "pr_auc", settings, "ja")
+    assert perf["verdict"] == "ok" and perf["drop"]["pr_auc"] == 0.0
+    assert perf["production"]["f1"] == test_metrics["f1"]
 
 
 def test_class_weight_can_be_switched_off(binary_task, fast_train_cfg) -> None:

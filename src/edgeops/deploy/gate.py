@@ -2,8 +2,14 @@
 
 The challenger is the new bundle; the champion is the version actually active on the targets (asked
 from the agents, cross-checked with the registry) and downloaded from an agent. Both are scored
-with onnxruntime on the same current test split. Promote only if the challenger's primary metric
-is >= champion - tolerance and every absolute floor holds; with no champion yet, floors only.
+with onnxruntime on the same current test split, a binary target's metrics about the positive
+class in the challenger's manifest. Promote only if
+
+- the challenger beats a trivial baseline on that split by the margins in ``over_baseline``
+  (a prior/majority-class dummy: balanced accuracy 1/k, ROC AUC 0.5, whatever the problem),
+- every absolute floor in ``floors`` holds (optional), and
+- its primary metric is >= champion - tolerance (skipped when there is no champion yet).
+
 A rejected challenger is a normal outcome (exit code 3), not a crash.
 """
 
@@ -26,6 +32,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
 EXIT_REJECTED = 3
+#: margins over the baseline when params say nothing (``over_baseline: {}`` turns them off)
+DEFAULT_OVER_BASELINE = {"balanced_accuracy": 0.1, "roc_auc": 0.1}
+#: the baseline: DummyClassifier(strategy="prior") fitted on the test labels
+BASELINE_STRATEGY = "prior"
+BASELINE_NAME = "majority-class dummy"
+#: metrics a floor or a margin may name (what :func:`edgeops.stages.evaluate.scores` computes)
+GATED_METRICS = ("roc_auc", "pr_auc", "f1", "balanced_accuracy", "accuracy")
 
 
 def verify_local(bundle_dir: str | Path, public_key: Any) -> VerifiedBundle:
@@ -39,11 +52,39 @@ def verify_local(bundle_dir: str | Path, public_key: Any) -> VerifiedBundle:
         ) from None
 
 
-def score(bundle: VerifiedBundle, df: pd.DataFrame, target: str) -> dict[str, Any]:
-    """Score a verified bundle's ONNX model on a raw DataFrame with onnxruntime."""
+def score(
+    bundle: VerifiedBundle, df: pd.DataFrame, target: str, positive: Any = None
+) -> dict[str, Any]:
+    """Score a verified bundle's ONNX model on a raw DataFrame with onnxruntime; a binary
+    target's F1, ROC AUC and PR AUC are about ``positive``, default the manifest's
+    ``positive_class`` (a bundle without one: the second class)."""
     from edgeops.stages.evaluate import scores
 
-    return scores(df[target].to_numpy(), predict_proba(bundle, df), list(bundle.model.classes))
+    if positive is None:
+        positive = bundle.manifest.get("positive_class")
+    proba = predict_proba(bundle, df)
+    return scores(df[target].to_numpy(), proba, list(bundle.model.classes), positive)
+
+
+def baseline(y_true: Any, classes: list[Any], positive: Any = None) -> dict[str, Any]:
+    """The trivial model's metrics on the same labels: ``DummyClassifier(strategy="prior")``
+    fitted on ``y_true`` (every row gets the class shares as probabilities, the majority class
+    as label), scored like a bundle. Balanced accuracy is 1/k, ROC AUC 0.5, PR AUC the share.
+
+        >>> baseline(["a", "a", "b"], ["a", "b"])["balanced_accuracy"]
+        0.5
+    """
+    import numpy as np
+    from sklearn.dummy import DummyClassifier
+
+    from edgeops.stages.evaluate import scores
+
+    y_true = np.asarray(y_true)
+    dummy = DummyClassifier(strategy=BASELINE_STRATEGY).fit(np.zeros((len(y_true), 1)), y_true)
+    fitted = dummy.predict_proba(np.zeros((1, 1)))[0]
+    share = {str(c): float(p) for c, p in zip(dummy.classes_, fitted, strict=True)}
+    proba = np.tile([share.get(str(c), 0.0) for c in classes], (len(y_true), 1))
+    return scores(y_true, proba, list(classes), positive)
 
 
 def predict_proba(bundle: VerifiedBundle, df: pd.DataFrame) -> Any:
@@ -66,24 +107,80 @@ def predict_proba(bundle: VerifiedBundle, df: pd.DataFrame) -> Any:
 
 
 def decide(
-    challenger: dict[str, Any], champion: dict[str, Any] | None, cfg: dict[str, Any]
+    challenger: dict[str, Any],
+    champion: dict[str, Any] | None,
+    cfg: dict[str, Any],
+    base: dict[str, Any] | None = None,
 ) -> tuple[bool, str]:
-    """(promote?, reason) from the two metric sets and the gate params."""
+    """(promote?, reason) from the metric sets and the gate params.
+
+    ``base``: the baseline's metrics on the same test rows (:func:`baseline`), which the
+    challenger must beat by ``cfg["over_baseline"]`` (metric -> margin); required if margins are
+    set. ``cfg["floors"]``: absolute minimums. With a champion, also ``primary_metric`` >=
+    champion - ``tolerance``.
+
+        >>> decide({"roc_auc": 0.55}, None, {"over_baseline": {"roc_auc": 0.1}},
+        ...        {"roc_auc": 0.5, "n_test": 812})[1]
+        'not clearly better than the baseline: roc_auc 0.5500 < baseline 0.5000 + margin 0.1 (majority-class dummy on the same 812 test rows)'
+    """
     primary = cfg.get("primary_metric", "roc_auc")
     tol = float(cfg.get("tolerance", 0.0))
-    failed = [
-        f"{name} {challenger.get(name, float('nan')):.4f} < floor {floor}"
-        for name, floor in (cfg.get("floors") or {}).items()
-        if not (challenger.get(name, float("-inf")) >= float(floor))
-    ]
+    floors, margins = limits(cfg)
+    failed = []
+    below_floor = []
+    for name, floor in floors.items():
+        value = challenger.get(name)
+        if value is None:
+            below_floor.append(f"{name} cannot be computed on these test rows (floor {floor})")
+        elif not value >= floor:
+            below_floor.append(f"{name} {value:.4f} < floor {floor}")
+    if below_floor:
+        failed.append("below the absolute floors: " + "; ".join(below_floor))
+    if margins and base is None:
+        raise ValueError("decide: over_baseline margins are set but no baseline metrics given")
+    below_base = []
+    for name, margin in margins.items():
+        value, ref = challenger.get(name), (base or {}).get(name)
+        if value is None or ref is None:
+            below_base.append(f"{name} cannot be computed on these test rows")
+        elif not value >= round(ref + margin, 6):  # metrics are rounded to 6 places
+            below_base.append(f"{name} {value:.4f} < baseline {ref:.4f} + margin {margin}")
+    if below_base:
+        n = (base or {}).get("n_test", "?")
+        failed.append(f"not clearly better than the baseline: {'; '.join(below_base)} "
+                      f"({BASELINE_NAME} on the same {n} test rows)")  # fmt: skip
     if failed:
-        return False, "below the absolute floors: " + "; ".join(failed)
+        return False, "; ".join(failed)
     if champion is None:
-        return True, f"first deployment: every floor holds ({primary} {challenger[primary]:.4f})"
+        shown = f"{primary} {challenger[primary]:.4f}" if primary in challenger else primary
+        if base is not None and primary in base:
+            shown += f" (baseline {base[primary]:.4f})"
+        return True, f"first deployment: {shown}; every margin over the baseline and floor holds"
     ch, cp = challenger[primary], champion[primary]
     if ch >= cp - tol:
         return True, f"{primary} {ch:.4f} >= champion {cp:.4f} - tolerance {tol}"
     return False, f"{primary} {ch:.4f} < champion {cp:.4f} - tolerance {tol}"
+
+
+def limits(cfg: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """(floors, margins over the baseline) from the gate params, checked: known metric names,
+    numbers. ``over_baseline`` missing: :data:`DEFAULT_OVER_BASELINE`; empty or null: none."""
+    margins = cfg.get("over_baseline", DEFAULT_OVER_BASELINE)
+    out = []
+    for key, raw in (("floors", cfg.get("floors")), ("over_baseline", margins)):
+        if raw is not None and not isinstance(raw, dict):
+            raise EdgeopsError(f"deploy.gate.{key} must map metric names to numbers, not {raw!r}",
+                               fix="e.g. {roc_auc: 0.1}, or {} for none")  # fmt: skip
+        checked = {}
+        for name, v in (raw or {}).items():
+            if name not in GATED_METRICS:
+                raise EdgeopsError(f"deploy.gate.{key}: unknown metric {name!r}",
+                                   fix=f"use one of {', '.join(GATED_METRICS)}")  # fmt: skip
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise EdgeopsError(f"deploy.gate.{key}.{name} must be a number, not {v!r}")
+            checked[name] = float(v)
+        out.append(checked)
+    return out[0], out[1]
 
 
 def active_versions(targets: list[Target]) -> dict[str, str | None]:
@@ -117,12 +214,17 @@ def fetch_bundle(
 
 
 def run_gate(challenger: VerifiedBundle, targets: list[Target], registry_production: str | None,
-             df: pd.DataFrame, target_col: str, cfg: dict[str, Any], public_key: Any) -> dict[str, Any]:  # fmt: skip
-    """Score challenger and champion; return the report (``promote``, ``reason``, figures)."""
+             df: pd.DataFrame, target_col: str, cfg: dict[str, Any], public_key: Any,
+             replace_model: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Score challenger and champion; return the report (``promote``, ``reason``, figures).
+
+    ``replace_model``: the targets run another model, which is no champion to compare with."""
     actives = active_versions(targets)
-    running = [v for v in actives.values() if v]
+    running = [v for v in actives.values() if v and not replace_model]
     champion_version: str | None = None
-    notes = []
+    notes = (
+        ["replacing another model: no champion, baseline and floors only"] if replace_model else []
+    )
     if running:
         counts = collections.Counter(running)
         champion_version = counts.most_common(1)[0][0]
@@ -138,13 +240,25 @@ def run_gate(challenger: VerifiedBundle, targets: list[Target], registry_product
         notes.append(
             f"registry says production is {registry_production}, but no target runs a model"
         )
+    floors, margins = limits(cfg)
+    positive = challenger.manifest.get("positive_class")
+    base = baseline(df[target_col].to_numpy(), list(challenger.model.classes), positive)
     report: dict[str, Any] = {
         "challenger": {"version": challenger.version},
         "champion": {"version": champion_version},
         "targets": actives,
         "primary_metric": cfg.get("primary_metric", "roc_auc"),
+        "positive_class": base.get("positive_class"),  # binary targets; None: macro averages
         "tolerance": cfg.get("tolerance", 0.0),
-        "floors": cfg.get("floors") or {},
+        "floors": floors,
+        "baseline": {
+            "strategy": BASELINE_STRATEGY,
+            "description": f"{BASELINE_NAME}: DummyClassifier(strategy={BASELINE_STRATEGY!r}) "
+            "fitted on the test labels (class shares as probabilities, the majority as label)",
+            "metrics": base,
+            "margins": margins,
+            "required": {k: round(base[k] + m, 6) for k, m in margins.items() if k in base},
+        },
         "test_rows": len(df),
         "notes": notes,
     }
@@ -162,12 +276,14 @@ def run_gate(challenger: VerifiedBundle, targets: list[Target], registry_product
         with tempfile.TemporaryDirectory(prefix="edgeops-champion-") as tmp:
             champ = fetch_bundle(targets, champion_version, public_key, Path(tmp))
             try:
-                champion_metrics = score(champ, df, target_col)
+                # the challenger's positive class: F1 and PR AUC must mean the same for both
+                champion_metrics = score(champ, df, target_col, report["positive_class"])
             except EdgeopsError as exc:
                 notes.append(
-                    f"champion cannot be scored on the current data ({exc.problem}); floors only"
+                    f"champion cannot be scored on the current data ({exc.problem}); "
+                    "baseline and floors only"
                 )
         report["champion"]["metrics"] = champion_metrics
-    promote, reason = decide(report["challenger"]["metrics"], champion_metrics, cfg)
+    promote, reason = decide(report["challenger"]["metrics"], champion_metrics, cfg, base)
     report.update(promote=promote, reason=reason)
     return report

@@ -11,7 +11,13 @@ from edgeops.deploy.gate import EXIT_REJECTED, active_versions, run_gate, verify
 from edgeops.deploy.registry import AuditLog, Registry, whoami
 from edgeops.deploy.rollout import bundle_sha256, rollout
 from edgeops.deploy.targets import AgentClient, AgentError, Target, Targets, load_targets
-from edgeops.edge.bundle import BundleError, load_public_key
+from edgeops.edge.bundle import (
+    BundleError,
+    VerifiedBundle,
+    incompatibilities,
+    load_public_key,
+    model_signature,
+)
 from edgeops.errors import EdgeopsError
 from edgeops.params import load_params, section
 
@@ -84,22 +90,26 @@ def gate(
 
 def deploy(ctx: DeployContext, bundle_dir: Path, names: list[str] | None, force: bool = False,
            reason: str = "manual", by: str | None = None, log: Any = print,
-           gate_report: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+           gate_report: dict[str, Any] | None = None, replace_model: bool = False) -> dict[str, Any]:  # fmt: skip
     """Gate (unless forced), then the staged rollout. Raises EdgeopsError (exit 3 or 4) on refusal/failure.
 
     ``gate_report``: the report :func:`gate` just wrote for this bundle and these targets (the
     training flow runs the gate as a step of its own); the gate is then not run a second time."""
     return deploy_phase(ctx, bundle_dir, names, "all", force=force, reason=reason, by=by,
-                        log=log, gate_report=gate_report)  # fmt: skip
+                        log=log, gate_report=gate_report, replace_model=replace_model)  # fmt: skip
 
 
 def deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None, phase: str,
                  force: bool = False, reason: str = "manual", by: str | None = None,
                  log: Any = print, gate_report: dict[str, Any] | None = None,
-                 before: dict[str, str | None] | None = None) -> dict[str, Any]:  # fmt: skip
+                 before: dict[str, str | None] | None = None,
+                 replace_model: bool = False) -> dict[str, Any]:  # fmt: skip
     """:func:`deploy` in one go (``all``) or in two phases for a person's approval in between:
     ``canary`` (gate, then the first target only; the version stays in ``staging``) and
-    ``fleet`` (the rest, with ``before`` = what every target ran before the canary phase)."""
+    ``fleet`` (the rest, with ``before`` = what every target ran before the canary phase).
+
+    A bundle of another model than a target runs (name, input columns or classes differ) is
+    refused unless ``replace_model`` (recorded in the audit log; the gate then has no champion)."""
     by = by or whoami()
     targets = ctx.targets.select(names)
     bundle = verify_local(bundle_dir, ctx.public_key)
@@ -114,6 +124,11 @@ def deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None, 
     first = targets[:1] if phase == "canary" else targets
     log(f"deploying {name} {version} to {', '.join(t.name for t in first)}")
     before = active_versions(targets)  # every target must answer before anything changes
+    replaced = other_models(targets, bundle, replace_model)
+    if replaced:
+        log(f"replacing another model on {', '.join(replaced)} (--replace-model)")
+        ctx.audit.append("replace_model", model=name, version=version, targets=replaced,
+                         reason=reason, by=by)  # fmt: skip
     ctx.registry.register(bundle.manifest, bundle_sha256(bundle_dir), by)
     ctx.registry.save()
     if force:
@@ -125,7 +140,7 @@ def deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None, 
         report = gate_report
         if report is None or report["challenger"]["version"] != version:
             report = run_gate(bundle, targets, ctx.registry.production(name), ctx.test_frame(),
-                              ctx.target_column, ctx.cfg, ctx.public_key)  # fmt: skip
+                              ctx.target_column, ctx.cfg, ctx.public_key, replace_model=bool(replaced))  # fmt: skip
             atomic.write_json(ctx.gate_report, report)
             ctx.audit.append("gate", model=name, version=version, champion=report["champion"]["version"],
                              promote=report["promote"], reason=report["reason"], by=by)  # fmt: skip
@@ -144,11 +159,38 @@ def deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None, 
                        by, before, log, final=False)  # fmt: skip
         log(f"{name} {version} runs on the canary {targets[0].name}; the fleet waits for approval")
         return {"gate": report, "targets": done, "before": before}
-    done = rollout(
-        bundle, bundle_dir, targets, ctx.registry, ctx.audit, ctx.cfg, reason, by, before, log
-    )
+    done = rollout(bundle, bundle_dir, targets, ctx.registry, ctx.audit, ctx.cfg, reason, by,
+                   before, log, replace_model=bool(replaced))  # fmt: skip
     log(f"{name} {version} is in production on {len(targets)} target(s)")
     return {"gate": report, "targets": done, "before": before}
+
+
+def other_models(
+    targets: list[Target], bundle: VerifiedBundle, replace_model: bool
+) -> dict[str, list[str]]:
+    """Targets that run another model than ``bundle`` and how it differs; raises unless
+    ``replace_model``. Nothing on a device has changed when it raises."""
+    new = model_signature(bundle.manifest)
+    found: dict[str, list[str]] = {}
+    for t in targets:
+        active = AgentClient(t).status().get("active") or {}
+        if not active:
+            continue
+        # an agent older than the signature in its status: compare the name only
+        sig = active.get("signature") or {**new, "name": active.get("name")}
+        differs = incompatibilities(sig, new)
+        if differs:
+            found[t.name] = differs
+    if found and not replace_model:
+        lines = "; ".join(f"{t}: {', '.join(d)}" for t, d in found.items())
+        raise EdgeopsError(
+            f"{new['name']} {bundle.version} is another model than the targets run ({lines}): "
+            "the clients of those devices would break",
+            fix="deploy it to devices meant for it, or replace the model on purpose with "
+            "--replace-model (recorded in the audit log)",
+            exit_code=EXIT_REJECTED,
+        )
+    return found
 
 
 def withdraw_canary(ctx: DeployContext, bundle_dir: Path, before: dict[str, str | None], why: str,

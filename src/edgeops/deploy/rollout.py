@@ -80,7 +80,7 @@ def post_deploy_check(client: AgentClient, bundle: VerifiedBundle, watch_seconds
 def rollout(bundle: VerifiedBundle, bundle_dir: Path, targets: list[Target], registry: Registry,
             audit: AuditLog, cfg: dict[str, Any], reason: str, by: str,
             before: dict[str, str | None], log: Any = print, *, switched_already: tuple[str, ...] = (),
-            final: bool = True) -> dict[str, Any]:  # fmt: skip
+            final: bool = True, replace_model: bool = False) -> dict[str, Any]:  # fmt: skip
     """Deploy ``bundle`` to ``targets`` in order; undo everything on the first failure.
 
     ``final=False`` stops after these targets with the version in ``staging`` (the canary phase
@@ -104,7 +104,7 @@ def rollout(bundle: VerifiedBundle, bundle_dir: Path, targets: list[Target], reg
                 done[t.name] = {"skipped": "already active"}
                 continue
             log(f"  {t.name} ({role}): uploading {version} ({len(archive) / 1e6:.2f} MB)")
-            client.upload(archive, reason=reason, actor=by)
+            client.upload(archive, reason=reason, actor=by, replace_model=replace_model)
             switched.append(t)
             if i == 0:
                 registry.set_stage(name, version, "staging", by, note=f"canary {t.name}")

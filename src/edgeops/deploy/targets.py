@@ -210,11 +210,15 @@ class AgentClient:
         status, data = self._request("GET", "/readyz", auth=False)
         return json.loads(data) if status == 200 else None
 
-    def upload(self, archive: bytes, reason: str, actor: str) -> dict[str, Any]:
+    def upload(
+        self, archive: bytes, reason: str, actor: str, replace_model: bool = False
+    ) -> dict[str, Any]:
+        headers = {"X-Edgeops-Reason": reason[:200], "X-Edgeops-Actor": actor[:100]}
+        if replace_model:
+            headers["X-Edgeops-Replace-Model"] = "true"
         status, data = self._request(
-            "POST", "/v1/bundles", archive, "application/gzip",
-            headers={"X-Edgeops-Reason": reason[:200], "X-Edgeops-Actor": actor[:100]},
-        )  # fmt: skip
+            "POST", "/v1/bundles", archive, "application/gzip", headers=headers
+        )
         if status != 201:
             raise self._error(status, data)
         return json.loads(data)

@@ -37,7 +37,14 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Query, Request
 
-from edgeops.edge.bundle import BundleError, VerifiedBundle, load_public_key, verify_bundle
+from edgeops.edge.bundle import (
+    BundleError,
+    VerifiedBundle,
+    incompatibilities,
+    load_public_key,
+    model_signature,
+    verify_bundle,
+)
 from edgeops.edge.config import AgentConfig
 from edgeops.edge.inference import FLOAT, columns_to_feeds, rows_to_columns
 from edgeops.edge.inference_log import InferenceLog, compact_json
@@ -108,6 +115,9 @@ class RowValidator:
     nullable: frozenset[str]
     names: frozenset[str]
     accept_unknown: bool
+    #: columns the bundle lists as sent by clients but not features (timestamp, target, dropped):
+    #: accepted, logged, not fed to the model
+    passthrough: frozenset[str] = frozenset()
 
     @classmethod
     def for_bundle(cls, bundle: VerifiedBundle, accept_unknown: bool) -> RowValidator:
@@ -118,6 +128,7 @@ class RowValidator:
             nullable=frozenset(s.name for s in specs if s.nullable),
             names=frozenset(s.name for s in specs),
             accept_unknown=accept_unknown,
+            passthrough=frozenset(str(n) for n in bundle.manifest.get("passthrough") or ()),
         )
 
     def check(self, rows: Any, max_rows: int) -> list[dict[str, Any]]:
@@ -141,9 +152,10 @@ class RowValidator:
                 for name in sorted(self.names - keys):
                     problems.append({"row": i, "field": name, "problem": "missing"})
                 for name in sorted(str(k) for k in keys - self.names):
-                    problems.append(
-                        {"row": i, "field": name, "problem": "not a feature of this model"}
-                    )
+                    if name not in self.passthrough:
+                        problems.append({"row": i, "field": name, "problem": "not a column of this model's data"})  # fmt: skip
+                    elif isinstance(row[name], dict | list):
+                        problems.append({"row": i, "field": name, "problem": "expected a single value"})  # fmt: skip
             for name in self.numeric:
                 v = row.get(name)
                 if v is None:
@@ -360,7 +372,8 @@ class Runtime:
         self.metrics.set_version(bundle.version)
 
     # deploy / rollback (run in a worker thread: verification is CPU work)
-    def deploy(self, archive: Path, staged: Path, reason: str, actor: str) -> dict[str, Any]:
+    def deploy(self, archive: Path, staged: Path, reason: str, actor: str,
+               replace_model: bool = False) -> dict[str, Any]:  # fmt: skip
         if not self._deploying.acquire(blocking=False):
             raise ApiError(
                 409, "deploy_in_progress", "another bundle is being deployed; retry when it is done"
@@ -379,6 +392,19 @@ class Runtime:
             version = bundle.version
             if self.bundle is not None and version == self.bundle.version:
                 raise ApiError(409, "already_active", f"{version} is already the active version")
+            if self.bundle is not None:
+                differs = incompatibilities(
+                    model_signature(self.bundle.manifest), model_signature(bundle.manifest)
+                )
+                if differs and not replace_model:
+                    raise ApiError(
+                        409, "model_mismatch",
+                        f"{version} is another model than the active {self.bundle.version} "
+                        f"({'; '.join(differs)}); its clients would break. To replace the model "
+                        "on purpose, deploy with --replace-model (header X-Edgeops-Replace-Model: true)",
+                    )  # fmt: skip
+                if differs:
+                    reason = f"{reason} (replaces model {self.bundle.manifest['model']['name']})"
             try:
                 installed = self.store.install(staged, version)
             except StoreError as exc:
@@ -490,6 +516,7 @@ class Runtime:
             "active": None if b is None else {
                 "version": b.version, "name": b.manifest["model"]["name"], "since": self.since,
                 "created_at": b.manifest["model"].get("created_at"),
+                "signature": model_signature(b.manifest),
             },
             "previous": state["previous"],
             "probation": None if not p else {
@@ -773,7 +800,9 @@ def create_app(cfg: AgentConfig) -> Any:
     async def upload_bundle(request: Request) -> Any:
         """Upload a bundle (.tar.gz of model.onnx, manifest.json, manifest.sig) and switch to it.
 
-        Headers ``X-Edgeops-Reason`` and ``X-Edgeops-Actor`` are recorded in the history.
+        Headers ``X-Edgeops-Reason`` and ``X-Edgeops-Actor`` are recorded in the history. A bundle
+        of another model (name, input columns or classes differ from the active one's) is refused
+        with 409 ``model_mismatch`` unless ``X-Edgeops-Replace-Model: true``.
         """
         require(request, cfg, "deploy")
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -798,7 +827,12 @@ def create_app(cfg: AgentConfig) -> Any:
             raise
         reason = request.headers.get("x-edgeops-reason", "manual")[:200]
         actor = request.headers.get("x-edgeops-actor", "unknown")[:100]
-        result = await run_in_threadpool(runtime.deploy, archive, staged, reason, actor)
+        replace = request.headers.get("x-edgeops-replace-model", "").strip().lower() in (
+            "1",
+            "true",
+            "yes",
+        )
+        result = await run_in_threadpool(runtime.deploy, archive, staged, reason, actor, replace)
         return _json(result, status=201)
 
     @app.get("/v1/bundles/{version}", tags=["deploy"],

@@ -242,3 +242,31 @@ def check_golden(model: OnnxModel, manifest: dict[str, Any]) -> float:
             "the model file or the runtime differs from what was exported; rebuild the bundle",
         )
     return diff
+
+
+def model_signature(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What clients of a model depend on: its name, its input columns and types, its classes."""
+    return {
+        "name": str((manifest.get("model") or {}).get("name")),
+        "inputs": sorted([str(d.get("name")), str(d.get("dtype"))] for d in manifest.get("inputs") or []),
+        "classes": sorted(str(c) for c in manifest.get("classes") or []),
+    }  # fmt: skip
+
+
+def incompatibilities(active: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """How ``new`` differs from the ``active`` model's signature in ways its clients would notice
+    (empty: a new version of the same model). Ranges and categories may change freely."""
+    out = []
+    if active.get("name") != new.get("name"):
+        out.append(f"model name {new.get('name')!r} instead of {active.get('name')!r}")
+    old_in = {n: t for n, t in active.get("inputs") or []}
+    new_in = {n: t for n, t in new.get("inputs") or []}
+    if old_in != new_in:
+        gone, added = sorted(set(old_in) - set(new_in)), sorted(set(new_in) - set(old_in))
+        retyped = sorted(n for n in set(old_in) & set(new_in) if old_in[n] != new_in[n])
+        parts = [f"{label} {cols}" for label, cols in
+                 (("without", gone), ("with new inputs", added), ("retyped", retyped)) if cols]  # fmt: skip
+        out.append("inputs " + ", ".join(parts))
+    if active.get("classes") != new.get("classes"):
+        out.append(f"classes {new.get('classes')} instead of {active.get('classes')}")
+    return out

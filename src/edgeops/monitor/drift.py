@@ -76,13 +76,16 @@ def typed(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     return pd.DataFrame(out, index=df.index)
 
 
-def prediction_column(proba: Any, classes: list[Any]) -> Any:
-    """The model output to watch: P(positive class) for two classes, else the predicted label."""
+def prediction_column(proba: Any, classes: list[Any], positive: Any = None) -> Any:
+    """The model output to watch: P(positive class) for two classes (``positive``: the manifest's
+    ``positive_class``, default the second class), else the predicted label."""
     import numpy as np
+
+    from edgeops.stages.evaluate import positive_index
 
     proba = np.asarray(proba, dtype="float64")
     if len(classes) == 2:
-        return proba[:, 1]
+        return proba[:, positive_index(classes, positive)]
     return np.asarray([str(c) for c in classes], dtype=object)[proba.argmax(axis=1)]
 
 

@@ -14,8 +14,11 @@ COMPARED = ("roc_auc", "pr_auc", "f1", "balanced_accuracy", "accuracy")
 
 
 def performance(window: pd.DataFrame, proba: Any, classes: list[Any], test_metrics: dict[str, Any],
-                primary: str, settings: MonitorSettings) -> dict[str, Any]:  # fmt: skip
-    """Metrics on labelled rows; ``verdict`` is ``ok``, ``degraded`` or ``not_enough_labels``."""
+                primary: str, settings: MonitorSettings, positive: Any = None) -> dict[str, Any]:  # fmt: skip
+    """Metrics on labelled rows; ``verdict`` is ``ok``, ``degraded`` or ``not_enough_labels``.
+
+    ``positive``: a binary target's positive class, the manifest's ``positive_class`` (the one
+    its test figures are about); default the second class."""
     import numpy as np
 
     from edgeops.stages.evaluate import scores
@@ -40,7 +43,7 @@ def performance(window: pd.DataFrame, proba: Any, classes: list[Any], test_metri
             need += f"; classes {short} have fewer than {settings.min_per_class}"
         return {**out, "verdict": "not_enough_labels", "reason": f"not enough feedback: {need}"}
     y_typed = np.asarray(list(y))
-    prod = scores(y_typed, p, list(classes))
+    prod = scores(y_typed, p, list(classes), positive)
     out["production"] = {k: round(float(prod[k]), 6) for k in COMPARED if k in prod}
     out["drop"] = {
         k: round(float(test_metrics[k]) - out["production"][k], 6)

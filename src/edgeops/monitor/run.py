@@ -183,7 +183,9 @@ def quality_step(m: Monitor, w: Window) -> dict[str, Any]:
     """The training data's contract (nulls, ranges, categories) on the window."""
     from edgeops.monitor.quality import check_contract
 
-    return check_contract(w.rows[[c for c in w.rows.columns if not c.startswith("_")]], m.schema)
+    skip = set(m.schema.passthrough)  # sent by clients, logged, not features (text from JSON)
+    cols = [c for c in w.rows.columns if not c.startswith("_") and c not in skip]
+    return check_contract(w.rows[cols], m.schema)
 
 
 def drift_step(m: Monitor, w: Window, log: Log = print) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -196,11 +198,11 @@ def drift_step(m: Monitor, w: Window, log: Log = print) -> tuple[dict[str, Any],
     sample = w.rows.sample(s.max_rows, random_state=s.seed) if len(w.rows) > s.max_rows else w.rows
     ref = load_reference(w.bundle, [c.name for c in m.schema.features], m.schema.target,
                          s.reference_rows, s.seed, m.workspace)  # fmt: skip
-    classes = list(w.bundle.model.classes)
+    classes, positive = list(w.bundle.model.classes), w.bundle.manifest.get("positive_class")
     current = typed(sample, m.schema)
-    current[PREDICTION] = prediction_column(w.proba[sample.index.to_numpy()], classes)
+    current[PREDICTION] = prediction_column(w.proba[sample.index.to_numpy()], classes, positive)
     reference = typed(ref.frame, m.schema)
-    reference[PREDICTION] = prediction_column(ref.proba, classes)
+    reference[PREDICTION] = prediction_column(ref.proba, classes, positive)
     log(f"{w.target.name}: drift of {len(current):,} rows against {len(reference):,} of "
         f"{ref.rows_total:,} training rows ({ref.source})")  # fmt: skip
     workspace = {"dir": str(m.workspace / s.workspace), "project": m.model_name,
@@ -220,7 +222,8 @@ def performance_step(m: Monitor, w: Window) -> dict[str, Any]:
     from edgeops.monitor.performance import performance
 
     return performance(w.rows, w.proba, list(w.bundle.model.classes),
-                       w.bundle.manifest.get("metrics") or {}, m.primary_metric, m.settings)  # fmt: skip
+                       w.bundle.manifest.get("metrics") or {}, m.primary_metric, m.settings,
+                       w.bundle.manifest.get("positive_class"))  # fmt: skip
 
 
 def analyze(m: Monitor, target: Target, log: Log = print) -> tuple[dict[str, Any], Any]:

@@ -41,12 +41,12 @@ def labelled_rows(
     out = {}
     missing = []
     for col in source.columns:
-        if col == schema.target:
+        if col == schema.target:  # the feedback, also when the client sent a value
             out[col] = stored["_feedback"].astype(str).map(by_str).astype(source[col].dtype)
-        elif col in stored.columns:
-            out[col] = _like(stored[col], source[col])
         elif col in schema.names and schema.column(col).type == TIMESTAMP:
             out[col] = pd.to_datetime(stored["_ts"], unit="s").astype(source[col].dtype)
+        elif col in stored.columns:
+            out[col] = _like(stored[col], source[col])
         elif any(f.name == col for f in schema.features):
             missing.append(col)
         else:

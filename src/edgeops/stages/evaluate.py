@@ -2,9 +2,11 @@
 
 Writes DVC metrics to ``reports/metrics.json`` (ROC AUC, PR AUC, F1, balanced accuracy, accuracy,
 per-class precision/recall) and DVC plots to ``reports/plots/`` (confusion matrix, ROC and
-precision-recall curves). For a binary target the positive class is the second label in sorted
-order (``1`` for 0/1 labels) and F1 is that class's; for more classes, scores are macro averages
-and the curves are micro-averaged one-vs-rest.
+precision-recall curves). For a binary target, F1, PR AUC, ROC AUC and the curves are about the
+positive class: ``validate.schema.positive_class``, else the second label in sorted order (``1``
+for 0/1 labels); ``metrics.json`` states it as ``positive_class``. The gate and monitoring score
+with the same :func:`scores`, the positive class taken from the bundle's manifest. For more
+classes, scores are macro averages and the curves are micro-averaged one-vs-rest.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeops import atomic
+from edgeops.errors import EdgeopsError
 from edgeops.features import feature_frame, target_series
 from edgeops.params import load_params, section
 from edgeops.schema import Schema, schema_from_params
@@ -25,8 +28,35 @@ if TYPE_CHECKING:
 CURVE_POINTS = 200
 
 
-def scores(y_true: Any, proba: np.ndarray, classes: list[Any]) -> dict[str, Any]:
-    """Classification metrics from true labels and class probabilities (columns = ``classes``)."""
+def positive_index(classes: list[Any], positive: Any = None) -> int:
+    """The column of the positive class among two ``classes``: ``positive``'s, else 1 (the second
+    class, as scikit-learn orders them). Labels compare as text when their types differ, so a
+    manifest's ``"ja"`` or ``1`` (JSON) matches the model's ``"ja"`` or ``np.int64(1)``.
+
+        >>> positive_index(["ja", "nein"], "ja")
+        0
+    """
+    if positive is None:
+        return 1
+    for i, c in enumerate(classes):
+        if c == positive:
+            return i
+    for i, c in enumerate(classes):
+        if str(c) == str(positive):
+            return i
+    raise EdgeopsError(
+        f"the positive class {positive!r} is not one of the model's classes {list(classes)}",
+        fix="set validate.schema.positive_class to one of the target's classes and retrain",
+    )
+
+
+def scores(
+    y_true: Any, proba: np.ndarray, classes: list[Any], positive: Any = None
+) -> dict[str, Any]:
+    """Classification metrics from true labels and class probabilities (columns = ``classes``).
+
+    ``positive``: a binary target's positive class (F1, ROC AUC, PR AUC are about it); default
+    the second of ``classes``. Ignored for more than two classes (macro averages)."""
     import numpy as np
     from sklearn import metrics as skm
     from sklearn.preprocessing import label_binarize
@@ -41,11 +71,13 @@ def scores(y_true: Any, proba: np.ndarray, classes: list[Any]) -> dict[str, Any]
     }
     present = np.unique(y_true)
     if binary:
-        pos = classes[1]
+        i = positive_index(classes, positive)
+        pos = classes[i]
+        out["positive_class"] = pos.item() if isinstance(pos, np.generic) else pos
         out["f1"] = skm.f1_score(y_true, y_pred, pos_label=pos, zero_division=0)
         if len(present) == 2:
-            out["roc_auc"] = skm.roc_auc_score(y_true == pos, proba[:, 1])
-            out["pr_auc"] = skm.average_precision_score(y_true == pos, proba[:, 1])
+            out["roc_auc"] = skm.roc_auc_score(y_true == pos, proba[:, i])
+            out["pr_auc"] = skm.average_precision_score(y_true == pos, proba[:, i])
     else:
         out["f1"] = skm.f1_score(y_true, y_pred, average="macro", zero_division=0)
         onehot = label_binarize(y_true, classes=classes)
@@ -64,15 +96,20 @@ def scores(y_true: Any, proba: np.ndarray, classes: list[Any]) -> dict[str, Any]
     }
 
 
-def curves(y_true: Any, proba: np.ndarray, classes: list[Any]) -> dict[str, list[dict[str, Any]]]:
-    """ROC and precision-recall curves (thinned) plus the confusion rows, for DVC plots."""
+def curves(
+    y_true: Any, proba: np.ndarray, classes: list[Any], positive: Any = None
+) -> dict[str, list[dict[str, Any]]]:
+    """ROC and precision-recall curves (thinned) plus the confusion rows, for DVC plots.
+
+    Binary: the curves of ``positive`` (as in :func:`scores`); else micro-averaged one-vs-rest."""
     import numpy as np
     from sklearn import metrics as skm
     from sklearn.preprocessing import label_binarize
 
     y_true = np.asarray(y_true)
     if len(classes) == 2:
-        truth, score = (y_true == classes[1]).astype(int), proba[:, 1]
+        i = positive_index(classes, positive)
+        truth, score = (y_true == classes[i]).astype(int), proba[:, i]
     else:  # micro-average: every (row, class) pair is one binary decision
         truth, score = label_binarize(y_true, classes=classes).ravel(), proba.ravel()
     fpr, tpr, _ = skm.roc_curve(truth, score)
@@ -95,11 +132,13 @@ def curves(y_true: Any, proba: np.ndarray, classes: list[Any]) -> dict[str, list
 
 
 def evaluate(model: Any, df: pd.DataFrame, schema: Schema) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Score a fitted Pipeline on ``df``; return ``(metrics, plots)``."""
+    """Score a fitted Pipeline on ``df``; return ``(metrics, plots)``. A binary target's positive
+    class is the schema's (:attr:`Schema.positive`)."""
     X, y = feature_frame(df, schema), target_series(df, schema)
     proba = model.predict_proba(X)
     classes = list(model.classes_)
-    return scores(y, proba, classes), curves(y, proba, classes)
+    positive = schema.positive
+    return scores(y, proba, classes, positive), curves(y, proba, classes, positive)
 
 
 def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
@@ -138,6 +177,8 @@ def main() -> None:
         shown = ", ".join(
             f"{k} {metrics[k]:.4f}" for k in ("roc_auc", "pr_auc", "f1") if k in metrics
         )
+        if "positive_class" in metrics:
+            shown += f" (positive class {metrics['positive_class']!r})"
         runner.log("evaluate", f"{shown} on {len(df):,} test rows -> {args.metrics}")
 
     runner.run("evaluate", body)
