@@ -83,36 +83,13 @@ def version() -> None:
     typer.echo(__version__)
 
 
-@command(schema_app, "infer")
-def schema_infer(
-    path: Annotated[Path, typer.Argument(help="A CSV or Parquet file (or a folder of them).")],
-    target: Annotated[str, typer.Option("--target", "-t", help="The label column.")],
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write the YAML here instead of stdout.")
-    ] = None,
-) -> None:
-    """Propose a schema from data, for a person to review and paste under validate.schema.
+def _register_schema() -> None:
+    from edgeops.schema_commands import register
 
-    Example: edgeops schema infer data/external/plant.csv --target failure -o schema.yaml
-    """
-    import yaml
+    register(schema_app, command)
 
-    from edgeops import atomic
-    from edgeops.schema import infer_schema
-    from edgeops.sources.csv import read_files
 
-    df = read_files(path)
-    schema = infer_schema(df, target)
-    text = (
-        f"# proposed from {path} ({len(df):,} rows): review ranges, categories and null shares,\n"
-        "# then paste under `validate: schema:` in params.yaml\n"
-        + yaml.safe_dump(schema.to_dict(), sort_keys=False, default_flow_style=None, width=100)
-    )
-    if out is None:
-        typer.echo(text, nl=False)
-    else:
-        atomic.write_text(out, text)
-        typer.echo(f"wrote {out}: {len(schema.columns)} columns, target {target!r}", err=True)
+_register_schema()
 
 
 @command(app, "simulate")

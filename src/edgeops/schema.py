@@ -252,56 +252,7 @@ def schema_from_params(params: dict[str, Any]) -> Schema:
 def infer_schema(
     df: pd.DataFrame, target: str, margin: float = 0.1, max_categories: int = 50
 ) -> Schema:
-    """Propose a schema from a DataFrame, for a person to review.
+    """Propose a schema from a DataFrame, for a person to review: see :mod:`edgeops.infer`."""
+    from edgeops.infer import infer_schema as infer
 
-    Numeric ranges are widened by ``margin`` of the observed span; null shares get headroom.
-    """
-    import pandas as pd
-
-    if target not in df.columns:
-        raise EdgeopsError(
-            f"target column {target!r} is not in the data (columns: {list(df.columns)})",
-            fix="pass --target with one of those columns",
-        )
-    columns = []
-    for name in df.columns:
-        s = df[name]
-        null_share = float(s.isna().mean())
-        allowed_null = 0.0 if null_share == 0 else min(1.0, round(null_share * 1.5 + 0.01, 3))
-        if name != target and pd.api.types.is_datetime64_any_dtype(s):
-            columns.append(Column(name=str(name), type=TIMESTAMP, max_null_share=allowed_null))
-        elif (
-            name != target
-            and pd.api.types.is_numeric_dtype(s)
-            and not pd.api.types.is_bool_dtype(s)
-        ):
-            lo, hi = float(s.min()), float(s.max())
-            pad = (hi - lo) * margin if hi > lo else abs(hi) * margin or 1.0
-            low = lo - pad if lo < 0 or lo - pad >= 0 else 0.0  # a non-negative column stays so
-            columns.append(
-                Column(str(name), NUMERIC, round(low, 6), round(hi + pad, 6), None, allowed_null)
-            )
-        else:
-            values = s.dropna().unique().tolist()
-            if name != target and len(values) > max_categories:
-                raise EdgeopsError(
-                    f"column {name!r} has {len(values)} distinct text values: too many to be a category",
-                    fix="drop it from the data, or list it under 'drop' in the schema",
-                )
-            values = sorted(values, key=lambda v: (str(type(v)), v))
-            columns.append(
-                Column(
-                    str(name),
-                    CATEGORICAL,
-                    None,
-                    None,
-                    tuple(_plain(v) for v in values),
-                    0.0 if name == target else allowed_null,
-                )
-            )
-    return Schema(target=target, columns=tuple(columns), min_rows=max(10, len(df) // 2))
-
-
-def _plain(v: Any) -> Any:
-    """numpy scalars -> Python scalars, so the schema dumps as clean YAML."""
-    return v.item() if hasattr(v, "item") else v
+    return infer(df, target, margin=margin, max_categories=max_categories)

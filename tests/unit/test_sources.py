@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sqlite3
 from pathlib import Path
 
@@ -10,8 +11,8 @@ import pandas as pd
 import pytest
 
 from edgeops.errors import EdgeopsError
-from edgeops.sources import SOURCES, load_source
-from edgeops.sources.csv import read_files
+from edgeops.sources import SOURCES, load_source, read_source
+from edgeops.sources.csv import read_files, read_with_dialect
 from edgeops.sources.simulator import SCENARIOS, simulate
 from edgeops.sources.sql import read_sql
 from tests.unit.conftest import PLANT_FEATURES
@@ -168,9 +169,9 @@ def test_csv_timestamps_and_plain_text(tmp_path: Path) -> None:
         (lambda p: p.write_bytes(b""), "is empty"),
         (lambda p: p.write_text("a,b,c\n"), "has a header but no rows"),
         (lambda p: p.write_text("\n\n"), "could not be read"),
-        (lambda p: p.write_bytes(b"a,b\n\xff\xfe,1\n"), "could not be read"),
+        (lambda p: p.write_bytes(b"a,b\n\x81\x8d,1\n"), "neither UTF-8"),
     ],
-    ids=["missing", "zero_bytes", "header_only", "blank_lines", "not_utf8"],
+    ids=["missing", "zero_bytes", "header_only", "blank_lines", "undecodable"],
 )
 def test_read_files_errors_on_a_bad_csv(tmp_path: Path, make, expected: str) -> None:
     path = tmp_path / "plant.csv"
@@ -215,6 +216,111 @@ def test_read_files_folder_with_one_empty_file(tmp_path: Path) -> None:
     (tmp_path / "2.csv").write_bytes(b"")
     with pytest.raises(EdgeopsError, match=r"2\.csv is empty"):
         read_files(tmp_path)
+
+
+# --- the same rows, however they were exported ---------------------------------------------------
+
+
+def _export_rows() -> pd.DataFrame:
+    """Readings as a Swiss plant exports them: names and categories with spaces and umlauts."""
+    return pd.DataFrame(
+        {
+            "Zeitstempel": pd.to_datetime(
+                ["2026-01-05 06:00", "2026-01-05 06:15", "2026-01-31 23:59", "2026-02-01 00:00"]
+            ),
+            "Lufttemperatur K": [297.8, 298.15, None, -3.5],
+            "Drehzahl U/min": [1450, 12, 2000000, 1500],
+            "Maschinentyp": ["Gerät A", "Wärmetauscher B", "Gerät A", "Öl-Pumpe"],
+            "Stufe": [1, 2, 3, 1],
+            "Ausfall": ["ja", "nein", "nein", "ja"],
+        }
+    )
+
+
+def _excel_export(df: pd.DataFrame) -> str:
+    """``df`` as German/Swiss Excel writes it: ';', decimal comma, thousands dots, dd.mm.yyyy."""
+    lines = [";".join(df.columns)]
+    for row in df.itertuples(index=False):
+        cells = [
+            row[0].strftime("%d.%m.%Y %H:%M"),
+            "" if pd.isna(row[1]) else repr(row[1]).replace(".", ","),
+            f"{row[2]:,}".replace(",", "."),
+            row[3],
+            str(row[4]),
+            row[5],
+        ]
+        lines.append(";".join(cells))
+    return "\r\n".join(lines) + "\r\n"
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "utf-8-sig"])
+def test_an_excel_export_reads_like_a_utf8_csv_and_an_sql_table(tmp_path: Path, encoding) -> None:
+    df = _export_rows()
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes(_excel_export(df).encode(encoding))
+    plain = tmp_path / "plain.csv"
+    df.to_csv(plain, index=False)  # UTF-8, ',', '.', ISO timestamps, LF
+    db = tmp_path / "plant.db"
+    with sqlite3.connect(db) as conn:
+        df.to_sql("readings", conn, index=False)
+    conn.close()
+
+    from_excel, dialect = read_with_dialect(excel)
+    from_plain = read_files(plain)
+    from_sql = read_sql(f"sqlite:///{db}", table="readings")
+    pd.testing.assert_frame_equal(from_excel, from_plain)
+    pd.testing.assert_frame_equal(from_excel, from_sql)
+    pd.testing.assert_frame_equal(from_excel, df)
+    assert from_excel["Maschinentyp"].tolist() == [
+        "Gerät A",
+        "Wärmetauscher B",
+        "Gerät A",
+        "Öl-Pumpe",
+    ]
+    assert from_excel["Stufe"].dtype == "int64"  # whole numbers stay ints
+    assert dialect == {
+        "encoding": encoding,
+        "encoding_note": "not UTF-8: byte 0xe4 on line 2"
+        if encoding == "cp1252"
+        else "UTF-8 with BOM",
+        "sep": ";",
+        "decimal": ",",
+        "thousands": ".",
+        "dates": {"Zeitstempel": "%d.%m.%Y %H:%M"},
+        "line_endings": "CRLF",
+        "set": [],
+    }
+
+
+def test_read_source_reports_the_dialect_and_uses_the_settings(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("a|b\n1|x\n2|y\n")
+    df, detected = read_source({"source": "csv", "csv": {"path": str(path)}})
+    assert detected["csv"]["sep"] == "|" and df["a"].tolist() == [1, 2]
+    with pytest.raises(EdgeopsError, match="collapse into one"):
+        read_source({"source": "csv", "csv": {"path": str(path), "sep": ";"}})
+    assert read_source({"source": "simulator", "simulator": {"rows": 10}})[1] == {}
+
+
+def test_ingest_drops_the_schema_drop_columns(tmp_path: Path, params) -> None:
+    from edgeops.schema import schema_from_dict
+    from edgeops.stages.ingest import drop_columns, read
+
+    raw = copy.deepcopy(params["validate"]["schema"])
+    raw["drop"] = ["note", "record_id", "vibration_mm_s", "not_in_the_data"]
+    schema = schema_from_dict(raw)
+    df = simulate(rows=50, seed=1)
+    df.insert(0, "record_id", range(len(df)))
+    df["note"] = "Lärm an Spindel"
+    df.to_csv(tmp_path / "plant.csv", index=False)
+    got, detected = read({"source": "csv", "csv": {"path": str(tmp_path / "plant.csv")}})
+    kept, dropped = drop_columns(got, schema)
+    # dropped and not a schema column: gone; vibration_mm_s is also a column: kept (not a feature)
+    assert dropped == ["record_id", "note"]
+    assert list(kept.columns) == schema.names
+    assert detected["csv"]["dates"] == {"timestamp": "ISO 8601"}
+    again, none = drop_columns(kept, schema)  # nothing left to drop
+    assert none == [] and list(again.columns) == schema.names
 
 
 # --- SQL databases -------------------------------------------------------------------------------
@@ -336,3 +442,57 @@ def test_load_source_unknown_source() -> None:
         load_source({"source": "excel"})
     for name in SOURCES:
         assert name in str(err.value)
+
+
+def test_the_ingest_stage_logs_and_records_the_dialect_and_the_drops(
+    tmp_path: Path, run_cmd
+) -> None:
+    import json
+    import sys
+
+    import yaml
+
+    df = _export_rows()
+    lines = _excel_export(df).split("\r\n")  # with an order number in front of each row
+    lines = ["Auftrag Nr;" + lines[0]] + [f"{i};{line}" for i, line in enumerate(lines[1:-1])]
+    (tmp_path / "export.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
+    params = {
+        "ingest": {
+            "source": "csv",
+            "csv": {"path": "export.csv"},
+            "production": {"include": False},
+        },
+        "validate": {
+            "schema": {
+                "target": "Ausfall",
+                "min_rows": 4,
+                "drop": ["Auftrag Nr"],
+                "columns": [
+                    {"name": "Zeitstempel", "type": "timestamp"},
+                    {"name": "Lufttemperatur K", "type": "numeric", "max_null_share": 0.5},
+                    {"name": "Drehzahl U/min", "type": "numeric"},
+                    {
+                        "name": "Maschinentyp",
+                        "type": "categorical",
+                        "categories": ["Gerät A", "Wärmetauscher B", "Öl-Pumpe"],
+                    },  # fmt: skip
+                    {"name": "Stufe", "type": "numeric"},
+                    {"name": "Ausfall", "type": "categorical", "categories": ["ja", "nein"]},
+                ],
+            }
+        },
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    proc = run_cmd([sys.executable, "-m", "edgeops.stages.ingest"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "edgeops ingest: csv: encoding cp1252 (not UTF-8: byte 0xe4 on line 2), sep ';', "
+        "decimal ',', thousands '.', dates %d.%m.%Y %H:%M in [Zeitstempel]"
+    ) in proc.stderr
+    assert "dropped ['Auftrag Nr'] (validate.schema.drop): not stored" in proc.stderr
+    report = json.loads((tmp_path / "reports/ingest.json").read_text())
+    assert report["csv"]["encoding"] == "cp1252" and report["csv"]["sep"] == ";"
+    assert report["dropped"] == ["Auftrag Nr"]
+    stored = pd.read_parquet(tmp_path / "data/raw/dataset.parquet")
+    assert "Auftrag Nr" not in stored.columns
+    pd.testing.assert_frame_equal(stored, df)

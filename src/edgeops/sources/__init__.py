@@ -1,6 +1,7 @@
 """Where data comes from: the built-in plant simulator, a CSV/Parquet folder, or an SQL database.
 
-Each source returns a pandas DataFrame; ``load_source`` picks one from the ``ingest`` params.
+Each source returns a pandas DataFrame; ``load_source`` picks one from the ``ingest`` params,
+``read_source`` also says what it detected on the way (how the CSV files are written).
 """
 
 from __future__ import annotations
@@ -20,28 +21,36 @@ _ISO_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.
 
 def load_source(ingest: dict[str, Any]) -> pd.DataFrame:
     """Read the source named by ``ingest.source`` with its own sub-section of params."""
+    return read_source(ingest)[0]
+
+
+def read_source(ingest: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """:func:`load_source`, and what was detected: ``{"csv": dialect}`` for CSV files (see
+    :func:`edgeops.sources.csv.read_with_dialect`), else ``{}``."""
     name = ingest.get("source", "simulator")
     cfg = ingest.get(name) or {}
     if name == "simulator":
         from edgeops.sources.simulator import simulate
 
-        return simulate(
+        df = simulate(
             rows=int(cfg.get("rows", 50_000)),
             seed=int(cfg.get("seed", 42)),
             scenario=str(cfg.get("scenario", "baseline")),
         )
+        return df, {}
     if name == "csv":
-        from edgeops.sources.csv import read_files
+        from edgeops.sources.csv import read_with_dialect
 
         if not cfg.get("path"):
             raise EdgeopsError(
                 "ingest.csv.path is not set", fix="set it to a CSV/Parquet file or folder"
             )
-        return read_files(cfg["path"])
+        df, dialect = read_with_dialect(cfg["path"], cfg)
+        return df, ({"csv": dialect} if dialect else {})
     if name == "sql":
         from edgeops.sources.sql import read_sql
 
-        return read_sql(url=cfg.get("url"), query=cfg.get("query"), table=cfg.get("table"))
+        return read_sql(url=cfg.get("url"), query=cfg.get("query"), table=cfg.get("table")), {}
     raise EdgeopsError(
         f"ingest.source is {name!r}, which is not a known source",
         fix=f"use one of {', '.join(SOURCES)}",

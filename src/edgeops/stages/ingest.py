@@ -1,7 +1,10 @@
 """Stage ``ingest``: read the configured source into ``data/raw/`` as Parquet.
 
 The output is a pure function of the source's content: reading the same rows again writes the
-same bytes, so DVC re-runs the stages downstream only when the data really changed.
+same bytes, so DVC re-runs the stages downstream only when the data really changed. Columns the
+schema lists under ``drop`` (and not under ``columns``) are left out of the snapshot: free text
+and identifiers are never stored. How CSV files were written (encoding, separator, decimal
+mark, dates) is logged and recorded under ``csv`` in ``reports/ingest.json``.
 """
 
 from __future__ import annotations
@@ -18,17 +21,39 @@ from edgeops.stages import runner
 if TYPE_CHECKING:
     import pandas as pd
 
+    from edgeops.schema import Schema
+
 
 def ingest(params: dict[str, Any]) -> pd.DataFrame:
     """Load the source named in the ``ingest`` params section and tidy the column names."""
-    from edgeops.sources import load_source
+    return read(params)[0]
 
-    df = load_source(params)
+
+def read(params: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """:func:`ingest`, and what the source detected (``{"csv": dialect}`` for CSV files)."""
+    from edgeops.sources import read_source
+
+    df, detected = read_source(params)
+    return tidy_columns(df), detected
+
+
+def tidy_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Column names as text without surrounding spaces (unique), a fresh 0..n-1 index."""
     df.columns = [str(c).strip() for c in df.columns]
     dupes = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
     if dupes:
         raise EdgeopsError(f"the source has duplicate column names {dupes}", fix="rename them")
     return df.reset_index(drop=True)
+
+
+def drop_columns(df: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, list[str]]:
+    """``df`` without the schema's ``drop`` columns that are not also under ``columns``.
+
+    A name under ``drop`` that is not in the data is fine (nothing to remove).
+    """
+    listed = set(schema.names)
+    gone = [c for c in df.columns if c in schema.drop and c not in listed]
+    return (df.drop(columns=gone) if gone else df), gone
 
 
 def write_parquet(df: pd.DataFrame, out: str | Path) -> str:
@@ -52,14 +77,21 @@ def main() -> None:
 
     def body() -> None:
         from edgeops.schema import schema_from_params
+        from edgeops.sources.csv import describe_dialect
         from edgeops.sources.production import add_production
 
         params = load_params(args.params)
         cfg = section(params, "ingest")
+        schema = schema_from_params(params)
         runner.log("ingest", f"reading source {cfg.get('source', 'simulator')!r}")
-        df = ingest(cfg)
+        df, detected = read(cfg)
+        if detected.get("csv"):
+            runner.log("ingest", f"csv: {describe_dialect(detected['csv'])}")
+        df, dropped = drop_columns(df, schema)
+        if dropped:
+            runner.log("ingest", f"dropped {dropped} (validate.schema.drop): not stored")
         n_source = len(df)
-        df, keys = add_production(df, cfg.get("production") or {}, schema_from_params(params))
+        df, keys = add_production(df, cfg.get("production") or {}, schema)
         if len(keys):
             runner.log(
                 "ingest",
@@ -75,6 +107,8 @@ def main() -> None:
                 "source_rows": n_source,
                 "production_rows": len(keys),
                 "columns": list(df.columns),
+                "dropped": dropped,
+                "csv": detected.get("csv"),
                 "sha256": digest,
             },
         )

@@ -13,6 +13,7 @@ conditions in the same share as the training split: the gate compares the two fa
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,56 @@ from edgeops.stages import runner
 if TYPE_CHECKING:
     import pandas as pd
 
+#: rows of each class that training and test must each get, at the least
+MIN_PER_SIDE = 2
+
+
+def rows_per_class(test_size: float) -> int:
+    """Rows a class needs so that a stratified split gives both sides at least 2 of it.
+
+    >>> rows_per_class(0.2)     # 2 of 10 go to test, 8 to training
+    10
+    """
+    side = min(test_size, 1.0 - test_size)
+    return max(2 * MIN_PER_SIDE, math.ceil(MIN_PER_SIDE / side - 1e-9))
+
+
+def workable_rows(n_classes: int, test_size: float) -> int:
+    """The fewest rows a stratified split can work with: :func:`rows_per_class` of each class."""
+    return n_classes * rows_per_class(test_size)
+
+
+def check_workable(y: pd.Series, test_size: float = 0.2, target: str | None = None) -> None:
+    """Raise one clear error when ``y`` (the target column) is too small to split and learn from.
+
+    Every class present needs :func:`rows_per_class` rows (10 at ``test_size`` 0.2); the message
+    names the short classes and the rows needed in all.
+    """
+    name = target or str(y.name)
+    counts = y.value_counts(dropna=True)
+    if len(counts) < 2:
+        what = "no values" if counts.empty else f"one class only ({counts.index.tolist()[0]!r})"
+        raise EdgeopsError(
+            f"the target {name!r} has {what} in {len(y):,} rows: a classifier needs at least "
+            "2 classes",
+            fix="collect rows of the other classes too, or choose another target column",
+        )
+    need = rows_per_class(test_size)
+    short = counts[counts < need]
+    if short.empty:
+        return
+    total = sum(max(int(c), need) for c in counts)
+    fewer = MIN_PER_SIDE if (short < MIN_PER_SIDE).all() else need
+    detail = ", ".join(f"{k!r}: {int(v)}" for k, v in zip(short.index.tolist(), short, strict=True))
+    raise EdgeopsError(
+        f"too few rows to train and test: at split.test_size {test_size:g} every class of "
+        f"{name!r} needs at least {need} rows (so that training and test get at least "
+        f"{MIN_PER_SIDE} each), but classes {short.index.tolist()} of {name!r} have fewer than "
+        f"{fewer} rows ({detail}). That needs at least {total:,} rows in all ({len(y):,} now)",
+        fix=f"collect more rows (at least {total:,}, {need} or more of each class), or merge "
+        "rare classes into others or remove them",
+    )
+
 
 def split(
     df: pd.DataFrame, schema: Schema, test_size: float = 0.2, seed: int = 42,
@@ -35,33 +86,47 @@ def split(
 
     if not 0.0 < test_size < 1.0:
         raise EdgeopsError(f"split.test_size must be between 0 and 1, got {test_size}")
+    if time_column and time_column not in df.columns:
+        raise EdgeopsError(
+            f"split.time_column {time_column!r} is not a column of the data",
+            fix="name a timestamp column, or set split.time_column: null",
+        )
+    y = df[schema.target]
+    check_workable(y, test_size, schema.target)
     if time_column:
-        if time_column not in df.columns:
-            raise EdgeopsError(
-                f"split.time_column {time_column!r} is not a column of the data",
-                fix="name a timestamp column, or set split.time_column: null",
-            )
         ordered = df.sort_values(time_column, kind="stable")
         cut = int(round(len(ordered) * (1.0 - test_size)))
         train, test = ordered.iloc[:cut], ordered.iloc[cut:]
-        if train[schema.target].nunique() < 2:
-            raise EdgeopsError(
-                "the time split leaves fewer than 2 classes in the training set",
-                fix="lower split.test_size or use the stratified split",
-            )
+        _check_time_sides(y, train[schema.target], test[schema.target], time_column, test_size)
         return train.reset_index(drop=True), test.reset_index(drop=True)
 
-    y = df[schema.target]
-    counts = y.value_counts()
-    rare = counts[counts < 2]
-    if not rare.empty:
-        raise EdgeopsError(
-            f"classes {rare.index.tolist()} of {schema.target!r} have fewer than 2 rows; "
-            "a stratified split needs at least 2 per class",
-            fix="collect more rows of those classes, or drop them from the schema's categories",
-        )
     train, test = train_test_split(df, test_size=test_size, random_state=seed, stratify=y)
     return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def _check_time_sides(
+    y: pd.Series, train: pd.Series, test: pd.Series, time_column: str, test_size: float
+) -> None:
+    """Both sides of a time split must hold every class (else training or scoring is blind)."""
+    classes = y.value_counts().index.tolist()
+    where = f"the time split on {time_column!r} (the latest {test_size:.0%} of rows as test)"
+    fix = (
+        "change split.test_size, collect rows of every class in both periods, or use the "
+        "stratified split (split.time_column: null)"
+    )
+    if train.nunique() < 2:
+        raise EdgeopsError(
+            f"{where} leaves fewer than 2 classes in the training set "
+            f"(it holds only {sorted(set(train.dropna()), key=str)})",
+            fix=fix,
+        )
+    for side, part in (("training", train), ("test", test)):
+        present = set(part)
+        missing = [c for c in classes if c not in present]
+        if missing:
+            raise EdgeopsError(
+                f"{where} leaves classes {missing} of {y.name!r} out of the {side} set", fix=fix
+            )
 
 
 def hash_side(keys: list[str], test_size: float) -> list[bool]:
