@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from edgeops.errors import EdgeopsError
-from edgeops.schema import infer_schema, schema_from_dict
 from edgeops.features import feature_frame
+from edgeops.schema import infer_schema, schema_from_dict
 from edgeops.stages.export import check_convertible, convert, edge_cases, export
 from edgeops.stages.split import split
 from edgeops.stages.train import MODELS, train

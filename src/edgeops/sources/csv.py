@@ -1,7 +1,8 @@
 """CSV/Parquet source: one file, or a folder of them read in name order and stacked.
 
 CSV files are read as they were written (encoding, separator, decimal mark, dates), detected per
-file by :mod:`edgeops.sources.dialect` and overridable under ``ingest.csv``.
+file by :mod:`edgeops.sources.dialect` and overridable under ``ingest.csv``; the columns pandas
+leaves as text (dates, grouped numbers) are converted by :mod:`edgeops.sources.columns`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeops.errors import EdgeopsError
-from edgeops.sources.dialect import CsvOptions, describe, finish, report, setting, show, sniff
+from edgeops.sources.columns import finish
+from edgeops.sources.dialect import CsvOptions, describe, report, setting, show, sniff
 
 if TYPE_CHECKING:
     import pandas as pd
