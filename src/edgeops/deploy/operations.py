@@ -109,7 +109,19 @@ def deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None, 
     ``fleet`` (the rest, with ``before`` = what every target ran before the canary phase).
 
     A bundle of another model than a target runs (name, input columns or classes differ) is
-    refused unless ``replace_model`` (recorded in the audit log; the gate then has no champion)."""
+    refused unless ``replace_model`` (recorded in the audit log; the gate then has no champion).
+    Holds the registry's lock throughout: a second deploy waits for this one (and says so)."""
+    with ctx.registry.locked(log=log):
+        return _deploy_phase(ctx, bundle_dir, names, phase, force=force, reason=reason, by=by,
+                             log=log, gate_report=gate_report, before=before,
+                             replace_model=replace_model)  # fmt: skip
+
+
+def _deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None, phase: str,
+                  force: bool, reason: str, by: str | None, log: Any,
+                  gate_report: dict[str, Any] | None, before: dict[str, str | None] | None,
+                  replace_model: bool) -> dict[str, Any]:  # fmt: skip
+    """:func:`deploy_phase` with the registry's lock held."""
     by = by or whoami()
     targets = ctx.targets.select(names)
     bundle = verify_local(bundle_dir, ctx.public_key)
@@ -196,11 +208,17 @@ def other_models(
 def withdraw_canary(ctx: DeployContext, bundle_dir: Path, before: dict[str, str | None], why: str,
                     by: str, log: Any = print) -> list[str]:  # fmt: skip
     """Roll the canary back to what it ran before (approval refused or not given in time)."""
-    from edgeops.deploy.rollout import undo
-
     targets = ctx.targets.select(None)
     bundle = verify_local(bundle_dir, ctx.public_key)
     name, version = bundle.manifest["model"]["name"], bundle.version
+    with ctx.registry.locked(log=log):
+        return _withdraw(ctx, targets, before, name, version, why, by, log)
+
+
+def _withdraw(ctx: DeployContext, targets: list[Target], before: dict[str, str | None], name: str,
+              version: str, why: str, by: str, log: Any) -> list[str]:  # fmt: skip
+    from edgeops.deploy.rollout import undo
+
     undone = undo(targets[:1], before, name, version, ctx.registry, ctx.audit, by, why, log)
     ctx.registry.set_stage(name, version, "candidate", by, note=why)
     ctx.registry.save()
@@ -209,7 +227,15 @@ def withdraw_canary(ctx: DeployContext, bundle_dir: Path, before: dict[str, str 
 
 def rollback(ctx: DeployContext, target_name: str, to: str | None, reason: str = "manual rollback",
              by: str | None = None) -> dict[str, Any]:  # fmt: skip
-    """Roll one target back (to its previous version, or ``to``) and record it."""
+    """Roll one target back (to its previous version, or ``to``) and record it (after any deploy
+    in progress: the registry's lock)."""
+    with ctx.registry.locked():
+        return _rollback(ctx, target_name, to, reason, by)
+
+
+def _rollback(
+    ctx: DeployContext, target_name: str, to: str | None, reason: str, by: str | None
+) -> dict[str, Any]:
     by = by or whoami()
     (target,) = ctx.targets.select([target_name])
     client = AgentClient(target)

@@ -12,14 +12,25 @@ Why files and not a registry server or GTO's git tags: the registry must work on
 training host with nothing else running, survive restarts, be diffable in code review, and keep
 per-target deployment history that git tags cannot hold. Commit both files in your deployment
 repository after a rollout; ``git log -p deploy/registry.json`` is then the registry's history.
+
+Two deploys at once: each holds the registry's lock (``registry.json.lock`` beside it, an
+``flock`` the kernel releases when the process dies) for its whole run, and reads the registry
+again once it has it; the second waits, saying for whom. A save outside the lock refuses to
+overwrite a file that changed on disk since it was read. So the registry is never rewritten from
+a stale read and no version is lost.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import getpass
+import hashlib
 import json
 import os
+import socket
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +58,53 @@ class Registry:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._held = False
+        self._read_digest: str | None = None  # what the file held when it was read (None: absent)
         self.data = self._load()
 
     def _load(self) -> dict[str, Any]:
-        if not self.path.exists():
+        raw = self.path.read_bytes() if self.path.exists() else None
+        self._read_digest = _digest(raw)
+        if raw is None:
             return {"format": FORMAT, "models": {}}
         try:
-            data = json.loads(self.path.read_text())
+            data = json.loads(raw)
         except ValueError as exc:
             raise self._invalid(f"it is not valid JSON ({exc})") from None
         validate(data, self._invalid)
         return data
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    @contextlib.contextmanager
+    def locked(
+        self, timeout: float = 900.0, log: Callable[[str], Any] = print
+    ) -> Iterator[Registry]:
+        """Hold the registry for a whole deploy: wait for the lock (up to ``timeout`` seconds,
+        saying who holds it), then read the registry again."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _acquire(fd, self.lock_path, timeout, log)
+            holder = {
+                "pid": os.getpid(),
+                "by": whoami(),
+                "host": socket.gethostname(),
+                "since": now_iso(),
+            }
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+            self.data = self._load()
+            self._held = True
+            try:
+                yield self
+            finally:
+                self._held = False
+                os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)  # releases the flock
 
     def _invalid(self, problem: str) -> EdgeopsError:
         return EdgeopsError(
@@ -67,8 +114,25 @@ class Registry:
         )
 
     def save(self) -> None:
+        """Validate and write atomically; outside :meth:`locked`, only if the file is still what
+        was read (a concurrent deploy's save is never overwritten from a stale read)."""
         validate(self.data, self._invalid)
+        if self._held:
+            self._write()
+            return
+        with _short_lock(self.lock_path):
+            current = _digest(self.path.read_bytes() if self.path.exists() else None)
+            if current != self._read_digest:
+                raise EdgeopsError(
+                    f"{self.path} changed on disk since this command read it (another deploy "
+                    "wrote it meanwhile); nothing was written",
+                    fix="run the command again: it reads the registry afresh",
+                )
+            self._write()
+
+    def _write(self) -> None:
         atomic.write_json(self.path, self.data)
+        self._read_digest = _digest(self.path.read_bytes())
 
     def model(self, name: str) -> dict[str, Any]:
         return self.data["models"].setdefault(name, {"versions": {}, "deployments": []})
@@ -139,6 +203,52 @@ class Registry:
             if e["stage"] == "production":
                 return v
         return None
+
+
+def _digest(raw: bytes | None) -> str | None:
+    return None if raw is None else hashlib.sha256(raw).hexdigest()
+
+
+def _acquire(fd: int, path: Path, timeout: float, log: Callable[[str], Any] | None) -> None:
+    """flock ``fd`` exclusively, waiting up to ``timeout`` s; ``log`` once who holds it."""
+    deadline, told = time.monotonic() + timeout, log is None
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            holder = _holder(fd)
+            if time.monotonic() >= deadline:
+                raise EdgeopsError(
+                    f"{path} is held by another deploy ({holder}) for over {timeout:.0f} s",
+                    fix="wait for that deploy to finish, or stop it (the lock goes with its "
+                    "process); then run this command again. Nothing was changed",
+                ) from None
+            if not told:
+                log(f"waiting for another deploy to finish: {holder} holds {path}")  # type: ignore[misc]
+                told = True
+            time.sleep(0.2)
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, from what it wrote into the lock file."""
+    try:
+        h = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"pid {h['pid']} on {h['host']}, {h['by']}, since {h['since']}"
+    except (ValueError, KeyError, TypeError, OSError):
+        return "another process"
+
+
+@contextlib.contextmanager
+def _short_lock(path: Path, timeout: float = 60.0) -> Iterator[None]:
+    """The registry's lock for one read-compare-write (a deploy holding it is waited for)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        _acquire(fd, path, timeout, None)
+        yield
+    finally:
+        os.close(fd)
 
 
 def validate(data: Any, invalid: Any) -> None:
