@@ -1,0 +1,143 @@
+"""Deploy routes: bundles in and out, and rollback (the deploy token only).
+
+    POST /v1/bundles            upload a .tar.gz bundle: verify, load, golden check, switch
+    GET  /v1/bundles/{version}  download a bundle still on the device
+    POST /v1/rollback           back to the previous (or a named) version
+
+The upload is written to the state store's ``incoming/`` before the runtime unpacks and verifies
+it in a worker thread; the reason and actor headers go to the switch history.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from edgeops.edge.auth import require
+from edgeops.edge.bodies import body_schema, json_response, read_body
+from edgeops.edge.config import AgentConfig
+from edgeops.edge.errors import ERROR_SCHEMA, ApiError, parse_json
+from edgeops.edge.runtime import Runtime
+from edgeops.edge.store import StoreError, tar_bundle
+
+#: content types accepted for an uploaded bundle
+BUNDLE_TYPES = (
+    "application/gzip",
+    "application/x-gzip",
+    "application/x-tar",
+    "application/octet-stream",
+)
+ROLLBACK_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"version": {"type": "string"}, "reason": {"type": "string"}},
+}  # fmt: skip
+
+
+class DeployRoutes:
+    """The handlers of ``/v1/bundles`` and ``/v1/rollback`` over ``runtime``."""
+
+    def __init__(self, runtime: Runtime, cfg: AgentConfig) -> None:
+        self.runtime, self.cfg = runtime, cfg
+
+    async def upload_bundle(self, request: Request) -> Any:
+        """Upload a bundle (.tar.gz of model.onnx, manifest.json, manifest.sig) and switch to it.
+
+        Headers ``X-Edgeops-Reason`` and ``X-Edgeops-Actor`` are recorded in the history. A bundle
+        of another model (name, input columns or classes differ from the active one's) is refused
+        with 409 ``model_mismatch`` unless ``X-Edgeops-Replace-Model: true``.
+        """
+        require(request, self.cfg, "deploy")
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in BUNDLE_TYPES:
+            raise ApiError(
+                415, "unsupported_media_type", "send the bundle as application/gzip (a .tar.gz)"
+            )
+        staged = self.runtime.store.new_upload_dir()
+        archive = staged.with_suffix(".upload")
+        await self._receive(request, archive, staged)
+        reason = request.headers.get("x-edgeops-reason", "manual")[:200]
+        actor = request.headers.get("x-edgeops-actor", "unknown")[:100]
+        replace = request.headers.get("x-edgeops-replace-model", "").strip().lower() in (
+            "1",
+            "true",
+            "yes",
+        )
+        result = await run_in_threadpool(
+            self.runtime.deploy, archive, staged, reason, actor, replace
+        )
+        return json_response(result, status=201)
+
+    async def _receive(self, request: Request, archive: Path, staged: Path) -> None:
+        """The body into ``archive``; on any failure neither it nor ``staged`` is left behind."""
+        cfg = self.cfg
+        try:
+            with open(archive, "wb") as fh:
+                fh.write(
+                    await read_body(
+                        request, cfg.max_bundle_bytes, max(cfg.body_timeout_seconds, 300.0)
+                    )
+                )
+        except BaseException:
+            archive.unlink(missing_ok=True)
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+
+    async def download_bundle(self, request: Request, version: str) -> Any:
+        """A bundle still on this device, as .tar.gz (the gate scores the champion with it)."""
+        require(request, self.cfg, "deploy")
+        store = self.runtime.store
+        try:
+            path = store.path_of(version)
+        except StoreError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+        if version not in store.versions():
+            raise ApiError(404, "unknown_version", f"no version {version!r} on this device")
+        data = await run_in_threadpool(tar_bundle, path)
+        return Response(data, media_type="application/gzip")
+
+    async def rollback(self, request: Request) -> Any:
+        """Return to the previous version, or to a named version still on the device."""
+        cfg = self.cfg
+        require(request, cfg, "deploy")
+        body = await read_body(request, cfg.max_body_bytes, cfg.body_timeout_seconds)
+        payload = parse_json(body) if body.strip() else {}
+        if not isinstance(payload, dict):
+            raise ApiError(422, "invalid_request", "send a JSON object")
+        version, reason = payload.get("version"), payload.get("reason", "manual rollback")
+        if version is not None and not isinstance(version, str):
+            raise ApiError(
+                422,
+                "invalid_request",
+                "version must be a string",
+                [{"field": "version", "problem": "not a string"}],
+            )
+        if not isinstance(reason, str):
+            raise ApiError(
+                422,
+                "invalid_request",
+                "reason must be a string",
+                [{"field": "reason", "problem": "not a string"}],
+            )
+        actor = request.headers.get("x-edgeops-actor", "unknown")[:100]
+        return json_response(
+            await run_in_threadpool(self.runtime.rollback, version, reason[:200], actor)
+        )
+
+
+def add_routes(app: FastAPI, runtime: Runtime, cfg: AgentConfig) -> None:
+    """Register ``POST /v1/bundles``, ``GET /v1/bundles/{version}``, ``POST /v1/rollback``."""
+    routes = DeployRoutes(runtime, cfg)
+    app.add_api_route("/v1/bundles", routes.upload_bundle, methods=["POST"], tags=["deploy"], status_code=201,
+                      openapi_extra=body_schema({"type": "string", "format": "binary"}, "application/gzip"),
+                      responses={201: {"description": "deployed"}, 409: ERROR_SCHEMA, 415: ERROR_SCHEMA})  # fmt: skip
+    app.add_api_route("/v1/bundles/{version}", routes.download_bundle, methods=["GET"], tags=["deploy"],
+                      responses={200: {"description": "the bundle as .tar.gz", "content": {"application/gzip": {}}},
+                                 404: ERROR_SCHEMA})  # fmt: skip
+    app.add_api_route("/v1/rollback", routes.rollback, methods=["POST"], tags=["deploy"],
+                      openapi_extra=body_schema(ROLLBACK_SCHEMA),
+                      responses={200: {"description": "rolled back"}, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA})  # fmt: skip

@@ -1,0 +1,142 @@
+"""Serving routes: predictions and their ground truth (the predict token, or the deploy token).
+
+    POST /v1/predict    {"rows": [{column: value, ...}, ...]} -> label + probabilities per row
+    POST /v1/feedback   {"request_id", "label", "row"?} -> the true label of logged rows
+
+A prediction is validated against the active bundle's inputs, run with onnxruntime, logged to
+the inference log under a fresh request id and counted for the probation of a new version.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+
+from edgeops.edge.bodies import body_schema, json_body, json_response
+from edgeops.edge.config import AgentConfig
+from edgeops.edge.errors import ERROR_SCHEMA, ApiError
+from edgeops.edge.inference import columns_to_feeds, rows_to_columns
+from edgeops.edge.runtime import Runtime
+
+log = logging.getLogger("edgeops.agent")
+
+PREDICT_SCHEMA = {
+    "type": "object", "required": ["rows"], "additionalProperties": False,
+    "properties": {"rows": {"type": "array", "minItems": 1, "items": {"type": "object"},
+                            "description": "raw feature values by column name; null = missing"}},
+}  # fmt: skip
+FEEDBACK_SCHEMA = {
+    "type": "object", "required": ["request_id", "label"], "additionalProperties": False,
+    "properties": {"request_id": {"type": "string"}, "label": {"type": ["string", "integer"]},
+                   "row": {"type": "integer", "minimum": 0}},
+}  # fmt: skip
+
+
+class ServingRoutes:
+    """The handlers of ``/v1/predict`` and ``/v1/feedback`` over ``runtime``."""
+
+    def __init__(self, runtime: Runtime, cfg: AgentConfig) -> None:
+        self.runtime, self.cfg = runtime, cfg
+
+    async def predict(self, request: Request) -> Any:
+        """Predict rows of raw features with the active model."""
+        runtime = self.runtime
+        payload = await json_body(request, self.cfg, "predict")
+        _check_predict_payload(payload)
+        bundle, validator = runtime.bundle, runtime.validator
+        if bundle is None or validator is None:
+            raise ApiError(503, "no_model", "no model is deployed on this agent yet")
+        rows = validator.check(payload["rows"], self.cfg.max_rows)
+        start = time.perf_counter()
+        try:
+            labels, proba = bundle.model.predict_feeds(
+                columns_to_feeds(rows_to_columns(rows, bundle.model.inputs), bundle.model.inputs)
+            )
+            if not np.isfinite(proba).all():
+                raise ValueError("the model returned non-finite probabilities")
+        except Exception as exc:
+            runtime.outcome(bundle.version, ok=False)
+            log.error("model %s failed: %s", bundle.version, exc)
+            raise ApiError(
+                500, "model_error", f"model {bundle.version} failed on this input"
+            ) from None
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        runtime.outcome(bundle.version, ok=True)
+        request_id = os.urandom(16).hex()  # 128 random bits, as uuid4().hex, at a quarter the cost
+        classes = bundle.model.class_names
+        label_list = labels.tolist()
+        proba_list = proba.tolist()
+        runtime.log.append(request_id, bundle.version, rows, label_list, proba_list, latency_ms)
+        runtime.metrics.count_predictions(label_list)
+        return json_response({
+            "request_id": request_id, "model_version": bundle.version,
+            "predictions": [{"label": lab, "probabilities": dict(zip(classes, p, strict=True))}
+                            for lab, p in zip(label_list, proba_list, strict=True)],
+        })  # fmt: skip
+
+    async def feedback(self, request: Request) -> Any:
+        """Attach the true label (ground truth) to a request's rows."""
+        payload = await json_body(request, self.cfg, "predict")
+        if not isinstance(payload, dict):
+            raise ApiError(422, "invalid_request", "send a JSON object")
+        rid, label, row = payload.get("request_id"), payload.get("label"), payload.get("row")
+        problems = _feedback_problems(payload)
+        if problems:
+            raise ApiError(422, "invalid_request", "invalid feedback", problems)
+        bundle = self.runtime.bundle
+        if bundle is not None and str(label) not in {str(c) for c in bundle.model.classes}:
+            raise ApiError(422, "invalid_request", f"label {label!r} is not a class of the model",
+                           [{"field": "label", "problem": f"allowed: {[str(c) for c in bundle.model.classes]}"}])  # fmt: skip
+        n = await run_in_threadpool(self.runtime.log.feedback, rid, str(label), row)
+        if n == 0:
+            raise ApiError(404, "unknown_request", f"no logged request {rid!r} (or it was purged)")
+        return json_response({"updated": n})
+
+
+def _check_predict_payload(payload: Any) -> None:
+    if not isinstance(payload, dict) or "rows" not in payload:
+        raise ApiError(
+            422,
+            "invalid_request",
+            'send {"rows": [{...}, ...]}',
+            [{"field": "rows", "problem": "missing"}],
+        )
+    extra = sorted(str(k) for k in payload if k != "rows")
+    if extra:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"unknown keys {extra}",
+            [{"field": k, "problem": "unknown"} for k in extra],
+        )
+
+
+def _feedback_problems(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    rid, label, row = payload.get("request_id"), payload.get("label"), payload.get("row")
+    problems = []
+    if not isinstance(rid, str) or not rid:
+        problems.append({"field": "request_id", "problem": "a non-empty string is required"})
+    if isinstance(label, bool) or not isinstance(label, str | int):
+        problems.append({"field": "label", "problem": "a class label (string or integer) is required"})  # fmt: skip
+    if row is not None and (isinstance(row, bool) or not isinstance(row, int) or row < 0):
+        problems.append({"field": "row", "problem": "must be a non-negative integer"})
+    extra = sorted(str(k) for k in payload if k not in ("request_id", "label", "row"))
+    problems += [{"field": k, "problem": "unknown"} for k in extra]
+    return problems
+
+
+def add_routes(app: FastAPI, runtime: Runtime, cfg: AgentConfig) -> None:
+    """Register ``POST /v1/predict`` and ``POST /v1/feedback`` on ``app``."""
+    routes = ServingRoutes(runtime, cfg)
+    app.add_api_route("/v1/predict", routes.predict, methods=["POST"], tags=["serve"],
+                      openapi_extra=body_schema(PREDICT_SCHEMA),
+                      responses={200: {"description": "labels and probabilities per row"}, 503: ERROR_SCHEMA})  # fmt: skip
+    app.add_api_route("/v1/feedback", routes.feedback, methods=["POST"], tags=["serve"],
+                      openapi_extra=body_schema(FEEDBACK_SCHEMA),
+                      responses={200: {"description": "rows updated"}, 404: ERROR_SCHEMA})  # fmt: skip
