@@ -6,41 +6,90 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
-from edgeops import __version__
+import edgeops
 from edgeops.errors import EdgeopsError
 from edgeops.offline import telemetry_off
 
+HELP = """On-prem MLOps: plant data -> validated model -> signed ONNX bundle on edge devices.
+
+\b
+Examples:
+  edgeops doctor            # is this host ready?
+  edgeops deploy --all      # gate, then canary first, then the rest
+  edgeops status            # every target: version, health, stage
+  edgeops deploy --help     # each command: options, examples, exit codes
+
+Exit codes: 0 ok, 1 a run or check failed or a library is missing, 2 an error (the message
+says how to fix it) or a wrong option; commands with more list them in their --help.
+
+Shell completion: edgeops --install-completion, or edgeops completion bash|zsh|fish.
+"""
+
 app = typer.Typer(
     name="edgeops",
-    help="On-prem MLOps: plant data -> validated model -> signed ONNX bundle on edge devices.",
+    help=HELP,
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rendering it with rich costs ~0.3 s per call
 )
 schema_app = typer.Typer(
-    help="Propose and check the dataset schema (validate.schema).",
+    help="Propose and check the dataset schema (validate.schema).\n\n"
+    "Example: edgeops schema infer data/external/ --target failure",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
 app.add_typer(schema_app, name="schema")
 keys_app = typer.Typer(
-    help="Bundle signing keys (ed25519).", no_args_is_help=True, rich_markup_mode=None
+    help="Bundle signing keys (ed25519).\n\nExample: edgeops keys init",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(keys_app, name="keys")
 bundle_app = typer.Typer(
-    help="Inspect and verify model bundles.", no_args_is_help=True, rich_markup_mode=None
+    help="Inspect and verify model bundles.\n\n"
+    "\b\nExample:\n  edgeops bundle verify models/bundle -k ~/.config/edgeops/keys/signing.pub",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(bundle_app, name="bundle")
 edge_app = typer.Typer(
-    help="The edge agent (runs on the device).", no_args_is_help=True, rich_markup_mode=None
+    help="The edge agent (runs on the device).\n\n"
+    "Example: edgeops edge serve --config /etc/edgeops/agent.yaml",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(edge_app, name="edge")
+
+
+class Command(TyperCommand):
+    """Typer's command, with each argument shown by its metavar alone: ``BUNDLE_DIR`` in the
+    usage line and the Arguments list (Typer shows ``{bundle_dir}`` and ``bundle_dir <path>``)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = super().collect_usage_pieces(ctx)
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        args, opts = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                args.append((param.metavar or str(param.name).upper(), record[1]))
+            else:
+                opts.append(record)
+        for title, rows in (("Arguments", args), ("Options", opts)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
 
 
 @contextmanager
@@ -72,15 +121,94 @@ def command(group: typer.Typer, name: str | None = None) -> Callable[[Callable[.
             with friendly_errors():
                 return fn(*args, **kwargs)
 
-        return group.command(name)(inner)
+        return group.command(name, cls=Command)(inner)
 
     return wrap
 
 
+ParamsOpt = Annotated[Path, typer.Option("--params", metavar="FILE", help="The params file.")]
+BundleOpt = Annotated[Path, typer.Option("--bundle", metavar="DIR", help="The bundle directory.")]
+TargetsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--targets", metavar="FILE", help="Targets file [default: deploy.targets in params]."
+    ),
+]
+RegistryOpt = Annotated[
+    Path | None,
+    typer.Option("--registry", metavar="FILE", help="Registry file [default: deploy.registry]."),
+]
+AuditOpt = Annotated[
+    Path | None,
+    typer.Option("--audit-log", metavar="FILE", help="Audit log [default: deploy.audit_log]."),
+]
+PubOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--public-key",
+        metavar="FILE",
+        help="Trusted signing.pub [default: targets file, then key dir].",
+    ),
+]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(edgeops.__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print the edgeops version and exit.",
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
 @command(app, "version")
 def version() -> None:
-    """Print the edgeops version."""
-    typer.echo(__version__)
+    """Print the edgeops version (the same as `edgeops --version`).
+
+    Example: edgeops version
+    """
+    typer.echo(edgeops.__version__)
+
+
+class Shell(StrEnum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
+
+
+@command(app, "completion")
+def completion(
+    shell: Annotated[Shell, typer.Argument(metavar="SHELL", help="bash, zsh or fish.")],
+) -> None:
+    """Print the shell completion script (commands and options complete with TAB).
+
+    `edgeops --install-completion` installs it for the shell you run instead. zsh reads
+    completion files from the folders on $fpath (add ~/.zfunc before compinit).
+
+    \b
+    Examples:
+      edgeops completion bash > ~/.local/share/bash-completion/completions/edgeops
+      edgeops completion zsh > ~/.zfunc/_edgeops
+      edgeops completion fish > ~/.config/fish/completions/edgeops.fish
+    """
+    from typer.completion import get_completion_script
+
+    script = get_completion_script(
+        prog_name="edgeops", complete_var="_EDGEOPS_COMPLETE", shell=shell.value
+    )
+    typer.echo(script)
 
 
 def _register_schema() -> None:
@@ -96,41 +224,60 @@ _register_schema()
 def simulate(
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Write to a .csv, .parquet or .db (SQLite) file."),
+        typer.Option(
+            "--out", "-o", metavar="FILE", help="Write to a .csv, .parquet or .db (SQLite) file."
+        ),
     ] = None,
     target: Annotated[
-        str | None, typer.Option("--target", "-t", help="... or send to this target's agent.")
+        str | None,
+        typer.Option("--target", "-t", metavar="NAME", help="... or send to this target's agent."),
     ] = None,
     rows: Annotated[
         int | None,
-        typer.Option(help="Number of readings [default: 50000 to a file, 1000 to a target]."),
+        typer.Option(
+            metavar="N", help="Number of readings [default: 50000 to a file, 1000 to a target]."
+        ),
     ] = None,
     seed: Annotated[
         int | None,
         typer.Option(
+            metavar="N",
             help="Random seed: the same seed gives the same data [default: 42 to a file, "
-            "a random one (printed) to a target]."
+            "a random one (printed) to a target].",
         ),
     ] = None,
     scenario: Annotated[
-        str, typer.Option(help="baseline | hot_summer | biased_sensor | new_product_mix")
+        str,
+        typer.Option(
+            metavar="NAME", help="baseline | hot_summer | biased_sensor | new_product_mix"
+        ),
     ] = "baseline",
-    table: Annotated[str, typer.Option(help="Table name for a .db output.")] = "readings",
+    table: Annotated[
+        str, typer.Option(metavar="NAME", help="Table name for a .db output.")
+    ] = "readings",
     rate: Annotated[
-        float, typer.Option(help="Target: requests per second (0 = as fast as possible).")
+        float,
+        typer.Option(metavar="N", help="Target: requests per second (0 = as fast as possible)."),
     ] = 0.0,
-    batch: Annotated[int, typer.Option(help="Target: rows per request.")] = 1,
+    batch: Annotated[int, typer.Option(metavar="N", help="Target: rows per request.")] = 1,
     feedback_share: Annotated[
-        float, typer.Option(help="Target: share of the requests whose true labels are sent back.")
+        float,
+        typer.Option(
+            metavar="SHARE", help="Target: share of the requests whose true labels are sent back."
+        ),
     ] = 0.2,
     feedback_delay: Annotated[
-        float, typer.Option(help="Target: seconds between a prediction and its feedback.")
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Target: seconds between a prediction and its feedback."
+        ),
     ] = 0.0,
     label_flip: Annotated[
         float,
         typer.Option(
+            metavar="SHARE",
             help="Target: share of feedback labels replaced by another class (concept "
-            "drift: the plant's failures no longer follow the model)."
+            "drift: the plant's failures no longer follow the model).",
         ),
     ] = 0.0,
     params: ParamsOpt = Path("params.yaml"),
@@ -141,10 +288,13 @@ def simulate(
     To an agent, the readings go to /v1/predict and, for a share of the requests, the true label
     follows as feedback, --feedback-delay seconds later (a failure is known after the fact).
 
-    Example: edgeops simulate --rows 5000 --scenario hot_summer -o data/external/summer.csv
+    Exit codes: 0 written or sent, 2 an error (the message says how to fix it).
 
-    Example: edgeops simulate --target demo-local --scenario hot_summer --rows 2000
-    --feedback-share 0.3 --feedback-delay 5
+    \b
+    Examples:
+      edgeops simulate --scenario hot_summer -o data/external/summer.csv
+      edgeops simulate --target demo-local --scenario hot_summer --rows 2000 \\
+          --feedback-share 0.3 --feedback-delay 5
     """
     if (out is None) == (target is None):
         raise EdgeopsError(
@@ -198,6 +348,7 @@ def keys_init(
         Path | None,
         typer.Option(
             "--dir",
+            metavar="DIR",
             help="Key directory, outside the repo [default: $EDGEOPS_KEY_DIR or ~/.config/edgeops/keys]",
         ),
     ] = None,
@@ -209,6 +360,11 @@ def keys_init(
     """Create the ed25519 key pair that signs bundles (private key mode 0600).
 
     Give devices the public key (signing.pub); the private key never leaves this host.
+
+    Exit codes: 0 created (or, with --if-missing, already there), 2 an error (e.g. a key pair
+    exists: --force replaces it).
+
+    Example: edgeops keys init --dir /etc/edgeops/keys
     """
     from edgeops.keys import PRIVATE_NAME, default_key_dir, init_keys
 
@@ -227,9 +383,13 @@ def keys_init(
 
 @command(bundle_app, "verify")
 def bundle_verify(
-    bundle_dir: Annotated[Path, typer.Argument(help="The bundle directory (e.g. models/bundle).")],
+    bundle_dir: Annotated[
+        Path,
+        typer.Argument(metavar="BUNDLE_DIR", help="The bundle directory (e.g. models/bundle)."),
+    ],
     public_key: Annotated[
-        Path, typer.Option("--public-key", "-k", help="The trusted signing.pub.")
+        Path,
+        typer.Option("--public-key", "-k", metavar="FILE", help="The trusted signing.pub."),
     ],
 ) -> None:
     """Check a bundle as a device would: signature, file hashes, runtime, golden examples.
@@ -237,6 +397,10 @@ def bundle_verify(
     Exit codes: 0 ok, 10 missing file, 11 unsigned, 12 wrong key, 13 manifest edited,
     14 unsupported format, 15 file altered, 16 onnxruntime too old, 17 golden check failed,
     18 bad public key.
+
+    \b
+    Example:
+      edgeops bundle verify models/bundle -k ~/.config/edgeops/keys/signing.pub
     """
     from edgeops.edge.bundle import BundleError, load_public_key, verify_bundle
 
@@ -257,23 +421,36 @@ def bundle_verify(
 def edge_serve(
     state_dir: Annotated[
         Path | None,
-        typer.Option("--state-dir", help="Versions, state and the inference log live here."),
+        typer.Option(
+            "--state-dir", metavar="DIR", help="Versions, state and the inference log live here."
+        ),
     ] = None,
     public_key: Annotated[
-        Path | None, typer.Option("--public-key", help="The trusted signing.pub.")
+        Path | None,
+        typer.Option("--public-key", metavar="FILE", help="The trusted signing.pub."),
     ] = None,
-    host: Annotated[str | None, typer.Option(help="Bind address [default: 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: 8710].")] = None,
+    host: Annotated[
+        str | None, typer.Option(metavar="ADDRESS", help="Bind address [default: 127.0.0.1].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(metavar="PORT", help="Port [default: 8710].")] = None,
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="YAML file with any AgentConfig setting.")
+        Path | None,
+        typer.Option(
+            "--config", "-c", metavar="FILE", help="YAML file with any AgentConfig setting."
+        ),
     ] = None,
     deploy_token_file: Annotated[
         Path | None,
-        typer.Option(help="File holding the deploy token [default: $EDGEOPS_DEPLOY_TOKEN]."),
+        typer.Option(
+            metavar="FILE", help="File holding the deploy token [default: $EDGEOPS_DEPLOY_TOKEN]."
+        ),
     ] = None,
     predict_token_file: Annotated[
         Path | None,
-        typer.Option(help="File holding the predict token [default: $EDGEOPS_PREDICT_TOKEN]."),
+        typer.Option(
+            metavar="FILE",
+            help="File holding the predict token [default: $EDGEOPS_PREDICT_TOKEN].",
+        ),
     ] = None,
     no_predict_auth: Annotated[
         bool,
@@ -284,8 +461,13 @@ def edge_serve(
 ) -> None:
     """Run the edge agent: verify, switch, serve, log, roll back (onnxruntime only).
 
-    Example: EDGEOPS_DEPLOY_TOKEN=... EDGEOPS_PREDICT_TOKEN=... edgeops edge serve
-    --state-dir /var/lib/edgeops --public-key /etc/edgeops/signing.pub
+    Exit codes: 2 a configuration error (the agent does not start); otherwise it serves until
+    it is stopped.
+
+    \b
+    Example:
+      EDGEOPS_DEPLOY_TOKEN=... EDGEOPS_PREDICT_TOKEN=... edgeops edge serve \\
+          --state-dir /var/lib/edgeops --public-key /etc/edgeops/signing.pub
     """
     from edgeops.edge.config import ConfigError, load_config, read_token
 
@@ -307,23 +489,6 @@ def edge_serve(
     serve(cfg)
 
 
-ParamsOpt = Annotated[Path, typer.Option("--params", help="The params file.")]
-BundleOpt = Annotated[Path, typer.Option("--bundle", help="The bundle directory.")]
-TargetsOpt = Annotated[
-    Path | None, typer.Option("--targets", help="Targets file [default: deploy.targets in params].")
-]
-RegistryOpt = Annotated[
-    Path | None, typer.Option("--registry", help="Registry file [default: deploy.registry].")
-]
-AuditOpt = Annotated[
-    Path | None, typer.Option("--audit-log", help="Audit log [default: deploy.audit_log].")
-]
-PubOpt = Annotated[
-    Path | None,
-    typer.Option("--public-key", help="Trusted signing.pub [default: targets file, then key dir]."),
-]
-
-
 def _ctx(params: Path, targets: Path | None, registry: Path | None, audit: Path | None, public_key: Path | None,
          test_data: Path | None = None):  # fmt: skip
     from edgeops.deploy.operations import DeployContext
@@ -336,10 +501,16 @@ def gate_cmd(
     bundle: BundleOpt = Path("models/bundle"),
     target: Annotated[
         list[str] | None,
-        typer.Option("--target", "-t", help="Targets whose champion counts [default: all]."),
+        typer.Option(
+            "--target",
+            "-t",
+            metavar="NAME",
+            help="A target whose champion counts (repeatable) [default: all].",
+        ),
     ] = None,
     test_data: Annotated[
-        Path | None, typer.Option(help="Test split [default: deploy.test_data].")
+        Path | None,
+        typer.Option(metavar="FILE", help="Test split [default: deploy.test_data]."),
     ] = None,
     params: ParamsOpt = Path("params.yaml"),
     targets: TargetsOpt = None,
@@ -349,7 +520,9 @@ def gate_cmd(
 ) -> None:
     """Champion vs challenger: would this bundle be promoted? Writes reports/gate.json.
 
-    Exit codes: 0 promote, 3 refused (a normal outcome), 2 error.
+    Exit codes: 0 promote, 3 refused (a normal outcome: the champion stays), 2 an error.
+
+    Example: edgeops gate --bundle models/bundle --target line-1
     """
     from edgeops.deploy import operations
 
@@ -363,7 +536,8 @@ def gate_cmd(
 @command(app, "deploy")
 def deploy_cmd(
     target: Annotated[
-        list[str] | None, typer.Option("--target", "-t", help="Deploy to this target (repeatable).")
+        list[str] | None,
+        typer.Option("--target", "-t", metavar="NAME", help="Deploy to this target (repeatable)."),
     ] = None,
     all_targets: Annotated[
         bool, typer.Option("--all", help="Deploy to every target in the targets file.")
@@ -381,7 +555,7 @@ def deploy_cmd(
         ),
     ] = False,
     reason: Annotated[
-        str, typer.Option(help="Why: manual, scheduled, drift, ... (recorded).")
+        str, typer.Option(metavar="TEXT", help="Why: manual, scheduled, drift, ... (recorded).")
     ] = "manual",
     params: ParamsOpt = Path("params.yaml"),
     targets: TargetsOpt = None,
@@ -391,10 +565,17 @@ def deploy_cmd(
 ) -> None:
     """Gate, then a staged rollout: canary first, each target checked, everything undone on failure.
 
-    Example: edgeops deploy --all
+    \b
+    Exit codes:
+      0  deployed (or every target already runs this version)
+      3  refused: by the gate, or another model runs there (see --replace-model)
+      4  the rollout failed and was rolled back
+      2  another error (the message says how to fix it)
 
-    Exit codes: 0 deployed, 3 refused (by the gate, or another model runs there: --replace-model),
-    4 rollout failed (rolled back), 2 other errors.
+    \b
+    Examples:
+      edgeops deploy --all
+      edgeops deploy --target line-1 --force --reason "hotfix"
     """
     from edgeops.deploy import operations
 
@@ -407,18 +588,34 @@ def deploy_cmd(
 
 @command(app, "rollback")
 def rollback_cmd(
-    target: Annotated[str, typer.Option("--target", "-t", help="The target to roll back.")],
+    target: Annotated[
+        str, typer.Option("--target", "-t", metavar="NAME", help="The target to roll back.")
+    ],
     to: Annotated[
-        str | None, typer.Option("--to", help="A version still on the device [default: previous].")
+        str | None,
+        typer.Option(
+            "--to", metavar="VERSION", help="A version still on the device [default: previous]."
+        ),
     ] = None,
-    reason: Annotated[str, typer.Option(help="Why (recorded).")] = "manual rollback",
+    reason: Annotated[str, typer.Option(metavar="TEXT", help="Why (recorded).")] = (
+        "manual rollback"
+    ),
     params: ParamsOpt = Path("params.yaml"),
     targets: TargetsOpt = None,
     registry: RegistryOpt = None,
     audit_log: AuditOpt = None,
     public_key: PubOpt = None,
 ) -> None:
-    """Return a target to its previous (or a named) model version, and record it."""
+    """Return a target to its previous (or a named) model version, and record it.
+
+    Exit codes: 0 rolled back, 2 an error: an unknown target, no previous version or no such
+    version on the device, the agent unreachable (the message says which).
+
+    \b
+    Examples:
+      edgeops rollback --target line-1 --reason "false alarms since 2.1.0"
+      edgeops rollback --target line-1 --to 2.0.0
+    """
     from edgeops.deploy import operations
 
     ctx = _ctx(params, targets, registry, audit_log, public_key)
@@ -429,37 +626,83 @@ def rollback_cmd(
 @command(app, "status")
 def status_cmd(
     target: Annotated[
-        list[str] | None, typer.Option("--target", "-t", help="Only these targets.")
+        list[str] | None,
+        typer.Option("--target", "-t", metavar="NAME", help="Only this target (repeatable)."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='One JSON document: {"ok": ..., "targets": [...]}.')
+    ] = False,
     params: ParamsOpt = Path("params.yaml"),
     targets: TargetsOpt = None,
     registry: RegistryOpt = None,
     audit_log: AuditOpt = None,
     public_key: PubOpt = None,
 ) -> None:
-    """Table of targets: active and previous version, health, last seen, registry stage."""
+    """Table of targets: active and previous version, health, last seen, registry stage.
+
+    Every selected target is asked (5 s timeout each) and the whole table is printed; then each
+    target that needs a look gets a line on stderr. Healthy (HEALTH `ready`) means: the agent
+    answers with the deploy token, serves a model, and a version on probation has had no model
+    errors.
+
+    \b
+    Exit codes:
+      0  every selected target is ready
+      9  a target is unreachable, refuses the token, serves no model or has model
+         errors on probation (see HEALTH and the lines on stderr)
+      2  an error (the message says how to fix it)
+
+    \b
+    Examples:
+      edgeops status
+      edgeops status --target line-1 --json
+    """
     import json
 
     from edgeops.deploy import operations
 
     ctx = _ctx(params, targets, registry, audit_log, public_key)
     rows = operations.status(ctx, target)
-    typer.echo(json.dumps(rows, indent=2) if as_json else operations.format_table(rows))
+    sick = [r for r in rows if not r["ok"]]
+    if as_json:
+        typer.echo(json.dumps({"ok": not sick, "targets": rows}, indent=2))
+    else:
+        typer.echo(operations.format_table(rows))
+    for r in sick:
+        typer.echo(r["problem"], err=True)
+    if sick:
+        raise typer.Exit(operations.EXIT_UNHEALTHY)
 
 
 @command(app, "predict")
 def predict_cmd(
-    target: Annotated[str, typer.Option("--target", "-t", help="The target to ask.")],
+    target: Annotated[
+        str, typer.Option("--target", "-t", metavar="NAME", help="The target to ask.")
+    ],
     rows: Annotated[
         str | None,
-        typer.Option("--rows", help="JSON list of rows, e.g. '[{\"torque_nm\": 40, ...}]'"),
+        typer.Option(
+            "--rows",
+            metavar="JSON",
+            help="A JSON list of rows, e.g. '[{\"torque_nm\": 40, ...}]' [default: the "
+            "bundle's first golden example].",
+        ),
     ] = None,
     bundle: BundleOpt = Path("models/bundle"),
     params: ParamsOpt = Path("params.yaml"),
     targets: TargetsOpt = None,
 ) -> None:
-    """Send rows (default: the bundle's first golden example) to a target and print the answer."""
+    """Send rows to a target's agent and print its answer: one JSON document on stdout.
+
+    What was sent goes to stderr, so the answer can be piped (e.g. to jq).
+
+    Exit codes: 0 answered, 2 an error (bad --rows, rows refused, the agent unreachable).
+
+    \b
+    Examples:
+      edgeops predict --target line-1
+      edgeops predict -t line-1 --rows "$(cat rows.json)" | jq .predictions
+    """
     import json
 
     from edgeops.deploy.targets import AgentClient, load_targets
@@ -468,14 +711,28 @@ def predict_cmd(
     cfg = load_params(params).get("deploy") or {}
     (t,) = load_targets(targets or cfg.get("targets", "deploy/targets.yaml")).select([target])
     if rows is None:
-        manifest = json.loads((bundle / "manifest.json").read_text())
-        payload = [manifest["golden"]["examples"][0]["inputs"]]
+        manifest = bundle / "manifest.json"
+        if not manifest.is_file():
+            raise EdgeopsError(
+                f"no bundle at {bundle} to take a golden example from",
+                fix="pass --rows '[{...}]', or --bundle DIR",
+            )
+        payload = [json.loads(manifest.read_text())["golden"]["examples"][0]["inputs"]]
+        what = f"the first golden example of {bundle}"
     else:
         try:
             payload = json.loads(rows)
         except ValueError as exc:
             raise EdgeopsError(f"--rows is not valid JSON: {exc}") from None
-    typer.echo(json.dumps({"rows": payload}))
+        payload = [payload] if isinstance(payload, dict) else payload
+        if not isinstance(payload, list) or not all(isinstance(r, dict) for r in payload):
+            raise EdgeopsError(
+                "--rows must be a JSON list of rows, each an object of column: value",
+                fix="""--rows '[{"torque_nm": 40, ...}]'""",
+            )
+        what = "--rows"
+    shown = json.dumps(payload[0]) if len(payload) == 1 else f"{len(payload)} rows"
+    typer.echo(f"{t.name} <- {what}: {shown}", err=True)
     typer.echo(json.dumps(AgentClient(t).predict(payload), indent=2))
 
 

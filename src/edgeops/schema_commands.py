@@ -25,11 +25,13 @@ def register(group: typer.Typer, command: Callable[..., Any]) -> None:
 
 
 def schema_infer(
-    target: Annotated[str, typer.Option("--target", "-t", help="The label column.")],
+    target: Annotated[
+        str, typer.Option("--target", "-t", metavar="COLUMN", help="The label column.")
+    ],
     path: Annotated[
         Path | None,
         typer.Argument(
-            metavar="[PATH]",
+            metavar="PATH",
             help="A CSV/Parquet file or a folder of them [default: the ingest source in "
             "params.yaml].",
             show_default=False,
@@ -40,10 +42,12 @@ def schema_infer(
         typer.Option("--sql", metavar="URL", help="Read a database (SQLAlchemy URL) instead."),
     ] = None,
     table: Annotated[
-        str | None, typer.Option("--table", metavar="T", help="With --sql: the table to read.")
+        str | None,
+        typer.Option("--table", metavar="TABLE", help="With --sql: the table to read."),
     ] = None,
     query: Annotated[
-        str | None, typer.Option("--query", metavar="Q", help="With --sql: the query to run.")
+        str | None,
+        typer.Option("--query", metavar="SQL", help="With --sql: the query to run."),
     ] = None,
     drop: Annotated[
         list[str] | None,
@@ -56,37 +60,47 @@ def schema_infer(
         typer.Option("--id-columns", metavar="COL", help="An ID column, dropped (repeatable)."),
     ] = None,
     sep: Annotated[
-        str | None, typer.Option(help="CSV separator: , ; \\t or | [default: detected].")
+        str | None,
+        typer.Option(metavar="CHAR", help="CSV separator: , ; \\t or | [default: detected]."),
     ] = None,
     decimal: Annotated[
-        str | None, typer.Option(help="Decimal mark: . or , [default: detected].")
+        str | None,
+        typer.Option(metavar="CHAR", help="Decimal mark: . or , [default: detected]."),
     ] = None,
     thousands: Annotated[
         str | None,
-        typer.Option(help="Thousands separator, '' for none [default: detected]."),
+        typer.Option(metavar="CHAR", help="Thousands separator, '' for none [default: detected]."),
     ] = None,
     encoding: Annotated[
         str | None,
-        typer.Option(help="File encoding, e.g. cp1252 [default: UTF-8 if valid, else cp1252]."),
+        typer.Option(
+            metavar="NAME",
+            help="File encoding, e.g. cp1252 [default: UTF-8 if valid, else cp1252].",
+        ),
     ] = None,
     date_format: Annotated[
         str | None,
         typer.Option(
             "--date-format",
+            metavar="FORMAT",
             help="Date format, e.g. '%d.%m.%Y %H:%M' [default: dd.mm.yyyy forms and ISO].",
         ),
     ] = None,
     max_categories: Annotated[
-        int, typer.Option(help="Text with more distinct values is free text (dropped).")
+        int,
+        typer.Option(metavar="N", help="Text with more distinct values is free text (dropped)."),
     ] = 50,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write the YAML here instead of stdout.")
+        Path | None,
+        typer.Option("--out", "-o", metavar="FILE", help="Write the YAML here instead of stdout."),
     ] = None,
     apply: Annotated[
         bool,
         typer.Option("--apply", help="Write the proposal into the params file (keeps comments)."),
     ] = False,
-    params: Annotated[Path, typer.Option(help="The params file.")] = Path("params.yaml"),
+    params: Annotated[Path, typer.Option(metavar="FILE", help="The params file.")] = Path(
+        "params.yaml"
+    ),
 ) -> None:
     """Propose a schema from data, for a person to review (validate.schema in params.yaml).
 
@@ -96,11 +110,13 @@ def schema_infer(
     gets a positive_class. Stderr says what was detected. --apply writes validate.schema,
     bundle.model_name and (with PATH or --sql) the ingest source into params.yaml.
 
+    Exit codes: 0 proposed (printed or written), 2 an error (the message says how to fix it).
+
     \b
     Examples:
       edgeops schema infer data/external/ --target failure -o proposed-schema.yaml
       edgeops schema infer export.csv -t Ausfall --id-columns "Auftrag Nr" --apply
-      edgeops schema infer --sql sqlite:///data/external/plant.db --table readings -t failure
+      edgeops schema infer --sql sqlite:///plant.db --table readings -t failure
     """
     from edgeops import atomic
     from edgeops.infer import propose

@@ -258,32 +258,67 @@ def _model_name(ctx: DeployContext, version: str | None) -> str | None:
     return None
 
 
+#: ``edgeops status``: a selected target is unreachable or unhealthy (the table is printed first)
+EXIT_UNHEALTHY = 9
+
+
 def status(ctx: DeployContext, names: list[str] | None = None) -> list[dict[str, Any]]:
-    """One row per target: active, previous, health, last seen, registry stage."""
+    """One row per target: active, previous, health, last seen, registry stage.
+
+    ``ok`` is whether ``health`` is ``ready``; otherwise ``problem`` says what is wrong, in a
+    sentence that names the target. A target that cannot be asked is a row, never an exception."""
     import time
 
     rows = []
     for t in ctx.targets.select(names):
         row: dict[str, Any] = {"target": t.name, "url": t.url, "active": None, "previous": None,
-                               "health": "unreachable", "last_seen": None, "stage": None, "probation": None}  # fmt: skip
+                               "health": "unreachable", "last_seen": None, "stage": None, "probation": None,
+                               "ok": False, "problem": None}  # fmt: skip
         client = AgentClient(t, timeout=5)
         try:
             st = client.status()
             ready = client.ready()
-            row["active"] = (st.get("active") or {}).get("version")
-            row["previous"] = st.get("previous")
-            row["health"] = "ready" if ready else "no model"
-            row["last_seen"] = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())
-            row["probation"] = bool(st.get("probation"))
         except AgentError as exc:
             row["health"] = "unauthorized" if exc.status in (401, 403) else "unreachable"
+            row["problem"] = str(exc)
             row["last_seen"] = _last_contact(ctx, t.name)
+        except EdgeopsError as exc:  # its token is not where the targets file says
+            row["health"], row["problem"] = "no token", str(exc)
+        except ValueError as exc:  # JSON that does not parse: something else answers there
+            row["health"] = "not an agent"
+            row["problem"] = (
+                f"target {t.name}: {t.url} answers, but not as an edgeops agent ({exc})"
+            )
+        else:
+            row["active"] = (st.get("active") or {}).get("version")
+            row["previous"] = st.get("previous")
+            row["last_seen"] = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())
+            row["probation"] = bool(st.get("probation"))
+            row["health"], problem = _health(st, ready is not None)
+            row["problem"] = problem and f"target {t.name}: {problem}"
+        row["ok"] = row["health"] == "ready"
         if row["active"]:
             name = _model_name(ctx, row["active"])
             entry = ctx.registry.version(name, row["active"]) if name else None
             row["stage"] = entry["stage"] if entry else "unregistered"
         rows.append(row)
     return rows
+
+
+def _health(st: dict[str, Any], ready: bool) -> tuple[str, str | None]:
+    """(health, what is wrong or None) of an agent that answered ``/v1/status``."""
+    active = (st.get("active") or {}).get("version")
+    if not active:
+        return "no model", "serves no model yet: deploy one (edgeops deploy)"
+    if not ready:
+        return "not ready", f"has {active} but /readyz says it is not serving"
+    probation = st.get("probation")
+    if isinstance(probation, dict) and probation.get("errors"):
+        return "probation errors", (
+            f"{probation['errors']} model error(s) in {probation.get('requests')} requests on "
+            f"probation of {probation.get('version')}: the agent rolls back by itself past its limit"
+        )
+    return "ready", None
 
 
 def _last_contact(ctx: DeployContext, target: str) -> str | None:

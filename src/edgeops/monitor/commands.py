@@ -12,13 +12,27 @@ from edgeops.errors import EdgeopsError
 
 HELP = """Collect the agents' inference logs, check quality, drift and performance, decide.
 
-Exit codes: 0 keep (no drift above the thresholds), 5 retrain, 6 not enough data (no verdict),
-7 retrain wanted but held back by the cooldown, 2 an error (with the fix), 8 stored but not yet
-versioned by DVC. Thresholds, windows and the cooldown: the `monitor` section of params.yaml.
-Reports: reports/monitoring/ (drift.html per target, decision.json, summary.md).
+Thresholds, windows and the cooldown: the `monitor` section of params.yaml. Reports:
+reports/monitoring/ (drift.html per target, decision.json, summary.md).
 
-Example: edgeops monitor --all
+\b
+Exit codes:
+  0  keep (no drift above the thresholds)
+  5  retrain
+  6  not enough data (no verdict)
+  7  retrain wanted but held back by the cooldown
+  8  stored but not yet versioned by DVC
+  2  an error (the message says how to fix it)
+
+\b
+Examples:
+  edgeops monitor --all
+  edgeops monitor --target line-1 --json
 """
+
+ParamsOpt = Annotated[
+    Path, typer.Option("--params", metavar="FILE", help="The workspace's params file.")
+]
 
 monitor_app = typer.Typer(help=HELP, rich_markup_mode=None, invoke_without_command=True)
 
@@ -45,11 +59,10 @@ def run_cmd(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print decision.json instead of the summary.")
     ] = False,
-    params: Annotated[Path, typer.Option(help="The workspace's params file.")] = Path(
-        "params.yaml"
-    ),
+    params: ParamsOpt = Path("params.yaml"),
     targets: Annotated[
-        Path | None, typer.Option(help="Targets file [default: deploy.targets].")
+        Path | None,
+        typer.Option(metavar="FILE", help="Targets file [default: deploy.targets]."),
     ] = None,
 ) -> None:
     if ctx.invoked_subcommand is not None:
@@ -85,15 +98,18 @@ def run_cmd(
 
 
 def ui_cmd(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    params: Annotated[Path, typer.Option(help="The workspace's params file.")] = Path(
-        "params.yaml"
+    host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = (
+        "127.0.0.1"
     ),
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")] = 8000,
+    params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Start the Evidently UI (self-hosted, offline) on the monitoring workspace: drift over time.
 
-    Example: edgeops monitor ui --port 8000   (then open http://127.0.0.1:8000)
+    Exit codes: 2 no workspace yet (run `edgeops monitor --all` first) or another error;
+    otherwise it serves until it is stopped.
+
+    Example: edgeops monitor ui --port 8000   # then open http://127.0.0.1:8000
     """
     from edgeops.monitor.settings import MonitorSettings
     from edgeops.monitor.workspace import serve_ui

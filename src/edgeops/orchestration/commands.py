@@ -13,7 +13,9 @@ import typer
 
 from edgeops.errors import EdgeopsError
 
-ParamsOpt = Annotated[Path, typer.Option("--params", help="The workspace's params file.")]
+ParamsOpt = Annotated[
+    Path, typer.Option("--params", metavar="FILE", help="The workspace's params file.")
+]
 
 
 def _settings(params: Path) -> Any:
@@ -26,7 +28,8 @@ def up(
     workers: Annotated[
         int | None,
         typer.Option(
-            help="Local process workers to start [default: orchestration.workers]; 0 = none."
+            metavar="N",
+            help="Local process workers to start [default: orchestration.workers]; 0 = none.",
         ),
     ] = None,
     params: ParamsOpt = Path("params.yaml"),
@@ -37,6 +40,8 @@ def up(
     orchestration.home (default .prefect/). Basic auth: export PREFECT_API_AUTH_STRING=user:pass
     first (the server requires it, the workers and CLI send it).
 
+    Exit codes: 0 running, 2 an error (e.g. the port is taken; the message says how to fix it).
+
     Example: edgeops up && edgeops run training --reason "new sensor data"
     """
     from edgeops.orchestration import services
@@ -45,7 +50,12 @@ def up(
 
 
 def down(params: ParamsOpt = Path("params.yaml")) -> None:
-    """Stop the workers and the server that `edgeops up` started (nothing else)."""
+    """Stop the workers and the server that `edgeops up` started (nothing else).
+
+    Exit codes: 0 stopped (or nothing was running), 2 an error.
+
+    Example: edgeops down
+    """
     from edgeops.orchestration import services
 
     services.down(_settings(params), log=lambda m: typer.echo(m, err=True))
@@ -53,10 +63,10 @@ def down(params: ParamsOpt = Path("params.yaml")) -> None:
 
 def run(
     flow: Annotated[
-        str, typer.Argument(help="The flow to run: training or monitoring.")
+        str, typer.Argument(metavar="FLOW", help="The flow to run: training or monitoring.")
     ] = "training",
     reason: Annotated[
-        str, typer.Option(help="Why (kept in the summary and audit log).")
+        str, typer.Option(metavar="TEXT", help="Why (kept in the summary and audit log).")
     ] = "manual",
     deploy: Annotated[
         bool,
@@ -71,16 +81,25 @@ def run(
     follow: Annotated[
         bool, typer.Option("--follow/--no-follow", help="Print state and logs until it ends.")
     ] = True,
-    timeout: Annotated[float, typer.Option(help="Stop following after this many seconds.")] = 7200,
+    timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Stop following after this many seconds.")
+    ] = 7200,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Start a run through the Prefect server (a worker executes it) and follow it here.
 
-    Exit codes: 0 completed, 1 failed / crashed / cancelled (the reason is printed). A monitoring
-    run that starts a training run (drift) is followed into it.
+    A monitoring run that starts a training run (drift) is followed into it.
 
-    Example: edgeops run training --reason "sensor recalibrated"
-    Example: edgeops run monitoring --no-retrain
+    \b
+    Exit codes:
+      0  completed (with --no-follow: started)
+      1  failed, crashed or cancelled (the reason is printed)
+      2  an error before it started (e.g. no server: edgeops up)
+
+    \b
+    Examples:
+      edgeops run training --reason "sensor recalibrated"
+      edgeops run monitoring --no-retrain
     """
     parameters = {
         "training": {"reason": reason, "deploy": deploy},
@@ -132,10 +151,15 @@ def _started_training(params: Path, monitoring_run: str) -> str | None:
 
 
 def runs(
-    limit: Annotated[int, typer.Option(help="How many.")] = 10,
+    limit: Annotated[int, typer.Option(metavar="N", help="How many.")] = 10,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """List the recent runs: name, state, reason, when due, how long, the state's message."""
+    """List the recent runs: name, state, reason, when due, how long, the state's message.
+
+    Exit codes: 0 listed (or none yet), 2 an error (e.g. no server: edgeops up).
+
+    Example: edgeops runs --limit 20
+    """
     from edgeops.deploy.operations import format_rows
 
     settings = _settings(params)
@@ -157,7 +181,8 @@ def doctor(
     and its remote, the signing key, the edge targets, the Prefect server, work pool, worker and
     deployment, telemetry and lineage. One line per check (OK, WARN or FAIL), with the fix.
 
-    Exit codes: 0 no FAIL (warnings allowed), 1 at least one FAIL. Takes a few seconds.
+    Exit codes: 0 no FAIL (warnings allowed), 1 at least one FAIL, 2 an error (e.g. a
+    params file that does not parse). Takes a few seconds.
 
     Example: edgeops doctor --params /srv/edgeops/params.yaml
     """
