@@ -1,16 +1,22 @@
-"""The inference log on real SQLite: log id, the feedback cursor, migration of an old database."""
+"""The inference log on real SQLite: log id, the feedback cursor, migration of an old database,
+damaged databases, the queue's bound in bytes, purges that shrink the file."""
 
 from __future__ import annotations
 
+import json
+import random
 import sqlite3
 import threading
+import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edgeops.edge.inference_log import InferenceLog
+from edgeops.edge import log_maintenance as maint
+from edgeops.edge.inference_log import InferenceLog, LogDamaged, estimate_bytes
 
 # the schema before feedback_seq and the meta table
 OLD_SCHEMA = """
@@ -249,3 +255,191 @@ def test_concurrent_feedback_gets_distinct_seqs_and_is_all_collected(open_log):
     assert all(len(seqs) == 1 for seqs in by_request.values())
     assert sorted(s for seqs in by_request.values() for s in seqs) == list(range(1, 41))
     assert log.last_feedback_seq() == 40
+
+
+# ---- damage, memory and disk bounds (issue 12) -----------------------------------------------
+def filled(open_log: Callable[..., InferenceLog], path: Path, requests: int, **kw: Any) -> str:
+    """Write ``requests`` × 1,000 rows to a log at ``path``, close it; return its log id."""
+    log = open_log(path, **kw)
+    for k in range(requests):
+        add(log, f"r{k}", 1000)
+    log.flush()
+    assert log.last_id() == 1000 * requests
+    log.close()
+    return log.log_id
+
+
+def overwrite_middle_pages(path: Path, pages: int = 3) -> None:
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(size // 2 // 4096 * 4096)
+        f.write(random.Random(12).randbytes(4096 * pages))
+
+
+def damaged_files(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(path.name + ".damaged-*"))
+
+
+@pytest.mark.parametrize(
+    "damage", ["truncated_to_0", "random_pages_in_the_middle", "not_a_database"]
+)
+def test_a_damaged_database_is_moved_aside_and_a_new_log_started(
+    open_log, tmp_path, damage, caplog
+):
+    path = tmp_path / "log.db"
+    old_id = filled(open_log, path, 3)
+    before = path.read_bytes()
+    if damage == "truncated_to_0":
+        path.write_bytes(b"")
+    elif damage == "random_pages_in_the_middle":
+        overwrite_middle_pages(path)
+    else:
+        path.write_text("timestamp,machine_type\n2026-11-21,L\n" * 200)
+    damaged = path.read_bytes()
+    assert damaged != before
+
+    log = open_log(path)
+    assert log.damaged_moved == 1 and damaged_files(path) == [log.damaged_path]
+    assert log.damaged_path.read_bytes() == damaged  # kept as it was, for inspection
+    assert log.log_id != old_id and log.last_id() == 0 and log.read() == ([], 0)
+    add(log, "after", 2)
+    assert [i["request_id"] for i in log.read()[0]] == ["after", "after"]
+    message = next(
+        r.getMessage() for r in caplog.records if "inference log damaged" in r.getMessage()
+    )
+    assert f"moved aside to {log.damaged_path}" in message and "a new log started" in message
+    if damage == "truncated_to_0":
+        assert "0 bytes: not a valid log" in message and "(0 rows readable)" in message
+    # the new log is sound: opening it again keeps it
+    new_id = log.log_id
+    log.close()
+    again = open_log(path)
+    assert again.log_id == new_id and again.damaged_moved == 0 and again.last_id() == 2
+
+
+def test_damage_found_while_running_moves_the_log_aside_once_and_reads_go_on(open_log, tmp_path):
+    """Rows whose stored JSON no longer decodes (SQLite's quick_check cannot see it): the read
+    that meets them raises LogDamaged naming the fix; the log is moved aside and a new one used."""
+    path = tmp_path / "log.db"
+    old_id = filled(open_log, path, 1)
+    raw = path.read_bytes()
+    at = raw.index(b'{"x":500}')
+    path.write_bytes(raw[:at] + b"#" + raw[at + 1 :])
+
+    log = open_log(path)
+    assert log.damaged_moved == 0 and log.log_id == old_id  # quick_check found nothing
+    with pytest.raises(LogDamaged) as err:
+        log.read(0, 5000)
+    assert "moved aside to" in str(err.value) and "read it again from cursor 0" in str(err.value)
+    assert log.damaged_moved == 1 and log.log_id != old_id and damaged_files(path)
+    assert log.read() == ([], 0)
+    add(log, "after", 1)  # writes go on, into the new log
+    assert [i["request_id"] for i in log.read()[0]] == ["after"]
+
+
+def test_sqlite_corruption_met_at_runtime_is_log_damaged_and_writes_go_on(
+    open_log, tmp_path, monkeypatch
+):
+    path = tmp_path / "log.db"
+    filled(open_log, path, 3)
+    overwrite_middle_pages(path)
+    # as if the damage happened after the check at open
+    monkeypatch.setattr(maint, "check_database", lambda p: None)
+    log = open_log(path)
+    with pytest.raises(LogDamaged) as err:
+        log.read(0, 5000)
+    assert "malformed" in str(err.value) and log.damaged_moved == 1
+    add(log, "after", 1)
+    assert [i["request_id"] for i in log.read()[0]] == ["after"]
+
+
+def test_the_queue_is_bounded_in_bytes_and_drops_count_rows(open_log):
+    rows = [{"x": 1.5, "machine_type": "L"} for _ in range(100)]
+    one = estimate_bytes(rows, [[0.9, 0.1]] * 100)
+    # the writer waits 30 s for a batch to gather: the first request stays queued
+    log = open_log(queue_max_bytes=one + one // 2, batch_seconds=30)
+    for rid in ("kept", "dropped"):
+        log.append(rid, "1.0.0", rows, ["0"] * 100, [[0.9, 0.1]] * 100, 1.0)
+    assert (log.queued_bytes, log.dropped, log.dropped_bytes) == (one, 100, one)
+    items, _ = log.read(0, 5000)  # flush() cuts the wait short
+    assert {i["request_id"] for i in items} == {"kept"} and log.queued_bytes == 0
+    assert log.stats()["dropped"] == 100
+
+
+def test_estimate_bytes_is_near_what_python_holds(open_log):
+    """The estimate is within a factor of 1.5 of tracemalloc's figure, long strings included."""
+    rnd = random.Random(3)
+    cases = {
+        "plant rows": lambda i: {"timestamp": f"2026-11-21T10:00:{i % 60:02d}", "machine_type": "L",
+                                 "product_line": "pump", **{f"n{k}": rnd.random() for k in range(6)}},
+        "long strings": lambda i: {"note": "x" * rnd.randint(500, 3000), "v": rnd.random()},
+    }  # fmt: skip
+    for name, make in cases.items():
+        body = json.dumps({"rows": [make(i) for i in range(1000)]})
+        tracemalloc.start()
+        rows = json.loads(body)["rows"]
+        probas = [[rnd.random(), rnd.random()] for _ in rows]
+        held = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        estimate = estimate_bytes(rows, probas)
+        assert held / 1.5 < estimate < held * 1.5, (name, estimate, held)
+
+
+def test_purge_to_a_byte_cap_shrinks_the_file(open_log, tmp_path):
+    path = tmp_path / "log.db"
+    filled(open_log, path, 20)
+    log = open_log(path, max_bytes=1 << 30)
+    before = log.bytes_on_disk
+    assert log.purge() == 0 and log.bytes_on_disk == before
+    log.max_bytes = before // 4
+    purged = log.purge()
+    after = log.bytes_on_disk  # the database, its WAL (truncated) and its 32 kB -shm
+    assert 0 < purged < 20_000 and path.stat().st_size <= log.max_bytes, (before, after)
+    assert after < before // 3
+    items, _ = log.read(0, 5000)
+    assert items[-1]["id"] == 20_000 and len(items) == 20_000 - purged  # the newest rows stay
+    assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
+
+
+def test_purge_to_the_row_cap_shrinks_the_file_too(open_log, tmp_path):
+    path = tmp_path / "log.db"
+    filled(open_log, path, 10)
+    log = open_log(path, max_rows=1000)
+    before = log.bytes_on_disk
+    assert log.purge() == 9000 and log.stats()["rows"] == 1000
+    assert log.bytes_on_disk < before / 4, (before, log.bytes_on_disk)
+
+
+def test_an_existing_database_is_switched_to_incremental_vacuum(open_log, tmp_path):
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(OLD_SCHEMA)
+    conn.executemany(
+        "INSERT INTO inference (ts, request_id, row_index, model_version, features, label, "
+        "probabilities, latency_ms) VALUES (?,?,?,?,?,?,?,?)",
+        [(1e12, "old", i, "0.9.0", '{"x":0}', "0", "[0.9,0.1]", 1.0) for i in range(500)],
+    )
+    conn.commit()
+    assert conn.execute("PRAGMA auto_vacuum").fetchone() == (0,)
+    conn.close()
+    log = open_log(path, retention_seconds=1e12)
+    assert log.stats()["rows"] == 500 and log.damaged_moved == 0
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA auto_vacuum").fetchone() == (2,)  # INCREMENTAL
+    db.close()
+
+
+def test_damaged_again_right_after_a_move_is_left_in_place_with_the_fix(
+    open_log, tmp_path, monkeypatch
+):
+    """A new log damaged within a minute: the disk is at fault, moving file after file aside
+    would not help; the read says so (predictions are not the log's concern)."""
+    path = tmp_path / "log.db"
+    filled(open_log, path, 3)
+    overwrite_middle_pages(path)
+    monkeypatch.setattr(maint, "check_database", lambda p: None)
+    log = open_log(path)
+    log._moved_at = time.monotonic()  # as if a damaged log had just been moved aside
+    with pytest.raises(LogDamaged, match="check the disk"):
+        log.read(0, 5000)
+    assert log.damaged_moved == 0 and damaged_files(path) == []

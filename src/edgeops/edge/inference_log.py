@@ -1,9 +1,14 @@
 """The inference log: every prediction, in SQLite (WAL) in the state directory.
 
 Requests enqueue rows; one writer thread inserts them in batches, so logging adds microseconds
-to a request, not a disk write. The queue is bounded: under overload rows are dropped and counted,
-memory stays flat. Retention (by age and by row count) is purged in the background. Named fields
-can be dropped or replaced by a salted hash before anything is written (data minimisation).
+to a request, not a disk write. The queue is bounded by an estimate of its bytes in memory: under
+overload rows are dropped and counted, memory stays flat. Retention (by age, rows and bytes) is
+purged in the background and gives the disk back. Named fields can be dropped or replaced by a
+salted hash before anything is written (data minimisation).
+
+A damaged database (found at open, or by SQLite while running) is moved aside as
+``inference.db.damaged-<UTC time>`` and a new log is started (see :mod:`log_maintenance`): the
+model is served regardless. A read that meets the damage raises :class:`LogDamaged`.
 
 Two cursors let a collector read the log exactly once, feedback included:
 
@@ -13,7 +18,8 @@ Two cursors let a collector read the log exactly once, feedback included:
   was collected shows up again on the feedback cursor.
 
 ``log_id`` (random, stored in the ``meta`` table) names this database: a new id means the log was
-reset (state directory wiped), so a collector's cursors no longer apply.
+reset (state directory wiped, or a damaged log moved aside), so a collector's cursors no longer
+apply.
 """
 
 from __future__ import annotations
@@ -21,65 +27,75 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
+import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from edgeops.edge import log_maintenance as maint
+from edgeops.edge.log_maintenance import FEEDBACK_SEQ_KEY, Damage, UndecodableRow, is_damage
+
+log = logging.getLogger("edgeops.agent")
 # one encoder, built once: json.dumps(obj, separators=...) builds a new one per call
 compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS inference (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    ts REAL NOT NULL,
-    request_id TEXT NOT NULL,
-    row_index INTEGER NOT NULL,
-    model_version TEXT NOT NULL,
-    features TEXT NOT NULL,
-    label TEXT NOT NULL,
-    probabilities TEXT NOT NULL,
-    latency_ms REAL NOT NULL,
-    feedback TEXT,
-    feedback_ts REAL,
-    feedback_seq INTEGER
-);
-CREATE INDEX IF NOT EXISTS inference_request ON inference(request_id);
-CREATE INDEX IF NOT EXISTS inference_ts ON inference(ts);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-# after the migration below: a database from before feedback_seq has no such column yet
-SCHEMA_FEEDBACK_INDEX = (
-    "CREATE INDEX IF NOT EXISTS inference_feedback_seq ON inference(feedback_seq)"
-)
-FEEDBACK_SEQ_KEY = "feedback_seq"  # meta: the last feedback seq handed out (survives purges)
+BATCH_ROWS = 5000  # rows per write transaction (their records are in memory meanwhile)
+ROW_BYTES, VALUE_BYTES = 100, 56  # CPython: a parsed row dict, and each number/str in it
+MOVE_AGAIN_SECONDS = 60.0  # damaged again this soon after a move: the disk, not the file
+READ_KEYS = ("id", "ts", "request_id", "row", "model_version", "features", "label",
+             "probabilities", "latency_ms", "feedback", "feedback_ts")  # fmt: skip
+
+
+class LogDamaged(Exception):
+    """The inference log's database is damaged: ``str(exc)`` says what was done and the fix
+    (the agent answers 503 ``log_damaged``)."""
+
+
+def estimate_bytes(rows: Sequence[dict[str, Any]], probabilities: Sequence[Sequence[float]]) -> int:
+    """Memory a queued request holds, near CPython's: per row and value, plus string lengths."""
+    values = len(rows[0]) + len(probabilities[0]) if rows else 0
+    text = sum(map(len, filter(str.__instancecheck__, chain.from_iterable(map(dict.values, rows)))))
+    return len(rows) * (ROW_BYTES + VALUE_BYTES * values) + text
 
 
 class InferenceLog:
-    """Append predictions, read them back by cursor, attach feedback, purge old rows."""
+    """Append predictions, read them back by cursor, attach feedback, purge old rows.
+
+    For metrics: ``dropped`` (rows) and ``dropped_bytes`` (their estimate) lost to overload,
+    ``queued_bytes`` waiting in memory, ``damaged_moved`` (damaged databases moved aside since
+    start, the last one ``damaged_path``), ``bytes_on_disk`` (the database, -wal and -shm).
+    """
 
     def __init__(
         self, path: str | Path, *, retention_seconds: float = 30 * 86400, max_rows: int = 1_000_000,
-        drop_fields: Sequence[str] = (), hash_fields: Sequence[str] = (), hash_salt: str = "",
-        queue_size: int = 20_000, purge_interval: float = 60.0, batch_seconds: float = 0.05,
+        max_bytes: int = 1 << 30, drop_fields: Sequence[str] = (), hash_fields: Sequence[str] = (),
+        hash_salt: str = "", queue_size: int = 20_000, queue_max_bytes: int = 64 << 20,
+        purge_interval: float = 60.0, batch_seconds: float = 0.05,
     ) -> None:  # fmt: skip
         self.path = Path(path)
         self.retention_seconds = retention_seconds
         self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.queue_max_bytes = queue_max_bytes
         self.drop_fields = set(drop_fields)
         self.hash_fields = set(hash_fields)
         self.hash_salt = hash_salt
         self.purge_interval = purge_interval
         self.batch_seconds = batch_seconds
         self._wake = threading.Event()
-        self.dropped = 0
+        self.dropped = self.dropped_bytes = self.queued_bytes = 0
+        self._count_lock = threading.Lock()  # the counters above: request path + writer thread
+        self.damaged_moved = 0
+        self.damaged_path: Path | None = None
+        self._moved_at = -MOVE_AGAIN_SECONDS
         self._queue: queue.Queue[tuple | None] = queue.Queue(maxsize=queue_size)
         self._db_lock = threading.Lock()
-        self._conn = self._connect()
+        self._conn = self._open()
         self._stop = threading.Event()
         self._writer = threading.Thread(
             target=self._write_loop, name="inference-log-writer", daemon=True
@@ -90,26 +106,18 @@ class InferenceLog:
         self._writer.start()
         self._purger.start()
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(SCHEMA)
-        # one write transaction: two processes opening an old database do not both migrate it
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            columns = {r[1] for r in conn.execute("PRAGMA table_info(inference)")}
-            if "feedback_seq" not in columns:
-                conn.execute("ALTER TABLE inference ADD COLUMN feedback_seq INTEGER")
-            conn.execute(SCHEMA_FEEDBACK_INDEX)
-            conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('log_id', ?)",
-                (os.urandom(16).hex(),),
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK") if conn.in_transaction else None
-            raise
+    def _open(self) -> sqlite3.Connection:
+        """Connect; a damaged database is first moved aside (a new log, a new ``log_id``)."""
+        conn, moved = maint.open_checked(self.path)
+        for path in moved:
+            self._moved(path)
+        return self._read_state(conn)
+
+    def _moved(self, path: Path) -> None:
+        self.damaged_path, self._moved_at = path, time.monotonic()
+        self.damaged_moved += 1
+
+    def _read_state(self, conn: sqlite3.Connection) -> sqlite3.Connection:
         # read back: an existing database keeps its id
         self.log_id: str = conn.execute("SELECT value FROM meta WHERE key = 'log_id'").fetchone()[0]
         self._rows = conn.execute("SELECT COUNT(*) FROM inference").fetchone()[0]
@@ -122,6 +130,45 @@ class InferenceLog:
         ).fetchone()
         self._feedback_seq = max(in_rows, int(stored[0]) if stored else 0)
         return conn
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Turn damage met inside the block into :class:`LogDamaged` (after moving the file aside
+        and starting a new log); other errors pass. Enter it before taking the lock."""
+        conn = self._conn
+        try:
+            yield
+        except (sqlite3.DatabaseError, UndecodableRow) as exc:
+            if not is_damage(exc):
+                raise
+            raise self._damaged(exc, conn) from None
+
+    def _damaged(self, exc: BaseException, conn: sqlite3.Connection) -> LogDamaged:
+        """Damage found while running: move the file aside and start a new log (unless it was
+        just done: then the disk is at fault, and the fix is the operator's)."""
+        with self._db_lock:
+            if self._conn is conn and time.monotonic() - self._moved_at >= MOVE_AGAIN_SECONDS:
+                damage = Damage(str(exc), maint.count_rows(conn))
+                conn.close()
+                try:
+                    self._moved(maint.set_aside(self.path, damage))
+                    self._conn = self._read_state(maint.connect(self.path))
+                except (OSError, sqlite3.Error) as failed:  # reads fail until a restart
+                    log.error("inference log: no new log could be started: %s", failed)
+                    return LogDamaged(f"the inference log {self.path} is damaged ({exc}) and no "
+                                      f"new log could be started ({failed}); predictions are "
+                                      "still served. Fix: check the disk, restart the agent")  # fmt: skip
+            elif self._conn is conn:
+                log.error("inference log %s damaged again (%s): left in place", self.path, exc)
+                return LogDamaged(
+                    f"the inference log {self.path} is damaged ({exc}) again, soon after a damaged "
+                    "one was moved aside; predictions are still served. Fix: check the disk, then "
+                    "restart the agent (it moves a damaged log aside and starts a new one)"
+                )
+        return LogDamaged(
+            f"the inference log was damaged ({exc}): it was moved aside to {self.damaged_path} "
+            f"and a new log started (log_id {self.log_id}); read it again from cursor 0"
+        )
 
     # ---- writing -----------------------------------------------------------------------------
     def minimise(self, features: dict[str, Any]) -> dict[str, Any]:
@@ -139,16 +186,30 @@ class InferenceLog:
 
     def append(self, request_id: str, version: str, rows: Sequence[dict[str, Any]],
                labels: Sequence[Any], probabilities: Sequence[Sequence[float]], latency_ms: float) -> None:  # fmt: skip
-        """Queue one request's rows; never blocks (drops and counts when the queue is full)."""
-        try:
-            self._queue.put_nowait(
-                (time.time(), request_id, version, rows, labels, probabilities, latency_ms)
-            )
-        except queue.Full:
-            self.dropped += len(rows)
+        """Queue one request's rows; never blocks (drops and counts them when the queue is over
+        ``queue_max_bytes`` or ``queue_size`` requests)."""
+        nbytes = estimate_bytes(rows, probabilities)
+        with self._count_lock:
+            fits = self.queued_bytes + nbytes <= self.queue_max_bytes
+            self.queued_bytes += nbytes if fits else 0
+        if fits:
+            try:
+                self._queue.put_nowait(
+                    (time.time(), request_id, version, rows, labels, probabilities, latency_ms, nbytes)
+                )  # fmt: skip
+                return
+            except queue.Full:
+                with self._count_lock:
+                    self.queued_bytes -= nbytes
+        self._count_dropped(len(rows), nbytes)
+
+    def _count_dropped(self, rows: int, nbytes: int) -> None:
+        with self._count_lock:
+            self.dropped += rows
+            self.dropped_bytes += nbytes
 
     def _records(self, item: tuple) -> Iterable[tuple]:
-        ts, request_id, version, rows, labels, probas, latency_ms = item
+        ts, request_id, version, rows, labels, probas, latency_ms, _ = item
         for i, row in enumerate(rows):
             yield (
                 ts, request_id, i, version, compact_json(self.minimise(row)),
@@ -163,31 +224,45 @@ class InferenceLog:
             self._wake.wait(self.batch_seconds)
             self._wake.clear()
             batch = [item]
-            while len(batch) < 2048:
+            rows = len(item[3]) if item else 0
+            while rows < BATCH_ROWS:  # a batch is bounded in rows: its records are in memory
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+                rows += len(batch[-1][3]) if batch[-1] else 0
             stop = any(b is None for b in batch)
             records = [r for b in batch if b is not None for r in self._records(b)]
+            nbytes = sum(b[7] for b in batch if b is not None)
             if records:
-                with self._db_lock:
-                    try:
-                        self._conn.execute("BEGIN")
-                        self._conn.executemany(
-                            "INSERT INTO inference (ts, request_id, row_index, model_version, features, "
-                            "label, probabilities, latency_ms) VALUES (?,?,?,?,?,?,?,?)",
-                            records,
-                        )
-                        self._conn.execute("COMMIT")
-                        self._rows += len(records)
-                    except sqlite3.Error:
-                        self._conn.execute("ROLLBACK") if self._conn.in_transaction else None
-                        self.dropped += len(records)
+                self._insert(records, nbytes)
+            with self._count_lock:
+                self.queued_bytes -= nbytes
             for _ in batch:
                 self._queue.task_done()
             if stop:
                 return
+
+    def _insert(self, records: list[tuple], nbytes: int) -> None:
+        with self._db_lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN")
+                conn.executemany(
+                    "INSERT INTO inference (ts, request_id, row_index, model_version, features, "
+                    "label, probabilities, latency_ms) VALUES (?,?,?,?,?,?,?,?)",
+                    records,
+                )
+                conn.execute("COMMIT")
+                self._rows += len(records)
+                return
+            except sqlite3.Error as exc:  # the rows are lost, the agent serves on
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK") if conn.in_transaction else None
+                error = exc
+        self._count_dropped(len(records), nbytes)
+        if is_damage(error):
+            self._damaged(error, conn)  # the next batches go to a new log
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until every queued row is written (used before feedback and reads)."""
@@ -201,30 +276,27 @@ class InferenceLog:
     def read(self, after: int = 0, limit: int = 500) -> tuple[list[dict[str, Any]], int]:
         """Rows with id > ``after``, oldest first; returns ``(rows, next_cursor)``."""
         self.flush()
-        with self._db_lock:
-            cur = self._conn.execute(
-                "SELECT id, ts, request_id, row_index, model_version, features, label, probabilities, "
-                "latency_ms, feedback, feedback_ts FROM inference WHERE id > ? ORDER BY id LIMIT ?",
-                (after, limit),
-            )
-            rows = cur.fetchall()
-        items = [
-            {
-                "id": r[0],
-                "ts": r[1],
-                "request_id": r[2],
-                "row": r[3],
-                "model_version": r[4],
-                "features": json.loads(r[5]),
-                "label": r[6],
-                "probabilities": json.loads(r[7]),
-                "latency_ms": r[8],
-                "feedback": r[9],
-                "feedback_ts": r[10],
-            }  # fmt: skip
-            for r in rows
-        ]
+        with self._guard():
+            with self._db_lock:
+                rows = self._conn.execute(
+                    "SELECT id, ts, request_id, row_index, model_version, features, label, "
+                    "probabilities, latency_ms, feedback, feedback_ts FROM inference WHERE id > ? "
+                    "ORDER BY id LIMIT ?",
+                    (after, limit),
+                ).fetchall()
+            try:
+                items = self._items(rows)
+            except ValueError as exc:  # SQLite read it, but it is not what was written
+                raise UndecodableRow(f"a logged row does not decode: {exc}") from None
         return items, (items[-1]["id"] if items else after)
+
+    @staticmethod
+    def _items(rows: list[tuple]) -> list[dict[str, Any]]:
+        items = [dict(zip(READ_KEYS, r, strict=True)) for r in rows]
+        for item in items:
+            item["features"] = json.loads(item["features"])
+            item["probabilities"] = json.loads(item["probabilities"])
+        return items
 
     def feedback(self, request_id: str, label: str, row: int | None = None) -> int:
         """Attach a ground-truth label; return how many rows it was attached to.
@@ -238,7 +310,7 @@ class InferenceLog:
             "UPDATE inference SET feedback = ?, feedback_ts = ?, feedback_seq = ? "
             "WHERE request_id = ?"
         )
-        with self._db_lock:
+        with self._guard(), self._db_lock:
             seq = self._feedback_seq + 1
             args: list[Any] = [label, time.time(), seq, request_id]
             if row is not None:
@@ -255,7 +327,8 @@ class InferenceLog:
                     )
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK") if self._conn.in_transaction else None
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK") if self._conn.in_transaction else None
                 raise
             if n:
                 self._feedback_seq = seq
@@ -272,7 +345,7 @@ class InferenceLog:
         nor repeats a row. A row that gets feedback again moves to the new seq (its latest label).
         """
         cols = "id, request_id, row_index, feedback, feedback_ts, feedback_seq"
-        with self._db_lock:
+        with self._guard(), self._db_lock:
             rows = self._conn.execute(
                 f"SELECT {cols} FROM inference WHERE feedback_seq > ? "
                 "ORDER BY feedback_seq, id LIMIT ?",
@@ -300,7 +373,7 @@ class InferenceLog:
         AUTOINCREMENT's counter, not MAX(id): it never goes back when retention purges the newest
         rows, so a collector's cursor is never "ahead" of a healthy log."""
         self.flush()
-        with self._db_lock:
+        with self._guard(), self._db_lock:
             row = self._conn.execute(
                 "SELECT seq FROM sqlite_sequence WHERE name = 'inference'"
             ).fetchone()
@@ -312,32 +385,32 @@ class InferenceLog:
         with self._db_lock:
             return self._feedback_seq
 
+    @property
+    def bytes_on_disk(self) -> int:
+        """The database with its -wal and -shm (not the damaged ones moved aside)."""
+        return maint.file_bytes(self.path)
+
     def stats(self) -> dict[str, int]:
-        """Rows, bytes on disk and dropped rows; cheap (no table scan), safe on the event loop."""
-        rows = self._rows
-        size = sum(
-            p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file()
-        )
-        return {"rows": rows, "bytes": size, "dropped": self.dropped}
+        """Rows, bytes on disk, dropped rows and bytes, queued bytes, damaged logs moved aside;
+        cheap (no table scan), safe on the event loop."""
+        return {"rows": self._rows, "bytes": self.bytes_on_disk, "dropped": self.dropped,
+                "dropped_bytes": self.dropped_bytes, "queued_bytes": self.queued_bytes,
+                "damaged_moved": self.damaged_moved}  # fmt: skip
 
     # ---- retention ---------------------------------------------------------------------------
     def purge(self) -> int:
-        """Delete rows older than the retention and beyond ``max_rows``; return how many."""
-        cutoff = time.time() - self.retention_seconds
-        with self._db_lock:
-            n = self._conn.execute("DELETE FROM inference WHERE ts < ?", (cutoff,)).rowcount
-            count = self._conn.execute("SELECT COUNT(*) FROM inference").fetchone()[0]
-            if count > self.max_rows:
-                n += self._conn.execute(
-                    "DELETE FROM inference WHERE id IN (SELECT id FROM inference ORDER BY id LIMIT ?)",
-                    (count - self.max_rows,),
-                ).rowcount
-            self._rows = self._conn.execute("SELECT COUNT(*) FROM inference").fetchone()[0]
+        """Delete rows older than the retention, then the oldest beyond ``max_rows`` and
+        ``max_bytes``, and give the space back to the disk; return how many rows went."""
+        with self._guard():
+            n = maint.purge(self._conn, self._db_lock, cutoff=time.time() - self.retention_seconds,
+                            max_rows=self.max_rows, max_bytes=self.max_bytes)  # fmt: skip
+            with self._db_lock:
+                self._rows = self._conn.execute("SELECT COUNT(*) FROM inference").fetchone()[0]
         return n
 
     def _purge_loop(self) -> None:
         while not self._stop.wait(self.purge_interval):
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(sqlite3.Error, LogDamaged):  # damage: moved aside, new log
                 self.purge()
 
     def close(self) -> None:
