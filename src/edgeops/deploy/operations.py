@@ -246,9 +246,12 @@ def _rollback(
         name, result["version"], target.name, "rollback", reason, by, previous=current
     )
     ctx.registry.save()
+    # downgrade: back below the newest version the agent accepted (its downgrade protection
+    # refuses such an upload; a rollback is the deliberate way back)
+    extra = {"downgrade": True} if result.get("downgrade") else {}
     ctx.audit.append("rollback", model=name, version=result["version"], target=target.name, previous=current,
-                     reason=reason, by=by)  # fmt: skip
-    return {"target": target.name, "from": current, "to": result["version"]}
+                     reason=reason, by=by, **extra)  # fmt: skip
+    return {"target": target.name, "from": current, "to": result["version"], **extra}
 
 
 def _model_name(ctx: DeployContext, version: str | None) -> str | None:

@@ -5,11 +5,15 @@ validator and swaps both under a lock; every switch is written to the state stor
 (:mod:`edgeops.edge.store`), so a restart comes back to the committed version. A new version is
 on probation while the previous one stays loaded: too many errors roll back automatically, enough
 requests or time commit it. Deploys and rollbacks run in a worker thread (verification is CPU
-work) and one at a time.
+work) and one at a time: an upload claims the deploy lock before its body is read.
+
+Downgrade protection: the state records the newest ``model.created_at`` ever accepted; an upload
+signed with an older one is refused (409 ``downgrade``). Going back is a rollback, on purpose.
 
     runtime = Runtime(cfg, Metrics())
-    runtime.boot()                      # recover the store, load the active version
-    runtime.deploy(archive, staged, reason="retrain", actor="ci")
+    runtime.boot()                      # recover (or rebuild) the store, load the active version
+    runtime.claim_deploy()              # 409 deploy_in_progress if another one runs
+    runtime.deploy(archive, staged, reason="retrain", actor="ci", claimed=True)
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from edgeops.edge import downgrade
 from edgeops.edge.bundle import (
     BundleError,
     VerifiedBundle,
@@ -29,12 +34,15 @@ from edgeops.edge.bundle import (
     load_public_key,
     model_signature,
     verify_bundle,
+    verify_manifest,
 )
 from edgeops.edge.config import AgentConfig
 from edgeops.edge.errors import ApiError
 from edgeops.edge.inference_log import InferenceLog
 from edgeops.edge.metrics import Metrics
+from edgeops.edge.recovery import CHOOSE, newest_first, repair_state, with_newest
 from edgeops.edge.store import StateStore, StoreError
+from edgeops.edge.unpack import unpack_bundle
 from edgeops.edge.validation import RowValidator
 
 log = logging.getLogger("edgeops.agent")
@@ -53,12 +61,15 @@ class Runtime:
             retention_seconds=cfg.log_retention_days * 86400, max_rows=cfg.log_max_rows,
             drop_fields=cfg.log_drop_fields, hash_fields=cfg.log_hash_fields, hash_salt=cfg.log_hash_salt,
             purge_interval=cfg.log_purge_interval_seconds,
+            max_bytes=cfg.log_max_bytes, queue_max_bytes=cfg.log_queue_max_bytes,
         )  # fmt: skip
         self.bundle: VerifiedBundle | None = None
         self.validator: RowValidator | None = None
         self.previous: VerifiedBundle | None = None  # kept loaded during probation
         self.probation: dict[str, Any] | None = None
         self.since: str | None = None
+        #: why nothing is served although versions are on disk (shown in status and the log)
+        self.problem: str | None = None
         self.started = time.time()
         self._switch = threading.Lock()
         self._deploying = threading.Lock()
@@ -71,10 +82,19 @@ class Runtime:
         is rolled back to the previous one.
         """
         self.store.recover()
-        state = self.store.read()
+        self.problem = repair_state(self.store, self.public_key)
+        state = with_newest(self.store, self.store.read())
         active = state["active"]
         if not active:
-            log.warning("no model deployed yet: upload a bundle to POST /v1/bundles")
+            held = self.store.versions()
+            if held:
+                self.problem = (
+                    self.problem
+                    or f"no active version although {held} are on this device: {CHOOSE}"
+                )
+                log.error("NOTHING IS SERVED: %s", self.problem)
+            else:
+                log.warning("no model deployed yet: upload a bundle to POST /v1/bundles")
             return
         died = self.store.mark_loading(active)
         probation = state.get("probation") or {}
@@ -87,29 +107,39 @@ class Runtime:
             self.store.mark_loading(active)
         try:
             bundle = self._load(active)
-        except BundleError as exc:
-            prev = state["previous"]
+        except (BundleError, StoreError) as exc:
             self.store.record(
                 {"event": "load_failed", "version": active, "reason": str(exc), "by": "agent"}
             )
             self.store.clear_loading()
-            if not prev:
-                log.error(
-                    "active version %s does not verify (%s) and there is no previous one",
-                    active,
-                    exc,
-                )
+            found = self._fall_back(active, state["previous"], exc.message)
+            if found is None:
                 return
-            state = self.store.rollback(
-                f"{active} failed verification at start: {exc.message}", actor="agent"
-            )
+            bundle, state = found
             active = state["active"]
-            bundle = self._load(active)
         self.store.clear_loading()
         probation = state.get("probation")
         self._set_active(bundle, previous=None, since=state["since"])
         if probation and probation.get("version") == active:
             self._resume_probation(active, state["previous"])
+
+    def _fall_back(self, failed: str, previous: str | None,
+                   why: str) -> tuple[VerifiedBundle, dict[str, Any]] | None:  # fmt: skip
+        """The active version does not verify: roll back to the previous one, else to the newest
+        (by created_at) that verifies; None if none does."""
+        for version in dict.fromkeys([previous, *newest_first(self.store)]):
+            if not version or version == failed:
+                continue
+            try:
+                bundle = self._load(version)
+            except (BundleError, StoreError):
+                continue
+            reason = f"{failed} failed verification at start: {why}"
+            return bundle, self.store.rollback(reason, to=version, actor="agent")
+        log.error(
+            "active version %s does not verify (%s) and no other version here does", failed, why
+        )
+        return None
 
     def _resume_probation(self, active: str, previous: str | None) -> None:
         self.probation = {
@@ -137,19 +167,40 @@ class Runtime:
         self.metrics.set_version(bundle.version)
 
     # deploy / rollback (run in a worker thread: verification is CPU work)
-    def deploy(self, archive: Path, staged: Path, reason: str, actor: str,
-               replace_model: bool = False) -> dict[str, Any]:  # fmt: skip
-        """Unpack, verify, install and switch to an uploaded bundle; the old one goes on probation.
+    def claim_deploy(self) -> None:
+        """Take the deploy lock for one upload, or 409 ``deploy_in_progress`` at once.
 
-        409 if another deploy runs, the version is already active or it is another model (unless
-        ``replace_model``); 422 if it does not verify. ``archive`` and ``staged`` are removed.
+        The route claims it before reading the body (one upload on disk at a time);
+        :meth:`deploy` (``claimed=True``) releases it, or :meth:`release_deploy` if the body
+        never arrived.
         """
         if not self._deploying.acquire(blocking=False):
             raise ApiError(
                 409, "deploy_in_progress", "another bundle is being deployed; retry when it is done"
             )
+
+    def release_deploy(self) -> None:
+        self._deploying.release()
+
+    def deploy(self, archive: Path, staged: Path, reason: str, actor: str,
+               replace_model: bool = False, claimed: bool = False,
+               started: threading.Event | None = None) -> dict[str, Any]:  # fmt: skip
+        """Unpack, verify, install and switch to an uploaded bundle; the old one goes on probation.
+
+        409 if another deploy runs, the bundle is older than the newest accepted (``downgrade``),
+        the version is already active or it is another model (unless ``replace_model``); 4xx if
+        it does not unpack or verify (within ``verify_timeout_seconds``). ``archive`` and
+        ``staged`` are removed and the deploy lock released whatever happens. ``started`` is set
+        once this owns them (the route cleans up itself if it never is).
+        """
+        if not claimed:
+            self.claim_deploy()
+        if started is not None:
+            started.set()
         try:
-            bundle = self._unpack_and_verify(archive, staged)
+            manifest = self._unpack(archive, staged)
+            downgrade.refuse(self.store, manifest)
+            bundle = self._verify(staged)
             version = bundle.version
             if self.bundle is not None and version == self.bundle.version:
                 raise ApiError(409, "already_active", f"{version} is already the active version")
@@ -161,16 +212,21 @@ class Runtime:
                 raise ApiError(exc.status, exc.code, exc.message) from None
             bundle.path = installed
             old = self.bundle
-            state = self.store.activate(
-                version, reason=reason, probation=old is not None, actor=actor
-            )
+            newest = downgrade.raised(self.store, bundle.manifest)
+            state = self.store.activate(version, reason=reason, probation=old is not None,
+                                        actor=actor, newest=newest)  # fmt: skip
             self._set_active(bundle, previous=old, since=state["since"])
+            self.problem = None
             self.probation = (
                 {"version": version, "since": time.monotonic(), "requests": 0, "errors": 0}
                 if old
                 else None
             )
             self.store.prune()
+            log.warning(  # the journal's record of every switch (as of every rollback)
+                "switched to %s %s (previous %s%s) by %s: %s", bundle.manifest["model"]["name"],
+                version, old.version if old else None, ", on probation" if old else "", actor, reason,
+            )  # fmt: skip
             return {"version": version, "previous": state["previous"], "probation": self.probation is not None,
                     "golden_max_abs_diff": bundle.golden_max_abs_diff}  # fmt: skip
         finally:
@@ -181,17 +237,28 @@ class Runtime:
                     )
             self._deploying.release()
 
-    def _unpack_and_verify(self, archive: Path, staged: Path) -> VerifiedBundle:
+    def _unpack(self, archive: Path, staged: Path) -> dict[str, Any]:
+        """The upload unpacked into ``staged``; its manifest verified before any other file is
+        kept (see :mod:`edgeops.edge.unpack`)."""
         try:
-            self.store.unpack(archive, staged, self.cfg.max_bundle_bytes)
-            archive.unlink(missing_ok=True)
-            return verify_bundle(staged, self.public_key, threads=self.cfg.threads)
+            manifest = unpack_bundle(
+                archive, staged, self.cfg.max_bundle_bytes,
+                lambda raw, sig: verify_manifest(raw, sig, self.public_key),
+            )  # fmt: skip
         except BundleError as exc:
-            raise ApiError(
-                422, exc.name, exc.message + (f" (fix: {exc.fix})" if exc.fix else "")
-            ) from None
+            raise _bundle_error(exc) from None
         except StoreError as exc:
             raise ApiError(exc.status, exc.code, exc.message) from None
+        finally:
+            archive.unlink(missing_ok=True)
+        return manifest
+
+    def _verify(self, staged: Path) -> VerifiedBundle:
+        try:
+            return verify_bundle(staged, self.public_key, threads=self.cfg.threads,
+                                 timeout=self.cfg.verify_timeout_seconds or None)  # fmt: skip
+        except BundleError as exc:
+            raise _bundle_error(exc) from None
 
     def _same_model_or_replace(self, bundle: VerifiedBundle, reason: str, replace: bool) -> str:
         """The history reason; 409 if ``bundle`` is another model than the active one's and not
@@ -243,18 +310,22 @@ class Runtime:
                     raise ApiError(
                         422, exc.name, f"{target} no longer verifies: {exc.message}"
                     ) from None
+            older = downgrade.is_older(self.store, bundle.manifest)
             try:
-                state = self.store.rollback(reason, to=target, actor=actor)
+                state = self.store.rollback(reason, to=target, actor=actor, downgrade=older)
             except StoreError as exc:
                 raise ApiError(exc.status, exc.code, exc.message) from None
             old = self.bundle
             self._set_active(bundle, previous=None, since=state["since"])
             self.probation = None
+            self.problem = None
             self.metrics.rollbacks.labels(trigger).inc()
             log.warning(
-                "rolled back from %s to %s: %s", old.version if old else None, target, reason
-            )
-            return {"version": target, "previous": state["previous"], "reason": reason}
+                "rolled back from %s to %s%s: %s", old.version if old else None, target,
+                " (a downgrade: older than the newest accepted)" if older else "", reason,
+            )  # fmt: skip
+            return {"version": target, "previous": state["previous"], "reason": reason,
+                    "downgrade": older}  # fmt: skip
 
     # probation
     def outcome(self, version: str, ok: bool) -> None:
@@ -311,5 +382,13 @@ class Runtime:
             "requests": {f"{e} {s}": n for (e, s), n in sorted(self.metrics.counts.items())},
             "errors": errors,
             "history": state["history"][-20:],
+            "newest_accepted": state.get("newest_accepted"),
+            "problem": self.problem,
             "uptime_seconds": round(time.time() - self.started, 1),
         }  # fmt: skip
+
+
+def _bundle_error(exc: BundleError) -> ApiError:
+    """A bundle the agent refuses, as a 422 with the reason's code (409 nothing, 5xx never)."""
+    message = exc.message + (f" (fix: {exc.fix})" if exc.fix else "")
+    return ApiError(422, exc.name, message, exc.fields)

@@ -1,14 +1,19 @@
 """The agent's state directory: committed model versions and which one is active.
 
     STATE/
-      state.json            active, previous, probation, history (replaced atomically)
+      state.json            active, previous, probation, history, the newest created_at
+                            accepted (downgrade protection); replaced atomically
+      state.json.damaged-*  a damaged state.json, kept aside when it was rebuilt
       versions/<version>/   verified bundles, immutable once renamed into place
-      incoming/             uploads being unpacked and verified (emptied on start)
+      incoming/             the one upload being received, unpacked and verified (emptied on
+                            start and after every upload)
       loading               marker: a version is being loaded (survives a crash while loading)
       inference.db          the inference log (see inference_log.py)
+      inference.db.damaged-*  a damaged inference log, kept aside when a new one was started
 
 Every change is write-temp-then-rename plus fsync of the directory, so after a power loss or a
-SIGKILL the agent finds either the old or the new state, never a mix.
+SIGKILL the agent finds either the old or the new state, never a mix. Uploads are read by
+:mod:`edgeops.edge.unpack`.
 """
 
 from __future__ import annotations
@@ -21,12 +26,19 @@ import tarfile
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edgeops.edge import manifest as manifest_shape
 from edgeops.edge.bundle import MANIFEST
 
 HISTORY_LIMIT = 200
+#: state.json's keys and the types each may hold (a state of any other shape is damaged)
+STATE_SHAPE: dict[str, tuple[type, ...]] = {
+    "active": (str, type(None)), "previous": (str, type(None)), "since": (str, type(None)),
+    "probation": (dict, type(None)), "history": (list,), "newest_accepted": (dict, type(None)),
+}  # fmt: skip
 
 
 class StoreError(Exception):
@@ -89,7 +101,66 @@ class StateStore:
             state.setdefault("since", None)
             state.setdefault("probation", None)
             state.setdefault("history", [])
+            state.setdefault("newest_accepted", None)
             return state
+
+    def damage(self) -> str | None:
+        """What is wrong with ``state.json`` (None: it is sound, or a fresh device has none).
+
+        Missing while ``versions/`` holds bundles counts as damaged: the device had a state.
+        """
+        with self._lock:
+            try:
+                raw = self.state_path.read_bytes()
+            except FileNotFoundError:
+                held = self.versions()
+                return f"state.json is missing but versions/ holds {held}" if held else None
+            if not raw.strip():
+                return "state.json is empty (cut short)"
+            try:
+                state = json.loads(raw)
+            except (ValueError, RecursionError) as exc:
+                return f"state.json is not JSON (cut short or overwritten: {str(exc)[:80]})"
+            if not isinstance(state, dict):
+                return f"state.json holds a {type(state).__name__}, not an object"
+            for key, types in STATE_SHAPE.items():
+                if key in state and not isinstance(state[key], types):
+                    return f"state.json's {key!r} is a {type(state[key]).__name__}"
+            return None
+
+    def set_aside(self) -> Path | None:
+        """Rename a damaged ``state.json`` to ``state.json.damaged-<UTC time>`` (kept for people)."""
+        with self._lock:
+            if not self.state_path.exists():
+                return None
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            aside = self.state_path.with_name(f"state.json.damaged-{stamp}")
+            os.replace(self.state_path, aside)
+            _fsync_dir(self.root)
+            return aside
+
+    def rebuild(self, active: str | None, previous: str | None,
+                newest: dict[str, str] | None, event: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+        """Write a fresh state (after a damaged one was set aside); ``event`` says why."""
+        with self._lock:
+            state = {"active": active, "previous": previous, "since": now_iso() if active else None,
+                     "probation": None, "history": [], "newest_accepted": newest}  # fmt: skip
+            return self._commit(state, event)
+
+    def newest(self) -> tuple[datetime, dict[str, str]] | None:
+        """The downgrade mark: the newest ``created_at`` accepted and ``{"version", "created_at"}``."""
+        newest = self.read().get("newest_accepted")
+        try:
+            return manifest_shape.created_at({"model": newest}), newest
+        except (ValueError, TypeError, AttributeError):
+            return None
+
+    def set_newest(self, newest: dict[str, str]) -> dict[str, Any]:
+        """Record the newest ``{"version", "created_at"}`` accepted (no history event)."""
+        with self._lock:
+            state = self.read()
+            state["newest_accepted"] = newest
+            return self._commit(state, None)
 
     def _commit(self, state: dict[str, Any], event: dict[str, Any] | None) -> dict[str, Any]:
         if event is not None:
@@ -137,59 +208,6 @@ class StateStore:
         d.mkdir(parents=True)
         return d
 
-    def unpack(self, archive: Path, dest: Path, max_bytes: int, max_files: int = 16) -> Path:
-        """Safely unpack a .tar/.tar.gz bundle into ``dest``; return the bundle directory.
-
-        Refuses links, devices, absolute paths, ``..``, more than ``max_files`` files and more
-        than ``max_bytes`` unpacked. Files may sit at the top or inside one top-level folder.
-        """
-        try:
-            tf = tarfile.open(archive, mode="r:*")  # noqa: SIM115 (closed by the with below)
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise StoreError(
-                400, "bad_archive", f"the upload is not a tar or tar.gz archive: {exc}"
-            ) from exc
-        with tf:
-            try:
-                members = tf.getmembers()
-            except (tarfile.TarError, OSError, EOFError) as exc:
-                raise StoreError(400, "bad_archive", f"the archive is damaged: {exc}") from exc
-            files = [m for m in members if not m.isdir()]
-            if len(files) > max_files:
-                raise StoreError(
-                    400,
-                    "bad_archive",
-                    f"the archive holds {len(files)} files; a bundle has at most {max_files}",
-                )
-            total = 0
-            for m in members:
-                name = m.name
-                if m.issym() or m.islnk() or not (m.isfile() or m.isdir()):
-                    raise StoreError(
-                        400, "bad_archive", f"the archive entry {name!r} is not a plain file"
-                    )
-                parts = Path(name).parts
-                if name.startswith("/") or ".." in parts or len([p for p in parts if p != "."]) > 2:
-                    raise StoreError(
-                        400, "bad_archive", f"the archive entry {name!r} has an unsafe path"
-                    )
-                total += max(0, m.size)
-                if total > max_bytes:
-                    raise StoreError(
-                        413, "too_large", f"the bundle unpacks to more than {max_bytes} bytes"
-                    )
-            for m in files:
-                parts = [p for p in Path(m.name).parts if p != "."]
-                target = dest / parts[-1] if len(parts) == 2 else dest / parts[0]
-                src = tf.extractfile(m)
-                if src is None:
-                    raise StoreError(400, "bad_archive", f"cannot read {m.name!r}")
-                with open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
-                    out.flush()
-                    os.fsync(out.fileno())
-        return dest
-
     def install(self, staged: Path, version: str) -> Path:
         """Move a verified upload into ``versions/<version>`` (atomic rename)."""
         with self._lock:
@@ -210,10 +228,12 @@ class StateStore:
             return target
 
     # ---- switching ---------------------------------------------------------------------------
-    def activate(
-        self, version: str, reason: str, probation: bool, actor: str = "api"
-    ) -> dict[str, Any]:
-        """Make ``version`` active (the old active becomes previous); persist before returning."""
+    def activate(self, version: str, reason: str, probation: bool, actor: str = "api",
+                 newest: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+        """Make ``version`` active (the old active becomes previous); persist before returning.
+
+        ``newest``: the new newest ``{"version", "created_at"}`` accepted, if this raises it.
+        """
         with self._lock:
             state = self.read()
             old = state["active"]
@@ -225,6 +245,8 @@ class StateStore:
                 since=now_iso(),
                 probation={"version": version, "since": time.time()} if probation and old else None,
             )
+            if newest is not None:
+                state["newest_accepted"] = newest
             return self._commit(
                 state,
                 {
@@ -236,8 +258,10 @@ class StateStore:
                 },
             )
 
-    def rollback(self, reason: str, to: str | None = None, actor: str = "api") -> dict[str, Any]:
-        """Return to ``to`` (default: the previous version)."""
+    def rollback(self, reason: str, to: str | None = None, actor: str = "api",
+                 downgrade: bool = False) -> dict[str, Any]:  # fmt: skip
+        """Return to ``to`` (default: the previous version); ``downgrade``: it is older than the
+        newest version accepted (said in the history; the high-water mark stays)."""
         with self._lock:
             state = self.read()
             target = to or state["previous"]
@@ -255,16 +279,11 @@ class StateStore:
                 raise StoreError(409, "already_active", f"{target} is already the active version")
             old = state["active"]
             state.update(active=target, previous=old, since=now_iso(), probation=None)
-            return self._commit(
-                state,
-                {
-                    "event": "rollback",
-                    "version": target,
-                    "from": old,
-                    "reason": reason,
-                    "by": actor,
-                },
-            )
+            event = {"event": "rollback", "version": target, "from": old, "reason": reason,
+                     "by": actor}  # fmt: skip
+            if downgrade:
+                event["downgrade"] = True
+            return self._commit(state, event)
 
     def end_probation(self, version: str) -> dict[str, Any]:
         """The version passed its probation: it is committed."""

@@ -4,18 +4,26 @@
     GET  /v1/bundles/{version}  download a bundle still on the device
     POST /v1/rollback           back to the previous (or a named) version
 
-The upload is written to the state store's ``incoming/`` before the runtime unpacks and verifies
-it in a worker thread; the reason and actor headers go to the switch history.
+An upload first claims the runtime's deploy lock (409 ``deploy_in_progress`` at once, before its
+body is read), then streams its body chunk by chunk into the state store's ``incoming/`` (capped
+at ``max_bundle_bytes`` while it arrives), then the runtime unpacks and verifies it in a worker
+thread. One upload is on disk at a time, none is ever held in memory whole, and ``incoming/`` is
+emptied on every way out: success, refusal, error, a client that goes away. The reason and actor
+headers go to the switch history.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from edgeops.edge.auth import require
@@ -32,6 +40,11 @@ BUNDLE_TYPES = (
     "application/x-tar",
     "application/octet-stream",
 )
+#: bytes written to disk at a time (uvicorn hands the body over in ~64 KB pieces)
+WRITE_CHUNK = 1 << 20
+#: the whole bundle body must arrive within this (or body_timeout_seconds if longer)
+UPLOAD_TIMEOUT = 300.0
+log = logging.getLogger("edgeops.agent")
 ROLLBACK_SCHEMA = {
     "type": "object", "additionalProperties": False,
     "properties": {"version": {"type": "string"}, "reason": {"type": "string"}},
@@ -49,7 +62,8 @@ class DeployRoutes:
 
         Headers ``X-Edgeops-Reason`` and ``X-Edgeops-Actor`` are recorded in the history. A bundle
         of another model (name, input columns or classes differ from the active one's) is refused
-        with 409 ``model_mismatch`` unless ``X-Edgeops-Replace-Model: true``.
+        with 409 ``model_mismatch`` unless ``X-Edgeops-Replace-Model: true``; a bundle created
+        before the newest one this device accepted with 409 ``downgrade`` (roll back instead).
         """
         require(request, self.cfg, "deploy")
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -57,9 +71,12 @@ class DeployRoutes:
             raise ApiError(
                 415, "unsupported_media_type", "send the bundle as application/gzip (a .tar.gz)"
             )
-        staged = self.runtime.store.new_upload_dir()
-        archive = staged.with_suffix(".upload")
-        await self._receive(request, archive, staged)
+        declared = request.headers.get("content-length")
+        if declared is not None and not declared.isdigit():
+            raise ApiError(400, "bad_request", "invalid Content-Length")
+        if declared is not None and int(declared) > self.cfg.max_bundle_bytes:
+            raise ApiError(413, "body_too_large", f"the bundle is {declared} bytes; the limit is "
+                           f"{self.cfg.max_bundle_bytes} (max_bundle_bytes)")  # fmt: skip
         reason = request.headers.get("x-edgeops-reason", "manual")[:200]
         actor = request.headers.get("x-edgeops-actor", "unknown")[:100]
         replace = request.headers.get("x-edgeops-replace-model", "").strip().lower() in (
@@ -67,25 +84,59 @@ class DeployRoutes:
             "true",
             "yes",
         )
-        result = await run_in_threadpool(
-            self.runtime.deploy, archive, staged, reason, actor, replace
-        )
+        runtime = self.runtime
+        runtime.claim_deploy()  # 409 before a byte of the body is read
+        started = threading.Event()  # set once runtime.deploy owns the lock and the files
+        staged = archive = None
+        try:
+            staged = runtime.store.new_upload_dir()
+            archive = staged.with_suffix(".upload")
+            await self._receive(request, archive)
+            result = await run_in_threadpool(
+                runtime.deploy, archive, staged, reason, actor, replace, True, started
+            )
+        except ApiError as exc:
+            log.warning("upload refused: %s %s: %s", exc.status, exc.code, exc.message[:300])
+            raise
+        finally:
+            if not started.is_set():  # the body never reached the runtime: clean up here
+                if staged is not None:
+                    shutil.rmtree(staged, ignore_errors=True)
+                    archive.unlink(missing_ok=True)
+                runtime.release_deploy()
         return json_response(result, status=201)
 
-    async def _receive(self, request: Request, archive: Path, staged: Path) -> None:
-        """The body into ``archive``; on any failure neither it nor ``staged`` is left behind."""
-        cfg = self.cfg
+    async def _receive(self, request: Request, archive: Path) -> None:
+        """The body into ``archive`` as it arrives: 413 past ``max_bundle_bytes``, 408 if it is
+        slower than :data:`UPLOAD_TIMEOUT`, 400 if the client goes away."""
+        cap = self.cfg.max_bundle_bytes
+        timeout = max(self.cfg.body_timeout_seconds, UPLOAD_TIMEOUT)
+        size, pending, waiting = 0, [], 0
         try:
-            with open(archive, "wb") as fh:
-                fh.write(
-                    await read_body(
-                        request, cfg.max_bundle_bytes, max(cfg.body_timeout_seconds, 300.0)
-                    )
-                )
-        except BaseException:
-            archive.unlink(missing_ok=True)
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
+            with open(archive, "xb") as fh:
+                async with asyncio.timeout(timeout):
+                    async for chunk in request.stream():
+                        size += len(chunk)
+                        if size > cap:
+                            raise ApiError(413, "body_too_large", f"the bundle is over the limit "
+                                           f"of {cap} bytes (max_bundle_bytes)")  # fmt: skip
+                        pending.append(chunk)
+                        waiting += len(chunk)
+                        if waiting >= WRITE_CHUNK:
+                            fh.write(b"".join(pending))
+                            pending, waiting = [], 0
+                fh.write(b"".join(pending))
+        except TimeoutError:
+            raise ApiError(
+                408, "body_timeout", f"the bundle did not arrive within {timeout:.0f} s"
+            ) from None
+        except ClientDisconnect:
+            raise ApiError(
+                400, "client_disconnected", f"the client went away after {size} bytes"
+            ) from None
+        except OSError as exc:
+            raise ApiError(507, "insufficient_storage", "cannot write the upload into the state "
+                           f"directory: {exc.strerror or exc}") from None  # fmt: skip
 
     async def download_bundle(self, request: Request, version: str) -> Any:
         """A bundle still on this device, as .tar.gz (the gate scores the champion with it)."""
@@ -133,8 +184,10 @@ def add_routes(app: FastAPI, runtime: Runtime, cfg: AgentConfig) -> None:
     """Register ``POST /v1/bundles``, ``GET /v1/bundles/{version}``, ``POST /v1/rollback``."""
     routes = DeployRoutes(runtime, cfg)
     app.add_api_route("/v1/bundles", routes.upload_bundle, methods=["POST"], tags=["deploy"], status_code=201,
-                      openapi_extra=body_schema({"type": "string", "format": "binary"}, "application/gzip"),
-                      responses={201: {"description": "deployed"}, 409: ERROR_SCHEMA, 415: ERROR_SCHEMA})  # fmt: skip
+                      openapi_extra=body_schema({"type": "string", "format": "binary"}, "application/gzip", "application/octet-stream"),
+                      responses={201: {"description": "deployed", "content": {"application/json": {
+                                     "schema": {"$ref": "#/components/schemas/DeployResponse"}}}},
+                                 409: ERROR_SCHEMA, 415: ERROR_SCHEMA})  # fmt: skip
     app.add_api_route("/v1/bundles/{version}", routes.download_bundle, methods=["GET"], tags=["deploy"],
                       responses={200: {"description": "the bundle as .tar.gz", "content": {"application/gzip": {}}},
                                  404: ERROR_SCHEMA})  # fmt: skip
