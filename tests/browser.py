@@ -47,6 +47,7 @@ class Cdp:
 
         self.ws = connect(ws_url, proxy=None, max_size=None, open_timeout=timeout)
         self.ids = itertools.count(1)
+        self.events: list[dict[str, Any]] = []  # the events received (of the enabled domains)
 
     def call(self, method: str, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
         """Send one command and return its result, skipping the events received meanwhile."""
@@ -59,6 +60,8 @@ class Cdp:
                 if "error" in msg:
                     raise RuntimeError(f"CDP {method} failed: {msg['error']}")
                 return msg.get("result", {})
+            if "method" in msg:
+                self.events.append(msg)
 
 
 def _page_ws_url(profile: Path, proc: subprocess.Popen[bytes], deadline: float) -> str:
@@ -132,7 +135,8 @@ def chromium(
 
 
 def render(url: str, screenshot: Path, expect: list[str], timeout: float = 60.0,
-           window: str = "1400,1000", offline: bool = False) -> str:  # fmt: skip
+           window: str = "1400,1000", offline: bool = False,
+           requests: list[dict[str, Any]] | None = None) -> str:  # fmt: skip
     """Load url in headless Chromium until every string in `expect` is in the page's visible text
     (retrying/polling until timeout), save a PNG screenshot, return the visible text.
     Raises AssertionError naming the missing strings and the text seen, on timeout.
@@ -140,32 +144,59 @@ def render(url: str, screenshot: Path, expect: list[str], timeout: float = 60.0,
     Runs of whitespace count as one space ("run-1 Completed" matches a name above its badge).
     Only `expect` is waited for: the rest of the page may still be loading (skeletons, a count
     of "0 Flow runs"), so expect the data itself, not the navigation's "Dashboard" or "Runs".
-    The screenshot is saved on timeout too.
+    The screenshot is saved on timeout too. ``requests``: a list that gets every request the
+    page made, ``{"url", "failed", "blocked"}`` (``blocked``: the reason Chromium did not send
+    it, e.g. "csp"), appended when the page is done.
     """
     deadline = time.monotonic() + timeout
     wanted = {s: " ".join(s.split()) for s in expect}
     with chromium(window, timeout, offline) as cdp:
-        nav = cdp.call("Page.navigate", url=url)
-        if nav.get("errorText"):  # e.g. net::ERR_CONNECTION_REFUSED: the server is not up
-            raise AssertionError(f"{url}: {nav['errorText']}")
-        text, missing = "", list(expect)
-        while True:
-            try:
-                result = cdp.call("Runtime.evaluate", expression=VISIBLE_TEXT, returnByValue=True)
-                text = str(result.get("result", {}).get("value") or "")
-                missing = [s for s, w in wanted.items() if w not in " ".join(text.split())]
-            except RuntimeError:  # the page navigated (a redirect) while evaluating: poll again
-                pass
-            if not missing or time.monotonic() >= deadline:
-                break
-            time.sleep(0.25)
-        # let the frame showing the text be painted before taking the picture
-        settle = "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
-        cdp.call("Runtime.evaluate", expression=settle, awaitPromise=True, timeout=5)
-        shot = cdp.call("Page.captureScreenshot", format="png")
-        screenshot.parent.mkdir(parents=True, exist_ok=True)
-        screenshot.write_bytes(base64.b64decode(shot["data"]))
-        if missing:
-            raise AssertionError(f"{url}: after {timeout:.0f}s still missing {missing}; "
-                                 f"visible text:\n{text}")  # fmt: skip
+        if requests is not None:
+            cdp.call("Network.enable")
+        try:
+            text = _render(cdp, url, screenshot, expect, wanted, deadline, timeout)
+        finally:
+            if requests is not None:
+                requests.extend(_requests(cdp.events))
         return text
+
+
+def _requests(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The requests of a page from its Network events: url, and why it failed if it did."""
+    sent = {e["params"]["requestId"]: e["params"]["request"]["url"]
+            for e in events if e["method"] == "Network.requestWillBeSent"}  # fmt: skip
+    out = {rid: {"url": u, "failed": None, "blocked": None} for rid, u in sent.items()}
+    for e in events:
+        if e["method"] == "Network.loadingFailed" and e["params"]["requestId"] in out:
+            p = e["params"]
+            out[p["requestId"]].update(failed=p.get("errorText"), blocked=p.get("blockedReason"))
+    return list(out.values())
+
+
+def _render(cdp: Cdp, url: str, screenshot: Path, expect: list[str], wanted: dict[str, str],
+            deadline: float, timeout: float) -> str:  # fmt: skip
+    """Navigate, poll the visible text until ``wanted`` is in it, take the screenshot."""
+    nav = cdp.call("Page.navigate", url=url)
+    if nav.get("errorText"):  # e.g. net::ERR_CONNECTION_REFUSED: the server is not up
+        raise AssertionError(f"{url}: {nav['errorText']}")
+    text, missing = "", list(expect)
+    while True:
+        try:
+            result = cdp.call("Runtime.evaluate", expression=VISIBLE_TEXT, returnByValue=True)
+            text = str(result.get("result", {}).get("value") or "")
+            missing = [s for s, w in wanted.items() if w not in " ".join(text.split())]
+        except RuntimeError:  # the page navigated (a redirect) while evaluating: poll again
+            pass
+        if not missing or time.monotonic() >= deadline:
+            break
+        time.sleep(0.25)
+    # let the frame showing the text be painted before taking the picture
+    settle = "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+    cdp.call("Runtime.evaluate", expression=settle, awaitPromise=True, timeout=5)
+    shot = cdp.call("Page.captureScreenshot", format="png")
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    screenshot.write_bytes(base64.b64decode(shot["data"]))
+    if missing:
+        raise AssertionError(f"{url}: after {timeout:.0f}s still missing {missing}; "
+                             f"visible text:\n{text}")  # fmt: skip
+    return text

@@ -3,7 +3,8 @@
 A body is read with a size cap (413) and a time limit (408) before anything parses it; JSON
 bodies must say ``application/json`` (415) and are parsed strictly (:func:`~edgeops.edge.errors.
 parse_json`). Answers are compact JSON. :func:`body_schema` is the OpenAPI ``requestBody`` of a
-route whose body is read by hand, so the published schema still says what goes in.
+route whose body is read by hand, :func:`json_answer` an answer's, so the published schema still
+says exactly what goes in and comes out.
 
     payload = await json_body(request, cfg, "predict")   # auth, type, capped read, parse
     return json_response({"updated": 3})
@@ -70,6 +71,18 @@ def json_response(obj: Any, status: int = 200) -> Response:
     return Response(compact_json(obj), status_code=status, media_type="application/json")
 
 
-def body_schema(schema: dict[str, Any], content_type: str = "application/json") -> dict[str, Any]:
-    """The ``openapi_extra`` publishing ``schema`` as a route's required request body."""
-    return {"requestBody": {"required": True, "content": {content_type: {"schema": schema}}}}
+def body_schema(schema: dict[str, Any], *content_types: str) -> dict[str, Any]:
+    """The ``openapi_extra`` publishing ``schema`` as a route's required request body, under each
+    of ``content_types`` (default: application/json)."""
+    content = {t: {"schema": schema} for t in content_types or ("application/json",)}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def json_answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI description of a JSON answer: ``responses={200: json_answer(...)}``."""
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def ref(name: str) -> dict[str, str]:
+    """A reference to the OpenAPI component schema ``name`` (see :mod:`edgeops.edge.openapi`)."""
+    return {"$ref": f"#/components/schemas/{name}"}

@@ -29,17 +29,43 @@ class ApiError(Exception):
 
 
 def error_body(code: str, message: str, fields: list[dict[str, Any]] | None = None) -> bytes:
-    """The JSON bytes of an error response."""
+    """The JSON bytes of an error response (UTF-8; text that is not, such as a lone surrogate
+    from a client's JSON echoed in a field name, becomes "?")."""
     err: dict[str, Any] = {"code": code, "message": message}
     if fields:
         err["fields"] = fields
-    return json.dumps({"error": err}).encode()
+    return json.dumps({"error": err}, ensure_ascii=False).encode("utf-8", "replace")
 
+
+#: JSON Schemas of the error body: the OpenAPI components ``Error`` and ``ErrorField``
+ERROR_COMPONENTS: dict[str, Any] = {
+    "Error": {
+        "type": "object", "required": ["error"], "additionalProperties": False,
+        "description": 'every 4xx/5xx answer: {"error": {"code", "message", "fields"?}}',
+        "properties": {"error": {
+            "type": "object", "required": ["code", "message"], "additionalProperties": False,
+            "properties": {
+                "code": {"type": "string", "description": "stable, for programs: invalid_rows, unauthorized, ..."},
+                "message": {"type": "string", "description": "for people"},
+                "fields": {"type": "array", "items": {"$ref": "#/components/schemas/ErrorField"},
+                           "description": "the problems by field (and row), when there are some"},
+            },
+        }},
+    },
+    "ErrorField": {
+        "type": "object", "required": ["field", "problem"], "additionalProperties": False,
+        "properties": {
+            "field": {"type": ["string", "null"], "description": "the field or column; null: the whole row"},
+            "problem": {"type": "string"},
+            "row": {"type": "integer", "minimum": 0, "description": "the row of /v1/predict's rows"},
+        },
+    },
+}  # fmt: skip
 
 #: the OpenAPI description of an error response
 ERROR_SCHEMA = {
     "description": "error",
-    "content": {"application/json": {"schema": {"type": "object"}}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 
 

@@ -2,9 +2,12 @@
 
 A :class:`RowValidator` is built once per switch from the bundle's input specs and manifest
 (``passthrough`` columns: sent by clients, logged, not fed to the model); ``check`` raises an
-:class:`~edgeops.edge.errors.ApiError` listing every problem by row and field.
+:class:`~edgeops.edge.errors.ApiError` listing every problem by row and field. :func:`row_schema`
+is the JSON Schema of what ``check`` accepts, published in the OpenAPI document (the check itself
+stays hand-written: it runs for every row of every prediction).
 
     rows = RowValidator.for_bundle(bundle, accept_unknown=False).check(payload["rows"], 1000)
+    schema = row_schema(bundle, accept_unknown=False)
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from typing import Any
 from edgeops.edge.bundle import VerifiedBundle
 from edgeops.edge.errors import ApiError
 from edgeops.edge.inference import FLOAT
+
+#: the largest magnitude a numeric value may have (float32's is 3.4028e38)
+FLOAT32_LIMIT = 3.4e38
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,8 @@ class RowValidator:
                         problems.append({"row": i, "field": name, "problem": "not a column of this model's data"})  # fmt: skip
                     elif isinstance(row[name], dict | list):
                         problems.append({"row": i, "field": name, "problem": "expected a single value"})  # fmt: skip
+                    elif isinstance(row[name], str) and (bad := not_utf8(row[name])):
+                        problems.append({"row": i, "field": name, "problem": bad})
             for name in self.numeric:
                 v = row.get(name)
                 if v is None:
@@ -80,7 +88,7 @@ class RowValidator:
                     )
                 elif isinstance(v, float) and not math.isfinite(v):
                     problems.append({"row": i, "field": name, "problem": "must be a finite number"})
-                elif abs(v) > 3.4e38:
+                elif abs(v) > FLOAT32_LIMIT:
                     problems.append({"row": i, "field": name, "problem": "out of float32 range"})
             for name, allowed in self.categorical.items():
                 v = row.get(name)
@@ -95,9 +103,14 @@ class RowValidator:
                             "problem": f"expected a string, got {type(v).__name__}",
                         }
                     )
-                elif v not in allowed and not self.accept_unknown:
-                    problems.append({"row": i, "field": name,
-                                     "problem": f"unknown category {v[:64]!r}; allowed: {sorted(allowed)}"})  # fmt: skip
+                elif v not in allowed:
+                    if not self.accept_unknown:
+                        problems.append({"row": i, "field": name,
+                                         "problem": f"unknown category {v[:64]!r}; allowed: {sorted(allowed)}"})  # fmt: skip
+                    # an unknown category goes on to the model: it must be text onnxruntime can
+                    # take (a lone surrogate, JSON "\ud800", is not UTF-8; known ones all are)
+                    elif bad := not_utf8(v):
+                        problems.append({"row": i, "field": name, "problem": bad})
             if len(problems) > 50:
                 break
         if problems:
@@ -105,6 +118,60 @@ class RowValidator:
                 422, "invalid_rows", f"{len(problems)} problem(s) in the rows", problems[:50]
             )
         return rows
+
+
+def not_utf8(text: str) -> str | None:
+    """The problem with ``text`` if it cannot be encoded as UTF-8 (a lone UTF-16 surrogate, as
+    JSON's ``"\\ud800"`` gives), else None."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        return f"not valid text: a lone UTF-16 surrogate at position {exc.start} (send UTF-8 text)"
+    return None
+
+
+def row_schema(bundle: VerifiedBundle, accept_unknown: bool) -> dict[str, Any]:
+    """The JSON Schema of one row that :meth:`RowValidator.check` accepts for ``bundle``.
+
+    Every input column is required: a number (float32 range) or a string (one of the known
+    categories, or any text with ``accept_unknown``), or null where the column is nullable.
+    Passthrough columns may be sent, as single values. No other key is allowed.
+    """
+    props: dict[str, Any] = {}
+    for spec in bundle.model.inputs:
+        cats = list(spec.categories or ())
+        if spec.dtype == FLOAT:
+            prop: dict[str, Any] = {
+                "type": "number",
+                "minimum": -FLOAT32_LIMIT,
+                "maximum": FLOAT32_LIMIT,
+            }
+            if spec.min is not None and spec.max is not None:
+                prop["description"] = f"seen in training: {spec.min:g} to {spec.max:g}"
+        elif accept_unknown:
+            prop = {"type": "string", "description": f"known categories: {', '.join(cats)}; "
+                    "any other text is taken as an unseen category", "examples": cats[:3]}  # fmt: skip
+        else:
+            prop = {"type": "string", "enum": cats}
+        if spec.nullable:
+            prop["type"] = [prop["type"], "null"]
+            if "enum" in prop:
+                prop["enum"] = [*prop["enum"], None]
+            prop["description"] = "; ".join(
+                filter(None, ["null: missing", prop.get("description")])
+            )
+        props[spec.name] = prop
+    for name in bundle.manifest.get("passthrough") or ():
+        props.setdefault(str(name), {"type": ["string", "number", "boolean", "null"],
+                                     "description": "passed through: logged, not fed to the model"})  # fmt: skip
+    model = bundle.manifest["model"]
+    return {
+        "type": "object",
+        "description": f"one row of raw features for {model['name']} {model['version']}",
+        "properties": props,
+        "required": [spec.name for spec in bundle.model.inputs],
+        "additionalProperties": False,
+    }
 
 
 def _check_shape(rows: Any, max_rows: int) -> None:

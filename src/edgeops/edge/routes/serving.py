@@ -5,6 +5,9 @@
 
 A prediction is validated against the active bundle's inputs, run with onnxruntime, logged to
 the inference log under a fresh request id and counted for the probation of a new version.
+A label is the class as the model has it (an integer for 0/1 models); ``probabilities`` is keyed
+by ``str(class)``, JSON object keys being strings. :func:`schemas` publishes the bodies exactly,
+for the active bundle.
 """
 
 from __future__ import annotations
@@ -18,24 +21,100 @@ import numpy as np
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
-from edgeops.edge.bodies import body_schema, json_body, json_response
+from edgeops.edge.bodies import body_schema, json_answer, json_body, json_response, ref
 from edgeops.edge.config import AgentConfig
 from edgeops.edge.errors import ERROR_SCHEMA, ApiError
 from edgeops.edge.inference import columns_to_feeds, rows_to_columns
 from edgeops.edge.runtime import Runtime
+from edgeops.edge.validation import not_utf8, row_schema
 
 log = logging.getLogger("edgeops.agent")
+#: the largest row index /v1/feedback takes (the inference log's integers are 64-bit)
+MAX_ROW = 2**63 - 1
 
-PREDICT_SCHEMA = {
-    "type": "object", "required": ["rows"], "additionalProperties": False,
-    "properties": {"rows": {"type": "array", "minItems": 1, "items": {"type": "object"},
-                            "description": "raw feature values by column name; null = missing"}},
-}  # fmt: skip
-FEEDBACK_SCHEMA = {
-    "type": "object", "required": ["request_id", "label"], "additionalProperties": False,
-    "properties": {"request_id": {"type": "string"}, "label": {"type": ["string", "integer"]},
-                   "row": {"type": "integer", "minimum": 0}},
-}  # fmt: skip
+
+def schemas(cfg: AgentConfig, runtime: Runtime) -> dict[str, Any]:
+    """The OpenAPI component schemas of the serving routes' bodies, exact for the active bundle.
+
+    ``Row`` is the active bundle's row (:func:`~edgeops.edge.validation.row_schema`); ``Label``
+    and ``Probabilities`` name its classes. Labels are the classes as the model has them (0/1
+    models: integers), and ``probabilities`` is keyed by ``str(label)`` (JSON object keys are
+    strings): the probability of the predicted class is ``probabilities[str(label)]``.
+    """
+    bundle = runtime.bundle
+    classes = [] if bundle is None else list(bundle.model.classes)
+    keys = [str(c) for c in classes]
+    probability = {"type": "number", "minimum": 0, "maximum": 1}
+    if bundle is None:
+        row: dict[str, Any] = {"type": "object", "description": "no model is deployed yet: its "
+                               "columns are published here once one is"}  # fmt: skip
+        label: dict[str, Any] = {"type": ["integer", "string"]}
+        probabilities: dict[str, Any] = {"type": "object", "additionalProperties": probability}
+        feedback_label: dict[str, Any] = {"type": ["integer", "string"]}
+    else:
+        row = row_schema(bundle, cfg.unknown_categories == "accept")
+        label = {**_typed_enum(classes), "description": "the predicted class"}
+        probabilities = {
+            "type": "object", "properties": dict.fromkeys(keys, probability), "required": keys,
+            "additionalProperties": False,
+            "description": "the probability of each class, keyed by str(class): the predicted "
+                           "one is probabilities[str(label)]",
+        }  # fmt: skip
+        # the check is str(label) in the classes' str(): "1" and 1 both name the class 1
+        as_int = [int(k) for k in keys if k.lstrip("-").isdecimal() and str(int(k)) == k]
+        feedback_label = {"anyOf": [{"type": "string", "enum": keys}]}
+        if as_int:
+            feedback_label["anyOf"].insert(0, {"type": "integer", "enum": as_int})
+    feedback_label["description"] = 'the true class (a class of the model: 1 and "1" are the same)'
+    return {
+        "PredictRequest": {
+            "type": "object", "required": ["rows"], "additionalProperties": False,
+            "properties": {"rows": {
+                "type": "array", "minItems": 1, "maxItems": cfg.max_rows, "items": ref("Row"),
+                "description": f"raw feature values by column name; at most {cfg.max_rows} rows "
+                               "(more: 413)",
+            }},
+        },
+        "Row": row,
+        "PredictResponse": {
+            "type": "object", "required": ["request_id", "model_version", "predictions"],
+            "additionalProperties": False,
+            "properties": {
+                "request_id": {"type": "string", "pattern": "^[0-9a-f]{32}$",
+                               "description": "names the rows in the inference log and in /v1/feedback"},
+                "model_version": {"type": "string", "description": "the version that predicted"},
+                "predictions": {"type": "array", "items": ref("Prediction"),
+                                "description": "one per row, in the order of the rows"},
+            },
+        },
+        "Prediction": {
+            "type": "object", "required": ["label", "probabilities"], "additionalProperties": False,
+            "properties": {"label": ref("Label"), "probabilities": ref("Probabilities")},
+        },
+        "Label": label,
+        "Probabilities": probabilities,
+        "FeedbackRequest": {
+            "type": "object", "required": ["request_id", "label"], "additionalProperties": False,
+            "properties": {
+                "request_id": {"type": "string", "minLength": 1, "description": "from the prediction's answer"},
+                "label": ref("FeedbackLabel"),
+                "row": {"type": "integer", "minimum": 0, "maximum": MAX_ROW,
+                        "description": "only this row of the request (0-based); default: all its rows"},
+            },
+        },
+        "FeedbackLabel": feedback_label,
+        "FeedbackResponse": {
+            "type": "object", "required": ["updated"], "additionalProperties": False,
+            "properties": {"updated": {"type": "integer", "minimum": 1, "description": "rows labelled"}},
+        },
+    }  # fmt: skip
+
+
+def _typed_enum(values: list[Any]) -> dict[str, Any]:
+    """``{"type": ..., "enum": values}`` with the JSON type of the values (integer, number, ...)."""
+    kinds = {bool: "boolean", int: "integer", float: "number", str: "string"}
+    types = sorted({kinds.get(type(v), "string") for v in values})
+    return {"type": types[0] if len(types) == 1 else types, "enum": values}
 
 
 class ServingRoutes:
@@ -124,8 +203,13 @@ def _feedback_problems(payload: dict[str, Any]) -> list[dict[str, Any]]:
         problems.append({"field": "request_id", "problem": "a non-empty string is required"})
     if isinstance(label, bool) or not isinstance(label, str | int):
         problems.append({"field": "label", "problem": "a class label (string or integer) is required"})  # fmt: skip
-    if row is not None and (isinstance(row, bool) or not isinstance(row, int) or row < 0):
-        problems.append({"field": "row", "problem": "must be a non-negative integer"})
+    for name, value in (("request_id", rid), ("label", label)):
+        if isinstance(value, str) and (bad := not_utf8(value)):
+            problems.append({"field": name, "problem": bad})
+    if row is not None and (
+        isinstance(row, bool) or not isinstance(row, int) or not 0 <= row <= MAX_ROW
+    ):
+        problems.append({"field": "row", "problem": f"must be an integer from 0 to {MAX_ROW}"})
     extra = sorted(str(k) for k in payload if k not in ("request_id", "label", "row"))
     problems += [{"field": k, "problem": "unknown"} for k in extra]
     return problems
@@ -135,8 +219,10 @@ def add_routes(app: FastAPI, runtime: Runtime, cfg: AgentConfig) -> None:
     """Register ``POST /v1/predict`` and ``POST /v1/feedback`` on ``app``."""
     routes = ServingRoutes(runtime, cfg)
     app.add_api_route("/v1/predict", routes.predict, methods=["POST"], tags=["serve"],
-                      openapi_extra=body_schema(PREDICT_SCHEMA),
-                      responses={200: {"description": "labels and probabilities per row"}, 503: ERROR_SCHEMA})  # fmt: skip
+                      openapi_extra=body_schema(ref("PredictRequest")),
+                      responses={200: json_answer("labels and probabilities per row", ref("PredictResponse")),
+                                 500: ERROR_SCHEMA, 503: ERROR_SCHEMA})  # fmt: skip
     app.add_api_route("/v1/feedback", routes.feedback, methods=["POST"], tags=["serve"],
-                      openapi_extra=body_schema(FEEDBACK_SCHEMA),
-                      responses={200: {"description": "rows updated"}, 404: ERROR_SCHEMA})  # fmt: skip
+                      openapi_extra=body_schema(ref("FeedbackRequest")),
+                      responses={200: json_answer("rows updated", ref("FeedbackResponse")),
+                                 404: ERROR_SCHEMA})  # fmt: skip
