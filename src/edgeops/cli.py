@@ -396,7 +396,7 @@ def bundle_verify(
 
     Exit codes: 0 ok, 10 missing file, 11 unsigned, 12 wrong key, 13 manifest edited,
     14 unsupported format, 15 file altered, 16 onnxruntime too old, 17 golden check failed,
-    18 bad public key.
+    18 bad public key, 19 malformed manifest.
 
     \b
     Example:

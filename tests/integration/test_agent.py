@@ -367,11 +367,11 @@ def test_serve_feedback_logs_switch_rollback_and_metrics(agents: Agents, v1: Pat
             if rows == logged_rows or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        for name in ("edgeops_requests_total", "edgeops_active_model", "edgeops_predictions_total",
+        for name in ("edgeops_requests_total", "edgeops_model_info", "edgeops_predictions_total",
                      "edgeops_request_seconds_bucket", "edgeops_inference_log_rows"):  # fmt: skip
             assert name in text
-        assert sample(samples, "edgeops_active_model", version=V2) == 1.0
-        assert sample(samples, "edgeops_active_model", version=V1) is None
+        assert sample(samples, "edgeops_model_info", version=V2, model="plant-failure") == 1.0
+        assert sample(samples, "edgeops_model_info", version=V1, model="plant-failure") is None
         assert sample(samples, "edgeops_requests_total", endpoint="/v1/predict", status="200") == 10
         assert sample(samples, "edgeops_requests_total", endpoint="/v1/predict", status="503") == 1
         assert sample(samples, "edgeops_requests_total", endpoint="/v1/bundles", status="201") == 2
@@ -661,7 +661,7 @@ def test_probation_rolls_back_a_failing_model_by_itself(agents: Agents, v1: Path
         predict_golden(c, v1)
         _, samples = metric_samples(c)
         assert sample(samples, "edgeops_rollbacks_total", trigger="probation") == 1.0
-        assert sample(samples, "edgeops_active_model", version=V1) == 1.0
+        assert sample(samples, "edgeops_model_info", version=V1, model="plant-failure") == 1.0
 
     # the decision is durable
     agent.kill()

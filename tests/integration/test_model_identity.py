@@ -116,6 +116,11 @@ def test_clients_may_send_the_whole_row(world, signing_keys: Path, tmp_path: Pat
             up = c.post("/v1/bundles", content=tar_bundle(world["bundles"]["fewer"]),
                         headers={"Authorization": f"Bearer {DEPLOY_TOKEN}", "Content-Type": "application/gzip"})  # fmt: skip
             assert up.status_code == 201, up.text
+            # the journal (systemd keeps the agent's stderr) records every switch
+            assert (
+                "switched to plant-failure 6.0.0 (previous None) by unknown: manual"
+                in agent.log_path.read_text()
+            )
             manifest = json.loads((world["bundles"]["fewer"] / "manifest.json").read_text())
             assert set(manifest["passthrough"]) == {"timestamp", "failure", "vibration_mm_s"}
             _, test_df = plant_split()

@@ -21,8 +21,11 @@ This module is the wiring: the app, its lifespan, error handlers and routes. The
   errors.py      ApiError, the error body, the strict JSON parse
   auth.py        bearer tokens            bodies.py   capped reads, JSON in and out
   validation.py  rows vs the bundle       metrics.py  Prometheus metrics + middleware
+  limits.py      connection deadlines and caps, the in-flight request limit (503 overloaded)
   runtime.py     the active model: boot, deploy/switch, probation, rollback, status
   routes/        serving.py, deploy.py, logs.py, ops.py: one module per concern
+  openapi.py     the published document (exact bodies for the active bundle)
+  docs.py        /docs and /redoc from files installed with the package (no CDN)
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -40,11 +45,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from edgeops.edge import docs, openapi
 from edgeops.edge.auth import require
 from edgeops.edge.bodies import body_schema, json_body, json_content, json_response, read_body
 from edgeops.edge.config import AgentConfig
 from edgeops.edge.errors import ERROR_SCHEMA, STRICT_JSON, ApiError, error_body, parse_json
-from edgeops.edge.metrics import API_PATHS, Metrics, MetricsMiddleware
+from edgeops.edge.inference_log import LogDamaged
+from edgeops.edge.limits import InflightLimitMiddleware, guarded_protocol, raise_open_files_limit
+from edgeops.edge.metrics import API_PATHS, Metrics, MetricsMiddleware, MetricsPortMiddleware
 from edgeops.edge.routes import deploy, logs, ops, serving
 from edgeops.edge.routes.deploy import BUNDLE_TYPES
 from edgeops.edge.runtime import Runtime
@@ -78,18 +86,28 @@ def create_app(cfg: AgentConfig) -> Any:
         title="edgeops agent", version=__version__, lifespan=_lifespan(runtime, metrics),
         description="Serves a signed edgeops model bundle with onnxruntime. Errors: "
         '{"error": {"code", "message", "fields"}}.',
-        responses={401: ERROR_SCHEMA, 403: ERROR_SCHEMA, 413: ERROR_SCHEMA, 422: ERROR_SCHEMA},
         telemetry=FASTAPI_TELEMETRY_OFF,
+        # the docs pages come from the package, not a CDN (docs.py); operation ids are the
+        # handlers' names (predict, upload_bundle, ...): what generated clients call them
+        docs_url=None, redoc_url=None, generate_unique_id_function=lambda route: route.name,
     )  # fmt: skip
     app.state.runtime = runtime
+    metrics.follow(runtime)
+    # the last added runs first: count every request, then the port split, then the limit
+    app.add_middleware(InflightLimitMiddleware, cfg=cfg, metrics=metrics)
+    if cfg.metrics_port:
+        app.add_middleware(MetricsPortMiddleware, metrics_port=cfg.metrics_port)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(LogDamaged, log_damaged)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, unexpected)
     # in this order: requests are matched against the routes in the order they were added
     for routes in (serving, deploy, logs, ops):
         routes.add_routes(app, runtime, cfg)
+    docs.add_routes(app)
+    openapi.install(app, runtime, cfg)  # exact bodies for the active bundle, errors, bearer auth
     return app
 
 
@@ -114,10 +132,7 @@ async def _ticker(runtime: Runtime, metrics: Metrics) -> None:
     while True:
         await asyncio.sleep(1.0)
         runtime.tick()
-        s = runtime.log.stats()
-        metrics.log_rows.set(s["rows"])
-        metrics.log_bytes.set(s["bytes"])
-        metrics.log_dropped.set(s["dropped"])
+        metrics.log_stats(runtime.log.stats())
 
 
 # ---- error handlers: every error is the one JSON shape of errors.error_body ----------------------
@@ -125,6 +140,12 @@ async def api_error(_: Request, exc: ApiError) -> Response:
     """An :class:`ApiError` raised by a route or the runtime."""
     return Response(error_body(exc.code, exc.message, exc.fields), status_code=exc.status,
                     media_type="application/json", headers=exc.headers)  # fmt: skip
+
+
+async def log_damaged(_: Request, exc: LogDamaged) -> Response:
+    """The inference log's database is damaged (predictions are still served): 503 with the fix."""
+    return Response(error_body("log_damaged", str(exc)), status_code=503,
+                    media_type="application/json")  # fmt: skip
 
 
 async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
@@ -152,7 +173,13 @@ async def unexpected(_: Request, exc: Exception) -> Response:
 
 
 def serve(cfg: AgentConfig) -> None:
-    """Run the agent with uvicorn until SIGINT/SIGTERM."""
+    """Run the agent with uvicorn until SIGINT/SIGTERM (``/metrics`` on ``metrics_port`` if set).
+
+    Connections are guarded by limits.py (deadlines, a cap with eviction); uvicorn's own
+    ``limit_concurrency`` stays off: it counts idle connections and answers plain-text 503s.
+    """
+    import dataclasses
+
     import uvicorn
 
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -160,5 +187,52 @@ def serve(cfg: AgentConfig) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = create_app(cfg)
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False,
-                timeout_keep_alive=5, limit_concurrency=256, server_header=False)  # fmt: skip
+    guarded = dataclasses.replace(cfg, max_connections=raise_open_files_limit(cfg.max_connections))
+    config = uvicorn.Config(
+        app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False,
+        server_header=False, http=guarded_protocol(guarded, app.state.runtime.metrics), ws="none",
+        proxy_headers=False,  # the per-client limit counts the peer address, never a header
+        timeout_keep_alive=cfg.idle_timeout_seconds, limit_concurrency=None, backlog=cfg.backlog,
+    )  # fmt: skip
+    sockets = None
+    if cfg.metrics_port:  # one server, two listening sockets; MetricsPortMiddleware splits them
+        sockets = [
+            _listen(cfg.host, cfg.port),
+            _listen(cfg.metrics_host or cfg.host, cfg.metrics_port),
+        ]
+    server = _server_class()(config)
+    server.run(sockets=sockets)
+    if not server.started:
+        sys.exit(3)  # uvicorn's STARTUP_FAILURE, as uvicorn.run exits
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    from edgeops.edge.systemd import notify
+
+    class NotifyingServer(uvicorn.Server):
+        """uvicorn's server telling systemd (``Type=notify``) when it is ready and stopping."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)  # the lifespan (runtime boot) first, then listening
+            if self.started:
+                notify("READY=1")
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            notify("STOPPING=1")
+            await super().shutdown(sockets)
+
+    return NotifyingServer
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"edgeops agent: cannot listen on {host}:{port}: {exc}") from None
+    sock.set_inheritable(True)
+    return sock

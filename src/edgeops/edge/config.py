@@ -32,7 +32,21 @@ class AgentConfig:
     max_rows: int = 1000
     max_bundle_bytes: int = 256 << 20
     body_timeout_seconds: float = 30.0
+    verify_timeout_seconds: float = 30.0  # an upload's verification + golden check -> 422
     unknown_categories: str = "reject"  # reject (422) | accept (encoded as "unseen")
+    # connections and load: a flood without a token must not starve the probes or token holders
+    idle_timeout_seconds: float = 5.0  # no request on a connection (new or keep-alive) -> closed
+    header_timeout_seconds: float = 10.0  # a request's first byte to its last header -> 408
+    max_header_bytes: int = 64 << 10  # request line + headers -> 431
+    max_connections: int = 1000  # beyond: the connection idle longest is closed
+    max_inflight_requests: int = 64  # handled at once (probes excepted) -> 503; 0 = no limit
+    max_inflight_per_client: int = 16  # ... from one client address -> 503; 0 = no limit
+    backlog: int = 2048  # the listening socket's accept queue
+    # Prometheus: /metrics on the main port (default) or only on metrics_port; a token if set
+    metrics_port: int = 0
+    metrics_host: str = ""  # metrics_port's bind address ("": host)
+    metrics_token_file: str = ""  # or $EDGEOPS_METRICS_TOKEN; the deploy token is accepted too
+    metrics_token: str = ""
     # versions and probation
     keep_versions: int = 5
     probation_requests: int = 200
@@ -42,6 +56,8 @@ class AgentConfig:
     # inference log
     log_retention_days: float = 30.0
     log_max_rows: int = 2_000_000
+    log_max_bytes: int = 1 << 30  # the database on disk; oldest rows purged down to 90%
+    log_queue_max_bytes: int = 64 << 20  # rows waiting for the writer (memory); beyond: dropped
     log_purge_interval_seconds: float = 60.0
     log_drop_fields: list[str] = field(default_factory=list)
     log_hash_fields: list[str] = field(default_factory=list)
@@ -63,6 +79,12 @@ class AgentConfig:
             raise ConfigError("the predict token must differ from the deploy token")
         if self.unknown_categories not in ("reject", "accept"):
             raise ConfigError("unknown_categories must be 'reject' or 'accept'")
+        for name in ("idle_timeout_seconds", "header_timeout_seconds", "max_header_bytes",
+                     "max_connections", "backlog", "log_max_bytes", "log_queue_max_bytes"):  # fmt: skip
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ConfigError("metrics_port must differ from port (0: /metrics on the main port)")
         if not Path(self.public_key).is_file():
             raise ConfigError(
                 f"public key {self.public_key} not found (the signing.pub from `edgeops keys init`)"
@@ -108,4 +130,7 @@ def load_config(path: str | Path | None, **overrides: Any) -> AgentConfig:
         if not data.get(key):
             raise ConfigError(f"{key} is required (--{key.replace('_', '-')})")
         data[key] = Path(data[key]).expanduser()
-    return AgentConfig(**data)
+    cfg = AgentConfig(**data)
+    if not cfg.metrics_token:
+        cfg.metrics_token = read_token(cfg.metrics_token_file or None, "EDGEOPS_METRICS_TOKEN")
+    return cfg
