@@ -60,9 +60,9 @@ TARGETS = {
     "throughput agent/echo": (">=", 0.8),
     "p50 sklearn/agent": (">=", 10.0),
 }
-# edgeops.edge.agent.serve()'s uvicorn settings
-UVICORN = dict(log_level="warning", access_log=False, timeout_keep_alive=5, limit_concurrency=256,
-               server_header=False)  # fmt: skip
+# the scikit-learn baseline's uvicorn settings (the agent and echo cases use the agent's own:
+# edgeops.edge.agent.uvicorn_settings, with its connection guard)
+UVICORN = dict(log_level="warning", access_log=False, timeout_keep_alive=5, server_header=False)
 
 
 # ---- servers (each runs as `bench/agent.py --serve SPEC` in its own process) ----------------------
@@ -181,9 +181,14 @@ def serve(spec: dict[str, Any]) -> None:
     if spec.get("cpu") is not None:
         os.sched_setaffinity(0, {spec["cpu"]})
     logging.basicConfig(level=logging.WARNING)
-    app = agent_app(spec) if spec["kind"] in ("agent", "echo") else sklearn_app(spec)
-    uvicorn.run(app, host="127.0.0.1", port=spec["port"], loop=spec["loop"], http=spec["http"],
-                **UVICORN)  # fmt: skip
+    if spec["kind"] in ("agent", "echo"):
+        from edgeops.edge.agent import uvicorn_settings
+
+        app = agent_app(spec)
+        settings = uvicorn_settings(app.state.runtime.cfg, app)  # http: the guarded httptools
+    else:
+        app, settings = sklearn_app(spec), {**UVICORN, "http": spec["http"]}
+    uvicorn.run(app, host="127.0.0.1", port=spec["port"], loop=spec["loop"], **settings)
 
 
 # ---- the Python load generator (`bench/agent.py --load SPEC`) -------------------------------------

@@ -188,12 +188,7 @@ def serve(cfg: AgentConfig) -> None:
     )
     app = create_app(cfg)
     guarded = dataclasses.replace(cfg, max_connections=raise_open_files_limit(cfg.max_connections))
-    config = uvicorn.Config(
-        app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False,
-        server_header=False, http=guarded_protocol(guarded, app.state.runtime.metrics), ws="none",
-        proxy_headers=False,  # the per-client limit counts the peer address, never a header
-        timeout_keep_alive=cfg.idle_timeout_seconds, limit_concurrency=None, backlog=cfg.backlog,
-    )  # fmt: skip
+    config = uvicorn.Config(app, host=cfg.host, port=cfg.port, **uvicorn_settings(guarded, app))
     sockets = None
     if cfg.metrics_port:  # one server, two listening sockets; MetricsPortMiddleware splits them
         sockets = [
@@ -204,6 +199,16 @@ def serve(cfg: AgentConfig) -> None:
     server.run(sockets=sockets)
     if not server.started:
         sys.exit(3)  # uvicorn's STARTUP_FAILURE, as uvicorn.run exits
+
+
+def uvicorn_settings(cfg: AgentConfig, app: Any) -> dict[str, Any]:
+    """uvicorn's settings for the agent (also what bench/agent.py serves its cases with)."""
+    return dict(
+        log_level="warning", access_log=False, server_header=False, ws="none",
+        http=guarded_protocol(cfg, app.state.runtime.metrics),
+        proxy_headers=False,  # the per-client limit counts the peer address, never a header
+        timeout_keep_alive=cfg.idle_timeout_seconds, limit_concurrency=None, backlog=cfg.backlog,
+    )  # fmt: skip
 
 
 def _server_class() -> type:

@@ -36,6 +36,7 @@ log = logging.getLogger("edgeops.agent")
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 #: seconds a client is told to wait after a 503 overloaded
 RETRY_AFTER = 1
+TICK = 0.25  # seconds between the reaper's checks of the connection deadlines
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large",
             503: "Service Unavailable"}  # fmt: skip
 
@@ -62,12 +63,15 @@ def guarded_protocol(cfg: AgentConfig, metrics: Metrics | None = None) -> type[a
 
     class GuardedProtocol(HttpToolsProtocol):
         # connections without a request in the app (idle, or still sending headers), the one
-        # waiting longest first: the ones closed to make room beyond max_connections
+        # waiting longest first: the ones closed to make room beyond max_connections. Their
+        # deadlines are checked by one reaper per event loop (every TICK s), not by a timer per
+        # request: two timers per keep-alive request cost ~15 % of the throughput of the echo.
         waiting: dict[GuardedProtocol, None] = {}
+        reaper: asyncio.TimerHandle | None = None
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._deadline: asyncio.TimerHandle | None = None
+            self._since = 0.0  # when the current wait (idle, or for the headers) began
             self._in_headers = False  # a request's first byte arrived, its headers have not
             self._header_bytes = 0
             self._dispatched = False  # a request is in the app (or queued behind one)
@@ -84,7 +88,6 @@ def guarded_protocol(cfg: AgentConfig, metrics: Metrics | None = None) -> type[a
             self._wait()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
             self.waiting.pop(self, None)
             if metrics is not None:
                 metrics.connections.dec()
@@ -108,11 +111,10 @@ def guarded_protocol(cfg: AgentConfig, metrics: Metrics | None = None) -> type[a
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._in_headers, self._header_bytes = True, 0
-            self._arm(header_s, self._header_timeout)
+            self._since = self.loop.time()  # the header deadline runs from the first byte
 
         def on_headers_complete(self) -> None:
             self._in_headers, self._dispatched = False, True
-            self._disarm()
             self.waiting.pop(self, None)
             super().on_headers_complete()
 
@@ -128,25 +130,31 @@ def guarded_protocol(cfg: AgentConfig, metrics: Metrics | None = None) -> type[a
             """No request now: the next must start within idle_timeout_seconds."""
             self.waiting.pop(self, None)
             self.waiting[self] = None
-            self._arm(idle_s, self._idle_timeout)
+            self._in_headers, self._since = False, self.loop.time()
+            if GuardedProtocol.reaper is None:  # (it stops while nothing waits)
+                GuardedProtocol.reaper = self.loop.call_later(
+                    TICK, GuardedProtocol._reap, self.loop
+                )
 
-        def _arm(self, seconds: float, callback: Any) -> None:
-            self._disarm()
-            self._deadline = self.loop.call_later(seconds, callback)
-
-        def _disarm(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
+        @classmethod
+        def _reap(cls, loop: asyncio.AbstractEventLoop) -> None:
+            """Close the waiting connections past their deadline; run again in TICK s."""
+            now = loop.time()
+            for proto in list(cls.waiting):
+                if proto._in_headers and now - proto._since >= header_s:
+                    proto._header_timeout()
+                elif not proto._in_headers and now - proto._since >= idle_s:
+                    proto._idle_timeout()
+            cls.reaper = loop.call_later(TICK, cls._reap, loop) if cls.waiting else None
 
         def _idle_timeout(self) -> None:
-            self._deadline = None
+            self.waiting.pop(self, None)
             if not self.transport.is_closing():
                 closed("idle")
                 self.transport.close()
 
         def _header_timeout(self) -> None:
-            self._deadline = None
+            self.waiting.pop(self, None)
             if not self.transport.is_closing():
                 closed("header_timeout")
                 self._answer(408, "request_timeout",
@@ -156,7 +164,6 @@ def guarded_protocol(cfg: AgentConfig, metrics: Metrics | None = None) -> type[a
             for other in self.waiting:
                 if other is not self:
                     self.waiting.pop(other)
-                    other._disarm()
                     closed("evicted")
                     other.transport.close()
                     return True
@@ -165,7 +172,6 @@ def guarded_protocol(cfg: AgentConfig, metrics: Metrics | None = None) -> type[a
         def _answer(self, status: int, code: str, message: str,
                     headers: dict[str, str] | None = None) -> None:  # fmt: skip
             """Answer (unless a response of the app is under way) and close the connection."""
-            self._disarm()
             self.waiting.pop(self, None)
             if self.cycle is None or self.cycle.response_complete:
                 self.transport.write(raw_error(status, code, message, headers))
