@@ -17,7 +17,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv
 RUN := $(VENV)/bin
-# DVC stages run `python -m edgeops.stages...`: that python must be the project's
+# the venv's tools first (dvc, edgeops; DVC's stages find the venv through bin/python anyway)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help venv keys demo demo-monitoring agent agent-stop deploy up down test lint format bench-export bench-agent bench-orchestration bench-monitor clean

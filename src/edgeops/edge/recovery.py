@@ -10,7 +10,7 @@ is rebuilt from what is on disk:
   previous; the damaged file is kept as ``state.json.damaged-<UTC time>``;
 - two or more candidates sharing the newest ``created_at`` are ambiguous: the agent activates
   none of them and says, in the log and ``GET /v1/status``'s ``problem``, how to choose one
-  (``POST /v1/rollback {"version": V}`` / ``edgeops rollback TARGET --to V``).
+  (``POST /v1/rollback {"version": V}`` / ``edgeops rollback --target TARGET --to V``).
 
     problem = repair_state(store, public_key)   # None, or why nothing is served
 """
@@ -27,7 +27,7 @@ from edgeops.edge.store import StateStore, StoreError
 
 log = logging.getLogger("edgeops.agent")
 
-CHOOSE = 'choose one with POST /v1/rollback {"version": V} (edgeops rollback TARGET --to V)'
+CHOOSE = 'choose one with POST /v1/rollback {"version": V} (edgeops rollback --target TARGET --to V)'
 
 
 def repair_state(store: StateStore, public_key: Any) -> str | None:
