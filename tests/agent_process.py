@@ -89,3 +89,38 @@ def http(url: str, method: str, path: str, body: bytes | None = None,
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+class Agents:
+    """Starts agents in a temporary directory (each with ``bundle`` deployed, if given) and stops
+    every one of them at the end, printing the tail of its log (pytest shows it on failure).
+
+    >>> agents = Agents(tmp_path, signing_keys / "signing.pub", bundle)
+    >>> agent = agents.start({"idle_timeout_seconds": 2})
+    """
+
+    def __init__(self, root: Path, public_key: Path, bundle: Path | None = None) -> None:
+        self.root, self.public_key, self.bundle = Path(root), Path(public_key), bundle
+        self.started: list[AgentProcess] = []
+
+    def start(self, config: dict[str, Any] | None = None) -> AgentProcess:
+        agent = AgentProcess(
+            self.root / f"state-{len(self.started)}", self.public_key, config or {}
+        )
+        self.started.append(agent)
+        agent.start()
+        if self.bundle is not None:
+            from edgeops.edge.store import tar_bundle
+
+            status, body = http(agent.url, "POST", "/v1/bundles", tar_bundle(self.bundle),
+                                {"Authorization": f"Bearer {DEPLOY_TOKEN}",
+                                 "Content-Type": "application/gzip"}, timeout=60)  # fmt: skip
+            assert status == 201, body
+        return agent
+
+    def stop_all(self) -> None:
+        for agent in self.started:
+            agent.stop()
+            if agent.log_path.exists():  # shown by pytest only when the test failed
+                print(f"--- agent log {agent.log_path} (tail) ---")
+                print(agent.log_path.read_text(errors="replace")[-4000:])

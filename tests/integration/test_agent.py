@@ -26,7 +26,7 @@ import pytest
 from edgeops.edge.bundle import key_id, load_public_key, verify_bundle
 from edgeops.edge.store import tar_bundle
 from edgeops.keys import init_keys, load_private_key
-from tests.agent_process import DEPLOY_TOKEN, PREDICT_TOKEN, AgentProcess
+from tests.agent_process import DEPLOY_TOKEN, PREDICT_TOKEN, AgentProcess, Agents
 from tests.bundles import make_bundle, make_failing_bundle
 
 pytestmark = pytest.mark.integration
@@ -179,11 +179,6 @@ def sample(samples: dict, name: str, **labels: str) -> float | None:
 
 # ---- fixtures --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def pub(signing_keys: Path) -> Path:
-    return signing_keys / "signing.pub"
-
-
-@pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("bundles")
 
@@ -206,41 +201,6 @@ def v3(bundle_dir: Path, signing_keys: Path) -> Path:
 @pytest.fixture(scope="module")
 def failing(bundle_dir: Path, signing_keys: Path) -> Path:
     return make_failing_bundle(bundle_dir / "failing", signing_keys, BAD)
-
-
-class Agents:
-    """Starts agents in a temporary directory and stops every one of them at the end."""
-
-    def __init__(self, root: Path, public_key: Path) -> None:
-        self.root, self.public_key = root, public_key
-        self.started: list[AgentProcess] = []
-
-    def start(self, config: dict[str, Any] | None = None) -> AgentProcess:
-        state = self.root / f"state-{len(self.started)}"
-        agent = AgentProcess(state, self.public_key, config or {})
-        self.started.append(agent)
-        return agent.start()
-
-    def stop_all(self) -> None:
-        for agent in self.started:
-            agent.stop()
-            if agent.log_path.exists():  # shown by pytest only when the test failed
-                print(f"--- agent log {agent.log_path} (tail) ---")
-                print(agent.log_path.read_text(errors="replace")[-4000:])
-
-
-@pytest.fixture
-def agents(tmp_path: Path, pub: Path) -> Iterator[Agents]:
-    a = Agents(tmp_path, pub)
-    yield a
-    a.stop_all()
-
-
-@pytest.fixture(scope="module")
-def module_agents(tmp_path_factory, pub: Path) -> Iterator[Agents]:
-    a = Agents(tmp_path_factory.mktemp("agents"), pub)
-    yield a
-    a.stop_all()
 
 
 # ---- 1. serve, feedback, logs, switch, rollback, status, metrics -----------------------------

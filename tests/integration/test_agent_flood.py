@@ -21,8 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from edgeops.edge.store import tar_bundle
-from tests.agent_process import DEPLOY_TOKEN, PREDICT_TOKEN, AgentProcess
+from tests.agent_process import PREDICT_TOKEN, AgentProcess, Agents
 from tests.bundles import make_bundle
 
 pytestmark = pytest.mark.integration
@@ -124,24 +123,9 @@ def bundle(tmp_path_factory, signing_keys: Path) -> Path:
 
 @pytest.fixture
 def start_agent(tmp_path: Path, signing_keys: Path, bundle: Path) -> Iterator[Any]:
-    started: list[AgentProcess] = []
-
-    def start(config: dict[str, Any]) -> AgentProcess:
-        agent = AgentProcess(
-            tmp_path / f"state-{len(started)}", signing_keys / "signing.pub", config
-        )
-        started.append(agent)
-        agent.start()
-        with client(agent, timeout=60) as c:
-            r = c.post("/v1/bundles", content=tar_bundle(bundle), headers={
-                "Authorization": f"Bearer {DEPLOY_TOKEN}", "Content-Type": "application/gzip"})  # fmt: skip
-            assert r.status_code == 201, r.text
-        return agent
-
-    yield start
-    for agent in started:
-        agent.stop()
-        print(agent.log_path.read_text(errors="replace")[-3000:])  # shown when a test failed
+    agents = Agents(tmp_path, signing_keys / "signing.pub", bundle)
+    yield agents.start
+    agents.stop_all()
 
 
 # ---- 1. silent and slow clients --------------------------------------------------------------

@@ -26,11 +26,10 @@ import httpx
 import pytest
 
 from edgeops.edge.store import tar_bundle
-from tests.agent_process import DEPLOY_TOKEN, AgentProcess
+from tests.agent_process import DEPLOY_TOKEN, AgentProcess, Agents
 from tests.bundles import make_bundle
 from tests.integration.test_agent import (
     DEPLOY,
-    Agents,
     active_version,
     client,
     deploy,
@@ -52,11 +51,6 @@ MB = 1 << 20
 
 # ---- bundles and helpers ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def pub(signing_keys: Path) -> Path:
-    return signing_keys / "signing.pub"
-
-
-@pytest.fixture(scope="module")
 def bundles(tmp_path_factory, signing_keys: Path) -> Callable[[str, str], Path]:
     """``make(version, created_at)``: a signed bundle of one trained model (built once)."""
     root = tmp_path_factory.mktemp("hardening-bundles")
@@ -72,20 +66,6 @@ def bundles(tmp_path_factory, signing_keys: Path) -> Callable[[str, str], Path]:
         return made[version, created_at]
 
     return make
-
-
-@pytest.fixture
-def agents(tmp_path: Path, pub: Path) -> Iterator[Agents]:
-    a = Agents(tmp_path, pub)
-    yield a
-    a.stop_all()
-
-
-@pytest.fixture(scope="module")
-def module_agents(tmp_path_factory, pub: Path) -> Iterator[Agents]:
-    a = Agents(tmp_path_factory.mktemp("hardening-agents"), pub)
-    yield a
-    a.stop_all()
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from edgeops.edge.store import tar_bundle
-from tests.agent_process import DEPLOY_TOKEN, PREDICT_TOKEN, AgentProcess, free_port
+from tests.agent_process import DEPLOY_TOKEN, PREDICT_TOKEN, AgentProcess, Agents, free_port
 from tests.bundles import make_bundle
 from tests.conftest import REPO
 
@@ -52,31 +51,20 @@ def bundle(tmp_path_factory, signing_keys: Path) -> Path:
 @pytest.fixture
 def agent_with(tmp_path: Path, signing_keys: Path, bundle: Path) -> Iterator[Any]:
     """Start an agent with a config, deploy the bundle, predict its golden rows once."""
-    started: list[AgentProcess] = []
+    agents = Agents(tmp_path, signing_keys / "signing.pub", bundle)
+    rows = [
+        ex["inputs"]
+        for ex in json.loads((bundle / "manifest.json").read_text())["golden"]["examples"]
+    ][:3]
 
     def start(config: dict[str, Any]) -> AgentProcess:
-        agent = AgentProcess(
-            tmp_path / f"state-{len(started)}", signing_keys / "signing.pub", config
-        )
-        started.append(agent)
-        agent.start()
-        manifest = json.loads((bundle / "manifest.json").read_text())
-        with client(agent.url) as c:
-            r = c.post("/v1/bundles", content=tar_bundle(bundle), headers={
-                "Authorization": f"Bearer {DEPLOY_TOKEN}", "Content-Type": "application/gzip"})  # fmt: skip
-            assert r.status_code == 201, r.text
-            rows = [ex["inputs"] for ex in manifest["golden"]["examples"]][:3]
-            c.post(
-                "/v1/predict",
-                json={"rows": rows},
-                headers={"Authorization": f"Bearer {PREDICT_TOKEN}"},
-            )
+        agent = agents.start(config)
+        with client(agent.url, PREDICT_TOKEN) as c:
+            c.post("/v1/predict", json={"rows": rows})
         return agent
 
     yield start
-    for agent in started:
-        agent.stop()
-        print(agent.log_path.read_text(errors="replace")[-3000:])  # shown when a test failed
+    agents.stop_all()
 
 
 def metric_names(text: str) -> set[str]:
