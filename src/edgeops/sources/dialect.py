@@ -7,14 +7,8 @@ This module detects the dialect from the file's bytes before pandas reads it
 Each is detected, reported (``ingest`` logs one line and writes it under ``csv`` in
 ``reports/ingest.json``) and can be set under ``ingest.csv`` in params.yaml (null = detect):
 
-- **encoding**: a BOM names it (UTF-8 or UTF-16). Else UTF-8 if the whole file decodes as
-  UTF-8: UTF-8 is self-validating, text in another encoding almost never happens to be valid
-  UTF-8. A file that does not decode is, in Swiss and German practice, a Windows export in
-  cp1252 (Windows-1252, a superset of Latin-1 with ``€`` and typographic quotes); the report
-  says where the first non-UTF-8 byte is. We deliberately do not use charset-normalizer's (or
-  chardet's) guesses between legacy code pages: on mostly-ASCII plant data they choose between
-  cp1250, cp1252, latin-1 or mac-roman by statistics over a few umlauts, a guess that differs
-  from file to file. Any other code page is a setting (``ingest.csv.encoding``), not a guess.
+- **encoding**: a BOM names it, else UTF-8 if the file decodes as UTF-8, else cp1252; why, and
+  why not charset-normalizer, in :mod:`edgeops.sources.encoding`.
 - **sep**: one of ``, ; TAB |``. The first ~200 records are split with the ``csv`` module at
   each; the separator that gives every record the header's number of fields (more than one)
   wins, in the order TAB, ``;``, ``|``, ``,`` (a ``;`` file with decimal commas may also split
@@ -47,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeops.errors import EdgeopsError
+from edgeops.sources.encoding import detect_encoding
 
 #: in order of preference when several split a file evenly
 SEPARATORS = ("\t", ";", "|", ",")
@@ -55,7 +50,6 @@ OPTIONS = ("sep", "decimal", "thousands", "encoding", "date_format")
 THOUSANDS = (".", "'", "’", ",", " ", "\u00a0")
 SAMPLE_BYTES = 256 * 1024
 SAMPLE_RECORDS = 200
-_CHUNK = 1 << 20
 
 # evidence for the decimal mark, per field of the sample
 _COMMA_DECIMAL = re.compile(r"[+-]?\d+,\d+")
@@ -184,79 +178,7 @@ def sniff(path: Path, options: CsvOptions) -> Dialect:
     return Dialect(encoding, sep, decimal, thousands, line_endings, note)
 
 
-# --- encoding ------------------------------------------------------------------------------------
-
-
-def detect_encoding(path: Path, override: str | None = None) -> tuple[str, str | None]:
-    """(codec name, a note for the report) of ``path``; errors name ``ingest.csv.encoding``."""
-    with path.open("rb") as fh:
-        head = fh.read(64 * 1024)
-    if override:
-        name = codecs.lookup(override).name
-        if name == "utf-8" and head.startswith(codecs.BOM_UTF8):
-            name = "utf-8-sig"  # the BOM is not part of the first column's name
-        bad = _first_error(path, name)
-        if bad:
-            raise EdgeopsError(
-                f"{path} is not valid {name}: {bad}",
-                fix=f"set {setting('encoding')} to the encoding the file was exported in "
-                "(or null to detect UTF-8 / cp1252)",
-            )
-        return name, None
-    if head.startswith(codecs.BOM_UTF8):
-        bad = _first_error(path, "utf-8-sig")
-        if bad:
-            raise EdgeopsError(
-                f"{path} starts with a UTF-8 byte order mark but is not UTF-8: {bad}",
-                fix=f"export it again as UTF-8, or set {setting('encoding')}",
-            )
-        return "utf-8-sig", "UTF-8 with BOM"
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        bad = _first_error(path, "utf-16")
-        if bad:
-            raise EdgeopsError(
-                f"{path} starts with a UTF-16 byte order mark but is not UTF-16: {bad}",
-                fix=f"export it again as UTF-8, or set {setting('encoding')}",
-            )
-        return "utf-16", "UTF-16 with BOM"
-    if b"\x00" in head:
-        raise EdgeopsError(
-            f"{path} holds NUL bytes: it is UTF-16 without a byte order mark, or not a text file",
-            fix=f"export it as CSV (UTF-8), or set {setting('encoding', 'utf-16-le')}",
-        )
-    bad_utf8 = _first_error(path, "utf-8")
-    if bad_utf8 is None:
-        return "utf-8", None
-    bad = _first_error(path, "cp1252")
-    if bad:
-        raise EdgeopsError(
-            f"{path} is neither UTF-8 ({bad_utf8}) nor Windows-1252 ({bad})",
-            fix=f"set {setting('encoding')} to the encoding it was exported in "
-            "(e.g. latin-1, cp850, cp1250), or export it as CSV UTF-8",
-        )
-    return "cp1252", f"not UTF-8: {bad_utf8}"
-
-
-def _first_error(path: Path, encoding: str) -> str | None:
-    """Where ``path`` first fails to decode as ``encoding`` ("byte 0xe4 on line 3"), or None."""
-    decoder = codecs.getincrementaldecoder(encoding)()
-    lines = 0
-    with path.open("rb") as fh:
-        while True:
-            chunk = fh.read(_CHUNK)
-            try:
-                decoder.decode(chunk, final=not chunk)
-            except UnicodeDecodeError as exc:
-                # exc.start counts from the decoder's own buffer, which may hold a few
-                # bytes of the previous chunk (a character cut in two)
-                pending = len(exc.object) - len(chunk)
-                pos = max(0, exc.start - pending)
-                line = lines + chunk[:pos].count(b"\n") + 1
-                byte = exc.object[exc.start : exc.start + 1].hex()
-                return f"byte 0x{byte} on line {line}"
-            if not chunk:
-                return None
-            lines += chunk.count(b"\n")
+# --- sample --------------------------------------------------------------------------------------
 
 
 def _sample(path: Path, encoding: str) -> tuple[str, bool]:
