@@ -27,7 +27,9 @@ from edgeops.edge.store import StateStore, StoreError
 
 log = logging.getLogger("edgeops.agent")
 
-CHOOSE = 'choose one with POST /v1/rollback {"version": V} (edgeops rollback --target TARGET --to V)'
+CHOOSE = (
+    'choose one with POST /v1/rollback {"version": V} (edgeops rollback --target TARGET --to V)'
+)
 
 
 def repair_state(store: StateStore, public_key: Any) -> str | None:
