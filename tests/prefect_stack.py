@@ -86,7 +86,12 @@ class Stack:
 
             headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
         data = None if body is None else json.dumps(body).encode()
-        status, raw = http(self.api_url, method, path, data, headers)
+        # 503 is the server's "retry me" (SQLite busy under load); Prefect's own client retries it
+        for delay in (0.5, 1, 2, 4, 8, 0):
+            status, raw = http(self.api_url, method, path, data, headers)
+            if status != 503 or not delay:
+                break
+            time.sleep(delay)
         try:
             return status, json.loads(raw) if raw else None
         except ValueError:
