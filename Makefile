@@ -2,14 +2,11 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# Nothing leaves the premises: telemetry off for every tool this Makefile starts.
-export DO_NOT_TRACK := 1
-export DVC_NO_ANALYTICS := 1
-export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export ORT_DISABLE_TELEMETRY := 1
-export EVIDENTLY_DISABLE_TELEMETRY := 1
-export GX_ANALYTICS_ENABLED := false
-export OTEL_SDK_DISABLED := true
+# Nothing leaves the premises: telemetry off for every tool this Makefile starts. The switches
+# live in one file (edgeops.offline reads it too); export every name it sets.
+TELEMETRY_OFF_ENV := src/edgeops/telemetry-off.env
+include $(TELEMETRY_OFF_ENV)
+export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' $(TELEMETRY_OFF_ENV))
 export UV_PYTHON := 3.11
 
 PYTHON ?= python3
@@ -63,7 +60,7 @@ demo: venv keys ## install, run the pipeline on the demo plant data, deploy it t
 	@echo
 	@echo "model:       models/model.joblib (scikit-learn), models/model.onnx, signed bundle in models/bundle/"
 	@echo "metrics:     reports/metrics.json, reports/parity.json (dvc metrics show), reports/gate.json"
-	@echo "validation:  reports/validation/summary.json, reports/validation/data_docs/index.html"
+	@echo "validation:  reports/validation/summary.json, reports/validation/report.html"
 	@echo "agent:       http://127.0.0.1:$(AGENT_PORT)/docs (state in $(AGENT_STATE)/, stop: make agent-stop)"
 	@echo "registry:    deploy/registry.json, audit log: deploy/audit.jsonl"
 	@echo "monitoring:  reports/monitoring/demo-local/drift.html (Evidently), reports/monitoring/decision.json, summary.md"

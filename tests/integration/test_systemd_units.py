@@ -3,8 +3,10 @@
 ``systemd-analyze verify`` loads a unit as systemd would, including the check that every Exec*=
 command exists. The commands live on the device, not here (/opt/edgeops/bin/edgeops, the
 workspace's .venv), so verify runs with ``--root`` on a fake file system: the units, each
-command as an empty executable file, and this host's own unit files (sysinit.target and the
-other units every service depends on).
+command as an empty executable file, the files the install steps put in /etc/edgeops
+(telemetry-off.env), and this host's own unit files (sysinit.target and the other units every
+service depends on). verify does not read an EnvironmentFile=; the test that the required ones
+are installed stands in for systemd refusing to start without them.
 
 ``systemd-analyze security --offline=true`` scores a unit's sandboxing from 0 (locked down) to
 10 (unprotected); the scores are printed (``pytest -s``).
@@ -27,6 +29,8 @@ UNITS = sorted((REPO / "deploy").glob("*.service"))
 MAX_EXPOSURE = 3.0
 EXEC_KEYS = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload",
              "ExecStop", "ExecStopPost")  # fmt: skip
+#: What the install steps copy to /etc/edgeops (docs/operations.md, section 5).
+INSTALLED = {"/etc/edgeops/telemetry-off.env": REPO / "src/edgeops/telemetry-off.env"}
 HOST_UNITS = next(
     (p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir()), None
 )
@@ -66,7 +70,7 @@ def exec_commands(unit: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def fake_root(tmp_path_factory) -> Path:
-    """A file system root with the units, their commands and this host's unit files."""
+    """A file system root with the units, their commands, /etc/edgeops and this host's units."""
     assert HOST_UNITS, "no /usr/lib/systemd/system: install the Debian package systemd"
     root = tmp_path_factory.mktemp("root")
     (root / "usr/lib/systemd").mkdir(parents=True)
@@ -81,6 +85,9 @@ def fake_root(tmp_path_factory) -> Path:
             exe.parent.mkdir(parents=True, exist_ok=True)
             exe.write_text("#!/bin/sh\n")
             exe.chmod(0o755)
+    for dest, src in INSTALLED.items():
+        (root / dest.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, root / dest.lstrip("/"))
     return root
 
 
@@ -121,6 +128,18 @@ def test_exec_commands_are_read_from_the_units():
 def test_unit_passes_systemd_analyze_verify(fake_root: Path, unit: Path):
     code, messages = verify(fake_root, unit.name)
     assert code == 0 and not messages, f"systemd-analyze verify {unit.name}:\n{messages}"
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_required_environment_files_are_the_installed_ones(fake_root: Path, unit: Path):
+    """An EnvironmentFile= without '-' must exist or the start fails: only files the install
+    steps put there (and every unit reads the telemetry switches)."""
+    required = [v for k, v in unit_settings(unit.read_text()) if k == "EnvironmentFile"
+                and not v.startswith("-")]  # fmt: skip
+    assert "/etc/edgeops/telemetry-off.env" in required, f"{unit.name}: no telemetry switches"
+    for path in required:
+        assert path in INSTALLED, f"{unit.name}: {path} is required but no install step copies it"
+        assert (fake_root / path.lstrip("/")).is_file()
 
 
 def test_verify_on_the_fake_root_still_catches_a_missing_command(fake_root: Path):

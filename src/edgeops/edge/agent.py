@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -57,6 +56,7 @@ from edgeops.edge.routes import deploy, logs, ops, serving
 from edgeops.edge.routes.deploy import BUNDLE_TYPES
 from edgeops.edge.runtime import Runtime
 from edgeops.edge.validation import RowValidator
+from edgeops.offline import telemetry_off
 
 # the names this module always had, for code that imports them from here (bench/agent.py)
 _json = json_response
@@ -182,7 +182,7 @@ def serve(cfg: AgentConfig) -> None:
 
     import uvicorn
 
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    telemetry_off()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -7,12 +7,13 @@ label and a plain probability tensor (no ZipMap).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from edgeops.offline import telemetry_off
 
 FLOAT = "float32"
 STRING = "string"
@@ -89,7 +90,7 @@ def rows_to_columns(
 
 def make_session(model: bytes | str, threads: int = 1) -> Any:
     """An onnxruntime session on the CPU; ``threads=1`` is best for many small requests."""
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    telemetry_off()  # before onnxruntime loads
     import onnxruntime as ort
 
     so = ort.SessionOptions()

@@ -162,16 +162,20 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+#: The switches the Evidently UI reads: always off for it (values from telemetry-off.env).
+UI_FORCED_OFF = ("DO_NOT_TRACK", "EVIDENTLY_DISABLE_TELEMETRY")
+
+
 def ui_env() -> dict[str, str]:
     """Environment for the UI process: this one's, with every telemetry switch off.
 
-    ``evidently ui`` reports usage unless ``DO_NOT_TRACK`` is set (to any value).
+    ``evidently ui`` reports usage unless ``DO_NOT_TRACK`` is set (to any value), so its two
+    switches are forced off even where the operator set them; the others are kept if set.
     """
     env = dict(os.environ)
     for key, value in TELEMETRY_OFF.items():
         env.setdefault(key, value)
-    env["DO_NOT_TRACK"] = "1"
-    env["EVIDENTLY_DISABLE_TELEMETRY"] = "1"
+    env.update({key: TELEMETRY_OFF[key] for key in UI_FORCED_OFF})
     return env
 
 
