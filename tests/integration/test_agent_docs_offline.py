@@ -3,8 +3,9 @@
 A real agent (``edgeops edge serve``, loopback) with a bundle deployed serves both pages; headless
 Chromium loads them with every host name but loopback unresolvable, as on a machine without
 internet. Swagger UI must show the predict operation and ReDoc the API, both from the files the
-package installed, and the page may not have sent a request anywhere but the agent (the pages'
-Content-Security-Policy blocks whatever the bundled scripts try: ReDoc's vendor logo).
+package installed, and the page may not have sent a request anywhere but the agent (``render``
+fails on any other; the pages' Content-Security-Policy blocks whatever the bundled scripts try,
+ReDoc's vendor logo: only that CSP-blocked request, never sent, is tolerated on /redoc).
 Screenshots: test-artifacts/agent-docs-swagger.png, test-artifacts/agent-docs-redoc.png.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -26,7 +26,6 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +40,6 @@ def agent(tmp_path_factory, signing_keys: Path):
                        headers={"Authorization": f"Bearer {DEPLOY_TOKEN}", "Content-Type": "application/gzip"})  # fmt: skip
             assert r.status_code == 201, r.text
         yield proc
-
-
-def left_the_machine(requests: list[dict]) -> list[dict]:
-    """The requests that went (or would have gone) to another host, CSP-blocked ones aside."""
-    return [
-        r for r in requests
-        if urlsplit(r["url"]).scheme in ("http", "https", "ws", "wss")
-        and urlsplit(r["url"]).hostname not in LOOPBACK and r["blocked"] != "csp"
-    ]  # fmt: skip
 
 
 def assert_loaded_from_agent(requests: list[dict], agent: AgentProcess, *names: str) -> None:
@@ -83,18 +73,16 @@ def test_swagger_ui_renders_offline_with_the_predict_operation(agent: AgentProce
     assert chromium_path(), "Debian's chromium is needed (.ci/run installs it)"
     requests: list[dict] = []
     text = render(f"{agent.url}/docs", ARTIFACTS / "agent-docs-swagger.png",
-                  expect=["/v1/predict", "/v1/bundles", "edgeops agent"], offline=True,
+                  expect=["/v1/predict", "/v1/bundles", "edgeops agent"],
                   requests=requests)  # fmt: skip
     assert "Authorize" in text  # the bearer security scheme
     assert_loaded_from_agent(requests, agent, "swagger-ui-bundle.js", "swagger-ui.css")
-    assert left_the_machine(requests) == [], left_the_machine(requests)
 
 
 def test_redoc_renders_offline(agent: AgentProcess) -> None:
     assert chromium_path(), "Debian's chromium is needed (.ci/run installs it)"
     requests: list[dict] = []
     render(f"{agent.url}/redoc", ARTIFACTS / "agent-docs-redoc.png",
-           expect=["edgeops agent", "Predict", "/v1/predict", "Array of objects (Row)"], offline=True,
-           requests=requests)  # fmt: skip
+           expect=["edgeops agent", "Predict", "/v1/predict", "Array of objects (Row)"],
+           requests=requests, allow_blocked=frozenset({"csp"}))  # fmt: skip
     assert_loaded_from_agent(requests, agent, "redoc.standalone.js")
-    assert left_the_machine(requests) == [], left_the_machine(requests)

@@ -1,12 +1,16 @@
 """`dvc repro` in a fresh copy of the repository: the whole training pipeline, for real.
 
 One module-scoped copy runs the demo pipeline once; the tests then change params, sources and
-data the way a user would and check what DVC re-runs and what ends up on disk.
+data the way a user would and check what DVC re-runs and what ends up on disk. The pages a person
+opens from it (the validation report, `dvc plots show`) are rendered in headless Chromium with
+every host but loopback unreachable; a request anywhere else fails the test (tests/browser.py).
+Screenshots: test-artifacts/validation-report.png, test-artifacts/dvc-plots.png.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -14,12 +18,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import BIN, copy_repo, tool_env
+from tests.browser import chromium_path, render
+from tests.conftest import BIN, REPO, copy_repo, tool_env
 
 pytestmark = pytest.mark.integration
 
 DVC = str(BIN / "dvc")
 EDGEOPS = str(BIN / "edgeops")
+ARTIFACTS = REPO / "test-artifacts"
+# every plot of dvc.yaml drawn by Vega (canvas by default, svg if configured)
+PLOTS_DRAWN = ("document.querySelectorAll('.vega-embed').length === 3 && "
+               "document.querySelectorAll('.vega-embed canvas, .vega-embed svg.marks').length === 3")  # fmt: skip
 
 
 def sh(args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None):
@@ -74,9 +83,40 @@ def test_repro_leaves_model_metrics_and_validation_summary(demo_repo: Path) -> N
     assert metrics["roc_auc"] > 0.85  # the simulator's failure mechanisms are learnable
     summary = json.loads((demo_repo / "reports/validation/summary.json").read_text())
     assert summary["success"] is True and summary["failures"] == []
-    assert (demo_repo / "reports/validation/data_docs/index.html").is_file()
+    assert (demo_repo / "reports/validation/report.html").is_file()
+    assert not (demo_repo / "reports/validation/data_docs").exists()  # GX Data Docs need a CDN
     for plot in ("confusion", "roc", "pr"):
         assert (demo_repo / f"reports/plots/{plot}.csv").is_file()
+
+
+def test_the_validation_report_renders_offline(demo_repo: Path) -> None:
+    """One self-contained page: the verdict, the dataset, every expectation; nothing but itself
+    loaded (render fails on any request off loopback)."""
+    assert chromium_path(), "Debian's chromium is needed (.ci/run installs it)"
+    summary = json.loads((demo_repo / "reports/validation/summary.json").read_text())
+    page = demo_repo / "reports/validation/report.html"
+    expect = ["Data validation PASSED", f"all {len(summary['expectations'])} expectations met",
+              "data/raw/dataset.parquet", f"{summary['rows']:,} ({len(summary['columns'])} columns)",
+              *{e["expectation"] for e in summary["expectations"]}]  # fmt: skip
+    requests: list[dict] = []
+    text = render(page.as_uri(), ARTIFACTS / "validation-report.png", expect, requests=requests)
+    assert [r["url"] for r in requests] == [page.as_uri()]
+    assert text.count("passed") == len(summary["expectations"])  # one row each, none failed
+    assert "FAILED" not in text
+
+
+def test_dvc_plots_show_renders_offline(demo_repo: Path) -> None:
+    """`dvc plots show` (the committed template, .dvc/plots/offline.html): Vega inlined, every
+    plot drawn with no network; the page names no script or style elsewhere."""
+    assert chromium_path(), "Debian's chromium is needed (.ci/run installs it)"
+    sh([DVC, "plots", "show"], demo_repo)
+    page = demo_repo / "dvc_plots/index.html"
+    html = page.read_text()
+    assert re.findall(r"<script[^>]*\bsrc\s*=", html) == []
+    assert re.findall(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", html) == []
+    requests: list[dict] = []
+    render(page.as_uri(), ARTIFACTS / "dvc-plots.png", [], ready=PLOTS_DRAWN, requests=requests)
+    assert [r["url"] for r in requests] == [page.as_uri()]
 
 
 def test_repro_produces_a_bundle_that_verifies_with_exact_parity(demo_repo: Path) -> None:

@@ -178,17 +178,23 @@ def test_validate_lists_table_problems_first_then_columns(plant_df, plant_schema
     assert [f["column"] for f in summary["failures"]] == [None, "machine_type", "torque_nm"]
 
 
-def test_validate_writes_data_docs(tmp_path: Path, plant_df, plant_schema) -> None:
-    docs = tmp_path / "validation" / "data_docs"
-    validate(plant_df, plant_schema, docs_dir=docs)
-    assert (docs / "index.html").is_file()
-    first = {p.relative_to(docs) for p in docs.rglob("*.html")}
-    assert len(first) > 1  # the index and the validation result page
+def test_validate_writes_a_self_contained_report(tmp_path: Path, plant_df, plant_schema) -> None:
+    report = tmp_path / "validation" / "report.html"
+    summary = validate(plant_df, plant_schema, report=report, dataset="data/raw/x.parquet")
+    html = report.read_text()
+    assert "PASSED" in html and "data/raw/x.parquet" in html and "3,000" in html
+    assert html.count("<tr class=") == len(summary["expectations"])  # one row per expectation
+    assert "<script" not in html and "http://" not in html and "https://" not in html
+    assert "src=" not in html and "href=" not in html and "url(" not in html
 
     _out_of_range(plant_df)
-    validate(plant_df, plant_schema, docs_dir=docs)  # a second run replaces the site whole
-    assert (docs / "index.html").is_file()
-    assert sorted(p.name for p in docs.parent.iterdir()) == ["data_docs"]  # no temp/old folders
+    plant_df.loc[plant_df.index[:3], "machine_type"] = "<b>XL</b>"
+    validate(plant_df, plant_schema, report=report)  # a second run replaces the page
+    html = report.read_text()
+    assert "FAILED" in html and "2 of " in html and "expectations failed" in html
+    assert "&#x27;&lt;b&gt;XL&lt;/b&gt;&#x27;" in html and "<b>XL" not in html  # escaped
+    assert "150.0" in html and "7 of 3,000 rows unexpected" in html
+    assert sorted(p.name for p in report.parent.iterdir()) == ["report.html"]  # no temp files
 
 
 VALIDATE_PARAMS = """
@@ -218,7 +224,8 @@ def test_validate_stage_main_fails_with_a_clear_message(tmp_path: Path, run_cmd)
     assert "7 of 2,000 rows fail" in proc.stderr
     summary = json.loads((tmp_path / "reports/validation/summary.json").read_text())
     assert summary["success"] is False
-    assert (tmp_path / "reports/validation/data_docs/index.html").is_file()
+    assert "FAILED" in (tmp_path / "reports/validation/report.html").read_text()
+    assert not (tmp_path / "reports/validation/data_docs").exists()
 
 
 def test_validate_stage_main_without_data(tmp_path: Path, run_cmd) -> None:

@@ -3,14 +3,13 @@
 The suite is derived from ``validate.schema``: the exact column set, the minimum row count, for
 every numeric column its type, range and null share, for every categorical column its allowed
 values and null share, and a target that is present with at least two classes. The stage writes
-a JSON summary and GX Data Docs under ``reports/validation/``; on any failed expectation it exits
+a JSON summary and a self-contained HTML report (``validation_report``: no script, no URL, it
+opens without network) under ``reports/validation/``; on any failed expectation it exits
 non-zero with one line per failure (expectation, column, bad rows) and nothing downstream runs.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,11 +66,15 @@ def build_expectations(schema: Schema) -> list[Any]:
 
 
 def validate(
-    df: pd.DataFrame, schema: Schema, docs_dir: str | Path | None = None
+    df: pd.DataFrame,
+    schema: Schema,
+    report: str | Path | None = None,
+    dataset: str = "the data frame",
 ) -> dict[str, Any]:
     """Run the schema's suite on ``df``; return a JSON-ready summary (``success`` and ``failures``).
 
-    With ``docs_dir`` the GX Data Docs site for this run is written there (replacing the old one).
+    With ``report`` the HTML validation report of this run is written there (atomically), naming
+    ``dataset`` as what was checked. GX's Data Docs are not built: they need the internet.
     """
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -114,8 +117,11 @@ def validate(
             for r in result.results
         ],
     }
-    if docs_dir is not None:
-        _write_docs(context, result, Path(docs_dir))
+    if report is not None:
+        from edgeops.stages.validation_report import write_report
+
+        write_report(report, result, dataset=dataset, rows=len(df), columns=len(df.columns),
+                     failures=failure_lines(summary))  # fmt: skip
     return summary
 
 
@@ -182,38 +188,15 @@ def _num(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
-def _write_docs(context: Any, result: Any, docs_dir: Path) -> None:
-    """Build the Data Docs site in a temporary folder, then swap it in whole."""
-    docs_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".data_docs.", dir=docs_dir.parent)).resolve()
-    try:
-        context.add_data_docs_site(
-            site_name="edgeops_docs",
-            site_config={
-                "class_name": "SiteBuilder",
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(tmp),
-                },
-            },
-        )
-        context.build_data_docs(site_names=["edgeops_docs"])
-        old = docs_dir.with_name(docs_dir.name + ".old")
-        if docs_dir.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            docs_dir.rename(old)
-        tmp.rename(docs_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def main() -> None:
     p = runner.parser("validate", __doc__)
     p.add_argument("--data", default="data/raw/dataset.parquet")
     p.add_argument("--summary", default="reports/validation/summary.json")
-    p.add_argument("--docs", default="reports/validation/data_docs")
+    p.add_argument(
+        "--report",
+        default="reports/validation/report.html",
+        help="the HTML validation report (self-contained; default: %(default)s)",
+    )
     args = p.parse_args()
 
     def body() -> None:
@@ -226,13 +209,13 @@ def main() -> None:
             )
         df = pd.read_parquet(args.data)
         runner.log("validate", f"checking {len(df):,} rows against the schema (Great Expectations)")
-        summary = validate(df, schema, docs_dir=args.docs)
+        summary = validate(df, schema, report=args.report, dataset=args.data)
         atomic.write_json(args.summary, summary)
         stats = summary["statistics"]
         runner.log(
             "validate",
             f"{stats.get('successful_expectations')}/{stats.get('evaluated_expectations')} "
-            f"expectations passed; summary -> {args.summary}, Data Docs -> {args.docs}/index.html",
+            f"expectations passed; summary -> {args.summary}, report -> {args.report}",
         )
         if not summary["success"]:
             raise EdgeopsError(
