@@ -2,13 +2,44 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from edgeops.errors import EdgeopsError
+
+#: "the filesystem is full" (ENOSPC) and "the user's quota is used up" (EDQUOT)
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFull(EdgeopsError):
+    """No space left where an output is written; the previous output was left as it was."""
+
+    def __init__(self, target: str | os.PathLike[str]) -> None:
+        where = Path(target).parent
+        try:
+            free = f"{shutil.disk_usage(where).free / 1e6:,.1f} MB free"
+        except OSError:
+            free = "free space unknown"
+        super().__init__(
+            f"no space left on the device writing {target} ({free} in {where}); "
+            "nothing was replaced: the previous version is intact",
+            fix=f"free space on that filesystem (`df -h {where}`; `dvc gc` drops cached "
+            "outputs no commit uses), then run the command again",
+        )
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT, also when a library (pyarrow) reports it only in its message."""
+    if isinstance(exc, OSError) and exc.errno in FULL:
+        return True
+    return isinstance(exc, OSError) and "No space left on device" in str(exc)
 
 
 @contextmanager
@@ -19,7 +50,12 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFull(target) from exc
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp makes 0600 files: give the file the mode the target has, or the umask's default
@@ -35,8 +71,10 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise DiskFull(target) from exc
         raise
 
 

@@ -19,12 +19,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand
 
 import edgeops
+from edgeops import atomic
 from edgeops.errors import EdgeopsError
 from edgeops.offline import telemetry_off
 
@@ -91,6 +93,12 @@ def friendly_errors() -> Iterator[None]:
     except EdgeopsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:
+        if not atomic.is_disk_full(exc):
+            raise
+        full = atomic.DiskFull(exc.filename or Path.cwd() / "?")
+        typer.echo(f"error: {full}", err=True)
+        raise typer.Exit(full.exit_code) from None
     except ImportError as exc:
         typer.echo(
             f"error: this command needs the pipeline libraries ({exc.name or exc} is missing)\n"

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edgeops import atomic
 from edgeops.edge.bundle import FORMAT_VERSION, MANIFEST, MODEL, SIGNATURE, key_id, sha256_file
 from edgeops.edge.inference import OnnxModel
 from edgeops.errors import EdgeopsError
@@ -158,6 +159,10 @@ def write_bundle(
             out_dir.rename(old)
         tmp.rename(out_dir)
         shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        if atomic.is_disk_full(exc):  # before the swap: the previous bundle is untouched
+            raise atomic.DiskFull(out_dir) from exc
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

@@ -6,7 +6,9 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from edgeops import atomic
 from edgeops.errors import EdgeopsError
 from edgeops.offline import telemetry_off
 
@@ -23,7 +25,12 @@ def run(stage: str, body: Callable[[], None]) -> None:
     telemetry_off()
     start = time.perf_counter()
     try:
-        body()
+        try:
+            body()
+        except OSError as exc:  # a write the stage did not make atomic: still one clear message
+            if not atomic.is_disk_full(exc):
+                raise
+            raise atomic.DiskFull(exc.filename or Path.cwd() / "?") from exc
     except EdgeopsError as exc:
         print(f"edgeops {stage}: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
