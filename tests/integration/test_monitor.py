@@ -6,6 +6,7 @@ has its own agent, so their logs do not mix:
 
 - line-drift: detection rates of the four simulator scenarios (in-process, Evidently once);
 - line-kill: the collector SIGKILLed twenty times, then every row and label stored exactly once;
+  then the agent down during a run (named, the others judged, its rows collected later, once);
 - line-perf: feedback contradicting the model -> retrain for performance, not drift;
 - line-edge, line-minimised: not enough data, an unreachable agent, a reset log, a schema that does
   not fit the logs, a missing drift reference (the CLI as a person runs it: exit codes, messages).
@@ -523,3 +524,75 @@ def test_bad_input_is_one_clear_message(plant, tmp_path) -> None:
     t = json.loads(proc.stdout)["targets"][name]
     assert t["collected"]["log_id"] == new_log and t["collected"]["rows"] == 120
     assert t["window"]["rows"] == deployed + 100 + 600 + 120  # both logs of the deployed version
+
+
+# ---- 5. a device gone during monitoring --------------------------------------------------------
+def test_an_unreachable_agent_is_named_and_the_others_are_judged(plant) -> None:
+    """Fault: one agent down during a run. The run names it, judges the others (line-perf still
+    wants a retrain), and the next run collects what the device logged meanwhile, none twice."""
+    import pandas as pd
+
+    ws, name, gone = plant["ws"], "line-kill", plant["agents"]["line-kill"]
+    stored_before = sum(len(df) for df in stored(ws, name, "rows"))
+    traffic(plant, name, 300, seed=6001, batch=30)  # logged on the device, not collected yet
+    gone.stop()
+    try:
+        proc = monitor(plant, "--target", "line-perf", "--target", name, "--json")
+    finally:
+        gone.start()
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["decision"] == "retrain" and result["unreachable"] == [name]
+    assert result["targets"]["line-perf"]["decision"] == "retrain"
+    down = result["targets"][name]
+    assert down["decision"] == "unreachable" and down["collected"] is None
+    assert down["reasons"][0].startswith(f"agent at {gone.url} is unreachable")
+    assert any(r.startswith(f"{name}: agent at {gone.url}") for r in result["reasons"])
+    assert f"{name}: skipped: target {name}: agent at" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    summary = (ws / "reports/monitoring/summary.md").read_text()
+    assert f"## {name}: unreachable" in summary
+
+    # the device is back: what it logged meanwhile (the 300 rows, and its start-up checks) is
+    # collected now, and every row it ever logged is stored exactly once
+    proc = monitor(plant, "--target", name, "--json")
+    assert proc.returncode in (0, 5, 6), proc.stdout + proc.stderr  # the verdict is not the point
+    logged = [it["id"] for it in agent_rows(client(plant, name))]
+    collected = json.loads(proc.stdout)["targets"][name]["collected"]["rows"]
+    assert collected == len(logged) - stored_before and collected >= 300
+    rows = pd.concat(stored(ws, name, "rows"), ignore_index=True)
+    assert rows["_id"].is_unique and sorted(rows["_id"]) == logged
+
+    # only a single target, and it is down: one clear error (exit 2), nothing judged
+    gone.stop()
+    try:
+        proc = monitor(plant, "--target", name)
+    finally:
+        gone.start()
+    assert proc.returncode == 2 and "unreachable" in error_lines(proc)[0], proc.stderr
+
+
+# ---- 6. the disk full while storing what was collected -----------------------------------------
+def test_a_full_disk_while_storing_rows_is_one_error_and_keeps_the_stored_ones(plant) -> None:
+    """Fault: data/production on a full filesystem. One clear error; the stored parts and the
+    cursor as they were (the real store is not touched); with space again, the rows come in."""
+    import pandas as pd
+
+    from tests.full_disk import on_full_disk
+
+    ws, name = plant["ws"], "line-edge"
+    traffic(plant, name, 400, seed=7001, batch=40)
+    run = on_full_disk(ws / "data/production", [EDGEOPS, "monitor", "--target", name], free=0,
+                       cwd=ws, env=plant["env"])  # fmt: skip
+    assert run.returncode == 2, run.stdout + run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "no space left on the device writing" in lines[0], run.stderr
+    assert f"data/production/{name}/" in lines[0] and "Traceback" not in run.stderr
+    assert run.before and run.after == run.before and run.leftovers == []
+    proc = monitor(plant, "--target", name, "--json")
+    assert proc.returncode in (0, 5, 6), proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["targets"][name]["collected"]["rows"] >= 400
+    log_id = client(plant, name).logs(limit=1)["log_id"]
+    rows = pd.concat(stored(ws, name, "rows"), ignore_index=True)
+    rows = rows[rows["_log"] == log_id]  # the agent's current log: every row, once
+    assert sorted(rows["_id"]) == [it["id"] for it in agent_rows(client(plant, name))]

@@ -77,6 +77,24 @@ def test_the_cooldown_holds_a_retrain_back_and_then_lets_it_go(tmp_path: Path) -
     assert dec.overall(all_small, 24, audit)["exit_code"] == 6
 
 
+def test_an_unreachable_target_is_named_and_the_others_decide(tmp_path: Path) -> None:
+    from edgeops.deploy.targets import AgentError
+
+    gone = dec.unreachable(AgentError("line-3", "agent at http://10.0.0.3 is unreachable (x)"))
+    assert gone["decision"] == dec.UNREACHABLE and gone["collected"] is None
+    assert gone["reasons"] == ["agent at http://10.0.0.3 is unreachable (x)"]
+    keep = {"line-1": {"decision": dec.KEEP, "reasons": ["no drift above the thresholds"]}}
+    result = dec.overall({**keep, "line-3": gone}, 0, tmp_path / "audit.jsonl")
+    assert result["decision"] == dec.KEEP and result["unreachable"] == ["line-3"]
+    assert result["exit_code"] == dec.EXIT_UNREACHABLE  # keep, but a device needs a look
+    assert "line-3: agent at http://10.0.0.3 is unreachable (x)" in result["reasons"]
+    drift = {"line-1": {"decision": dec.RETRAIN, "reasons": ["drift: x"]}, "line-3": gone}
+    result = dec.overall(drift, 0, tmp_path / "audit.jsonl")
+    assert result["decision"] == dec.RETRAIN and result["exit_code"] == 5  # the retrain goes on
+    assert result["reasons"] == ["line-1: drift: x", f"line-3: {gone['reasons'][0]}"]
+    assert dec.overall(keep, 0, tmp_path / "audit.jsonl")["unreachable"] == []
+
+
 def _items(first: int, n: int, feedback: str | None = None) -> list[dict]:
     df = simulate(rows=n, seed=first)
     feats = df[[c.name for c in SCHEMA.features]].astype(object).where(df.notna(), None)

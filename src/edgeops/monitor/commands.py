@@ -22,6 +22,8 @@ Exit codes:
   6  not enough data (no verdict)
   7  retrain wanted but held back by the cooldown
   8  stored but not yet versioned by DVC
+  9  keep or not enough data, but an agent did not answer (the others were
+     judged; its rows are collected on the next run, none twice)
   2  an error (the message says how to fix it)
 
 \b

@@ -4,7 +4,8 @@ Per target: ``not_enough_data`` when the window is below ``window.min_rows`` (ne
 else ``retrain`` when the share of drifted feature columns reaches ``drift.share`` or the primary
 metric on labelled rows dropped by ``performance.max_drop``, else ``keep``. Overall: ``retrain``
 if any target says so, unless a retrain was started within ``cooldown_hours`` (then
-``cooldown``). The exit code of ``edgeops monitor`` says which.
+``cooldown``). A target whose agent does not answer is ``unreachable``: it is named in the
+reasons and the others are judged without it. The exit code of ``edgeops monitor`` says which.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 KEEP, RETRAIN, NOT_ENOUGH, COOLDOWN = "keep", "retrain", "not_enough_data", "cooldown"
+UNREACHABLE = "unreachable"
 EXIT_CODES = {KEEP: 0, RETRAIN: 5, NOT_ENOUGH: 6, COOLDOWN: 7}
+#: keep or not enough data, but a target did not answer: its agent needs a look
+EXIT_UNREACHABLE = 9
 TRIGGER_EVENT = "retrain_triggered"
 
 
@@ -39,6 +43,12 @@ def target_decision(rows: int, min_rows: int, drift: dict[str, Any] | None,
     return (RETRAIN, reasons) if reasons else (KEEP, ["no drift above the thresholds"])
 
 
+def unreachable(error: Exception) -> dict[str, Any]:
+    """The result of a target whose agent did not answer: nothing collected, no verdict."""
+    return {"decision": UNREACHABLE, "reasons": [str(error).split(": ", 1)[-1]],
+            "collected": None, "reports": {}}  # fmt: skip
+
+
 def last_trigger(audit_path: Path) -> float | None:
     """When the last retrain was started (epoch seconds), from the audit log."""
     from edgeops.deploy.registry import AuditLog
@@ -53,12 +63,13 @@ def overall(per_target: dict[str, dict[str, Any]], cooldown_hours: float, audit_
             now: float | None = None) -> dict[str, Any]:  # fmt: skip
     """Combine the targets' decisions and apply the cooldown."""
     now = time.time() if now is None else now
-    decisions = [r["decision"] for r in per_target.values()]
+    down = [t for t, r in per_target.items() if r["decision"] == UNREACHABLE]
+    decisions = [r["decision"] for r in per_target.values() if r["decision"] != UNREACHABLE]
     reasons = [f"{t}: {x}" for t, r in per_target.items() for x in r["reasons"]]
     if RETRAIN in decisions:
         decision = RETRAIN
-        reasons = [f"{t}: {x}" for t, r in per_target.items() if r["decision"] == RETRAIN
-                   for x in r["reasons"]]  # fmt: skip
+        reasons = [f"{t}: {x}" for t, r in per_target.items()
+                   if r["decision"] in (RETRAIN, UNREACHABLE) for x in r["reasons"]]  # fmt: skip
         last = last_trigger(audit_path)
         if last is not None and now - last < cooldown_hours * 3600:
             until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(last + cooldown_hours * 3600))
@@ -71,5 +82,6 @@ def overall(per_target: dict[str, dict[str, Any]], cooldown_hours: float, audit_
         decision = NOT_ENOUGH
     else:
         decision = KEEP
+    code = EXIT_UNREACHABLE if down and decision in (KEEP, NOT_ENOUGH) else EXIT_CODES[decision]
     return {"decision": decision, "retrain": decision == RETRAIN, "reasons": reasons,
-            "exit_code": EXIT_CODES[decision]}  # fmt: skip
+            "unreachable": down, "exit_code": code}  # fmt: skip

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeops import atomic
+from edgeops.deploy.targets import AgentError
 from edgeops.errors import EdgeopsError
 from edgeops.monitor import decision as dec
 from edgeops.monitor.settings import MonitorSettings
@@ -249,18 +250,48 @@ def run_monitor(m: Monitor, names: list[str] | None = None, collect: bool = True
     """The whole run for the selected targets; writes every report and decision.json."""
     warm_evidently()
     targets = m.targets(names)
-    collected = {}
+    collected: dict[str, Any] = {}
+    down: dict[str, AgentError] = {}
     if collect:
-        for t in targets:
-            collected[t.name] = vars(m.collect(t, accept_reset, log))
+        collected, down = collect_each(
+            targets, lambda t: vars(m.collect(t, accept_reset, log)), log
+        )
     per_target: dict[str, dict[str, Any]] = {}
     for t in targets:
-        result, outputs = analyze(m, t, log)
+        try:
+            if t.name in down:
+                raise down[t.name]
+            result, outputs = analyze(m, t, log)  # asks the agent its version: it may be down now
+        except AgentError as exc:
+            if exc.status is not None:  # it answered: a wrong token or a broken agent is to fix
+                raise
+            down[t.name], per_target[t.name] = exc, dec.unreachable(exc)
+            continue
         result["collected"] = collected.get(t.name)
         result["reports"] = write_reports(m.reports, t.name, result, outputs)
         per_target[t.name] = result
         log(f"{t.name}: {result['decision']}: {'; '.join(result['reasons'])}")
+    if targets and len(down) == len(targets):
+        raise next(iter(down.values()))  # no agent answered: nothing to judge
     return finish(m, per_target)
+
+
+def collect_each(targets: list[Target], collect_one: Callable[[Target], dict[str, Any]],
+                 log: Log = print) -> tuple[dict[str, Any], dict[str, AgentError]]:  # fmt: skip
+    """Collect each target's new rows: ``(collected, unreachable)``. An agent that does not answer
+    is set aside and named, the others are still collected; an agent that answers with an error
+    (a wrong token) stops the run. What was collected is stored, so nothing is collected twice."""
+    collected: dict[str, Any] = {}
+    down: dict[str, AgentError] = {}
+    for t in targets:
+        try:
+            collected[t.name] = collect_one(t)
+        except AgentError as exc:
+            if exc.status is not None:
+                raise
+            down[t.name] = exc
+            log(f"{t.name}: skipped: {exc.problem}")
+    return collected, down
 
 
 def finish(m: Monitor, per_target: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -23,6 +23,8 @@ def markdown(result: dict[str, Any], link: str | None = None) -> str:
 def _target(name: str, t: dict[str, Any]) -> list[str]:
     w = t.get("window") or {}
     out = [f"## {name}: {t['decision']}", ""]
+    if t["decision"] == "unreachable":  # nothing collected, nothing judged
+        return [*out, f"Not judged: {'; '.join(t['reasons'])}", ""]
     out.append(
         f"Window: {w.get('rows', 0):,} rows of {t.get('version') or 'no model'}"
         + (f" ({w['by']}, {w.get('from')} .. {w.get('to')}, {w.get('labelled', 0):,} labelled)" if w.get("rows") else "")
