@@ -42,7 +42,7 @@ def collect(m: Any, target: Any) -> dict[str, Any]:
 
 
 @task(cache_policy=NO_CACHE)
-def version_store(m: Any, targets: list[str], slot: str) -> list[str]:
+def version_store(m: Any, targets: list[str], settings: Orchestration) -> list[str]:
     """``dvc add data/production/<target>``, holding the workspace slot (a minute at most)."""
     from edgeops.errors import EdgeopsError
     from edgeops.monitor.versioning import version_store as add
@@ -50,7 +50,8 @@ def version_store(m: Any, targets: list[str], slot: str) -> list[str]:
 
     log = get_run_logger()
     try:
-        with workspace_slot(slot, log.info, timeout=60):
+        with workspace_slot(settings.concurrency_limit, log.info, timeout=60,
+                            lease_seconds=settings.crashed_after_seconds):  # fmt: skip
             return add(m.workspace, m.settings.store, targets)
     except (TimeoutError, EdgeopsError) as exc:
         log.warning(f"collected rows stored, not yet versioned (the next run does it): {exc}")
@@ -144,23 +145,49 @@ def _judge(m: Any, t: Any) -> dict[str, Any]:
 
 
 @flow(name="monitoring", description="collect -> quality -> drift -> performance -> decision")
-def monitoring(targets: list[str] | None = None, retrain: bool = True) -> dict[str, Any]:
+def monitoring(targets: list[str] | None = None, retrain: bool = True) -> Any:
     """Judge what the devices saw; on "retrain", start a ``training`` run (unless ``retrain`` is
     false or ``monitor.retrain`` is off). ``targets``: names, or all in the targets file."""
-    from edgeops.monitor.run import Monitor, warm_evidently
+    from edgeops.deploy.targets import AgentError
+    from edgeops.monitor import decision as dec
+    from edgeops.monitor.run import Monitor, collect_each, warm_evidently
+    from edgeops.offline import telemetry_off
+    from edgeops.orchestration.lateness import skip_if_late
 
+    telemetry_off()  # the run inherits the worker's environment: fill in any missing switch
     root = Path(os.environ.get("EDGEOPS_WORKSPACE") or Path.cwd())
     os.chdir(root)
+    settings = Orchestration.load(root / "params.yaml")
+    late = settings.monitoring_max_lateness_minutes
+    skipped = skip_if_late(late / 60, f"monitoring_max_lateness_minutes={late:g}",
+                           get_run_logger().warning)  # fmt: skip
+    if skipped is not None:
+        return skipped
     warm_evidently()
     m = Monitor.load(root / "params.yaml")
     chosen = m.targets(targets)
-    collected = {t.name: collect(m, t) for t in chosen}
-    version_store(m, list(collected), Orchestration.load(root / "params.yaml").concurrency_limit)
-    per_target = {}
-    for t in chosen:
-        per_target[t.name] = _judge(m, t)
+    # an agent that does not answer (after the task's retries) is named; the others go on
+    collected, down = collect_each(chosen, lambda t: collect(m, t), get_run_logger().warning)
+    if chosen and len(down) == len(chosen):
+        raise next(iter(down.values()))
+    version_store(m, list(collected), settings)
+    per_target = {name: dec.unreachable(exc) for name, exc in down.items()}
+    for t in (t for t in chosen if t.name in collected):
+        try:
+            per_target[t.name] = _judge(m, t)
+        except AgentError as exc:  # it went away after collecting
+            if exc.status is not None:
+                raise
+            per_target[t.name] = dec.unreachable(exc)
+            continue
         per_target[t.name]["collected"] = collected[t.name]
     result = decision(m, per_target)
     if result["retrain"] and retrain and m.settings.retrain:
         result["training_run"] = start_training(m, result)
-    return {k: result.get(k) for k in ("decision", "reasons", "training_run")}
+    summary = {k: result.get(k) for k in ("decision", "reasons", "training_run", "unreachable")}
+    if result["unreachable"]:  # the run is Failed so that it shows; the others were judged
+        from prefect.states import Failed
+
+        return Failed(message=f"unreachable: {', '.join(result['unreachable'])}; the others: "
+                              f"{result['decision']}", data=summary)  # fmt: skip
+    return summary

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -164,13 +163,6 @@ def record(ws: Any, facts: dict[str, Any], lineage_cfg: dict[str, Any]) -> dict[
     return facts.get("lineage") or {}
 
 
-def _hours_late() -> float:
-    from prefect.runtime import flow_run
-
-    due = flow_run.scheduled_start_time
-    return max(0.0, (datetime.now(UTC) - due).total_seconds() / 3600) if due else 0.0
-
-
 def _deploy_steps(ws: Any, facts: dict[str, Any], reason: str) -> State | None:
     """Gate, then rollout if promoted. A failed rollout (rolled back) is returned as a Failed state."""
     from edgeops.deploy.operations import DeployContext
@@ -205,20 +197,22 @@ def training(reason: str = "manual", deploy: bool = True) -> Any:
     ``reason``: why the run happened (manual, scheduled, drift, ...), kept in the summary and the
     audit log. ``deploy=False``: stop after the pipeline (no device is contacted).
     """
+    from edgeops.offline import telemetry_off
     from edgeops.orchestration.concurrency import workspace_slot
+    from edgeops.orchestration.lateness import skip_if_late
     from edgeops.orchestration.workspace import Workspace
 
+    telemetry_off()  # the run inherits the worker's environment: fill in any missing switch
     root = Path(os.environ.get("EDGEOPS_WORKSPACE") or Path.cwd())
     os.chdir(root)
     settings = Orchestration.load(root / "params.yaml")
     log = get_run_logger()
-    late = _hours_late()
-    if late > settings.max_lateness_hours:
-        message = (f"skipped: started {late:.1f} h after it was due, more than "
-                   f"orchestration.max_lateness_hours={settings.max_lateness_hours:g}")  # fmt: skip
-        log.warning(message)
-        return Cancelled(message=message)
-    with workspace_slot(settings.concurrency_limit, log.info):
+    skipped = skip_if_late(settings.max_lateness_hours,
+                           f"max_lateness_hours={settings.max_lateness_hours:g}", log.warning)  # fmt: skip
+    if skipped is not None:
+        return skipped
+    with workspace_slot(settings.concurrency_limit, log.info,
+                        lease_seconds=settings.crashed_after_seconds):  # fmt: skip
         ws = Workspace(root)
         facts: dict[str, Any] = {"reason": reason, "started": time.time()}
         facts["stages"] = [dvc_stage.with_options(name=s)(ws, s) for s in ws.stages()]

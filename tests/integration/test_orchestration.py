@@ -6,14 +6,19 @@ One module-scoped stack; the tests run in file order, as a company's weeks would
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from edgeops.deploy.rollout import bundle_sha256
 from tests.agent_process import DEPLOY_TOKEN, AgentProcess
@@ -28,7 +33,8 @@ def stack(tmp_path_factory, signing_keys: Path):
     root = tmp_path_factory.mktemp("orchestration")
     agent = AgentProcess(root / "agent-state", signing_keys / "signing.pub").start()
     (root / "deploy.token").write_text(DEPLOY_TOKEN + "\n")
-    st = Stack(root, **{"orchestration.lineage.commit": True})
+    st = Stack(root, **{"orchestration.lineage.commit": True,
+                        "orchestration.crashed_after_seconds": 90})  # fmt: skip
     (st.repo / "deploy/targets.yaml").write_text(
         "targets:\n"
         f"  - {{name: line-1, url: '{agent.url}', canary: true, token_file: '{root / 'deploy.token'}'}}\n"
@@ -229,3 +235,132 @@ def test_the_prefect_ui_shows_the_deployment_schedule_and_a_completed_run(stack:
     # the run itself, with its log
     render(f"{ui}/runs/flow-run/{done['id']}", artifacts / "prefect-ui-run.png",
            expect=[done["name"], "Finished in state Completed()"])  # fmt: skip
+
+
+# ---- faults: a worker killed, the server restarted, runs missed while it was down -----------
+def versions(stack: Stack) -> set[str]:
+    """The versions in the model registry (a version is registered when it is deployed)."""
+    path = stack.repo / "deploy/registry.json"
+    registry = json.loads(path.read_text()) if path.exists() else {}
+    return set(registry.get("models", {}).get("plant-failure", {}).get("versions", {}))
+
+
+def start_run(stack: Stack, reason: str, **params: Any) -> str:
+    code, run = stack.api("POST", f"/deployments/{stack.deployment()['id']}/create_flow_run",
+                          {"parameters": {"reason": reason, **params}})  # fmt: skip
+    assert code in (200, 201), run
+    return run["id"]
+
+
+def wait_for_task(stack: Stack, run_id: str, stage: str, timeout: float = 300) -> None:
+    """Until the run's task ``stage`` is Running (the DVC stage is at work)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for t in stack.task_runs(run_id):
+            if t["name"].rsplit("-", 1)[0] == stage and t["state"]["type"] == "RUNNING":
+                return
+        time.sleep(0.5)
+    raise AssertionError(
+        f"task {stage} of {run_id} never ran: {stack.api('GET', f'/flow_runs/{run_id}')}"
+    )
+
+
+def kill_tree(pid: int) -> list[int]:
+    """SIGKILL ``pid`` and every descendant at once (what systemd does to a unit's cgroup): the
+    flow run's process is in a session of its own, so a process-group kill would miss it."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(proc.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += children.get(p, [])
+    for p in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+    return tree
+
+
+def test_a_worker_killed_mid_run_leaves_it_crashed_and_a_rerun_adds_one_version(
+    stack: Stack,
+) -> None:
+    before = versions(stack)
+    # train runs again, and its model is deployed whatever its quality against the champion
+    set_params(stack.repo, **{"train.hist_gradient_boosting.max_iter": 70,
+                              "deploy.gate.tolerance": 1.0})  # fmt: skip
+    sh(["git", "commit", "-qam", "fault test: retrain"], stack.repo)
+    killed = start_run(stack, "fault: worker killed")
+    wait_for_task(stack, killed, "train")
+    worker = int((stack.home / "run/worker-1.pid").read_text().split()[0])
+    tree = kill_tree(worker)
+    assert len(tree) >= 3, tree  # the worker, the flow run, the stage's python
+    t0 = time.monotonic()
+    stack.up()  # a new worker (systemd's Restart=on-failure does this for the unit)
+    # nobody can report the dead run's end: its missing heartbeat does (the automation)
+    final = stack.wait_final(killed, timeout=stack_crashed_after(stack) + 120)
+    assert final["state"]["type"] == "CRASHED", final["state"]
+    assert "no heartbeat for 90 s" in final["state"]["message"]
+    crashed_in = time.monotonic() - t0
+    assert versions(stack) == before  # the killed run registered nothing
+
+    rerun = start_run(stack, "fault: rerun")
+    done = stack.wait_final(rerun, timeout=600)  # waits for the dead run's slot lease first
+    assert done["state"]["type"] == "COMPLETED", done["state"]
+    (new,) = versions(stack) - before  # exactly one new version, deployed
+    assert manifest(stack.repo)["model"]["version"] == new
+    took = datetime.fromisoformat(done["end_time"]) - datetime.fromisoformat(done["start_time"])
+    print(f"worker killed: Crashed {crashed_in:.0f} s after the kill; the rerun took "
+          f"{took.total_seconds():.0f} s (its slot wait included) and deployed {new}")  # fmt: skip
+
+
+def stack_crashed_after(stack: Stack) -> float:
+    return float(yaml.safe_load((stack.repo / "params.yaml").read_text())["orchestration"]
+                 ["crashed_after_seconds"])  # fmt: skip
+
+
+def test_the_server_restarted_mid_run_the_run_ends_and_schedules_resume(stack: Stack) -> None:
+    from edgeops.orchestration import processes
+
+    set_params(stack.repo, **{"train.hist_gradient_boosting.max_iter": 90})
+    sh(["git", "commit", "-qam", "fault test: server restart"], stack.repo)
+    run = start_run(stack, "fault: server restart", deploy=False)
+    wait_for_task(stack, run, "train")
+    stopped = processes.stop(stack.home / "run/server.pid", "server")
+    assert stopped is not None
+    time.sleep(3)
+    stack.up()  # the server again (the worker kept running)
+    final = stack.wait_final(run, timeout=stack_crashed_after(stack) + 300)
+    assert final["state"]["type"] in ("COMPLETED", "CRASHED"), final["state"]
+    print(f"server restarted mid-run: the run ended {final['state']['type']}")
+    running = [r["name"] for r in stack.flow_runs() if r["state"]["type"] == "RUNNING"]
+    assert running == []
+    # runs missed while the server was down are not caught up: the hourly monitoring run
+    # skips (Cancelled, no task) when it starts more than 30 min late
+    dep = stack.api("GET", "/deployments/name/monitoring/monitoring")[1]
+    missed = []
+    for hours in (3, 2):
+        due = (datetime.now(UTC) - timedelta(hours=hours)).isoformat()
+        code, late = stack.api("POST", f"/deployments/{dep['id']}/create_flow_run", {
+            "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": due}},
+        })  # fmt: skip
+        assert code in (200, 201), late
+        missed.append(late["id"])
+    for run_id in missed:
+        ended = stack.wait_final(run_id, timeout=180)
+        assert ended["state"]["type"] == "CANCELLED", ended["state"]
+        assert "monitoring_max_lateness_minutes=30" in ended["state"]["message"]
+        assert stack.task_runs(run_id) == []
+    # and the schedule goes on: the next Sunday's training run is planned, none is overdue
+    body = {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}
+    planned = stack.api("POST", "/flow_runs/filter", body)[1]
+    now = datetime.now(UTC)
+    assert any(r["deployment_id"] == stack.deployment()["id"] for r in planned)
+    overdue = [r for r in planned
+               if datetime.fromisoformat(r["expected_start_time"]) < now - timedelta(minutes=2)]  # fmt: skip
+    assert overdue == []

@@ -12,7 +12,7 @@ import yaml
 
 from edgeops.errors import EdgeopsError
 from edgeops.orchestration import lineage, processes, summary
-from edgeops.orchestration.settings import Orchestration, workspace_limit
+from edgeops.orchestration.settings import HEARTBEAT_SECONDS, Orchestration, workspace_limit
 from edgeops.orchestration.workspace import INTERESTING, captured_output, stage_error
 from tests.unit.conftest import REPO
 
@@ -31,6 +31,20 @@ def test_a_bad_orchestration_value_names_the_section(tmp_path: Path) -> None:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(EdgeopsError, match="orchestration has a value of the wrong type"):
         Orchestration.load(tmp_path / "params.yaml")
+
+
+def test_runs_send_heartbeats_and_a_too_short_crash_window_is_refused(tmp_path: Path) -> None:
+    s = Orchestration.load(REPO / "params.yaml")
+    assert s.crashed_after_seconds == 120 and s.monitoring_max_lateness_minutes == 30
+    assert s.client_env()["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == str(HEARTBEAT_SECONDS)
+    unit = (REPO / "deploy/edgeops-prefect-worker.service").read_text()
+    assert f"Environment=PREFECT_FLOWS_HEARTBEAT_FREQUENCY={HEARTBEAT_SECONDS}\n" in unit
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["orchestration"]["crashed_after_seconds"] = 45  # one missed heartbeat would crash it
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(EdgeopsError, match="a healthy run would be marked Crashed") as err:
+        Orchestration.load(tmp_path / "params.yaml")
+    assert "set it to 90 or more" in str(err.value)
 
 
 def test_auth_string_reaches_the_server_as_its_own_setting(monkeypatch) -> None:

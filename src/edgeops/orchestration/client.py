@@ -164,3 +164,55 @@ def recent_runs(s: Orchestration, limit: int) -> list[dict[str, Any]]:
                 "id": str(run.id),
             })  # fmt: skip
     return rows
+
+
+#: The automation that marks a flow run Crashed when its process stops sending heartbeats.
+CRASH_AUTOMATION = "edgeops: a run whose heartbeat stops is Crashed"
+
+
+def ensure_crash_automation(seconds: float) -> str:
+    """Create (or bring up to date) the automation that marks a flow run Crashed when no
+    heartbeat came for ``seconds``: its worker was killed or its machine went down, and nobody
+    else would ever end it (it would stay Running, holding its slot). Returns what was done."""
+    from datetime import timedelta
+
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    final = {f"prefect.flow-run.{s}" for s in ("Completed", "Failed", "Cancelled", "Crashed")}
+    wanted = Automation(
+        name=CRASH_AUTOMATION,
+        description="The process running a flow run died (worker killed, machine down): "
+        "mark it Crashed so that it does not stay Running forever (edgeops up keeps this).",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", *final},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=seconds),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"no heartbeat for {seconds:g} s: the process running it died "
+                "(its worker was killed or its machine went down); run it again",
+            )
+        ],
+    )
+    try:
+        current = Automation.read(name=CRASH_AUTOMATION)
+    except ValueError:  # Automation.read's "not found"
+        current = None
+    if current is None:
+        wanted.create()
+        return "created"
+    if current.trigger.within == wanted.trigger.within and current.enabled:
+        return "exists"
+    wanted.id = current.id
+    wanted.update()
+    return "updated"

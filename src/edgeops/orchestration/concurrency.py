@@ -32,17 +32,22 @@ def ensure_limit(name: str) -> None:
 
 
 @contextmanager
-def workspace_slot(name: str, log: Callable[[str], None] = print,
-                   timeout: float | None = None) -> Iterator[float]:  # fmt: skip
+def workspace_slot(name: str, log: Callable[[str], None] = print, timeout: float | None = None,
+                   lease_seconds: float = 120) -> Iterator[float]:  # fmt: skip
     """Hold the workspace's slot for the block; yields the wait in s.
 
-    ``timeout=None`` waits as long as it takes; else ``TimeoutError`` after that many seconds."""
+    ``timeout=None`` waits as long as it takes; else ``TimeoutError`` after that many seconds.
+    The slot is a lease this process renews: if the process dies, the slot is free again
+    ``lease_seconds`` later (``orchestration.crashed_after_seconds``). A renewal that fails while
+    the server restarts does not stop the run (DVC's own lock still guards the workspace)."""
     from prefect.concurrency.sync import concurrency
 
     ensure_limit(name)
     start = time.monotonic()
     log(f"taking the workspace slot {name!r} (one DVC operation at a time; waits if taken)")
-    with concurrency(name, occupy=1, strict=True, timeout_seconds=timeout):
+    with concurrency(name, occupy=1, strict=True, timeout_seconds=timeout,
+                     lease_duration=max(60.0, lease_seconds),
+                     raise_on_lease_renewal_failure=False):  # fmt: skip
         waited = time.monotonic() - start
         log(f"workspace slot {name!r} acquired after {waited:.1f} s")
         yield waited

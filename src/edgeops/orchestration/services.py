@@ -93,13 +93,20 @@ def start_server(s: Orchestration, log: Log, timeout: float = 180.0) -> None:
 
 def apply_deployments(s: Orchestration, log: Log) -> None:
     """Work pool (type process), the workspace's concurrency limit, and prefect.yaml's deployments."""
-    from edgeops.orchestration.client import ensure_work_pool, prefect_errors
+    from edgeops.orchestration.client import (
+        ensure_crash_automation,
+        ensure_work_pool,
+        prefect_errors,
+    )
     from edgeops.orchestration.concurrency import ensure_limit
 
     with prefect_errors(s):
         created = ensure_work_pool(s.work_pool)
         log(f"work pool: {s.work_pool} (process) {'created' if created else 'exists'}")
         ensure_limit(s.concurrency_limit)
+        done = ensure_crash_automation(s.crashed_after_seconds)
+        log(f"automation: a run without heartbeat for {s.crashed_after_seconds:g} s is Crashed "
+            f"({done})")  # fmt: skip
     env = s.client_env() | {"EDGEOPS_WORK_POOL": s.work_pool}
     start = time.monotonic()
     proc = subprocess.run([PREFECT, "--no-prompt", "deploy", "--all"], cwd=s.workspace, env=env,

@@ -19,6 +19,9 @@ from edgeops.params import load_params
 
 #: The flows' deployment names, as ``flow/deployment``.
 TRAINING_DEPLOYMENT = "training/training"
+#: How often a flow run tells the server it is alive (Prefect's minimum): a run whose process died
+#: (worker killed, machine down) stops, and is marked Crashed after ``crashed_after_seconds``.
+HEARTBEAT_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class Orchestration:
     work_pool: str = "edgeops-local"
     workers: int = 1
     max_lateness_hours: float = 6.0
+    monitoring_max_lateness_minutes: float = 30.0
+    crashed_after_seconds: float = 120.0
     lineage: dict[str, Any] | None = None
 
     @classmethod
@@ -54,13 +59,27 @@ class Orchestration:
                 work_pool=str(cfg.get("work_pool") or "edgeops-local"),
                 workers=int(cfg.get("workers", 1)),
                 max_lateness_hours=float(cfg.get("max_lateness_hours", 6)),
+                monitoring_max_lateness_minutes=float(
+                    cfg.get("monitoring_max_lateness_minutes", 30)
+                ),
+                crashed_after_seconds=float(cfg.get("crashed_after_seconds", 120)),
                 lineage=dict(cfg.get("lineage") or {}),
             )
         except (TypeError, ValueError) as exc:
             raise EdgeopsError(
                 f"params.yaml: orchestration has a value of the wrong type: {exc}",
-                fix="port and workers are whole numbers, max_lateness_hours a number",
+                fix="port and workers are whole numbers, max_lateness_hours and "
+                "crashed_after_seconds numbers",
             ) from None
+
+    def __post_init__(self) -> None:
+        if self.crashed_after_seconds < 3 * HEARTBEAT_SECONDS:
+            raise EdgeopsError(
+                f"params.yaml: orchestration.crashed_after_seconds is {self.crashed_after_seconds:g}"
+                f"; a run sends a heartbeat every {HEARTBEAT_SECONDS} s, so a healthy run would "
+                "be marked Crashed",
+                fix=f"set it to {3 * HEARTBEAT_SECONDS} or more (default 120)",
+            )
 
     @property
     def api_url(self) -> str:
@@ -94,6 +113,7 @@ class Orchestration:
         env["PREFECT_HOME"] = str(self.home)
         env["PREFECT_API_URL"] = self.api_url
         env["EDGEOPS_WORKSPACE"] = str(self.workspace)
+        env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(HEARTBEAT_SECONDS)
         # DVC runs the stages as `python -m edgeops.stages...`: that python must be this venv's
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.pop("PREFECT_API_KEY", None)  # it would take precedence over the auth string: 401
@@ -103,7 +123,8 @@ class Orchestration:
         """Environment of ``prefect server start``: database, auth, telemetry off."""
         env = self.client_env()
         env.pop("PREFECT_API_URL", None)
-        env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+        # the server heartbeat is off even where the operator set it (DO_NOT_TRACK does not cover it)
+        env["PREFECT_SERVER_ANALYTICS_ENABLED"] = TELEMETRY_OFF["PREFECT_SERVER_ANALYTICS_ENABLED"]
         # the UI reads host and port from these (not from the CLI flags): without them it asks
         # port 4200 for its data, which may be another server
         env["PREFECT_SERVER_API_HOST"], env["PREFECT_SERVER_API_PORT"] = self.host, str(self.port)
