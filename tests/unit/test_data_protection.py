@@ -112,16 +112,6 @@ def unit_settings(name: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if re.match(r"^[A-Z]\w*=", line))
 
 
-def agent_defaults() -> dict[str, Any]:
-    out = {}
-    for f in dataclasses.fields(AgentConfig):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-    return out
-
-
 def state_dir() -> str:
     """Where deploy/edgeops-agent.service keeps the agent's state (its --state-dir)."""
     m = re.search(r"--state-dir\s+(\S+)", unit_settings(AGENT_UNIT)["ExecStart"])
@@ -193,7 +183,7 @@ def test_params_rows_exist_with_the_shipped_default(params: dict[str, Any]) -> N
 
 
 def test_agent_rows_are_config_fields_with_their_default() -> None:
-    defaults, fields = agent_defaults(), {f.name for f in dataclasses.fields(AgentConfig)}
+    defaults, fields = AgentConfig.defaults(), {f.name for f in dataclasses.fields(AgentConfig)}
     for r in rows("agent.yaml"):
         assert r.key in fields, f"{r}: AgentConfig has no field {r.key}"
         expected = defaults[r.key] if r.key in defaults else state_dir()  # state_dir: the unit's
@@ -339,7 +329,7 @@ def test_prefect_names_in_the_text_exist(prefect: dict[str, Any]) -> None:
 
 
 def test_the_retention_sentences_match_the_defaults() -> None:
-    d, text = agent_defaults(), " ".join(DOC.read_text().split())
+    d, text = AgentConfig.defaults(), " ".join(DOC.read_text().split())
     wanted = [f"{d['log_retention_days']:g} days", f"{d['log_max_rows']:,} rows",
               f"{d['log_max_bytes'] >> 30} GiB", f"every {d['log_purge_interval_seconds']:g} s",
               f"the newest {d['keep_versions']}"]  # fmt: skip

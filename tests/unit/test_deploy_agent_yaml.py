@@ -6,10 +6,8 @@ change that is not the default. The file cannot drift from the loader unnoticed.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -22,20 +20,10 @@ NOT_IN_FILE = {"state_dir", "public_key", "deploy_token", "predict_token", "metr
 COMMENTED_SETTING = re.compile(r"^# ([a-z_]+): \S")
 
 
-def defaults() -> dict[str, Any]:
-    out = {}
-    for f in dataclasses.fields(AgentConfig):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-    return out
-
-
 def test_every_setting_in_the_file_is_the_loaders_default(tmp_path: Path):
     cfg = load_config(AGENT_YAML, state_dir=tmp_path, public_key=tmp_path / "signing.pub")
     documented = yaml.safe_load(AGENT_YAML.read_text())
-    expected = defaults()
+    expected = AgentConfig.defaults()
     for key in documented:
         assert getattr(cfg, key) == expected[key], f"{key}: the file says {documented[key]!r}"
         assert type(documented[key]) is type(expected[key]), f"{key}: write {expected[key]!r}"
@@ -43,12 +31,12 @@ def test_every_setting_in_the_file_is_the_loaders_default(tmp_path: Path):
 
 def test_every_setting_is_documented_and_no_secret_or_required_path():
     documented = set(yaml.safe_load(AGENT_YAML.read_text()))
-    assert documented == set(defaults()) - NOT_IN_FILE
+    assert documented == set(AgentConfig.defaults()) - NOT_IN_FILE
     assert not documented & NOT_IN_FILE
 
 
 def test_commented_out_settings_are_known_and_not_the_default():
-    expected = defaults()
+    expected = AgentConfig.defaults()
     commented = [
         line for line in AGENT_YAML.read_text().splitlines() if COMMENTED_SETTING.match(line)
     ]
@@ -61,5 +49,5 @@ def test_commented_out_settings_are_known_and_not_the_default():
 
 
 def test_host_defaults_to_loopback():
-    assert defaults()["host"] == "127.0.0.1"
+    assert AgentConfig.defaults()["host"] == "127.0.0.1"
     assert yaml.safe_load(AGENT_YAML.read_text())["host"] == "127.0.0.1"

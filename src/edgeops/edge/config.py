@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,17 @@ class AgentConfig:
     log_hash_fields: list[str] = field(default_factory=list)
     log_hash_salt: str = ""
     threads: int = 1  # onnxruntime intra-op threads; 1 is best for many small requests
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every setting that has a default, with it (deploy/agent.yaml documents these)."""
+        out: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.default is not MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not MISSING:
+                out[f.name] = f.default_factory()
+        return out
 
     def validate(self) -> AgentConfig:
         if not self.deploy_token:
