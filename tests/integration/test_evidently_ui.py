@@ -3,7 +3,9 @@
 Three drift runs (the simulator's baseline, hot_summer and biased_sensor windows against a baseline
 reference) go through save_run; the UI must list the one project and its runs, and the dashboard's
 panels must return the runs' drift shares as a time series, over the same HTTP API its pages use
-(GET /api/v2/dashboards/{project}, POST /api/v2/snapshots/{project}/data_series_batch).
+(GET /api/v2/dashboards/{project}, POST /api/v2/snapshots/{project}/data_series_batch). Then
+headless Chromium, with every host but loopback unreachable, shows the project list and the
+dashboard with its plots drawn, and no request leaves loopback (screenshots in test-artifacts/).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import httpx
 import pytest
 
 from edgeops.monitor.workspace import ALL_RUNS_TAB, save_run, ui_command, ui_env
+from tests.browser import render
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +32,12 @@ NUMERICAL = ["air_temp_k", "process_temp_k", "spindle_speed_rpm", "torque_nm", "
 FEATURES = [*CATEGORICAL, *NUMERICAL]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 RUNS = [("baseline", "press-1"), ("hot_summer", "press-1"), ("biased_sensor", "press-2")]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+# the dashboard's plots are drawn: at least two SVGs of plot size (icons are small)
+PANELS_DRAWN = (
+    "[...document.querySelectorAll('svg')].filter(s => s.getBoundingClientRect().width > 300)"
+    ".length >= 2"
+)
 
 
 def _window(rows: int, seed: int, scenario: str):
@@ -210,6 +219,15 @@ def test_ui_shows_saved_runs_and_drift_over_time(tmp_path: Path) -> None:
         data = _series(client, project_id, panels["Share of drifted columns (all runs)"])
         assert data["series"][0]["values"] == pytest.approx([*shares, _share(snap)])
         assert len(Workspace.create(str(ws_dir)).list_projects()) == 1
+
+        # what a person sees, in Chromium with every host but loopback unreachable: the project
+        # list, and the project's dashboard with its panels drawn (screenshots kept)
+        render(f"{base}/", ARTIFACTS / "evidently-ui-projects.png", expect=[PROJECT])
+        render(f"{base}/projects/{project_id}", ARTIFACTS / "evidently-ui-dashboard.png",
+               expect=["Share of drifted columns (latest run)",
+                       "Share of drifted columns (all runs)",
+                       "Drift score of the model output (prediction, all runs)"],
+               ready=PANELS_DRAWN)  # fmt: skip
     finally:
         client.close()
         proc.terminate()
