@@ -172,6 +172,9 @@ def test_a_past_run_reproduces_from_its_tag_on_a_fresh_clone(stack: Stack, tmp_p
 def test_a_run_on_data_that_fails_validation_fails_and_deploys_nothing(stack: Stack) -> None:
     before = json.loads(sh(["curl", "-sf", "-H", f"Authorization: Bearer {DEPLOY_TOKEN}",
                             f"{stack.agent.url}/v1/status"], stack.repo).stdout)  # fmt: skip
+    downstream = ("data/prepared/train.parquet", "models/model.joblib", "models/bundle/manifest.json",
+                  "reports/metrics.json", "deploy/registry.json")  # fmt: skip
+    written = {p: (stack.repo / p).read_bytes() for p in downstream}
     set_params(stack.repo, **{"validate.schema.min_rows": 10_000_000})
     try:
         out = stack.edgeops("run", "training", "--reason", "bad data", check=False)
@@ -188,6 +191,7 @@ def test_a_run_on_data_that_fails_validation_fails_and_deploys_nothing(stack: St
     after = json.loads(sh(["curl", "-sf", "-H", f"Authorization: Bearer {DEPLOY_TOKEN}",
                            f"{stack.agent.url}/v1/status"], stack.repo).stdout)  # fmt: skip
     assert after["active"] == before["active"]
+    assert {p: (stack.repo / p).read_bytes() for p in downstream} == written  # nothing rewritten
 
 
 def test_a_scheduled_run_missed_for_days_is_cancelled_not_caught_up(stack: Stack) -> None:
