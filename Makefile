@@ -119,7 +119,7 @@ bench-monitor: venv ## edgeops monitor (collect + quality + drift + report, 100,
 	$(RUN)/python bench/monitor.py
 
 test: venv ## run the test suite (unit + integration)
-	$(RUN)/pytest
+	$(RUN)/pytest -n 2 --dist loadfile
 
 lint: venv ## ruff lint and format check
 	$(RUN)/ruff check src tests flows bench
