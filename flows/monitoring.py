@@ -148,9 +148,7 @@ def _judge(m: Any, t: Any) -> dict[str, Any]:
 def monitoring(targets: list[str] | None = None, retrain: bool = True) -> Any:
     """Judge what the devices saw; on "retrain", start a ``training`` run (unless ``retrain`` is
     false or ``monitor.retrain`` is off). ``targets``: names, or all in the targets file."""
-    from edgeops.deploy.targets import AgentError
-    from edgeops.monitor import decision as dec
-    from edgeops.monitor.run import Monitor, collect_each, warm_evidently
+    from edgeops.monitor.run import Monitor, each_answering, per_target, warm_evidently
     from edgeops.offline import telemetry_off
     from edgeops.orchestration.lateness import skip_if_late
 
@@ -167,21 +165,15 @@ def monitoring(targets: list[str] | None = None, retrain: bool = True) -> Any:
     m = Monitor.load(root / "params.yaml")
     chosen = m.targets(targets)
     # an agent that does not answer (after the task's retries) is named; the others go on
-    collected, down = collect_each(chosen, lambda t: collect(m, t), get_run_logger().warning)
-    if chosen and len(down) == len(chosen):
-        raise next(iter(down.values()))
-    version_store(m, list(collected), settings)
-    per_target = {name: dec.unreachable(exc) for name, exc in down.items()}
-    for t in (t for t in chosen if t.name in collected):
-        try:
-            per_target[t.name] = _judge(m, t)
-        except AgentError as exc:  # it went away after collecting
-            if exc.status is not None:
-                raise
-            per_target[t.name] = dec.unreachable(exc)
-            continue
-        per_target[t.name]["collected"] = collected[t.name]
-    result = decision(m, per_target)
+    collected, down = each_answering(chosen, lambda t: collect(m, t), get_run_logger().warning)
+    if collected:
+        version_store(m, list(collected), settings)
+    judged, down = each_answering(
+        chosen, lambda t: {**_judge(m, t), "collected": collected[t.name]},
+        get_run_logger().warning, down,
+    )  # fmt: skip
+    results = per_target(chosen, judged, down)
+    result = decision(m, results)
     if result["retrain"] and retrain and m.settings.retrain:
         result["training_run"] = start_training(m, result)
     summary = {k: result.get(k) for k in ("decision", "reasons", "training_run", "unreachable")}

@@ -43,6 +43,18 @@ def is_disk_full(exc: BaseException) -> bool:
 
 
 @contextmanager
+def reported_when_full(target: str | os.PathLike[str] | None = None) -> Iterator[None]:
+    """Turn a full disk inside the block into :class:`DiskFull`, naming ``target`` (else the
+    file the error names): for writers that are not atomic_path, and the entry points' fallback."""
+    try:
+        yield
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise DiskFull(target or exc.filename or Path.cwd() / "?") from exc
+
+
+@contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success rename it over ``target``.
 
@@ -50,12 +62,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with reported_when_full(target):
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise DiskFull(target) from exc
-        raise
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp makes 0600 files: give the file the mode the target has, or the umask's default

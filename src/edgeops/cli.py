@@ -19,7 +19,6 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -93,12 +92,6 @@ def friendly_errors() -> Iterator[None]:
     except EdgeopsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
-    except OSError as exc:
-        if not atomic.is_disk_full(exc):
-            raise
-        full = atomic.DiskFull(exc.filename or Path.cwd() / "?")
-        typer.echo(f"error: {full}", err=True)
-        raise typer.Exit(full.exit_code) from None
     except ImportError as exc:
         typer.echo(
             f"error: this command needs the pipeline libraries ({exc.name or exc} is missing)\n"
@@ -117,7 +110,7 @@ def command(group: typer.Typer, name: str | None = None) -> Callable[[Callable[.
         @functools.wraps(fn)
         def inner(*args: Any, **kwargs: Any) -> Any:
             telemetry_off()
-            with friendly_errors():
+            with friendly_errors(), atomic.reported_when_full():
                 return fn(*args, **kwargs)
 
         return group.command(name, cls=Command)(inner)

@@ -253,45 +253,50 @@ def run_monitor(m: Monitor, names: list[str] | None = None, collect: bool = True
     collected: dict[str, Any] = {}
     down: dict[str, AgentError] = {}
     if collect:
-        collected, down = collect_each(
+        collected, down = each_answering(
             targets, lambda t: vars(m.collect(t, accept_reset, log)), log
         )
-    per_target: dict[str, dict[str, Any]] = {}
-    for t in targets:
-        try:
-            if t.name in down:
-                raise down[t.name]
-            result, outputs = analyze(m, t, log)  # asks the agent its version: it may be down now
-        except AgentError as exc:
-            if exc.status is not None:  # it answered: a wrong token or a broken agent is to fix
-                raise
-            down[t.name], per_target[t.name] = exc, dec.unreachable(exc)
-            continue
+
+    def judge(t: Target) -> dict[str, Any]:
+        result, outputs = analyze(m, t, log)  # asks the agent its version: it may be down now
         result["collected"] = collected.get(t.name)
         result["reports"] = write_reports(m.reports, t.name, result, outputs)
-        per_target[t.name] = result
         log(f"{t.name}: {result['decision']}: {'; '.join(result['reasons'])}")
-    if targets and len(down) == len(targets):
-        raise next(iter(down.values()))  # no agent answered: nothing to judge
-    return finish(m, per_target)
+        return result
+
+    judged, down = each_answering(targets, judge, log, down)
+    return finish(m, per_target(targets, judged, down))
 
 
-def collect_each(targets: list[Target], collect_one: Callable[[Target], dict[str, Any]],
-                 log: Log = print) -> tuple[dict[str, Any], dict[str, AgentError]]:  # fmt: skip
-    """Collect each target's new rows: ``(collected, unreachable)``. An agent that does not answer
-    is set aside and named, the others are still collected; an agent that answers with an error
-    (a wrong token) stops the run. What was collected is stored, so nothing is collected twice."""
-    collected: dict[str, Any] = {}
-    down: dict[str, AgentError] = {}
+def each_answering(targets: list[Target], step: Callable[[Target], dict[str, Any]],
+                   log: Log = print, down: dict[str, AgentError] | None = None,
+                   ) -> tuple[dict[str, Any], dict[str, AgentError]]:  # fmt: skip
+    """``step`` for each target not ``down`` already: ``(results, down)``. An agent that does not
+    answer is set aside and named, the others go on; an agent that answers with an error (a
+    wrong token) stops the run. Collected rows are stored, so nothing is collected twice."""
+    done: dict[str, Any] = {}
+    down = dict(down or {})
     for t in targets:
+        if t.name in down:
+            continue
         try:
-            collected[t.name] = collect_one(t)
+            done[t.name] = step(t)
         except AgentError as exc:
             if exc.status is not None:
                 raise
             down[t.name] = exc
             log(f"{t.name}: skipped: {exc.problem}")
-    return collected, down
+    return done, down
+
+
+def per_target(targets: list[Target], judged: dict[str, Any],
+               down: dict[str, AgentError]) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Each target's result, in the targets' order; a target that did not answer is
+    ``unreachable``. No target answered: its error (there is nothing to judge)."""
+    if targets and len(down) == len(targets):
+        raise next(iter(down.values()))
+    return {t.name: judged[t.name] if t.name in judged else dec.unreachable(down[t.name])
+            for t in targets}  # fmt: skip
 
 
 def finish(m: Monitor, per_target: dict[str, dict[str, Any]]) -> dict[str, Any]:

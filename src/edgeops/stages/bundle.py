@@ -146,25 +146,25 @@ def write_bundle(
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        (tmp / MODEL).write_bytes(onnx_bytes)
-        manifest = dict(manifest)
-        manifest["files"] = {MODEL: {"sha256": sha256_file(tmp / MODEL), "bytes": len(onnx_bytes)}}
-        raw = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-        (tmp / MANIFEST).write_bytes(raw)
-        (tmp / SIGNATURE).write_bytes(base64.b64encode(private_key.sign(raw)) + b"\n")
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if out_dir.exists():
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
-        if atomic.is_disk_full(exc):  # before the swap: the previous bundle is untouched
-            raise atomic.DiskFull(out_dir) from exc
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    # a full disk fails before the swap: the previous bundle is untouched
+    with atomic.reported_when_full(out_dir):
+        try:
+            (tmp / MODEL).write_bytes(onnx_bytes)
+            manifest = dict(manifest)
+            manifest["files"] = {
+                MODEL: {"sha256": sha256_file(tmp / MODEL), "bytes": len(onnx_bytes)}
+            }
+            raw = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+            (tmp / MANIFEST).write_bytes(raw)
+            (tmp / SIGNATURE).write_bytes(base64.b64encode(private_key.sign(raw)) + b"\n")
+            old = out_dir.with_name(f".{out_dir.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            if out_dir.exists():
+                out_dir.rename(old)
+            tmp.rename(out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 

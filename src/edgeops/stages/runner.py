@@ -6,7 +6,6 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from edgeops import atomic
 from edgeops.errors import EdgeopsError
@@ -25,12 +24,8 @@ def run(stage: str, body: Callable[[], None]) -> None:
     telemetry_off()
     start = time.perf_counter()
     try:
-        try:
+        with atomic.reported_when_full():  # a write the stage did not make atomic: one message too
             body()
-        except OSError as exc:  # a write the stage did not make atomic: still one clear message
-            if not atomic.is_disk_full(exc):
-                raise
-            raise atomic.DiskFull(exc.filename or Path.cwd() / "?") from exc
     except EdgeopsError as exc:
         print(f"edgeops {stage}: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
