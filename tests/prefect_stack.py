@@ -41,6 +41,19 @@ def sh(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: boo
     return proc
 
 
+def pause_hourly_monitoring(repo: Path) -> None:
+    """The copy's hourly ``monitoring`` schedule is applied inactive: at minute 0 it would start a
+    run of its own in the middle of a test (extra processes, collected rows, a retrain). The tests
+    start monitoring runs themselves; the weekly training schedule stays active."""
+    path = repo / "prefect.yaml"
+    config = yaml.safe_load(path.read_text())
+    for dep in config["deployments"]:
+        if dep["name"] == "monitoring":
+            for schedule in dep.get("schedules") or []:
+                schedule["active"] = False
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
 class Stack:
     """A workspace (git + DVC, 6,000 demo rows, its own DVC remote) and its Prefect stack."""
 
@@ -56,6 +69,7 @@ class Stack:
             **params,
         })  # fmt: skip
         sh([DVC, "remote", "add", "-f", "-d", "localstore", str(self.remote)], self.repo)
+        pause_hourly_monitoring(self.repo)
         sh(["git", "commit", "-qam", "test workspace"], self.repo)
 
     @property
