@@ -269,9 +269,8 @@ def wait_for_task(stack: Stack, run_id: str, stage: str, timeout: float = 300) -
     )
 
 
-def kill_tree(pid: int) -> list[int]:
-    """SIGKILL ``pid`` and every descendant at once (what systemd does to a unit's cgroup): the
-    flow run's process is in a session of its own, so a process-group kill would miss it."""
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every descendant (read from /proc)."""
     children: dict[int, list[int]] = {}
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -285,6 +284,26 @@ def kill_tree(pid: int) -> list[int]:
         p = todo.pop()
         tree.append(p)
         todo += children.get(p, [])
+    return tree
+
+
+def wait_for_stage_process(pid: int, module: str, timeout: float = 300) -> None:
+    """Until a descendant of ``pid`` runs ``python -m module``: the stage itself is at work, not
+    only its task (under load a task is Running for seconds before DVC starts the command)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in process_tree(pid):
+            with contextlib.suppress(OSError):
+                if module.encode() in Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0"):
+                    return
+        time.sleep(0.05)
+    raise AssertionError(f"no process of {pid} ran {module} within {timeout} s")
+
+
+def kill_tree(pid: int) -> list[int]:
+    """SIGKILL ``pid`` and every descendant at once (what systemd does to a unit's cgroup): the
+    flow run's process is in a session of its own, so a process-group kill would miss it."""
+    tree = process_tree(pid)
     for p in tree:
         with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGKILL)
@@ -295,17 +314,21 @@ def test_a_worker_killed_mid_run_leaves_it_crashed_and_a_rerun_adds_one_version(
     stack: Stack,
 ) -> None:
     before = versions(stack)
-    # train runs again, and its model is deployed whatever its quality against the champion
-    set_params(stack.repo, **{"train.hist_gradient_boosting.max_iter": 70,
+    # train runs again (long enough to be caught at work), and its model is deployed whatever
+    # its quality against the champion
+    set_params(stack.repo, **{"train.hist_gradient_boosting.max_iter": 400,
                               "deploy.gate.tolerance": 1.0})  # fmt: skip
     sh(["git", "commit", "-qam", "fault test: retrain"], stack.repo)
     killed = start_run(stack, "fault: worker killed")
-    wait_for_task(stack, killed, "train")
     worker = int((stack.home / "run/worker-1.pid").read_text().split()[0])
-    tree = kill_tree(worker)
+    try:
+        wait_for_task(stack, killed, "train")
+        wait_for_stage_process(worker, "edgeops.stages.train")
+        tree = kill_tree(worker)
+    finally:
+        t0 = time.monotonic()
+        stack.up()  # a new worker (systemd's Restart=on-failure does this for the unit)
     assert len(tree) >= 3, tree  # the worker, the flow run, the stage's python
-    t0 = time.monotonic()
-    stack.up()  # a new worker (systemd's Restart=on-failure does this for the unit)
     # nobody can report the dead run's end: its missing heartbeat does (the automation)
     final = stack.wait_final(killed, timeout=stack_crashed_after(stack) + 120)
     assert final["state"]["type"] == "CRASHED", final["state"]
@@ -331,7 +354,7 @@ def stack_crashed_after(stack: Stack) -> float:
 def test_the_server_restarted_mid_run_the_run_ends_and_schedules_resume(stack: Stack) -> None:
     from edgeops.orchestration import processes
 
-    set_params(stack.repo, **{"train.hist_gradient_boosting.max_iter": 90})
+    set_params(stack.repo, **{"train.hist_gradient_boosting.max_iter": 500})
     sh(["git", "commit", "-qam", "fault test: server restart"], stack.repo)
     run = start_run(stack, "fault: server restart", deploy=False)
     wait_for_task(stack, run, "train")
