@@ -195,6 +195,57 @@ def penguins_csv() -> Path:
     return Path(palmerpenguins.__file__).parent / "data" / "penguins.csv"
 
 
+def stage_pools(repo: Path, stage: str) -> dict[str, dict]:
+    entry = json.loads((repo / "reports/resources.json").read_text())["stages"][stage]
+    assert entry["wall_s"] > 0 and entry["cpu_s"] > 0 and entry["peak_rss_mb"] > 50, entry
+    return {pool["api"]: pool for pool in entry["thread_pools"]}
+
+
+def test_every_stage_records_its_resources_and_runs_with_the_thread_setting(
+    demo_repo: Path, tmp_path: Path
+) -> None:
+    from edgeops.resources import available_cores
+
+    recorded = json.loads((demo_repo / "reports/resources.json").read_text())["stages"]
+    assert set(recorded) == {"ingest", "validate", "split", "train", "evaluate", "export", "bundle"}
+    cores = available_cores()
+    assert {p["threads"] for p in stage_pools(demo_repo, "train").values()} == {cores}
+    assert stage_pools(demo_repo, "export")["onnxruntime"]["spinning"] is False
+
+    # the thread setting is not a DVC param: changing it re-runs nothing
+    set_params(demo_repo, **{"resources.threads": 1})
+    try:
+        assert ran_stages(sh([DVC, "repro"], demo_repo).stdout) == []
+        # the stages themselves (outputs beside, DVC's state untouched): every pool has 1 thread
+        train = ["bin/python", "-m", "edgeops.stages.train", "--data",
+                 "data/prepared/train.parquet", "--model", str(tmp_path / "model.joblib"),
+                 "--report", str(tmp_path / "train.json")]  # fmt: skip
+        sh(train, demo_repo)
+        pools = stage_pools(demo_repo, "train")
+        assert pools["openmp/openmp"]["threads"] == 1  # scikit-learn's HistGradientBoosting
+        assert {p["threads"] for p in pools.values()} == {1}, pools
+        export = ["bin/python", "-m", "edgeops.stages.export", "--model",
+                  str(tmp_path / "model.joblib"), "--data", "data/prepared/test.parquet",
+                  "--onnx", str(tmp_path / "model.onnx"), "--report", str(tmp_path / "e.json"),
+                  "--metrics", str(tmp_path / "p.json")]  # fmt: skip
+        sh(export, demo_repo)
+        pools = stage_pools(demo_repo, "export")
+        assert pools["onnxruntime"] == {"api": "onnxruntime", "library": "onnxruntime",
+                                        "threads": 1, "spinning": False}  # fmt: skip
+        assert {p["threads"] for p in pools.values()} == {1}, pools
+        # auto: the cores the process is given (a worker pinned to one core by its unit)
+        set_params(demo_repo, **{"resources.threads": "auto"})
+        sh(["taskset", "-c", "0", *train], demo_repo)
+        assert {p["threads"] for p in stage_pools(demo_repo, "train").values()} == {1}
+        # a bad value: one clear message, no traceback
+        set_params(demo_repo, **{"resources.threads": 0})
+        bad = sh(train, demo_repo, check=False)
+        assert bad.returncode != 0 and "Traceback" not in bad.stderr
+        assert "resources.threads is 0" in bad.stderr and "fix:" in bad.stderr
+    finally:
+        set_params(demo_repo, **{"resources.threads": "auto"})
+
+
 def test_csv_and_sql_sources_give_the_same_metrics(tmp_path_factory) -> None:
     import pandas as pd
 

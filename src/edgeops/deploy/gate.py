@@ -42,9 +42,13 @@ GATED_METRICS = ("roc_auc", "pr_auc", "f1", "balanced_accuracy", "accuracy")
 
 
 def verify_local(bundle_dir: str | Path, public_key: Any) -> VerifiedBundle:
-    """Verify a bundle on this host exactly as the device will (or explain why not)."""
+    """Verify a bundle on this host exactly as the device will (or explain why not).
+
+    The model scores with this process's thread setting (``resources.threads``), not spinning."""
+    from edgeops.resources import current_threads
+
     try:
-        return verify_bundle(bundle_dir, public_key)
+        return verify_bundle(bundle_dir, public_key, threads=current_threads(), spin=False)
     except BundleError as exc:
         raise EdgeopsError(
             f"bundle {bundle_dir} rejected ({exc.name}): {exc.message}",

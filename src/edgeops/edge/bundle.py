@@ -257,7 +257,7 @@ def verify_files(
 
 
 def verify_bundle(path: str | Path, public_key: Any, threads: int = 1,
-                  timeout: float | None = None) -> VerifiedBundle:  # fmt: skip
+                  timeout: float | None = None, spin: bool = True) -> VerifiedBundle:  # fmt: skip
     """Check a bundle directory completely and return it loaded; raise :class:`BundleError`.
 
     Order: files present -> the signature is by this key and matches -> the manifest is well
@@ -281,7 +281,9 @@ def verify_bundle(path: str | Path, public_key: Any, threads: int = 1,
 
     inputs = [InputSpec.from_manifest(d) for d in manifest["inputs"]]
     try:
-        model = OnnxModel(str(path / MODEL), inputs, manifest["classes"], threads=threads)
+        model = OnnxModel(
+            str(path / MODEL), inputs, manifest["classes"], threads=threads, spin=spin
+        )
     except Exception as exc:  # onnxruntime raises its own exception types
         raise BundleError(BundleError.GOLDEN_FAILED, f"the model does not load: {exc}") from exc
     if deadline is not None:

@@ -88,14 +88,21 @@ def rows_to_columns(
     return {spec.name: [row.get(spec.name) for row in rows] for spec in inputs}
 
 
-def make_session(model: bytes | str, threads: int = 1) -> Any:
-    """An onnxruntime session on the CPU; ``threads=1`` is best for many small requests."""
+def make_session(model: bytes | str, threads: int = 1, spin: bool = True) -> Any:
+    """An onnxruntime session on the CPU; ``threads=1`` is best for many small requests.
+
+    ``spin=False``: idle pool threads sleep instead of spinning (a stage sharing the box; the
+    agent, which owns its cores and answers in microseconds, keeps onnxruntime's default).
+    """
     telemetry_off()  # before onnxruntime loads
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
@@ -105,8 +112,8 @@ class OnnxModel:
     """A loaded model: ``predict(columns)`` returns ``(labels, probabilities)``."""
 
     def __init__(self, model: bytes | str, inputs: Sequence[InputSpec], classes: Sequence[Any],
-                 threads: int = 1) -> None:  # fmt: skip
-        self.session = make_session(model, threads=threads)
+                 threads: int = 1, spin: bool = True) -> None:  # fmt: skip
+        self.session = make_session(model, threads=threads, spin=spin)
         self.inputs = list(inputs)
         self.classes = list(classes)
         self.class_names = [str(c) for c in self.classes]  # the keys of "probabilities" in answers

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edgeops import atomic
+from edgeops import atomic, resources
 from edgeops.edge.bundle import FORMAT_VERSION, MANIFEST, MODEL, SIGNATURE, key_id, sha256_file
 from edgeops.edge.inference import OnnxModel
 from edgeops.errors import EdgeopsError
@@ -212,7 +212,9 @@ def main() -> None:
         classes = [
             c.item() if hasattr(c, "item") else c for c in _model_classes(onnx_bytes, schema)
         ]
-        model = OnnxModel(onnx_bytes, input_specs(schema), classes)
+        model = OnnxModel(onnx_bytes, input_specs(schema), classes,
+                          threads=resources.current_threads(), spin=False)  # fmt: skip
+        resources.note_session(model.session)
         golden = golden_examples(model, schema, test, n=int(cfg.get("golden_examples", 12)))
         now = datetime.now(UTC)
         version = f"{now:%Y%m%d.%H%M%S}-{hashlib.sha256(onnx_bytes).hexdigest()[:8]}"
@@ -231,7 +233,7 @@ def main() -> None:
             f"{manifest['model']['name']} {version}: {len(golden)} golden examples, signed by {manifest['signing_key_id']} -> {args.out}/",
         )
 
-    runner.run("bundle", body)
+    runner.run("bundle", body, args.params)
 
 
 def train_split(path: str | Path) -> dict[str, Any]:

@@ -181,7 +181,7 @@ def main() -> None:
             shown += f" (positive class {metrics['positive_class']!r})"
         runner.log("evaluate", f"{shown} on {len(df):,} test rows -> {args.metrics}")
 
-    runner.run("evaluate", body)
+    runner.run("evaluate", body, args.params)
 
 
 if __name__ == "__main__":

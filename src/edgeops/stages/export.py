@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from edgeops import atomic
+from edgeops import atomic, resources
 from edgeops.edge.inference import FLOAT, STRING, InputSpec, OnnxModel
 from edgeops.errors import EdgeopsError
 from edgeops.features import feature_frame
@@ -215,7 +215,9 @@ def export(
     Returns the ONNX bytes and the report (parity, size, latency).
     """
     onnx_bytes = convert(pipe, schema, int(cfg.get("opset", 17)), int(cfg.get("ml_opset", 3)))
-    model = OnnxModel(onnx_bytes, input_specs(schema), list(pipe.classes_))
+    model = OnnxModel(onnx_bytes, input_specs(schema), list(pipe.classes_),
+                      threads=resources.current_threads(), spin=False)  # fmt: skip
+    resources.note_session(model.session)
     X_test, X_edge = feature_frame(test, schema), edge_cases(schema, test)
     report: dict[str, Any] = {
         "parity_test": parity(pipe, model, X_test),
@@ -281,7 +283,7 @@ def main() -> None:
             f"ORT {lat.get('speedup_1_row', float('nan')):.0f}x faster for 1 row -> {args.onnx}",
         )
 
-    runner.run("export", body)
+    runner.run("export", body, args.params)
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ def main() -> None:
         )
         runner.log("ingest", f"{len(df):,} rows x {df.shape[1]} columns -> {args.out}")
 
-    runner.run("ingest", body)
+    runner.run("ingest", body, args.params)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 
-from edgeops import atomic
+from edgeops import atomic, resources
 from edgeops.errors import EdgeopsError
 from edgeops.offline import telemetry_off
 
@@ -19,17 +18,26 @@ def parser(stage: str, doc: str | None) -> argparse.ArgumentParser:
     return p
 
 
-def run(stage: str, body: Callable[[], None]) -> None:
-    """Run a stage body; an :class:`EdgeopsError` prints one clear message and exits non-zero."""
+def run(stage: str, body: Callable[[], None], params: str = "params.yaml") -> None:
+    """Run a stage body; an :class:`EdgeopsError` prints one clear message and exits non-zero.
+
+    Before the body: telemetry off and every thread pool sized by ``resources.threads``; after it,
+    the stage's wall time, CPU time, peak memory and thread pools go to reports/resources.json.
+    """
     telemetry_off()
-    start = time.perf_counter()
+    usage = resources.Usage()
     try:
+        threads = resources.apply(params)
         with atomic.reported_when_full():  # a write the stage did not make atomic: one message too
             body()
+            resources.record(stage, usage, threads)
     except EdgeopsError as exc:
         print(f"edgeops {stage}: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    print(f"edgeops {stage}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    print(
+        f"edgeops {stage}: done in {usage.figures()['wall_s']:.1f} s ({threads} threads)",
+        file=sys.stderr,
+    )
 
 
 def log(stage: str, message: str) -> None:

@@ -188,7 +188,7 @@ def main() -> None:
         prod = f" (production rows: {len(keys):,}, placed by key hash)" if len(keys) else ""
         runner.log("split", f"train {len(train):,} rows, test {len(test):,} rows{prod} -> {out}/")
 
-    runner.run("split", body)
+    runner.run("split", body, args.params)
 
 
 if __name__ == "__main__":

@@ -168,7 +168,7 @@ def main() -> None:
         )
         runner.log("train", f"fitted in {seconds:.1f} s -> {args.model}")
 
-    runner.run("train", body)
+    runner.run("train", body, args.params)
 
 
 if __name__ == "__main__":

@@ -224,7 +224,7 @@ def main() -> None:
                 "in params.yaml after review",
             )
 
-    runner.run("validate", body)
+    runner.run("validate", body, args.params)
 
 
 if __name__ == "__main__":
