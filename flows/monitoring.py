@@ -148,6 +148,7 @@ def _judge(m: Any, t: Any) -> dict[str, Any]:
 def monitoring(targets: list[str] | None = None, retrain: bool = True) -> Any:
     """Judge what the devices saw; on "retrain", start a ``training`` run (unless ``retrain`` is
     false or ``monitor.retrain`` is off). ``targets``: names, or all in the targets file."""
+    from edgeops import resources
     from edgeops.monitor.run import Monitor, each_answering, per_target, warm_evidently
     from edgeops.offline import telemetry_off
     from edgeops.orchestration.lateness import skip_if_late
@@ -161,6 +162,7 @@ def monitoring(targets: list[str] | None = None, retrain: bool = True) -> Any:
                            get_run_logger().warning)  # fmt: skip
     if skipped is not None:
         return skipped
+    resources.apply(root / "params.yaml")  # before Evidently's worker starts: it inherits it
     warm_evidently()
     m = Monitor.load(root / "params.yaml")
     chosen = m.targets(targets)

@@ -160,6 +160,10 @@ def record(ws: Any, facts: dict[str, Any], lineage_cfg: dict[str, Any]) -> dict[
         create_table_artifact(
             key="training-metrics", table=rows, description="this run vs champion"
         )
+    used = summary.resources_table(ws.read_json("reports/resources.json"), facts.get("stages"))
+    if used:
+        create_table_artifact(key="training-resources", table=used,
+                              description="wall, CPU, peak memory and threads per stage")  # fmt: skip
     return facts.get("lineage") or {}
 
 
@@ -197,6 +201,7 @@ def training(reason: str = "manual", deploy: bool = True) -> Any:
     ``reason``: why the run happened (manual, scheduled, drift, ...), kept in the summary and the
     audit log. ``deploy=False``: stop after the pipeline (no device is contacted).
     """
+    from edgeops import resources
     from edgeops.offline import telemetry_off
     from edgeops.orchestration.concurrency import workspace_slot
     from edgeops.orchestration.lateness import skip_if_late
@@ -206,6 +211,7 @@ def training(reason: str = "manual", deploy: bool = True) -> Any:
     root = Path(os.environ.get("EDGEOPS_WORKSPACE") or Path.cwd())
     os.chdir(root)
     settings = Orchestration.load(root / "params.yaml")
+    resources.apply(root / "params.yaml")  # the gate's scoring; each stage applies it again
     log = get_run_logger()
     skipped = skip_if_late(settings.max_lateness_hours,
                            f"max_lateness_hours={settings.max_lateness_hours:g}", log.warning)  # fmt: skip

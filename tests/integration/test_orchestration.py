@@ -114,6 +114,11 @@ def test_a_triggered_run_completes_deploys_and_leaves_its_artifacts(stack: Stack
     table = by_key["training-metrics"]["data"]
     table = json.loads(table) if isinstance(table, str) else table
     assert {row["metric"] for row in table} >= {"roc_auc", "pr_auc", "f1"}
+    used = by_key["training-resources"]["data"]
+    used = json.loads(used) if isinstance(used, str) else used
+    assert [row["stage"] for row in used] == ["ingest", "validate", "split", "train", "evaluate",
+                                              "export", "bundle"]  # fmt: skip
+    assert all(row["ran"] == "yes" and row["wall_s"] > 0 and row["threads"] >= 1 for row in used)
     # one task per DVC stage, named like the stage
     names = {t["name"].rsplit("-", 1)[0] for t in stack.task_runs(run["id"])}
     assert names >= {"ingest", "validate", "split", "train", "evaluate", "export", "bundle",

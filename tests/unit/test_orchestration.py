@@ -107,6 +107,21 @@ def test_summary_names_the_decision_and_the_metrics_against_the_champion() -> No
     assert rows[0] == {"metric": "roc_auc", "challenger": 0.95, "champion": 0.97, "delta": -0.02}
 
 
+def test_the_resources_table_names_each_stage_and_whether_it_ran() -> None:
+    record = {"stages": {
+        "ingest": {"wall_s": 1.5, "cpu_s": 1.2, "peak_rss_mb": 170.0, "threads": 2, "finished": "t1"},
+        "train": {"wall_s": 9.0, "cpu_s": 16.0, "peak_rss_mb": 400.0, "threads": 2, "finished": "t2"},
+    }}  # fmt: skip
+    stages = [{"stage": "ingest", "ran": False}, {"stage": "train", "ran": True},
+              {"stage": "bundle", "ran": True}]  # fmt: skip
+    rows = summary.resources_table(record, stages)
+    assert [r["stage"] for r in rows] == ["ingest", "train"]  # bundle has no record yet
+    assert rows[0]["ran"] == "no (up to date)" and rows[1]["ran"] == "yes"
+    assert rows[1] == {"stage": "train", "ran": "yes", "wall_s": 9.0, "cpu_s": 16.0,
+                            "peak_rss_mb": 400.0, "threads": 2, "finished": "t2"}  # fmt: skip
+    assert summary.resources_table(None, stages) == []
+
+
 def _git_repo(path: Path) -> Path:
     for cmd in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "t@e.invalid"],
                 ["git", "config", "user.name", "t"]):  # fmt: skip

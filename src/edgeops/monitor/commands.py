@@ -72,6 +72,7 @@ def run_cmd(
     import json
     import sys
 
+    from edgeops import resources
     from edgeops.monitor.run import Monitor, run_monitor
     from edgeops.monitor.summary import markdown
     from edgeops.monitor.versioning import version_store
@@ -84,6 +85,7 @@ def run_cmd(
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    resources.apply(params)  # thread pools sized by resources.threads (Evidently's worker too)
     m = Monitor.load(params, targets)
     names = None if all_targets else list(target or [])
     result = run_monitor(m, names, collect=collect, accept_reset=accept_reset, log=log)

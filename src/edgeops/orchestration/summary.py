@@ -1,4 +1,4 @@
-"""What a training run leaves in the Prefect UI: a markdown summary and a table of the metrics.
+"""What a training run leaves in the Prefect UI: a markdown summary, tables of metrics and resources.
 
 Pure functions of the run's facts (the reports DVC's stages wrote, the gate report, the rollout's
 outcome), so they are tested without a server.
@@ -25,6 +25,26 @@ def metrics_table(
             row["champion"] = round(float(champion[name]), 6)
             row["delta"] = round(row["challenger"] - row["champion"], 6)
         rows.append(row)
+    return rows
+
+
+def resources_table(
+    record: dict[str, Any] | None, stages: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """One row per stage of the run from reports/resources.json: wall, CPU, peak memory, threads.
+
+    A stage DVC found up to date did not run in this run: its row says so and shows the figures
+    of the run that last built it."""
+    recorded = (record or {}).get("stages") or {}
+    rows = []
+    for step in stages or []:
+        used = recorded.get(step["stage"])
+        if not used:
+            continue
+        rows.append({"stage": step["stage"], "ran": "yes" if step.get("ran") else "no (up to date)",
+                     "wall_s": used.get("wall_s"), "cpu_s": used.get("cpu_s"),
+                     "peak_rss_mb": used.get("peak_rss_mb"), "threads": used.get("threads"),
+                     "finished": used.get("finished")})  # fmt: skip
     return rows
 
 
