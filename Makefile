@@ -17,7 +17,7 @@ RUN := $(VENV)/bin
 # the venv's tools first (dvc, edgeops; DVC's stages find the venv through bin/python anyway)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv keys demo demo-monitoring agent agent-stop deploy up down test lint format bench-export bench-agent bench-orchestration bench-monitor clean
+.PHONY: help venv keys demo demo-monitoring agent agent-stop deploy up down test lint format bench-export bench-agent bench-orchestration bench-monitor bench-scaling clean
 
 KEY_DIR := $(or $(EDGEOPS_KEY_DIR),$(HOME)/.config/edgeops/keys)
 AGENT_STATE := data/agent
@@ -26,7 +26,7 @@ AGENT_PORT ?= 8710
 DEMO_TOKENS := EDGEOPS_DEMO_DEPLOY_TOKEN="$$(cat $(KEY_DIR)/demo-deploy.token)" 
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n",$$1,$$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n",$$1,$$2}'
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
@@ -117,6 +117,9 @@ bench-orchestration: venv ## a training run through Prefect server + worker vs a
 
 bench-monitor: venv ## edgeops monitor (collect + quality + drift + report, 100,000 rows) vs Evidently alone
 	$(RUN)/python bench/monitor.py
+
+bench-scaling: venv keys ## the pipeline at 10k..10M rows: time and memory per stage, growth, plot, the profile of edgeops capacity
+	$(RUN)/python bench/scaling.py
 
 test: venv ## run the test suite (unit + integration)
 	$(RUN)/pytest -n 2 --dist loadfile
