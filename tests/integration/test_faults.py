@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -69,8 +68,7 @@ def test_dvc_repro_killed_mid_stage_is_rebuilt_by_the_next_run(ws: Path) -> None
     assert proc.stdout is not None
     for line in proc.stdout:
         seen.append(line)
-        if line.startswith("Running stage 'train'"):
-            time.sleep(1.5)  # inside the stage: the python has started training
+        if line.startswith("edgeops train: fitting"):  # the stage's python, mid-fit
             os.killpg(proc.pid, signal.SIGKILL)
             break
     proc.wait(timeout=30)

@@ -363,6 +363,8 @@ def test_the_server_restarted_mid_run_the_run_ends_and_schedules_resume(stack: S
     sh(["git", "commit", "-qam", "fault test: server restart"], stack.repo)
     run = start_run(stack, "fault: server restart", deploy=False)
     wait_for_task(stack, run, "train")
+    wait_for_stage_process(int((stack.home / "run/worker-1.pid").read_text().split()[0]),
+                           "edgeops.stages.train")  # fmt: skip
     stopped = processes.stop(stack.home / "run/server.pid", "server")
     assert stopped is not None
     time.sleep(3)

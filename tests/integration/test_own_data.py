@@ -5,7 +5,8 @@ with `dd.mm.yyyy HH:MM` timestamps, spaces, a `/` and umlauts in column names an
 order number and a free-text remark, and a `ja`/`nein` target. The test then runs the README's
 own commands, as written (only the agent's port is a free one): `schema infer --apply`,
 `dvc repro`, `make agent`, `make deploy` and the `curl` call with the original column names.
-The same rows as a UTF-8 comma CSV and as an SQLite table then give the same model.
+The same rows as Excel's "CSV UTF-8" (comma, BOM, CRLF) and as an SQLite table then give the
+same model.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ GERMAN = {
     "tool_wear_min": "Werkzeugverschleiss min", "vibration_mm_s": "Vibration mm/s",
     "failure": "Ausfall",
 }  # fmt: skip
-PRODUCTS = {"gearbox": "Getriebe", "pump": "Pumpe", "valve": "Ventil", "spindle": "Drehkörper"}
+PRODUCTS = {"gearbox": "Getriebe", "pump": "Pumpe", "valve": "Ventil DN 50",
+            "spindle": "Drehkörper"}  # fmt: skip
 TYPES = {"L": "Leicht", "M": "Mittel", "H": "Schwer"}
 
 
@@ -129,9 +131,12 @@ def test_the_same_rows_as_utf8_csv_and_sqlite_give_the_same_model(clone) -> None
     plain = df.copy()
     plain["Zeitstempel"] = plain["Zeitstempel"].dt.strftime("%Y-%m-%d %H:%M")
     (repo / "data/utf8").mkdir()
-    plain.to_csv(repo / "data/utf8/maschinen.csv", index=False)
+    # as Excel's "CSV UTF-8" writes it: comma, decimal point, a BOM, CRLF
+    plain.to_csv(repo / "data/utf8/maschinen.csv", index=False, encoding="utf-8-sig",
+                 lineterminator="\r\n")  # fmt: skip
     set_params(repo, **{"ingest.csv.path": "data/utf8/maschinen.csv"})
     sh(["dvc", "repro"], repo, env)
+    assert json.loads((repo / "reports/ingest.json").read_text())["csv"]["encoding"] == "utf-8-sig"
     assert json.loads((repo / "reports/metrics.json").read_text()) == first
     assert json.loads((repo / "reports/ingest.json").read_text())["sha256"] == snapshot
     # the same bytes: DVC had nothing to re-run after ingest
