@@ -6,6 +6,7 @@ This module holds the app, the error handling every command shares (:func:`frien
 drive, each module with a ``register(app_or_group, command)`` called at the end of this file:
 
   simulate_commands.py        simulate
+  capacity_commands.py        capacity
   deploy/commands.py          gate, deploy, rollback, status, predict
   orchestration/commands.py   up, down, run, runs, doctor
   schema_commands.py          schema infer
@@ -195,6 +196,12 @@ def _register_simulate() -> None:
     register(app, command)
 
 
+def _register_capacity() -> None:
+    from edgeops.capacity_commands import register
+
+    register(app, command)
+
+
 def _register_deploy() -> None:
     from edgeops.deploy.commands import register
 
@@ -219,6 +226,7 @@ def _register_monitor() -> None:
 _register_schema()
 _register_edge()
 _register_simulate()
+_register_capacity()
 _register_deploy()
 _register_orchestration()
 _register_monitor()
