@@ -49,6 +49,10 @@ def test_a_small_window_is_not_enough_data_never_no_drift() -> None:
     decision, reasons = dec.target_decision(120, 1000, _drift([]), None)
     assert decision == dec.NOT_ENOUGH
     assert reasons == ["not enough data (n=120 < min 1000): no verdict on drift"]
+    # an empty window (nothing logged since the deploy): no drift step ran, no verdict either
+    assert dec.target_decision(0, 1000, None, None) == (
+        dec.NOT_ENOUGH, ["not enough data (n=0 < min 1000): no verdict on drift"]
+    )  # fmt: skip
 
 
 def test_drift_or_a_performance_drop_each_decide_retrain() -> None:
