@@ -123,11 +123,11 @@ class Profile:
                 fit_linear(rows, [float(s["peak_rss_mb"]) for _, s in measured]))  # fmt: skip
 
     def bytes_fit(self, what: str) -> Fit:
-        rows = [
-            n for n, r in zip(self.rows(), self.runs, strict=True) if what in r.get("bytes", {})
-        ]
-        vals = [float(r["bytes"][what]) for r in self.runs if what in r.get("bytes", {})]
-        return fit_linear(rows, vals) if len(rows) >= 2 else Fit(0.0, 0.0, 1.0)
+        sized = [(int(r["rows"]), float(r["bytes"][what])) for r in self.runs
+                 if what in r.get("bytes", {})]  # fmt: skip
+        if len(sized) < 2:
+            return Fit(0.0, 0.0, 1.0)
+        return fit_linear([n for n, _ in sized], [b for _, b in sized])
 
 
 @dataclass

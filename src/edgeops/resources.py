@@ -40,6 +40,8 @@ THREAD_ENV = (
 #: what this module set, for code that sizes a pool itself (onnxruntime sessions)
 ENV = "EDGEOPS_THREADS"
 REPORT = Path("reports/resources.json")
+#: the onnxruntime sessions this process scored with (note_session), for thread_pools()
+_sessions: list[dict[str, Any]] = []
 
 
 def available_cores() -> int:
@@ -112,9 +114,6 @@ def thread_pools() -> list[dict[str, Any]]:
 
         pools.append({"api": "pyarrow", "library": "pyarrow", "threads": pyarrow.cpu_count()})
     return pools + _sessions
-
-
-_sessions: list[dict[str, Any]] = []
 
 
 def note_session(session: Any) -> None:
