@@ -58,8 +58,28 @@ def feature_frame(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
                     fix="clean the column, or declare it categorical in the schema",
                 ) from exc
         else:
-            out[names[col.name]] = s.map(category_str).astype(object)
+            out[names[col.name]] = category_strings(s)
     return pd.DataFrame(out, index=df.index)
+
+
+def category_strings(s: pd.Series) -> pd.Series:
+    """``category_str`` of every value, computed once per distinct value (a column of millions
+    of rows holds a handful of categories). Missing values (None, NaN, pd.NA, NaT) become ""."""
+    import numpy as np
+    import pandas as pd
+
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    if s.dtype == object and len({type(u) for u in uniques}) > 1:
+        # mixed types: factorize takes True for 1 and 1.0 for 1; keep each value's own string
+        return s.map(lambda v: MISSING_CATEGORY if _missing(v) else category_str(v)).astype(object)
+    table = np.array([category_str(u) for u in uniques] + [MISSING_CATEGORY], dtype=object)
+    return pd.Series(table[codes], index=s.index, dtype=object)
+
+
+def _missing(value: Any) -> bool:
+    import pandas as pd
+
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 
 def target_series(df: pd.DataFrame, schema: Schema) -> pd.Series:

@@ -193,3 +193,28 @@ def test_any_column_name_works_from_training_to_the_device(tmp_path: Path) -> No
     expected = pipe.predict_proba(feature_frame(rows, schema))
     assert np.abs(proba - expected).max() <= 1e-5
     assert [str(x) for x in labels] == [str(x) for x in pipe.predict(feature_frame(rows, schema))]
+
+
+def test_categories_become_the_strings_the_device_sends_once_per_distinct_value():
+    """feature_frame's column-at-once path gives what category_str gives value by value, and
+    "" for every kind of missing value (the agent turns JSON null into "")."""
+    import numpy as np
+    import pandas as pd
+
+    from edgeops.features import category_str, category_strings
+
+    columns = {
+        "text": pd.Series(["L", "M", None, "H", np.nan, "L"], dtype=object),
+        "ints": pd.Series([1, 2, 3, 2], dtype="int64"),
+        "floats": pd.Series([3.0, 2.5, np.nan, 3.0]),
+        "mixed": pd.Series([True, 1, 1.0, "1", None], dtype=object),
+        "nullable": pd.Series(["a", pd.NA, "b"], dtype="string"),
+        "category": pd.Series(["x", None, "y"], dtype="category"),
+    }
+    for name, s in columns.items():
+        got = list(category_strings(s))
+        want = ["" if v is None or (not isinstance(v, str) and pd.isna(v)) else category_str(v)
+                for v in s.astype(object)]  # fmt: skip
+        assert got == want, name
+    assert list(category_strings(columns["mixed"])) == ["True", "1", "1", "1", ""]
+    assert list(category_strings(columns["nullable"])) == ["a", "", "b"]

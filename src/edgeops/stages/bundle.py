@@ -62,19 +62,20 @@ def golden_examples(
     from edgeops.features import feature_frame
     from edgeops.stages.export import _feeds
 
-    X_test = feature_frame(test, schema)
     per_class = max(1, n // (2 * max(1, len(schema.classes))))
     picks = []
+    target = test[schema.target].astype(str)
     for cls in schema.classes:
-        idx = test.index[test[schema.target].astype(str) == str(cls)]
+        idx = test.index[target == str(cls)]
         if len(idx):
             picks += list(pd.Series(idx).sample(n=min(per_class, len(idx)), random_state=seed))
     X_edge = edge_cases(schema, test)
     rest = max(0, n - len(picks))
     X = pd.concat(
-        [X_test.loc[picks], X_edge.iloc[:: max(1, len(X_edge) // max(1, rest))].head(rest)],
+        [feature_frame(test.loc[picks], schema),
+         X_edge.iloc[:: max(1, len(X_edge) // max(1, rest))].head(rest)],
         ignore_index=True,
-    )
+    )  # fmt: skip
     labels, proba = model.predict_feeds(_feeds(X, model.inputs))
     examples = []
     for i in range(len(X)):

@@ -98,11 +98,12 @@ def scores(
 
 def curves(
     y_true: Any, proba: np.ndarray, classes: list[Any], positive: Any = None
-) -> dict[str, list[dict[str, Any]]]:
+) -> dict[str, Any]:
     """ROC and precision-recall curves (thinned) plus the confusion rows, for DVC plots.
 
     Binary: the curves of ``positive`` (as in :func:`scores`); else micro-averaged one-vs-rest."""
     import numpy as np
+    import pandas as pd
     from sklearn import metrics as skm
     from sklearn.preprocessing import label_binarize
 
@@ -127,7 +128,8 @@ def curves(
     return {
         "roc": [{"fpr": round(float(a), 5), "tpr": round(float(b), 5)} for a, b in zip(fpr, tpr, strict=True)],
         "pr": [{"recall": round(float(a), 5), "precision": round(float(b), 5)} for a, b in zip(rec, prec, strict=True)],
-        "confusion": [{"actual": str(a), "predicted": str(b)} for a, b in zip(y_true, y_pred, strict=True)],
+        # one row per test row (the template counts them): a frame, written by pandas' C writer
+        "confusion": pd.DataFrame({"actual": y_true.astype(str), "predicted": y_pred.astype(str)}),
     }  # fmt: skip
 
 
@@ -141,16 +143,12 @@ def evaluate(model: Any, df: pd.DataFrame, schema: Schema) -> tuple[dict[str, An
     return scores(y, proba, classes, positive), curves(y, proba, classes, positive)
 
 
-def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
-    """A small CSV for DVC plots, written atomically."""
-    import csv
-    import io
+def write_csv(path: str | Path, rows: list[dict[str, Any]] | pd.DataFrame) -> None:
+    """A CSV for DVC plots (rows as dicts, or a frame), written atomically."""
+    import pandas as pd
 
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic.write_text(path, buf.getvalue())
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
+    atomic.write_text(path, frame.to_csv(index=False, lineterminator="\n"))
 
 
 def main() -> None:
