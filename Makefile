@@ -17,7 +17,7 @@ RUN := $(VENV)/bin
 # the venv's tools first (dvc, edgeops; DVC's stages find the venv through bin/python anyway)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv keys demo demo-monitoring agent agent-stop deploy up down test lint format bench-export bench-agent bench-orchestration bench-monitor bench-scaling clean
+.PHONY: help venv keys demo demo-monitoring agent agent-stop deploy up down test lint format bench bench-export bench-agent bench-orchestration bench-monitor bench-scaling bench-stages bench-contention bench-startup clean
 
 KEY_DIR := $(or $(EDGEOPS_KEY_DIR),$(HOME)/.config/edgeops/keys)
 AGENT_STATE := data/agent
@@ -31,7 +31,8 @@ help: ## list the targets
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
 		{ echo "uv not found: installing it from the package index with pip"; $(PYTHON) -m pip install --quiet uv; }
-	$(UV) sync --frozen --extra pipeline
+	$(UV) sync --frozen --extra pipeline --compile-bytecode
+	$(RUN)/python -m compileall -q src
 	@touch $@
 
 venv: $(VENV)/.synced ## create .venv with edgeops, the [pipeline] extra and the dev tools (from uv.lock)
@@ -106,6 +107,9 @@ up: agent ## start the Prefect server, apply prefect.yaml, start a worker (logs 
 down: ## stop the Prefect worker and server that `make up` started
 	@if [ -x $(RUN)/edgeops ]; then $(RUN)/edgeops down; fi
 
+bench: venv ## every benchmark side by side with its baseline (~20 min): reports/bench/summary.md, *.json, scaling.png (BENCH_ARGS=--huge adds 100M rows)
+	$(RUN)/python bench/suite.py $(BENCH_ARGS)
+
 bench-export: venv ## ORT vs scikit-learn latency of the demo model (run make demo first)
 	$(RUN)/python bench/export.py
 
@@ -120,6 +124,15 @@ bench-monitor: venv ## edgeops monitor (collect + quality + drift + report, 100,
 
 bench-scaling: venv keys ## the pipeline at 10k..10M rows: time and memory per stage, growth, plot, the profile of edgeops capacity
 	$(RUN)/python bench/scaling.py
+
+bench-stages: venv ## each pipeline stage vs its library alone at 1M rows; no-op dvc repro vs dvc status
+	$(RUN)/python bench/stages.py
+
+bench-contention: venv ## the 1M-row pipeline while an agent serves traffic and monitoring runs, vs its fair share
+	$(RUN)/python bench/contention.py
+
+bench-startup: venv ## edgeops --help and agent start -> ready with a model deployed
+	$(RUN)/python bench/startup.py
 
 test: venv ## run the test suite (unit + integration)
 	$(RUN)/pytest -n 2 --dist loadfile
