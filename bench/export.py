@@ -7,7 +7,7 @@ Run after `make demo` (it needs models/model.joblib, models/model.onnx and the t
 Both sides get the same rows. "model only" times predict_proba / session.run on prepared
 inputs; "from JSON rows" includes turning a list of dicts into a DataFrame (scikit-learn) or
 into ONNX feeds (onnxruntime), as a server would. The baseline is scikit-learn; ratios are
-sklearn time / ORT time (higher = ORT faster). Results also go to bench/results/export.json.
+sklearn time / ORT time (higher = ORT faster). Results also go to reports/bench/export.json.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--repeats", type=int, default=300, help="timed calls per 1-row case")
-    ap.add_argument("--out", default="bench/results/export.json")
+    ap.add_argument("--out", default="reports/bench/export.json")
     args = ap.parse_args()
 
     import joblib

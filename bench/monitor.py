@@ -33,7 +33,7 @@ Timed, each case in a FRESH subprocess (interpreter start and imports count), ro
 Goal (per variant, medians): (a) <= 20 s and (a) / (b) <= 1.3. Wall times from the parent
 (spawn -> exit); CPU = user + sys of the child and its reaped children (for (a): the Evidently
 worker too, which the child joins at exit). Table on stdout (progress on stderr), JSON in
-bench/results/monitor.json.
+reports/bench/monitor.json.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+SRC = REPO  # where models/bundle, the training split and params.yaml come from (--workspace)
 TARGET = "bench-line"
 GOAL_SECONDS, GOAL_RATIO = 20.0, 1.3
 # edgeops.monitor.run functions (and drift.run_drift, reference.load_reference) the monitor child times
@@ -373,7 +374,7 @@ def setup_bundle(tmp: Path) -> tuple[Path, Path, str]:
     from edgeops.edge.bundle import BundleError, key_id, load_public_key, verify_bundle
     from edgeops.keys import default_key_dir, init_keys, load_private_key
 
-    bundle, pub = REPO / "models" / "bundle", default_key_dir() / "signing.pub"
+    bundle, pub = SRC / "models" / "bundle", default_key_dir() / "signing.pub"
     if pub.is_file():
         with contextlib.suppress(BundleError):
             verify_bundle(bundle, load_public_key(pub))
@@ -391,7 +392,7 @@ def setup_bundle(tmp: Path) -> tuple[Path, Path, str]:
 
 def check_split() -> None:
     """models/bundle must have been trained on data/prepared/train.parquet: else `dvc repro`."""
-    manifest, split = REPO / "models/bundle/manifest.json", REPO / "data/prepared/train.parquet"
+    manifest, split = SRC / "models/bundle/manifest.json", SRC / "data/prepared/train.parquet"
 
     def matches() -> bool:
         if not (manifest.is_file() and split.is_file()):
@@ -400,7 +401,7 @@ def check_split() -> None:
 
     if not matches():
         say("models/bundle does not match data/prepared/train.parquet: running `dvc repro` first")
-        sh([str(Path(sys.executable).parent / "dvc"), "repro"], REPO)
+        sh([str(Path(sys.executable).parent / "dvc"), "repro"], SRC)
         if not matches():
             raise SystemExit(
                 "models/bundle still does not match the training split after dvc repro"
@@ -427,7 +428,10 @@ def main() -> None:
     ap.add_argument("--max-rows", type=int, nargs="+", default=None,
                     help="monitor.window.max_rows variants (default: 20000 and --rows)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=7, help="simulator seed of the traffic")
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "monitor.json"))
+    ap.add_argument("--out", default=str(REPO / "reports" / "bench" / "monitor.json"))
+    ap.add_argument("--workspace", type=Path, default=REPO,
+                    help="a workspace after `dvc repro` to take the bundle, split and params from "
+                    "(default: this checkout)")  # fmt: skip
     args = ap.parse_args()
     if args.child:
         kind, spec = args.child[0], json.loads(args.child[1])
@@ -438,6 +442,8 @@ def main() -> None:
     os.environ.update(DO_NOT_TRACK="1", DVC_NO_ANALYTICS="1", ORT_DISABLE_TELEMETRY="1",
                       EVIDENTLY_DISABLE_TELEMETRY="1")  # fmt: skip
     variants = args.max_rows or sorted({20_000, args.rows})
+    global SRC
+    SRC = args.workspace.resolve()
     import yaml
 
     sys.path.insert(0, str(REPO))
@@ -457,7 +463,7 @@ def main() -> None:
         bundle, pub, source = setup_bundle(tmp)
         shutil.copytree(bundle, ws / "models" / "bundle")
         (ws / "data" / "prepared").mkdir(parents=True)
-        shutil.copy2(REPO / "data/prepared/train.parquet", ws / "data/prepared/train.parquet")
+        shutil.copy2(SRC / "data/prepared/train.parquet", ws / "data/prepared/train.parquet")
         manifest = json.loads((ws / "models/bundle/manifest.json").read_text())
         assert manifest["data"]["train_md5"] == md5(ws / "data/prepared/train.parquet")
         version = manifest["model"]["version"]
@@ -477,7 +483,7 @@ def main() -> None:
             raise SystemExit(f"the agent runs {active}, not {version}, after the upload")
         say(f"agent on {agent.url} running {version} ({source}); workspace {ws}")
 
-        params = yaml.safe_load((REPO / "params.yaml").read_text())
+        params = yaml.safe_load((SRC / "params.yaml").read_text())
         t0 = time.perf_counter()
         rows, labels, classes = build_rows(params, "baseline", args.rows, args.seed)
         built = time.perf_counter() - t0

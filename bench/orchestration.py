@@ -15,7 +15,7 @@ server's fields, not by our polling: created -> Running = scheduling latency (po
 process start + flow import), Running -> Completed = execution (7 DVC stage tasks, push, record,
 workspace slot), created -> Completed = total. Goal, per round: total <= scheduling + 1.2 x bare,
 i.e. the orchestrator adds at most the server's scheduling latency plus 20 %. Table on stdout
-(progress on stderr), JSON in bench/results/orchestration.json.
+(progress on stderr), JSON in reports/bench/orchestration.json.
 """
 
 from __future__ import annotations
@@ -141,6 +141,23 @@ ROWS = [
 ]
 
 
+def services(home: Path) -> dict[str, float]:
+    """The Prefect database's bytes (with its WAL) and the server's and worker's RSS now (MB)."""
+    db = sum(f.stat().st_size for f in home.glob("prefect.db*"))
+
+    def rss(pidfile: Path) -> float:
+        try:
+            status = Path(f"/proc/{int(pidfile.read_text())}/status").read_text()
+        except (OSError, ValueError):
+            return 0.0
+        return (
+            float(next(x.split()[1] for x in status.splitlines() if x.startswith("VmRSS"))) / 1024
+        )
+
+    return {"db_bytes": db, "server_rss_mb": rss(home / "run" / "server.pid"),
+            "worker_rss_mb": rss(home / "run" / "worker-1.pid")}  # fmt: skip
+
+
 def leftovers(home: Path) -> list[int]:
     """Live processes whose environment names this run's Prefect home."""
     marker, found = f"PREFECT_HOME={home}".encode(), []
@@ -160,7 +177,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=50_000, help="ingest.simulator.rows")
     ap.add_argument("--poll", type=float, default=None,
                     help="PREFECT_WORKER_QUERY_SECONDS (default: Prefect's own, 10 s)")  # fmt: skip
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "orchestration.json"))
+    ap.add_argument("--out", default=str(REPO / "reports" / "bench" / "orchestration.json"))
     args = ap.parse_args()
 
     import yaml
@@ -203,6 +220,7 @@ def main() -> None:
         deployment = api("GET", "/deployments/name/training/training")["id"]
 
         rounds: list[dict[str, Any]] = []
+        before = services(ws / ".prefect")
         jitter = random.Random(0)
         for i in range(args.warmup + args.rounds):
             time.sleep(jitter.uniform(0, query))
@@ -219,6 +237,11 @@ def main() -> None:
                 f"scheduling {r['scheduling']:.2f} + execution {r['execution']:.2f}")  # fmt: skip
             if i >= args.warmup:
                 rounds.append(r)
+        after = services(ws / ".prefect")
+        prefect = {"db_bytes_per_run": (after["db_bytes"] - before["db_bytes"]) / (i + 1),
+                   "server_rss_mb": round(after["server_rss_mb"]),
+                   "worker_rss_mb": round(after["worker_rss_mb"]),
+                   "db_bytes": after["db_bytes"]}  # fmt: skip
     finally:
         if started:
             proc = subprocess.run([edgeops, "down"], cwd=ws, env=env, capture_output=True,
@@ -251,11 +274,13 @@ def main() -> None:
         print(f"{name:48s} {value:6.2f}")
     print(f"goal total <= scheduling + 1.2 x bare: {'met' if ok else 'NOT met'} (median "
           f"ratio {med['ratio']:.3f} vs 1.2; {met}/{len(rounds)} rounds met it)")  # fmt: skip
+    print(f"Prefect: the database grows {prefect['db_bytes_per_run'] / 1e3:.0f} kB per training run; "
+          f"server RSS {prefect['server_rss_mb']} MB, worker RSS {prefect['worker_rss_mb']} MB")  # fmt: skip
 
     report = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "platform": platform.platform(),
               "cpus": os.cpu_count(), "rows": args.rows, "warmup": args.warmup,
               "worker_query_seconds": poll, "deploy": False, "rounds": rounds, "median": med,
-              "ratios": ratios, "goal": {"total <= scheduling + 1.2 * bare": ok,
+              "ratios": ratios, "prefect": prefect, "goal": {"total <= scheduling + 1.2 * bare": ok,
                                          "rounds_met": met}}  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

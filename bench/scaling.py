@@ -21,44 +21,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-BIN = Path(sys.executable).parent
-STAGES = ("ingest", "validate", "split", "train", "evaluate", "export", "bundle")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, STAGES, machine, throwaway_keys, tool_env, workspace  # noqa: E402
 
 
 def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
-def run_at(rows: int, work: Path, env: dict[str, str]) -> dict[str, Any]:
-    """A cold `dvc repro` of a fresh copy at ``rows`` rows: per-stage resources and bytes."""
+def run_at(rows: int, work: Path, env: dict[str, str], keep: Path | None = None) -> dict[str, Any]:
+    """A cold `dvc repro` of a fresh copy at ``rows`` rows: per-stage resources and bytes.
+    With ``keep`` the workspace is moved there afterwards (for bench/stages.py and contention)."""
     import yaml
-    from tests.conftest import copy_repo
 
     from edgeops.schema import schema_from_params
 
-    repo = copy_repo(work / f"rows-{rows}")
+    repo, wall = workspace(work / f"rows-{rows}", rows, env)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["ingest"]["simulator"]["rows"] = rows
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    start = time.perf_counter()
-    proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=repo, env=env, capture_output=True,
-                          text=True)  # fmt: skip
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(
-            f"dvc repro at {rows:,} rows failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
-        )
     used = json.loads((repo / "reports/resources.json").read_text())["stages"]
     result = {
         "rows": rows,
@@ -72,6 +58,9 @@ def run_at(rows: int, work: Path, env: dict[str, str]) -> dict[str, Any]:
         },  # fmt: skip
         "features": len(schema_from_params(params).features),
     }
+    if keep is not None:
+        shutil.rmtree(keep, ignore_errors=True)
+        shutil.move(repo, keep)
     shutil.rmtree(repo, ignore_errors=True)
     return result
 
@@ -144,15 +133,6 @@ def plot(runs: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
-def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
-    mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                      if line.startswith("MemTotal")))  # fmt: skip
-    return {"cores": len(os.sched_getaffinity(0)), "memory_gb": round(mem_kb / 1024**2, 1),
-            "cpu": cpu, "python": platform.python_version()}  # fmt: skip
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -160,23 +140,21 @@ def main() -> None:
     ap.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000, 10_000_000])
     ap.add_argument("--huge", action="store_true", help="add 100M rows (hours; within 24 GB)")
     ap.add_argument("--out-dir", default=str(REPO / "reports/bench"))
+    ap.add_argument("--keep", nargs=2, metavar=("ROWS", "DIR"),
+                    help="keep the workspace of the run at ROWS rows in DIR (bench/stages.py and "
+                    "bench/contention.py --workspace DIR)")  # fmt: skip
     args = ap.parse_args()
+    keep_rows, keep_dir = (int(args.keep[0]), Path(args.keep[1])) if args.keep else (None, None)
     sizes = sorted(set(args.rows + ([100_000_000] if args.huge else [])))
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from tests.conftest import tool_env
-
     runs = []
     with tempfile.TemporaryDirectory(prefix="edgeops-scaling-") as tmp:
         work = Path(tmp)
-        keys = work / "keys"
-        env = tool_env() | {"EDGEOPS_KEY_DIR": str(keys)}
-        subprocess.run(
-            [str(BIN / "edgeops"), "keys", "init"], env=env, check=True, capture_output=True
-        )
+        env = throwaway_keys(work, tool_env())
         for n in sizes:
             print(f"--- {n:,} rows: cold dvc repro ...", flush=True)
-            runs.append(run_at(n, work, env))
+            runs.append(run_at(n, work, env, keep_dir if n == keep_rows else None))
             r = runs[-1]
             print(f"    {r['repro_wall_s']:.1f} s; " + ", ".join(
                 f"{s} {r['stages'][s]['wall_s']:.1f} s" for s in STAGES), flush=True)  # fmt: skip
@@ -186,7 +164,7 @@ def main() -> None:
                "runs": [{k: r[k] for k in ("rows", "stages", "bytes")} for r in runs],
                "services": {"inference_log_bytes_per_row": round(log_row, 1)}}  # fmt: skip
     (out / "profile.json").write_text(json.dumps(profile, indent=2) + "\n")
-    (out / "scaling.json").write_text(json.dumps({"runs": runs, **profile}, indent=2) + "\n")
+    (out / "scaling.json").write_text(json.dumps({**profile, "runs": runs}, indent=2) + "\n")
     md = table(runs)
     (out / "scaling.md").write_text(md)
     plotted = plot(runs, out / "scaling.png")
