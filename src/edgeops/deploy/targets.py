@@ -91,6 +91,8 @@ def load_targets(path: str | Path) -> Targets:
     """Read and check the targets file."""
     import yaml
 
+    from edgeops.params import parse_yaml
+
     path = Path(path)
     if not path.is_file():
         raise EdgeopsError(
@@ -98,7 +100,7 @@ def load_targets(path: str | Path) -> Targets:
             fix="create it (see deploy/targets.yaml in the README)",
         )
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise EdgeopsError(f"{path} is not valid YAML: {exc}") from exc
     items = raw.get("targets") if isinstance(raw, dict) else None

@@ -125,9 +125,9 @@ def load_config(path: str | Path | None, **overrides: Any) -> AgentConfig:
             raise ConfigError(f"config file {p} not found")
         text = p.read_text()
         try:
-            import yaml
+            from edgeops.params import parse_yaml
 
-            data = yaml.safe_load(text) or {}
+            data = parse_yaml(text) or {}
         except ImportError:  # pragma: no cover - pyyaml is a base dependency
             data = json.loads(text)
         if not isinstance(data, dict):

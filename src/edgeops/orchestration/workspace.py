@@ -115,9 +115,9 @@ class Workspace:
 
     def stages(self) -> list[str]:
         """The pipeline's stage names, in dvc.yaml's order."""
-        import yaml
+        from edgeops.params import parse_yaml
 
-        return list((yaml.safe_load((self.root / "dvc.yaml").read_text()) or {})["stages"])
+        return list((parse_yaml((self.root / "dvc.yaml").read_text()) or {})["stages"])
 
     def reproduce(self, stage: str, on_line: Callable[[str], None] = print) -> StageResult:
         """``dvc repro -s STAGE``: DVC decides whether it must run. Raises :class:`StageFailed`."""
