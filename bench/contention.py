@@ -19,12 +19,14 @@ a stage that used p cores quiet (its CPU / wall time, at most its thread setting
 cores when all n are busy, so its time is expected to grow by max(1, p * n / C): 1.5 for a
 one-core stage on 2 cores, 3 for a stage that kept both cores busy. Target: every
 stage <= 1.5x its fair-share time. The other workloads' CPU during the run is measured (their
-cores used on average) and shown, with the agent's latency under load (from its metrics).
+cores used on average) and shown, with the agent's /v1/predict latency (p50, p99: the upper
+bounds of its histogram's buckets) over 15 s of traffic alone and during the pipeline.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -37,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import contextlib
 
 from common import (  # noqa: E402
     BIN,
@@ -164,6 +165,10 @@ def table(rows: int, judged: dict[str, Any], others: dict[str, Any]) -> str:
     lines.append(f"Beside the pipeline: the agent + traffic used {others['agent_cores']:.2f} cores, "
                  f"monitoring {others['monitor_cores']:.2f} cores on average "
                  f"({others['monitor_runs']} monitoring runs; {others['predictions']:,} predictions).")  # fmt: skip
+    lat = others["agent_latency_ms"]
+    lines.append(f"The agent's /v1/predict latency, p50 / p99 (bucket bounds): with its traffic alone "
+                 f"{lat['alone']['p50']:g} / {lat['alone']['p99']:g} ms, beside the pipeline and "
+                 f"monitoring {lat['beside_pipeline']['p50']:g} / {lat['beside_pipeline']['p99']:g} ms.")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -173,11 +178,14 @@ def contended_repro(ws: Path, mon: Path, agent: Any, env: dict[str, str], rate: 
         [str(BIN / "edgeops"), "simulate", "--target", "bench", "--rows", str(int(rate * 3600)),
          "--rate", str(rate), "--batch", "1", "--seed", "5"], cwd=mon, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    monitor = monitor_loop(mon, env, stop)
     before = predictions(agent.url)
     deadline = time.monotonic() + 120
     while predictions(agent.url) == before and time.monotonic() < deadline:
         time.sleep(0.5)  # the traffic has built its rows and is sending: steady from here
+    alone = latency_buckets(agent.url)
+    time.sleep(15)  # the agent with its traffic only
+    busy = latency_buckets(agent.url)
+    monitor = monitor_loop(mon, env, stop)
     cpu0 = {"agent": tree_cpu(agent.proc.pid), "sim": tree_cpu(simulate.pid)}
     mon_cpu, mon_rss = 0.0, 0.0
     start = time.perf_counter()
@@ -188,6 +196,7 @@ def contended_repro(ws: Path, mon: Path, agent: Any, env: dict[str, str], rate: 
         mon_rss = max(mon_rss, sum(rss_mb(p) for p in tree(monitor.pid)[1:]))  # not bash
         time.sleep(0.5)
     wall = time.perf_counter() - start
+    end = latency_buckets(agent.url)
     agent_cpu = tree_cpu(agent.proc.pid) - cpu0["agent"] + tree_cpu(simulate.pid) - cpu0["sim"]
     stop.touch()
     os.killpg(simulate.pid, signal.SIGTERM)
@@ -202,7 +211,32 @@ def contended_repro(ws: Path, mon: Path, agent: Any, env: dict[str, str], rate: 
     return {"wall_s": round(wall, 1), "agent_peak_rss_mb": round(rss_mb(agent.proc.pid, "VmHWM")),
             "monitor_peak_rss_mb": round(mon_rss), "agent_cores": agent_cpu / wall, "monitor_cores": mon_cpu / wall,
             "monitor_runs": log.count("\nexit ") + log.startswith("exit "),
+            "agent_latency_ms": {"alone": quantiles(alone, busy), "beside_pipeline": quantiles(busy, end)},
             "monitor_exits": sorted(set(line for line in log.splitlines() if line.startswith("exit ")))}  # fmt: skip
+
+
+def latency_buckets(agent_url: str) -> dict[float, float]:
+    """The agent's /v1/predict latency histogram now: bucket upper bound (s) -> requests."""
+    import urllib.request
+
+    with urllib.request.urlopen(agent_url + "/metrics", timeout=5) as r:
+        lines = r.read().decode().splitlines()
+    out = {}
+    for x in lines:
+        if x.startswith("edgeops_request_seconds_bucket{") and 'endpoint="/v1/predict"' in x:
+            le = x.split('le="', 1)[1].split('"', 1)[0]
+            out[float("inf") if le == "+Inf" else float(le)] = float(x.split()[-1])
+    return out
+
+
+def quantiles(a: dict[float, float], b: dict[float, float]) -> dict[str, float]:
+    """p50 and p99 (ms, bucket upper bounds) of the requests between snapshots ``a`` and ``b``."""
+    counts = sorted((le, b[le] - a.get(le, 0.0)) for le in b)
+    total = counts[-1][1] if counts else 0.0
+    out: dict[str, float] = {"requests": total}
+    for name, q in (("p50", 0.5), ("p99", 0.99)):
+        out[name] = next((le * 1e3 for le, c in counts if total and c >= q * total), float("nan"))
+    return out
 
 
 def predictions(agent_url: str) -> int:

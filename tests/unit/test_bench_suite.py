@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 
 from common import STAGES, stage_commands  # noqa: E402
-from contention import fair_share  # noqa: E402
+from contention import fair_share, quantiles  # noqa: E402
 from summary import services, summary  # noqa: E402
 
 
@@ -91,3 +91,11 @@ def test_the_service_figures_go_into_the_capacity_profile(tmp_path):
     full = plan(Profile.load(tmp_path / "full.json"), Need(rows=5_000_000))
     assert full["plan"]["ram_gb"] > plain["plan"]["ram_gb"]
     assert full["disk"]["prefect_db_per_year_mb"] > 0
+
+
+def test_the_agents_latency_quantiles_come_from_the_requests_between_two_snapshots():
+    inf = float("inf")
+    before = {0.001: 1000.0, 0.0025: 1000.0, 0.005: 1000.0, inf: 1000.0}
+    after = {0.001: 1050.0, 0.0025: 1099.0, 0.005: 1100.0, inf: 1100.0}
+    q = quantiles(before, after)
+    assert q == {"requests": 100.0, "p50": 1.0, "p99": 2.5}
