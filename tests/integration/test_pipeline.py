@@ -168,6 +168,15 @@ def test_second_repro_has_nothing_to_do(demo_repo: Path) -> None:
     assert "Data and pipelines are up to date" in out
 
 
+def test_python_bytecode_in_the_source_folders_changes_no_dependency(demo_repo: Path) -> None:
+    """`make venv` compiles src/ (and Python may write bytecode as it imports): the folders that
+    are stage dependencies then hold __pycache__/, which .dvcignore keeps out of their hashes."""
+    sh([str(BIN / "python"), "-m", "compileall", "-q", "src"], demo_repo)
+    assert list((demo_repo / "src/edgeops/sources").glob("__pycache__/*.pyc"))
+    out = sh([DVC, "status"], demo_repo).stdout
+    assert "Data and pipelines are up to date" in out, out
+
+
 def test_changing_train_params_reruns_only_train_and_what_follows(demo_repo: Path) -> None:
     set_params(demo_repo, **{"train.hist_gradient_boosting.max_iter": 50})
     out = sh([DVC, "repro"], demo_repo).stdout
