@@ -114,7 +114,8 @@ def render(result: dict[str, Any], need: Any) -> str:
         f"per day (the agent caps it: log_max_rows, log_max_bytes)",
     ]
     if d["prefect_db_per_year_mb"]:
-        lines.append(f"          Prefect database {d['prefect_db_per_year_mb']:.0f} MB a year")
+        lines.append(f"          Prefect database {d['prefect_db_per_year_mb']:.0f} MB a year, kept "
+                     "unless its vacuum deletes old runs (docs/data-protection.md)")  # fmt: skip
     else:
         lines.append("          Prefect database: not in this profile (bench/orchestration.py)")
     lines += ["", "Assumes: time and memory per row grow with the feature count; a retrain "
