@@ -88,6 +88,27 @@ def growth(rows: list[int], values: list[float]) -> float:
     return round(fit_growth(rows, values).b, 2)
 
 
+def beyond_memory(runs: list[dict[str, Any]], rows: int) -> str | None:
+    """Why ``rows`` would not fit in this machine's memory, by the linear fit of each stage's peak
+    over the runs so far (None: it fits, or too few runs to tell)."""
+    from edgeops.capacity import fit_linear
+
+    if len(runs) < 2:
+        return None
+    need = {s: fit_linear([r["rows"] for r in runs], [r["stages"][s]["peak_rss_mb"] for r in runs])(rows)
+            for s in STAGES}  # fmt: skip
+    stage, mb = max(need.items(), key=lambda kv: kv[1])
+    have_kb = int(next(x.split()[1] for x in Path("/proc/meminfo").read_text().splitlines()
+                       if x.startswith("MemAvailable")))  # fmt: skip
+    if mb * 1024 <= have_kb:
+        return None
+    return (
+        f"{stage} would need about {mb / 1024:.1f} GB at {rows:,} rows (linear in the rows "
+        f"measured so far), this machine has {have_kb / 1024**2:.1f} GB available: the stages "
+        "hold the whole frame in memory (no chunking yet)"
+    )
+
+
 def table(runs: list[dict[str, Any]]) -> str:
     rows = [r["rows"] for r in runs]
     head = "| stage | " + " | ".join(f"{n:,} rows" for n in rows) + " | growth exponent (time) |"
@@ -148,11 +169,17 @@ def main() -> None:
     sizes = sorted(set(args.rows + ([100_000_000] if args.huge else [])))
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    runs = []
+    runs: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="edgeops-scaling-") as tmp:
         work = Path(tmp)
         env = throwaway_keys(work, tool_env())
         for n in sizes:
+            too_big = beyond_memory(runs, n)
+            if too_big:
+                print(f"--- {n:,} rows: skipped. {too_big}", flush=True)
+                skipped.append({"rows": n, "why": too_big})
+                continue
             print(f"--- {n:,} rows: cold dvc repro ...", flush=True)
             runs.append(run_at(n, work, env, keep_dir if n == keep_rows else None))
             r = runs[-1]
@@ -164,7 +191,9 @@ def main() -> None:
                "runs": [{k: r[k] for k in ("rows", "stages", "bytes")} for r in runs],
                "services": {"inference_log_bytes_per_row": round(log_row, 1)}}  # fmt: skip
     (out / "profile.json").write_text(json.dumps(profile, indent=2) + "\n")
-    (out / "scaling.json").write_text(json.dumps({**profile, "runs": runs}, indent=2) + "\n")
+    (out / "scaling.json").write_text(
+        json.dumps({**profile, "runs": runs, "skipped": skipped}, indent=2) + "\n"
+    )
     md = table(runs)
     (out / "scaling.md").write_text(md)
     plotted = plot(runs, out / "scaling.png")

@@ -52,6 +52,8 @@ def _pipeline(rows: list[str], out: Path) -> None:
             _row(rows, f"{n:,} rows cold `dvc repro` <= {limit} s{mem}",
                  f"{r['repro_wall_s']:.0f} s ({stages:.0f} s in the stages), peak {peak:.2f} GB",
                  "-", ok)  # fmt: skip
+    for skip in sc.get("skipped", []):
+        _row(rows, f"{skip['rows']:,} rows within 24 GB", "not run", skip["why"], False)
     if 10_000_000 in by and 100_000_000 in by:
         t10, t100 = (sum(s["wall_s"] for s in by[n]["stages"].values()) for n in (10**7, 10**8))
         b = math.log(t100 / t10) / math.log(10)
