@@ -115,3 +115,13 @@ def test_no_profile_and_bad_numbers_say_what_to_do(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["capacity", "--rows", "1000", "--devices", "-1",
                                    "--profile", str(write(tmp_path, profile_data()))])  # fmt: skip
     assert bad.exit_code == 2 and "--devices" in bad.output
+
+
+def test_growth_within_the_noise_of_the_fixed_cost_is_not_fitted_as_an_exponent():
+    """A stage that takes 0.7 s up to 1M rows and 2.3 s at 10M: linear beyond its fixed cost,
+    not n^6 (which predicted 34,000 h at 100M rows)."""
+    from edgeops.capacity import fit_growth
+
+    fit = fit_growth([10_000, 100_000, 1_000_000, 10_000_000], [0.7, 0.69, 0.72, 2.3])
+    assert fit.b == 1.0
+    assert 10 < fit(100_000_000) < 30
