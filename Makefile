@@ -107,7 +107,7 @@ up: agent ## start the Prefect server, apply prefect.yaml, start a worker (logs 
 down: ## stop the Prefect worker and server that `make up` started
 	@if [ -x $(RUN)/edgeops ]; then $(RUN)/edgeops down; fi
 
-bench: venv ## every benchmark side by side with its baseline (~20 min): reports/bench/summary.md, *.json, scaling.png (BENCH_ARGS=--huge adds 100M rows)
+bench: venv ## every benchmark side by side with its baseline (~15 min): reports/bench/summary.md, *.json, scaling.png (BENCH_ARGS=--huge adds 100M rows)
 	$(RUN)/python bench/suite.py $(BENCH_ARGS)
 
 bench-export: venv ## ORT vs scikit-learn latency of the demo model (run make demo first)

@@ -4,7 +4,8 @@ reports/bench/summary.md, the scaling plot in reports/bench/scaling.png.
 
     make bench                 # or: .venv/bin/python bench/suite.py [--huge] [--only NAME ...]
 
-About 20 minutes on 2 cores (--huge adds 100M rows to the scaling run: hours, within 24 GB).
+About 15 minutes on 2 cores (--huge adds 100M rows to the scaling run: skipped, with the reason,
+where the smaller runs predict it will not fit in memory, as on this 24 GB machine).
 Nothing of this checkout is touched: each benchmark builds its own workspace in a temp folder
 with throw-away keys. In order:
   scaling        cold `dvc repro` at 10k, 100k, 1M, 10M rows: time and memory per stage, growth,
