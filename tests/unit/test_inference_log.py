@@ -4,8 +4,10 @@ damaged databases, the queue's bound in bytes, purges that shrink the file."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
+import sys
 import threading
 import time
 import tracemalloc
@@ -16,7 +18,9 @@ from typing import Any
 import pytest
 
 from edgeops.edge import log_maintenance as maint
-from edgeops.edge.inference_log import InferenceLog, LogDamaged, estimate_bytes
+from edgeops.edge import log_records
+from edgeops.edge.inference_log import InferenceLog, LogDamaged, compact_json, estimate_bytes
+from edgeops.edge.log_records import BACKGROUND_NICE, transactions
 
 # the schema before feedback_seq and the meta table
 OLD_SCHEMA = """
@@ -443,3 +447,108 @@ def test_damaged_again_right_after_a_move_is_left_in_place_with_the_fix(
     with pytest.raises(LogDamaged, match="check the disk"):
         log.read(0, 5000)
     assert log.damaged_moved == 0 and damaged_files(path) == []
+
+
+def test_each_row_is_stored_as_the_compact_json_of_the_row_and_its_rounded_probabilities(
+    open_log, tmp_path
+):
+    """The writer encodes in C (json's encoder, no Python per row): the text is exactly what
+    ``compact_json`` gives, minimised fields included, for every kind of JSON value."""
+    rnd = random.Random(7)
+    values = [0.1 + 0.2, -1e-300, 1e300, 5e-324, 12, -(2**70), True, False, None, "", "L",
+              'quote " and \\ backslash', "ünïcödé \u2028", "x" * 300]  # fmt: skip
+    requests = []
+    for k in range(40):
+        n = 1 if k % 4 == 0 else rnd.randint(2, 40)  # several chunks of a batch; one-row requests
+        rows = [{f"c{j}": rnd.choice(values) for j in range(rnd.randint(0, 6))} for _ in range(n)]
+        rows = [{**r, "secret": rnd.choice(values), "gone": 1} for r in rows]
+        labels = [rnd.choice([0, 1, "yes", 2.5]) for _ in range(n)]
+        probas = [[rnd.random(), rnd.random(), rnd.random()] for _ in range(n)]
+        requests.append((f"r{k}", rows, labels, probas))
+    log = open_log(tmp_path / "log.db", drop_fields=["gone"], hash_fields=["secret"], hash_salt="s")
+    for rid, rows, labels, probas in requests:
+        log.append(rid, "1.0.0", rows, labels, probas, 1.5)
+    log.flush()
+    with sqlite3.connect(tmp_path / "log.db") as conn:
+        stored = conn.execute(
+            "SELECT request_id, row_index, features, label, probabilities FROM inference ORDER BY id"
+        ).fetchall()
+    expected = [
+        (rid, i, compact_json(log.minimise(row)), str(labels[i]),
+         compact_json([round(p, 7) for p in probas[i]]))
+        for rid, rows, labels, probas in requests
+        for i, row in enumerate(rows)
+    ]  # fmt: skip
+    assert stored == expected
+
+
+def test_flush_waits_for_the_rows_queued_before_it_not_for_later_ones(open_log):
+    log = open_log(batch_seconds=30)  # the writer only writes when flush() wakes it
+    add(log, "first", 3)
+    log.flush()
+    assert [i["request_id"] for i in log.read()[0]] == ["first"] * 3
+    stop = threading.Event()
+
+    def keep_appending() -> None:
+        while not stop.is_set():
+            add(log, "later", 1)
+            time.sleep(0.0005)
+
+    appender = threading.Thread(target=keep_appending)
+    appender.start()
+    try:
+        time.sleep(0.05)
+        add(log, "mine", 1)
+        started = time.monotonic()
+        log.flush(timeout=10)
+        took = time.monotonic() - started
+        mine = [i for i in log.read(0, 100_000)[0] if i["request_id"] == "mine"]
+    finally:
+        stop.set()
+        appender.join()
+    assert len(mine) == 1 and took < 5, took
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="nice is per thread on Linux only")
+def test_the_writer_and_the_purger_run_below_the_requests_cpu_priority(open_log):
+    log = open_log()
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    for thread in (log._writer, log._purger):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # each thread lowers its own as it starts
+            nice = os.getpriority(os.PRIO_PROCESS, thread.native_id)
+            if nice != mine:
+                break
+            time.sleep(0.01)
+        assert nice == min(19, mine + BACKGROUND_NICE), (thread.name, nice, mine)
+
+
+def test_a_batch_is_written_in_transactions_of_batch_rows_rows_at_most():
+    def item(n: int) -> tuple:
+        return (0.0, "r", "1.0.0", [{}] * n, [0] * n, [[1.0]] * n, 0.0, 0)
+
+    batch = [item(n) for n in (3000, 3000, 10, 6000, 1)]
+    groups = list(transactions(batch))
+    assert [rows for _, rows in groups] == [3000, 3010, 6000, 1]  # one request is never split
+    assert [len(items) for items, _ in groups] == [1, 2, 1, 1]
+    assert [i for items, _ in groups for i in items] == batch
+    assert list(transactions([])) == []
+
+
+def test_an_unexpected_error_loses_its_batch_only_and_the_writer_goes_on(open_log, monkeypatch):
+    log = open_log()
+    records = log_records.records
+    failed: list[str] = []
+
+    def fail_once(item: tuple, minimiser: Any) -> Any:
+        if not failed:
+            failed.append(item[1])
+            raise TypeError("not JSON serialisable")
+        return records(item, minimiser)
+
+    monkeypatch.setattr(log_records, "records", fail_once)
+    add(log, "lost", 2)
+    log.flush()
+    add(log, "kept", 3)
+    assert [i["request_id"] for i in log.read()[0]] == ["kept"] * 3
+    assert failed == ["lost"] and log.stats()["dropped"] == 2 and log.queued_bytes == 0

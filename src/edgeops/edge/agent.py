@@ -34,7 +34,9 @@ import asyncio
 import logging
 import socket
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, wait
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -76,14 +78,21 @@ FASTAPI_TELEMETRY_OFF = {"tracing": False, "metrics": False, "logs": False,
                          "operation_spans": False, "auto_configure": False}  # fmt: skip
 
 
-def create_app(cfg: AgentConfig) -> Any:
-    """The FastAPI application for ``cfg`` (tests and benchmarks call this directly)."""
+def create_app(cfg: AgentConfig, boot_now: bool = False) -> Any:
+    """The FastAPI application for ``cfg`` (tests and benchmarks call this directly).
+
+    The runtime boots (loads the active model) when the app starts; ``boot_now`` starts that
+    at once, in a thread, so that the model loads while the app is built and the server starts
+    (``serve`` does: the start waits for whichever takes longer, not for both).
+    """
     from edgeops import __version__
 
     metrics = Metrics()
     runtime = Runtime(cfg, metrics)
+    booting = _boot_in_background(runtime) if boot_now else None
     app = FastAPI(
-        title="edgeops agent", version=__version__, lifespan=_lifespan(runtime, metrics),
+        title="edgeops agent", version=__version__,
+        lifespan=_lifespan(runtime, metrics, booting),
         description="Serves a signed edgeops model bundle with onnxruntime. Errors: "
         '{"error": {"code", "message", "fields"}}.',
         telemetry=FASTAPI_TELEMETRY_OFF,
@@ -91,7 +100,7 @@ def create_app(cfg: AgentConfig) -> Any:
         # handlers' names (predict, upload_bundle, ...): what generated clients call them
         docs_url=None, redoc_url=None, generate_unique_id_function=lambda route: route.name,
     )  # fmt: skip
-    app.state.runtime = runtime
+    app.state.runtime, app.state.booting = runtime, booting
     metrics.follow(runtime)
     # the last added runs first: count every request, then the port split, then the limit
     app.add_middleware(InflightLimitMiddleware, cfg=cfg, metrics=metrics)
@@ -111,14 +120,34 @@ def create_app(cfg: AgentConfig) -> Any:
     return app
 
 
+def _boot_in_background(runtime: Runtime) -> Future:
+    """``runtime.boot()`` in a thread of its own; the future has its outcome."""
+    future: Future = Future()
+
+    def boot() -> None:
+        try:
+            runtime.boot()
+        except BaseException as exc:  # re-raised where the lifespan waits for it
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
+
+    threading.Thread(target=boot, name="edgeops-boot", daemon=True).start()
+    return future
+
+
 def _lifespan(
-    runtime: Runtime, metrics: Metrics
+    runtime: Runtime, metrics: Metrics, booting: Future | None = None
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Start: boot the runtime, then tick every second. Stop: close the inference log."""
+    """Start: boot the runtime (or wait for the boot already under way), then tick every
+    second. Stop: close the inference log."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(runtime.boot)
+        if booting is None:
+            await run_in_threadpool(runtime.boot)
+        else:
+            await asyncio.wrap_future(booting)
         task = asyncio.create_task(_ticker(runtime, metrics))
         yield
         task.cancel()
@@ -186,17 +215,22 @@ def serve(cfg: AgentConfig) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app(cfg)
-    guarded = dataclasses.replace(cfg, max_connections=raise_open_files_limit(cfg.max_connections))
-    config = uvicorn.Config(app, host=cfg.host, port=cfg.port, **uvicorn_settings(guarded, app))
     sockets = None
     if cfg.metrics_port:  # one server, two listening sockets; MetricsPortMiddleware splits them
         sockets = [
             _listen(cfg.host, cfg.port),
             _listen(cfg.metrics_host or cfg.host, cfg.metrics_port),
         ]
-    server = _server_class()(config)
-    server.run(sockets=sockets)
+    app = create_app(cfg, boot_now=True)  # the model loads while the app is built and started
+    try:
+        guarded = dataclasses.replace(
+            cfg, max_connections=raise_open_files_limit(cfg.max_connections)
+        )
+        config = uvicorn.Config(app, host=cfg.host, port=cfg.port, **uvicorn_settings(guarded, app))
+        server = _server_class()(config)
+        server.run(sockets=sockets)
+    finally:  # never leave while the boot writes the state (its loading marker would stay)
+        wait([app.state.booting])
     if not server.started:
         sys.exit(3)  # uvicorn's STARTUP_FAILURE, as uvicorn.run exits
 

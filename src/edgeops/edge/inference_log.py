@@ -1,10 +1,12 @@
 """The inference log: every prediction, in SQLite (WAL) in the state directory.
 
 Requests enqueue rows; one writer thread inserts them in batches, so logging adds microseconds
-to a request, not a disk write. The queue is bounded by an estimate of its bytes in memory: under
-overload rows are dropped and counted, memory stays flat. Retention (by age, rows and bytes) is
-purged in the background and gives the disk back. Named fields can be dropped or replaced by a
-salted hash before anything is written (data minimisation).
+to a request, not a disk write; it writes in small chunks, below the requests' CPU priority, so
+that a request never waits long for the GIL or the core (:mod:`log_records`). The queue is
+bounded by an estimate of its bytes in memory: under overload rows are dropped and counted,
+memory stays flat. Retention (by age, rows and bytes) is purged in the background and gives the
+disk back. Named fields can be dropped or replaced by a salted hash before anything is written
+(data minimisation).
 
 A damaged database (found at open, or by SQLite while running) is moved aside as
 ``inference.db.damaged-<UTC time>`` and a new log is started (see :mod:`log_maintenance`): the
@@ -25,42 +27,29 @@ apply.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
-import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from itertools import chain
+from collections.abc import Iterator, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from edgeops.edge import log_maintenance as maint
+from edgeops.edge import log_records as rec
 from edgeops.edge.log_maintenance import FEEDBACK_SEQ_KEY, Damage, UndecodableRow, is_damage
+from edgeops.edge.log_records import compact_json, estimate_bytes
 
 log = logging.getLogger("edgeops.agent")
-# one encoder, built once: json.dumps(obj, separators=...) builds a new one per call
-compact_json = json.JSONEncoder(separators=(",", ":")).encode
+__all__ = ["InferenceLog", "LogDamaged", "compact_json", "estimate_bytes"]
 
-BATCH_ROWS = 5000  # rows per write transaction (their records are in memory meanwhile)
-ROW_BYTES, VALUE_BYTES = 100, 56  # CPython: a parsed row dict, and each number/str in it
 MOVE_AGAIN_SECONDS = 60.0  # damaged again this soon after a move: the disk, not the file
-READ_KEYS = ("id", "ts", "request_id", "row", "model_version", "features", "label",
-             "probabilities", "latency_ms", "feedback", "feedback_ts")  # fmt: skip
 
 
 class LogDamaged(Exception):
     """The inference log's database is damaged: ``str(exc)`` says what was done and the fix
     (the agent answers 503 ``log_damaged``)."""
-
-
-def estimate_bytes(rows: Sequence[dict[str, Any]], probabilities: Sequence[Sequence[float]]) -> int:
-    """Memory a queued request holds, near CPython's: per row and value, plus string lengths."""
-    values = len(rows[0]) + len(probabilities[0]) if rows else 0
-    text = sum(map(len, filter(str.__instancecheck__, chain.from_iterable(map(dict.values, rows)))))
-    return len(rows) * (ROW_BYTES + VALUE_BYTES * values) + text
 
 
 class InferenceLog:
@@ -93,7 +82,10 @@ class InferenceLog:
         self.damaged_moved = 0
         self.damaged_path: Path | None = None
         self._moved_at = -MOVE_AGAIN_SECONDS
-        self._queue: queue.Queue[tuple | None] = queue.Queue(maxsize=queue_size)
+        self.queue_size = queue_size  # requests waiting, at most
+        self._pending: list[tuple] = []  # requests waiting for the writer (under _count_lock)
+        self._appended = self._written = 0  # requests queued, and written (or lost), so far
+        self._closing = False
         self._db_lock = threading.Lock()
         self._conn = self._open()
         self._stop = threading.Event()
@@ -175,32 +167,21 @@ class InferenceLog:
         """Drop and hash the configured fields of one row."""
         if not self.drop_fields and not self.hash_fields:
             return features
-        out = {}
-        for k, v in features.items():
-            if k in self.drop_fields:
-                continue
-            if k in self.hash_fields and v is not None:
-                v = "sha256:" + hashlib.sha256(f"{self.hash_salt}{v}".encode()).hexdigest()[:16]
-            out[k] = v
-        return out
+        return rec.minimise(features, self.drop_fields, self.hash_fields, self.hash_salt)
 
     def append(self, request_id: str, version: str, rows: Sequence[dict[str, Any]],
                labels: Sequence[Any], probabilities: Sequence[Sequence[float]], latency_ms: float) -> None:  # fmt: skip
         """Queue one request's rows; never blocks (drops and counts them when the queue is over
         ``queue_max_bytes`` or ``queue_size`` requests)."""
         nbytes = estimate_bytes(rows, probabilities)
+        item = (time.time(), request_id, version, rows, labels, probabilities, latency_ms, nbytes)
         with self._count_lock:
-            fits = self.queued_bytes + nbytes <= self.queue_max_bytes
-            self.queued_bytes += nbytes if fits else 0
-        if fits:
-            try:
-                self._queue.put_nowait(
-                    (time.time(), request_id, version, rows, labels, probabilities, latency_ms, nbytes)
-                )  # fmt: skip
+            if (self.queued_bytes + nbytes <= self.queue_max_bytes
+                    and len(self._pending) < self.queue_size):  # fmt: skip
+                self.queued_bytes += nbytes
+                self._pending.append(item)
+                self._appended += 1
                 return
-            except queue.Full:
-                with self._count_lock:
-                    self.queued_bytes -= nbytes
         self._count_dropped(len(rows), nbytes)
 
     def _count_dropped(self, rows: int, nbytes: int) -> None:
@@ -208,67 +189,64 @@ class InferenceLog:
             self.dropped += rows
             self.dropped_bytes += nbytes
 
-    def _records(self, item: tuple) -> Iterable[tuple]:
-        ts, request_id, version, rows, labels, probas, latency_ms, _ = item
-        for i, row in enumerate(rows):
-            yield (
-                ts, request_id, i, version, compact_json(self.minimise(row)),
-                str(labels[i]), compact_json([round(p, 7) for p in probas[i]]), latency_ms,
-            )  # fmt: skip
-
     def _write_loop(self) -> None:
+        """Every ``batch_seconds`` (or at once for flush() and close()), take what is queued and
+        write it: one transaction per batch, not per request, keeps the log off the request path;
+        taking the queue is one swap, never a loop over it holding the GIL."""
+        rec.background_priority()
         while True:
-            item = self._queue.get()
-            # let a batch gather (or flush() cut the wait short): one transaction and one GIL
-            # hand-off per batch instead of per request keeps the log off the request path
             self._wake.wait(self.batch_seconds)
             self._wake.clear()
-            batch = [item]
-            rows = len(item[3]) if item else 0
-            while rows < BATCH_ROWS:  # a batch is bounded in rows: its records are in memory
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-                rows += len(batch[-1][3]) if batch[-1] else 0
-            stop = any(b is None for b in batch)
-            records = [r for b in batch if b is not None for r in self._records(b)]
-            nbytes = sum(b[7] for b in batch if b is not None)
-            if records:
-                self._insert(records, nbytes)
+            closing = self._closing
             with self._count_lock:
-                self.queued_bytes -= nbytes
-            for _ in batch:
-                self._queue.task_done()
-            if stop:
+                batch, self._pending = self._pending, []
+            for items, rows in rec.transactions(batch):
+                self._write(items, rows)
+            if closing:
                 return
 
-    def _insert(self, records: list[tuple], nbytes: int) -> None:
+    def _write(self, batch: list[tuple], rows: int) -> None:
+        nbytes = sum(map(itemgetter(7), batch))
+        try:
+            self._insert(batch, rows, nbytes)
+        except Exception:  # never the writer's end: these rows are lost, the next ones written
+            log.exception("inference log: %d rows could not be written", rows)
+            self._count_dropped(rows, nbytes)
+        with self._count_lock:
+            self.queued_bytes -= nbytes
+            self._written += len(batch)
+
+    def _insert(self, batch: list[tuple], rows: int, nbytes: int) -> None:
+        """Write a batch in one transaction, pausing after each chunk of rows unless the batch
+        is large (the writer is behind): see :mod:`edgeops.edge.log_records`."""
+        minimiser = self.minimise if self.drop_fields or self.hash_fields else None
         with self._db_lock:
             conn = self._conn
             try:
                 conn.execute("BEGIN")
-                conn.executemany(
-                    "INSERT INTO inference (ts, request_id, row_index, model_version, features, "
-                    "label, probabilities, latency_ms) VALUES (?,?,?,?,?,?,?,?)",
-                    records,
-                )
+                for chunk in rec.chunks(batch, rows, minimiser):
+                    conn.executemany(rec.INSERT, chunk)
+                    if rows < rec.PAUSE_UNTIL_ROWS:
+                        rec.pause()
                 conn.execute("COMMIT")
-                self._rows += len(records)
+                self._rows += rows
                 return
-            except sqlite3.Error as exc:  # the rows are lost, the agent serves on
+            except BaseException as exc:  # the rows are lost, the agent serves on
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK") if conn.in_transaction else None
+                if not isinstance(exc, sqlite3.Error):
+                    raise  # _write counts them
                 error = exc
-        self._count_dropped(len(records), nbytes)
+        self._count_dropped(rows, nbytes)
         if is_damage(error):
             self._damaged(error, conn)  # the next batches go to a new log
 
     def flush(self, timeout: float = 5.0) -> None:
-        """Wait until every queued row is written (used before feedback and reads)."""
+        """Wait until every row queued before the call is written (used before feedback and
+        reads)."""
         deadline = time.monotonic() + timeout
-        self._wake.set()
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        target = self._appended
+        while self._written < target and time.monotonic() < deadline:
             self._wake.set()
             time.sleep(0.002)
 
@@ -285,18 +263,10 @@ class InferenceLog:
                     (after, limit),
                 ).fetchall()
             try:
-                items = self._items(rows)
+                items = rec.decode(rows)
             except ValueError as exc:  # SQLite read it, but it is not what was written
                 raise UndecodableRow(f"a logged row does not decode: {exc}") from None
         return items, (items[-1]["id"] if items else after)
-
-    @staticmethod
-    def _items(rows: list[tuple]) -> list[dict[str, Any]]:
-        items = [dict(zip(READ_KEYS, r, strict=True)) for r in rows]
-        for item in items:
-            item["features"] = json.loads(item["features"])
-            item["probabilities"] = json.loads(item["probabilities"])
-        return items
 
     def feedback(self, request_id: str, label: str, row: int | None = None) -> int:
         """Attach a ground-truth label; return how many rows it was attached to.
@@ -409,13 +379,16 @@ class InferenceLog:
         return n
 
     def _purge_loop(self) -> None:
+        rec.background_priority()
         while not self._stop.wait(self.purge_interval):
             with contextlib.suppress(sqlite3.Error, LogDamaged):  # damage: moved aside, new log
                 self.purge()
 
     def close(self) -> None:
+        """Write what is queued (for up to 5 s), stop the threads, close the database."""
         self._stop.set()
-        self._queue.put(None)
+        self._closing = True
+        self._wake.set()
         self._writer.join(timeout=5)
         with self._db_lock:
             self._conn.close()
