@@ -1,12 +1,14 @@
 """Where data comes from: the built-in plant simulator, a CSV/Parquet folder, or an SQL database.
 
 Each source returns a pandas DataFrame; ``load_source`` picks one from the ``ingest`` params,
-``read_source`` also says what it detected on the way (how the CSV files are written).
+``read_source`` also says what it detected on the way (how the CSV files are written), and
+``read_source_chunks`` gives the data as consecutive frames (the simulator's chunk by chunk).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from edgeops.errors import EdgeopsError
@@ -55,6 +57,24 @@ def read_source(ingest: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
         f"ingest.source is {name!r}, which is not a known source",
         fix=f"use one of {', '.join(SOURCES)}",
     )
+
+
+def read_source_chunks(ingest: dict[str, Any]) -> tuple[Iterator[pd.DataFrame], dict[str, Any]]:
+    """:func:`read_source` as consecutive frames: the simulator makes a large data set chunk by
+    chunk (:func:`edgeops.sources.simulator.simulate_chunks`, memory: one chunk); the CSV and SQL
+    sources give their one frame."""
+    if ingest.get("source", "simulator") == "simulator":
+        from edgeops.sources.simulator import simulate_chunks
+
+        cfg = ingest.get("simulator") or {}
+        frames = simulate_chunks(
+            rows=int(cfg.get("rows", 50_000)),
+            seed=int(cfg.get("seed", 42)),
+            scenario=str(cfg.get("scenario", "baseline")),
+        )
+        return frames, {}
+    df, detected = read_source(ingest)
+    return iter([df]), detected
 
 
 def parse_timestamps(df: pd.DataFrame) -> pd.DataFrame:

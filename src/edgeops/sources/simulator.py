@@ -15,7 +15,8 @@ the torque sensor read high, ``new_product_mix`` changes which products and mach
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from edgeops.errors import EdgeopsError
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 SCENARIOS = ("baseline", "hot_summer", "biased_sensor", "new_product_mix")
 MACHINE_TYPES = ("L", "M", "H")
 PRODUCT_LINES = ("gearbox", "pump", "valve", "spindle")
+#: rows generated at a time: a larger data set is made (and ingested) chunk by chunk
+CHUNK_ROWS = 2_000_000
 OVERSTRAIN_LIMIT = {"L": 11_000.0, "M": 12_000.0, "H": 13_000.0}
 
 
@@ -38,6 +41,23 @@ def simulate(rows: int = 50_000, seed: int = 42, scenario: str = "baseline") -> 
     import numpy as np
     import pandas as pd
 
+    _check(rows, scenario)
+    if rows <= CHUNK_ROWS:
+        return _chunk(rows, np.random.default_rng(seed), 0, scenario)
+    return pd.concat(list(_chunks(rows, seed, scenario)), ignore_index=True)
+
+
+def simulate_chunks(
+    rows: int = 50_000, seed: int = 42, scenario: str = "baseline"
+) -> Iterator[pd.DataFrame]:
+    """:func:`simulate`'s frame as consecutive frames of at most :data:`CHUNK_ROWS` rows, made one
+    at a time (memory: one chunk). The first chunk is ``simulate`` of up to ``CHUNK_ROWS`` rows;
+    chunk ``k`` draws from its own generator, seeded ``[seed, k]``, and continues the clock."""
+    _check(rows, scenario)
+    return _chunks(rows, seed, scenario)
+
+
+def _check(rows: int, scenario: str) -> None:
     if rows < 1:
         raise EdgeopsError(
             f"simulator rows must be >= 1, got {rows}", fix="set ingest.simulator.rows"
@@ -46,7 +66,20 @@ def simulate(rows: int = 50_000, seed: int = 42, scenario: str = "baseline") -> 
         raise EdgeopsError(
             f"unknown simulator scenario {scenario!r}", fix=f"use one of {', '.join(SCENARIOS)}"
         )
-    rng = np.random.default_rng(seed)
+
+
+def _chunks(rows: int, seed: int, scenario: str) -> Iterator[pd.DataFrame]:
+    import numpy as np
+
+    for k, start in enumerate(range(0, rows, CHUNK_ROWS)):
+        rng = np.random.default_rng(seed if k == 0 else [seed, k])
+        yield _chunk(min(CHUNK_ROWS, rows - start), rng, start, scenario)
+
+
+def _chunk(rows: int, rng: Any, start: int, scenario: str) -> pd.DataFrame:
+    """``rows`` readings from minute ``start`` on, drawn from ``rng``."""
+    import numpy as np
+    import pandas as pd
 
     type_p = [0.5, 0.3, 0.2]
     line_p = [0.35, 0.3, 0.25, 0.1]
@@ -57,7 +90,7 @@ def simulate(rows: int = 50_000, seed: int = 42, scenario: str = "baseline") -> 
     product_line = rng.choice(PRODUCT_LINES, size=rows, p=line_p)
 
     # Air temperature: a slow daily cycle plus noise, around 300 K.
-    t = np.arange(rows)
+    t = np.arange(start, start + rows)
     air = 300.0 + 2.0 * np.sin(2 * np.pi * t / 1440.0) + rng.normal(0.0, 0.6, rows)
     if scenario == "hot_summer":
         air += 6.0

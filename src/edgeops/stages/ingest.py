@@ -4,12 +4,16 @@ The output is a pure function of the source's content: reading the same rows aga
 same bytes, so DVC re-runs the stages downstream only when the data really changed. Columns the
 schema lists under ``drop`` (and not under ``columns``) are left out of the snapshot: free text
 and identifiers are never stored. How CSV files were written (encoding, separator, decimal
-mark, dates) is logged and recorded under ``csv`` in ``reports/ingest.json``.
+mark, dates) is logged and recorded under ``csv`` in ``reports/ingest.json``. The simulator's
+data is made and written chunk by chunk (2M rows at a time), so memory does not grow with the
+rows; the CSV and SQL sources are read whole.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,10 +62,65 @@ def drop_columns(df: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, list[s
 
 def write_parquet(df: pd.DataFrame, out: str | Path) -> str:
     """Write ``df`` atomically as Parquet; return the sha256 of the file."""
+    return write_frames(iter([df]), out)[0]
+
+
+def write_frames(frames: Iterator[pd.DataFrame], out: str | Path) -> tuple[str, int]:
+    """Write consecutive frames (the same columns and types) atomically as one Parquet file;
+    return its sha256 and the rows written. One frame is written by pandas as always; more go
+    through one ``ParquetWriter``, a frame at a time (memory: one frame)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    first = next(frames)
+    second = next(frames, None)
     with atomic.atomic_path(out) as tmp:
-        df.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
-        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    return digest
+        if second is None:
+            first.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+            rows = len(first)
+        else:
+            table = pa.Table.from_pandas(first, preserve_index=False)
+            rows = 0
+            with pq.ParquetWriter(tmp, table.schema, compression="zstd") as writer:
+                for df in chain([first, second], frames):
+                    # the schema of the first frame (a column all null in one chunk keeps it)
+                    writer.write_table(
+                        pa.Table.from_pandas(df, schema=table.schema, preserve_index=False)
+                    )
+                    rows += len(df)
+        digest = _sha256(tmp)
+    return digest, rows
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def prepared_frames(
+    frames: Iterator[pd.DataFrame],
+    schema: Schema,
+    production: dict[str, Any],
+    found: dict[str, Any],
+) -> Iterator[pd.DataFrame]:
+    """The source's frames without the schema's ``drop`` columns, the labelled production rows
+    after the last one (:func:`edgeops.sources.production.add_production`). ``found`` collects
+    ``dropped``, ``source_rows``, ``columns`` and the production ``keys`` on the way."""
+    from edgeops.sources.production import add_production
+
+    found["source_rows"] = 0
+    df = next(frames)
+    for following in chain(frames, [None]):
+        df, found["dropped"] = drop_columns(tidy_columns(df), schema)
+        found["source_rows"] += len(df)
+        if following is None:
+            df, found["keys"] = add_production(df, production, schema)
+        found["columns"] = list(df.columns)
+        yield df
+        df = following
 
 
 def main() -> None:
@@ -77,42 +136,43 @@ def main() -> None:
 
     def body() -> None:
         from edgeops.schema import schema_from_params
+        from edgeops.sources import read_source_chunks
         from edgeops.sources.csv import describe_dialect
-        from edgeops.sources.production import add_production
 
         params = load_params(args.params)
         cfg = section(params, "ingest")
         schema = schema_from_params(params)
         runner.log("ingest", f"reading source {cfg.get('source', 'simulator')!r}")
-        df, detected = read(cfg)
+        frames, detected = read_source_chunks(cfg)
         if detected.get("csv"):
             runner.log("ingest", f"csv: {describe_dialect(detected['csv'])}")
-        df, dropped = drop_columns(df, schema)
+        found: dict[str, Any] = {}
+        digest, rows = write_frames(
+            prepared_frames(frames, schema, cfg.get("production") or {}, found), args.out
+        )
+        dropped, keys = found["dropped"], found["keys"]
         if dropped:
             runner.log("ingest", f"dropped {dropped} (validate.schema.drop): not stored")
-        n_source = len(df)
-        df, keys = add_production(df, cfg.get("production") or {}, schema)
         if len(keys):
             runner.log(
                 "ingest",
                 f"+ {len(keys):,} labelled production rows from {cfg['production'].get('path')}",
             )
         write_parquet(keys, args.production_keys)
-        digest = write_parquet(df, args.out)
         atomic.write_json(
             args.report,
             {
                 "source": cfg.get("source", "simulator"),
-                "rows": len(df),
-                "source_rows": n_source,
+                "rows": rows,
+                "source_rows": found["source_rows"],
                 "production_rows": len(keys),
-                "columns": list(df.columns),
+                "columns": found["columns"],
                 "dropped": dropped,
                 "csv": detected.get("csv"),
                 "sha256": digest,
             },
         )
-        runner.log("ingest", f"{len(df):,} rows x {df.shape[1]} columns -> {args.out}")
+        runner.log("ingest", f"{rows:,} rows x {len(found['columns'])} columns -> {args.out}")
 
     runner.run("ingest", body, args.params)
 
