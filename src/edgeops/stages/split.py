@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 #: rows of each class that training and test must each get, at the least
 MIN_PER_SIDE = 2
+#: above this many rows the sides are decided from the target (or time) column alone and the rows
+#: copied a row group at a time (:func:`held_out_mask`, :func:`write_sides`): memory grows with one
+#: column, not with the frame. The same rows go to each side; they keep the file's order.
+STREAM_ROWS = 5_000_000
 
 
 def rows_per_class(test_size: float) -> int:
@@ -145,11 +149,7 @@ def split_with_production(
     import pandas as pd
 
     n = len(keys)
-    if n > len(df):
-        raise EdgeopsError(
-            f"{n} production keys but only {len(df)} rows: the ingest outputs disagree",
-            fix="run `dvc repro ingest --force`",
-        )
+    _check_keys(n, len(df))
     source, prod = df.iloc[: len(df) - n], df.iloc[len(df) - n :]
     train, test = split(source, schema, test_size, seed, time_column)
     if n == 0:
@@ -159,6 +159,80 @@ def split_with_production(
         pd.concat([train, prod[~side]], ignore_index=True),
         pd.concat([test, prod[side]], ignore_index=True),
     )
+
+
+def _check_keys(keys: int, rows: int) -> None:
+    if keys > rows:
+        raise EdgeopsError(
+            f"{keys} production keys but only {rows} rows: the ingest outputs disagree",
+            fix="run `dvc repro ingest --force`",
+        )
+
+
+def held_out_mask(
+    path: str | Path, keys: pd.DataFrame, schema: Schema, test_size: float, seed: int,
+    time_column: str | None,
+) -> Any:  # fmt: skip
+    """True for the rows of the Parquet file at ``path`` that :func:`split_with_production` puts
+    in the test split (a bool array in file order), read from the target (and time) column only.
+
+    The stratified split permutes row positions, never looks at the other columns: the same
+    seed picks the same rows as from the whole frame."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < test_size < 1.0:
+        raise EdgeopsError(f"split.test_size must be between 0 and 1, got {test_size}")
+    file = pq.ParquetFile(path)
+    n_all, n_prod = file.metadata.num_rows, len(keys)
+    _check_keys(n_prod, n_all)
+    if time_column and time_column not in file.schema_arrow.names:
+        raise EdgeopsError(
+            f"split.time_column {time_column!r} is not a column of the data",
+            fix="name a timestamp column, or set split.time_column: null",
+        )
+    n = n_all - n_prod
+    columns = [schema.target] + ([time_column] if time_column else [])
+    cols = pq.read_table(path, columns=columns).to_pandas().iloc[:n]
+    y = cols[schema.target]
+    check_workable(y, test_size, schema.target)
+    mask = np.zeros(n_all, dtype=bool)
+    if time_column:
+        order = np.argsort(cols[time_column].to_numpy(), kind="stable")
+        mask[order[int(round(n * (1.0 - test_size))) :]] = True
+        _check_time_sides(y, y[~mask[:n]], y[mask[:n]], time_column, test_size)
+    else:
+        rows = np.arange(n)
+        test = train_test_split(rows, test_size=test_size, random_state=seed, stratify=y)[1]
+        mask[test] = True
+    if n_prod:
+        mask[n:] = hash_side(keys["key"].astype(str).tolist(), test_size)
+    return mask
+
+
+def write_sides(path: str | Path, mask: Any, out: Path) -> tuple[int, int]:
+    """Copy the rows of ``path`` to ``out/train.parquet`` (mask False) and ``out/test.parquet``
+    (True), a row group at a time, both atomically; return the rows of each."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(path)
+    done = 0
+    with (
+        atomic.atomic_path(out / "train.parquet") as train_tmp,
+        atomic.atomic_path(out / "test.parquet") as test_tmp,
+        pq.ParquetWriter(train_tmp, file.schema_arrow, compression="zstd") as train,
+        pq.ParquetWriter(test_tmp, file.schema_arrow, compression="zstd") as test,
+    ):
+        for batch in file.iter_batches(batch_size=1 << 20):
+            side = pa.array(mask[done : done + batch.num_rows])
+            test.write_batch(batch.filter(side))
+            train.write_batch(batch.filter(pc.invert(side)))
+            done += batch.num_rows
+    n_test = int(mask.sum())
+    return len(mask) - n_test, n_test
 
 
 def main() -> None:
@@ -174,19 +248,25 @@ def main() -> None:
         params = load_params(args.params)
         cfg: dict[str, Any] = section(params, "split")
         schema = schema_from_params(params)
-        df = pd.read_parquet(args.data)
+        import pyarrow.parquet as pq
+
         keys_path = Path(args.production_keys)
         keys = pd.read_parquet(keys_path) if keys_path.is_file() else pd.DataFrame({"key": []})
-        train, test = split_with_production(
-            df, keys, schema, float(cfg.get("test_size", 0.2)), int(cfg.get("seed", 42)),
-            cfg.get("time_column"),
-        )  # fmt: skip
+        how = (float(cfg.get("test_size", 0.2)), int(cfg.get("seed", 42)), cfg.get("time_column"))
         out = Path(args.out_dir)
-        for name, part in (("train", train), ("test", test)):
-            with atomic.atomic_path(out / f"{name}.parquet") as tmp:
-                part.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+        if pq.ParquetFile(args.data).metadata.num_rows > STREAM_ROWS:
+            runner.log("split", "large data: sides from the target column, rows copied in chunks")
+            n_train, n_test = write_sides(
+                args.data, held_out_mask(args.data, keys, schema, *how), out
+            )
+        else:
+            train, test = split_with_production(pd.read_parquet(args.data), keys, schema, *how)
+            for name, part in (("train", train), ("test", test)):
+                with atomic.atomic_path(out / f"{name}.parquet") as tmp:
+                    part.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+            n_train, n_test = len(train), len(test)
         prod = f" (production rows: {len(keys):,}, placed by key hash)" if len(keys) else ""
-        runner.log("split", f"train {len(train):,} rows, test {len(test):,} rows{prod} -> {out}/")
+        runner.log("split", f"train {n_train:,} rows, test {n_test:,} rows{prod} -> {out}/")
 
     runner.run("split", body, args.params)
 
