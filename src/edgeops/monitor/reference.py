@@ -98,20 +98,26 @@ def _dvc_cache(workspace: Path) -> Path:
 
 def load_reference(bundle: VerifiedBundle, features: list[str], target: str, rows: int, seed: int,
                    workspace: Path = Path(".")) -> Reference:  # fmt: skip
-    """Sample the training split of ``bundle`` and predict it with the bundle's own model."""
-    import pandas as pd
+    """Sample the training split of ``bundle`` and predict it with the bundle's own model.
+
+    The sample is uniform without replacement: ``rows`` positions drawn by
+    ``numpy.random.default_rng(seed)`` (:func:`edgeops.parquet_sample.sample_rows`), read one row
+    group at a time, only the features, the target and the model's inputs; the whole split when it
+    has no more than ``rows`` rows. The same split and seed give the same reference.
+    """
+    import pyarrow.parquet as pq
 
     from edgeops.deploy.gate import predict_proba
+    from edgeops.parquet_sample import sample_rows
 
     path, where = find_train_split(bundle.manifest, workspace)
-    df = pd.read_parquet(path)
-    missing = [c for c in features if c not in df.columns]
+    with pq.ParquetFile(path) as pf:
+        names, total = pf.schema_arrow.names, pf.metadata.num_rows
+    missing = [c for c in features if c not in names]
     if missing:
         raise EdgeopsError(f"the training split {where} lacks the feature columns {missing}")
-    total = len(df)
-    if total > rows:
-        df = df.sample(rows, random_state=seed)
-    df = df.reset_index(drop=True)
-    keep = [*features, *([target] if target in df.columns else [])]
+    keep = [*features, *([target] if target in names else [])]
+    inputs = [s.name for s in bundle.model.inputs if s.name in names and s.name not in keep]
+    df = sample_rows(path, rows, seed, columns=[*keep, *inputs]).reset_index(drop=True)
     return Reference(bundle.version, df[keep], predict_proba(bundle, df), where, total,
                      list(bundle.model.classes))  # fmt: skip

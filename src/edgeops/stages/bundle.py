@@ -56,26 +56,68 @@ def golden_examples(
     model: OnnxModel, schema: Schema, test: Any, n: int = 12, seed: int = 0
 ) -> list[dict[str, Any]]:
     """Rows the device must reproduce: test rows of every class plus the edge-case probes."""
+    from edgeops.features import feature_frame
+
+    picks = pick_rows(test[schema.target], schema.classes, n, seed)
+    return _golden(model, feature_frame(test.iloc[picks], schema), edge_cases(schema, test), n)
+
+
+def golden_examples_parquet(
+    model: OnnxModel, schema: Schema, path: str | Path, n: int = 12, seed: int = 0
+) -> list[dict[str, Any]]:
+    """:func:`golden_examples` of a test split in a parquet file, the same rows without reading
+    the file whole: the target column, then the picked rows, then a sample for the edge cases
+    (:func:`edgeops.stages.export.edge_cases_parquet`)."""
+    import pyarrow.parquet as pq
+
+    from edgeops.features import feature_frame
+    from edgeops.parquet_sample import take_rows
+    from edgeops.stages.export import edge_cases_parquet, feature_columns
+
+    with pq.ParquetFile(path) as pf:
+        if schema.target not in pf.schema_arrow.names:
+            raise EdgeopsError(f"{path} lacks the target column {schema.target!r}")
+        target = pf.read(columns=[schema.target]).to_pandas()[schema.target]
+    picks = pick_rows(target, schema.classes, n, seed)
+    del target
+    rows = take_rows(path, picks, feature_columns(path, schema))
+    return _golden(model, feature_frame(rows, schema), edge_cases_parquet(schema, path), n)
+
+
+def pick_rows(target: Any, classes: list[Any], n: int, seed: int) -> list[int]:
+    """Positions of the golden rows: ``n // (2 * classes)`` (at least 1) rows of every class, each
+    class's drawn with ``pandas.Series.sample(random_state=seed)`` from its rows' positions."""
     import numpy as np
     import pandas as pd
 
-    from edgeops.features import feature_frame
+    per_class = max(1, n // (2 * max(1, len(classes))))
+    # target.astype(str) == str(cls), computed once per distinct label instead of once per row
+    codes, uniques = pd.factorize(target)
+    labels = pd.Series(uniques).astype(str).to_numpy()
+    picks: list[int] = []
+    for cls in classes:
+        rows = np.flatnonzero(np.isin(codes, np.flatnonzero(labels == str(cls))))
+        if len(rows):
+            drawn = pd.Series(rows).sample(n=min(per_class, len(rows)), random_state=seed)
+            picks += [int(i) for i in drawn]
+    return picks
+
+
+def _golden(model: OnnxModel, X_rows: Any, X_edge: Any, n: int) -> list[dict[str, Any]]:
+    """The examples: the picked rows' feature frame, then edge cases up to ``n`` rows in all."""
+    import pandas as pd
+
+    rest = max(0, n - len(X_rows))
+    edge = X_edge.iloc[:: max(1, len(X_edge) // max(1, rest))].head(rest)
+    return _examples(model, pd.concat([X_rows, edge], ignore_index=True))
+
+
+def _examples(model: OnnxModel, X: Any) -> list[dict[str, Any]]:
+    """The rows of a feature frame as golden examples: inputs by column name, label, probabilities."""
+    import numpy as np
+
     from edgeops.stages.export import _feeds
 
-    per_class = max(1, n // (2 * max(1, len(schema.classes))))
-    picks = []
-    target = test[schema.target].astype(str)
-    for cls in schema.classes:
-        idx = test.index[target == str(cls)]
-        if len(idx):
-            picks += list(pd.Series(idx).sample(n=min(per_class, len(idx)), random_state=seed))
-    X_edge = edge_cases(schema, test)
-    rest = max(0, n - len(picks))
-    X = pd.concat(
-        [feature_frame(test.loc[picks], schema),
-         X_edge.iloc[:: max(1, len(X_edge) // max(1, rest))].head(rest)],
-        ignore_index=True,
-    )  # fmt: skip
     labels, proba = model.predict_feeds(_feeds(X, model.inputs))
     examples = []
     for i in range(len(X)):
@@ -190,8 +232,6 @@ def main() -> None:
     args = p.parse_args()
 
     def body() -> None:
-        import pandas as pd
-
         from edgeops.keys import load_private_key
 
         params = load_params(args.params)
@@ -208,15 +248,15 @@ def main() -> None:
         export_report = json.loads(Path(args.export_report).read_text())
         metrics = json.loads(Path(args.metrics).read_text())
         ingest = json.loads(Path(args.ingest_report).read_text())
-        test = pd.read_parquet(args.data)
-
         classes = [
             c.item() if hasattr(c, "item") else c for c in _model_classes(onnx_bytes, schema)
         ]
         model = OnnxModel(onnx_bytes, input_specs(schema), classes,
                           threads=resources.current_threads(), spin=False)  # fmt: skip
         resources.note_session(model.session)
-        golden = golden_examples(model, schema, test, n=int(cfg.get("golden_examples", 12)))
+        golden = golden_examples_parquet(
+            model, schema, args.data, n=int(cfg.get("golden_examples", 12))
+        )
         now = datetime.now(UTC)
         version = f"{now:%Y%m%d.%H%M%S}-{hashlib.sha256(onnx_bytes).hexdigest()[:8]}"
         manifest = build_manifest(

@@ -3,19 +3,22 @@ parity with scikit-learn.
 
 One ONNX input per raw feature column (``float32`` numeric, ``string`` categorical, shape
 ``[None, 1]``), probabilities as a plain tensor. Pipelines that skl2onnx converts silently wrong
-are refused before conversion; after it, scikit-learn and onnxruntime score the test split plus an
-edge-case batch (missing values where allowed, the schema's range limits, unseen categories) and
-the stage fails unless max |Δp| and label agreement meet ``export`` params. ``reports/export.json``
-records parity, model size and ORT vs scikit-learn latency on this machine; ``reports/parity.json``
-(the DVC metrics) holds parity and size only: latency is noise between runs, and every
-``dvc metrics diff`` and ``dvc exp show`` would show it as a change.
+are refused before conversion; after it, scikit-learn and onnxruntime score the test split (streamed
+from parquet in chunks of ``CHUNK_ROWS`` rows) plus an edge-case batch (missing values where
+allowed, the schema's range limits, unseen categories) and the stage fails unless max |Δp| and
+label agreement meet ``export`` params. ``reports/export.json`` records parity, model size and ORT
+vs scikit-learn latency on this machine; ``reports/parity.json`` (the DVC metrics) holds parity and
+size only: latency is noise between runs, and every ``dvc metrics diff`` and ``dvc exp show``
+would show it as a change.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeops import atomic, resources
@@ -33,6 +36,11 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
 UNSEEN_CATEGORY = "__edgeops_unseen__"
+#: rows of the test split scored at once by :func:`export_parquet` (memory: one chunk's frames,
+#: encodings and probabilities)
+CHUNK_ROWS = 250_000
+#: rows of the test split sampled for the edge cases' typical values (median, mode)
+EDGE_SAMPLE_ROWS = 100_000
 
 
 def input_specs(schema: Schema) -> list[InputSpec]:
@@ -159,23 +167,50 @@ def _feeds(X: pd.DataFrame, specs: list[InputSpec]) -> dict[str, np.ndarray]:
     }  # fmt: skip
 
 
+@dataclass
+class ParityTally:
+    """Parity figures accumulated over chunks of rows; :meth:`report` gives what :func:`parity`
+    gives on all the rows at once (the mean up to the order of float summation)."""
+
+    rows: int = 0
+    cells: int = 0  # rows x classes: the number of |Δp| values
+    max_abs_diff: float = 0.0
+    sum_abs_diff: float = 0.0
+    label_mismatches: int = 0
+
+    def add(self, pipe: Pipeline, model: OnnxModel, X: pd.DataFrame) -> ParityTally:
+        """Score one chunk (a feature frame) with scikit-learn and onnxruntime."""
+        import numpy as np
+
+        sk_proba = pipe.predict_proba(X)
+        # = pipe.predict(X) for every model train offers (argmax of the probabilities), at half the cost
+        sk_label = pipe.classes_[sk_proba.argmax(axis=1)]
+        ort_label, ort_proba = model.predict_feeds(_feeds(X, model.inputs))
+        diff = np.abs(sk_proba - ort_proba)
+        agree = np.asarray([str(a) == str(b) for a, b in zip(sk_label, ort_label, strict=True)])
+        self.rows += len(X)
+        self.cells += diff.size
+        if diff.size:
+            self.max_abs_diff = max(self.max_abs_diff, float(diff.max()))
+            self.sum_abs_diff += float(diff.sum())
+        self.label_mismatches += int((~agree).sum())
+        return self
+
+    def report(self) -> dict[str, Any]:
+        """rows, max/mean |Δp| and label agreement (the keys of ``reports/export.json``)."""
+        agreeing = self.rows - self.label_mismatches
+        return {
+            "rows": self.rows,
+            "max_abs_diff": self.max_abs_diff,
+            "mean_abs_diff": self.sum_abs_diff / self.cells if self.cells else 0.0,
+            "label_agreement": agreeing / self.rows if self.rows else 1.0,
+            "label_mismatches": self.label_mismatches,
+        }
+
+
 def parity(pipe: Pipeline, model: OnnxModel, X: pd.DataFrame) -> dict[str, Any]:
     """Compare scikit-learn and onnxruntime on the same rows (a feature frame)."""
-    import numpy as np
-
-    sk_proba = pipe.predict_proba(X)
-    # = pipe.predict(X) for every model train offers (argmax of the probabilities), at half the cost
-    sk_label = pipe.classes_[sk_proba.argmax(axis=1)]
-    ort_label, ort_proba = model.predict_feeds(_feeds(X, model.inputs))
-    diff = np.abs(sk_proba - ort_proba)
-    agree = np.asarray([str(a) == str(b) for a, b in zip(sk_label, ort_label, strict=True)])
-    return {
-        "rows": len(X),
-        "max_abs_diff": float(diff.max()) if diff.size else 0.0,
-        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
-        "label_agreement": float(agree.mean()) if agree.size else 1.0,
-        "label_mismatches": int((~agree).sum()),
-    }
+    return ParityTally().add(pipe, model, X).report()
 
 
 def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
@@ -188,12 +223,23 @@ def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
+def latency_rows(X: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows :func:`latency` times: the first row, and 1,000 rows sampled with seed 0."""
+    one = X.iloc[:1].copy()
+    batch = X.sample(n=1000, replace=len(X) < 1000, random_state=0)
+    return one, batch
+
+
 def latency(
     pipe: Pipeline, model: OnnxModel, X: pd.DataFrame, repeats: int = 50
 ) -> dict[str, float]:
     """Median latency (ms) of scikit-learn vs onnxruntime for 1 row and for 1,000 rows."""
-    one = X.iloc[:1]
-    batch = X.sample(n=1000, replace=len(X) < 1000, random_state=0)
+    return _latency(pipe, model, *latency_rows(X), repeats)
+
+
+def _latency(
+    pipe: Pipeline, model: OnnxModel, one: pd.DataFrame, batch: pd.DataFrame, repeats: int
+) -> dict[str, float]:
     one_feeds, batch_feeds = _feeds(one, model.inputs), _feeds(batch, model.inputs)
     out = {
         "sklearn_1_row_ms": _median_ms(lambda: pipe.predict_proba(one), repeats),
@@ -208,6 +254,35 @@ def latency(
     return {k: round(v, 4) for k, v in out.items()}
 
 
+def feature_columns(path: str | Path, schema: Schema) -> list[str]:
+    """The schema's feature columns that the parquet file has (a missing one is left out, so
+    :func:`edgeops.features.feature_frame` reports it)."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as pf:
+        names = set(pf.schema_arrow.names)
+    return [c.name for c in schema.features if c.name in names]
+
+
+def feature_chunks(path: str | Path, schema: Schema) -> Iterator[pd.DataFrame]:
+    """The feature frames of a parquet file, at most :data:`CHUNK_ROWS` rows at a time."""
+    import pyarrow.parquet as pq
+
+    columns = feature_columns(path, schema)
+    with pq.ParquetFile(path) as pf:
+        for batch in pf.iter_batches(batch_size=CHUNK_ROWS, columns=columns):
+            if batch.num_rows:
+                yield feature_frame(batch.to_pandas(), schema)
+
+
+def edge_cases_parquet(schema: Schema, path: str | Path) -> pd.DataFrame:
+    """:func:`edge_cases` with the typical values (median, most frequent category) taken from a
+    uniform sample of :data:`EDGE_SAMPLE_ROWS` rows of the file (all rows when it has fewer)."""
+    from edgeops.parquet_sample import sample_rows
+
+    return edge_cases(schema, sample_rows(path, EDGE_SAMPLE_ROWS, 0, feature_columns(path, schema)))
+
+
 def export(
     pipe: Pipeline, schema: Schema, test: pd.DataFrame, cfg: dict[str, Any]
 ) -> tuple[bytes, dict[str, Any]]:
@@ -215,13 +290,41 @@ def export(
 
     Returns the ONNX bytes and the report (parity, size, latency).
     """
+    return _export(pipe, schema, cfg, [feature_frame(test, schema)], edge_cases(schema, test))
+
+
+def export_parquet(
+    pipe: Pipeline, schema: Schema, path: str | Path, cfg: dict[str, Any]
+) -> tuple[bytes, dict[str, Any]]:
+    """:func:`export` with the test split streamed from a parquet file, :data:`CHUNK_ROWS` rows
+    at a time: the same parity figures, in the memory of one chunk.
+
+    The edge cases' typical values come from :func:`edge_cases_parquet`; the latency rows from
+    the first chunk (the same rows as :func:`export` when the split fits in one chunk).
+    """
+    return _export(
+        pipe, schema, cfg, feature_chunks(path, schema), edge_cases_parquet(schema, path)
+    )
+
+
+def _export(
+    pipe: Pipeline, schema: Schema, cfg: dict[str, Any], chunks: Iterable[pd.DataFrame],
+    X_edge: pd.DataFrame,
+) -> tuple[bytes, dict[str, Any]]:  # fmt: skip
     onnx_bytes = convert(pipe, schema, int(cfg.get("opset", 17)), int(cfg.get("ml_opset", 3)))
     model = OnnxModel(onnx_bytes, input_specs(schema), list(pipe.classes_),
                       threads=resources.current_threads(), spin=False)  # fmt: skip
     resources.note_session(model.session)
-    X_test, X_edge = feature_frame(test, schema), edge_cases(schema, test)
+    repeats = int(cfg.get("latency_repeats", 50))
+    tally, timed = ParityTally(), None
+    for X in chunks:
+        if timed is None and repeats > 0:
+            timed = latency_rows(X)
+        tally.add(pipe, model, X)
+    if not tally.rows:
+        raise EdgeopsError("the test split has no rows: no parity to check", fix="re-run split")
     report: dict[str, Any] = {
-        "parity_test": parity(pipe, model, X_test),
+        "parity_test": tally.report(),
         "parity_edge_cases": parity(pipe, model, X_edge),
         "model_bytes": len(onnx_bytes),
         "opset": {"": int(cfg.get("opset", 17)), "ai.onnx.ml": int(cfg.get("ml_opset", 3))},
@@ -242,8 +345,8 @@ def export(
             fix="switch train.model, or remove the transformer skl2onnx converts wrongly; "
             "export.max_abs_diff is the tolerance",
         )
-    if int(cfg.get("latency_repeats", 50)) > 0:
-        report["latency"] = latency(pipe, model, X_test, int(cfg.get("latency_repeats", 50)))
+    if timed is not None:
+        report["latency"] = _latency(pipe, model, *timed, repeats)
     return onnx_bytes, report
 
 
@@ -262,15 +365,13 @@ def main() -> None:
 
     def body() -> None:
         import joblib
-        import pandas as pd
 
         params = load_params(args.params)
         cfg = section(params, "export")
         schema = schema_from_params(params)
         pipe = joblib.load(args.model)
-        test = pd.read_parquet(args.data)
         runner.log("export", f"converting {type(pipe.steps[-1][1]).__name__} to ONNX")
-        onnx_bytes, report = export(pipe, schema, test, cfg)
+        onnx_bytes, report = export_parquet(pipe, schema, args.data, cfg)
         atomic.write_bytes(args.onnx, onnx_bytes)
         atomic.write_json(args.report, report)
         atomic.write_json(args.metrics, {k: v for k, v in report.items() if k != "latency"})
