@@ -7,9 +7,10 @@ the inline style, so even a value that slipped through could load nothing. Every
 data is escaped.
 
 The header says which dataset, how many rows, the verdict and when, and lists the failures in
-words (the stage's own lines); the table has one row per expectation, the failed ones first:
-column, expectation, its arguments, passed or failed, what was observed (or why it could not be
-evaluated) and a few of the unexpected values.
+words (the stage's own lines); when the stage checked a sample of a large file
+(``validate.sample_rows``), one sentence says so and what such a sample finds. The table has one
+row per expectation, the failed ones first: column, expectation, its arguments, passed or failed,
+what was observed (or why it could not be evaluated) and a few of the unexpected values.
 """
 
 from __future__ import annotations
@@ -79,9 +80,11 @@ def render_html(
     columns: int,
     when: datetime,
     failures: Sequence[str] = (),
+    checked_rows: int | None = None,
 ) -> str:
     """The report page: a header with the verdict and ``failures`` (one line each, in words),
-    then one table row per check."""
+    then one table row per check. ``checked_rows`` < ``rows``: the checks ran on a uniform
+    random sample of that many of the ``rows`` rows, and the header says so."""
     failed = sum(not c.success for c in checks)
     verdict = "PASSED" if not failed else "FAILED"
     summary = (
@@ -102,6 +105,7 @@ def render_html(
         columns=f"{columns:,}",
         when=escape(stamp),
         failures=f'<ul class="failures">{problems}</ul>' if problems else "",
+        sample=_sample_sentence(checked_rows, rows),
         body=body,
     )
 
@@ -114,8 +118,10 @@ def write_report(
     rows: int,
     columns: int,
     failures: Sequence[str] = (),
+    checked_rows: int | None = None,
 ) -> None:
-    """Render the report of ``result`` and write it to ``path`` atomically."""
+    """Render the report of ``result`` and write it to ``path`` atomically (``checked_rows``:
+    see :func:`render_html`)."""
     html = render_html(
         checks_from_result(result),
         dataset=dataset,
@@ -123,8 +129,28 @@ def write_report(
         columns=columns,
         when=result_time(result),
         failures=failures,
+        checked_rows=checked_rows,
     )
     atomic.write_text(path, html)
+
+
+def sample_sentence(checked_rows: int, rows: int) -> str:
+    """What a uniform random sample of ``checked_rows`` of ``rows`` rows finds, in one sentence
+    (plain text): 99 % detection for a problem in at least a share -ln(0.01)/N of the rows."""
+    share = min(1.0, -math.log(0.01) / checked_rows)  # (1-p)^N <= e^(-N p) = 0.01
+    return (
+        f"Checked a uniform random sample of {checked_rows:,} of {rows:,} rows "
+        "(validate.sample_rows); a problem in a share p of the rows is found with probability "
+        f"1-(1-p)^N, N = {checked_rows:,}: with this sample, 99 % for any problem in at least "
+        f"{share:.2g} of the rows ({share * 100:.3g} %, {math.ceil(share * rows):,} of "
+        f"{rows:,} rows)."
+    )
+
+
+def _sample_sentence(checked_rows: int | None, rows: int) -> str:
+    if checked_rows is None or checked_rows >= rows:
+        return ""
+    return f'<p class="sample">{escape(sample_sentence(checked_rows, rows))}</p>\n'
 
 
 def _row(number: int, c: Check) -> str:
@@ -236,7 +262,7 @@ footer {{ margin-top: 1rem; color: #59636e; font-size: .8rem; }}
 <dt>Rows</dt><dd>{rows} ({columns} columns)</dd>
 <dt>Validated</dt><dd>{when}</dd>
 </dl>
-{failures}
+{sample}{failures}
 <table>
 <thead><tr><th>#</th><th>Column</th><th>Expectation</th><th>Arguments</th><th>Result</th>
 <th>Observed</th><th>Unexpected values (examples)</th></tr></thead>
