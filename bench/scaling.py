@@ -12,9 +12,10 @@ bytes per row are measured by writing rows through the agent's own InferenceLog.
 
 Writes, in --out-dir: scaling.json (every figure), scaling.md (the table), scaling.png (time and
 memory against rows, log-log; needs matplotlib, a dev dependency) and profile.json (the input of
-`edgeops capacity`). 10,000,000 rows take about 3.5 min and 3.7 GB here; --huge adds 100,000,000
-(behind this flag only). A size whose predicted peak memory (linear in the runs before it) is over
-the machine's available memory is skipped, with the reason: 100M rows on this 24 GB machine.
+`edgeops capacity`). 10,000,000 rows take about 3.5 min here; --huge adds 100,000,000 (behind
+this flag only). A size whose predicted peak memory (linear in the rows each stage holds, over the
+runs before it: see edgeops.capacity.stage_caps) is over the machine's available memory is
+skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -89,15 +90,23 @@ def growth(rows: list[int], values: list[float]) -> float:
     return round(fit_growth(rows, values).b, 2)
 
 
+def caps() -> dict[str, dict[str, int]]:
+    """The rows each stage holds at most, under the params the runs use (see edgeops.capacity)."""
+    from edgeops.capacity import stage_caps
+    from edgeops.params import load_params
+
+    return stage_caps(load_params(REPO / "params.yaml"))
+
+
 def beyond_memory(runs: list[dict[str, Any]], rows: int) -> str | None:
     """Why ``rows`` would not fit in this machine's memory, by the linear fit of each stage's peak
-    over the runs so far (None: it fits, or too few runs to tell)."""
-    from edgeops.capacity import fit_linear
+    over the runs so far, in the rows the stage holds (None: it fits, or too few runs to tell)."""
+    from edgeops.capacity import Profile
 
     if len(runs) < 2:
         return None
-    need = {s: fit_linear([r["rows"] for r in runs], [r["stages"][s]["peak_rss_mb"] for r in runs])(rows)
-            for s in STAGES}  # fmt: skip
+    profile = Profile(machine={}, features=0, threads=0, runs=runs, caps=caps())
+    need = {s: profile.stage_fits(s)[1](profile.work_rows(s, rows, "memory")) for s in STAGES}
     stage, mb = max(need.items(), key=lambda kv: kv[1])
     have_kb = int(next(x.split()[1] for x in Path("/proc/meminfo").read_text().splitlines()
                        if x.startswith("MemAvailable")))  # fmt: skip
@@ -106,7 +115,7 @@ def beyond_memory(runs: list[dict[str, Any]], rows: int) -> str | None:
     return (
         f"{stage} would need about {mb / 1024:.1f} GB at {rows:,} rows (linear in the rows "
         f"measured so far), this machine has {have_kb / 1024**2:.1f} GB available: the stages "
-        "hold the whole frame in memory (no chunking yet)"
+        "that grow with the data (split, evaluate) hold a column or the test split whole"
     )
 
 
@@ -190,7 +199,7 @@ def main() -> None:
     profile = {"machine": machine(), "features": runs[0]["features"], "threads": runs[0]["threads"],
                "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "runs": [{k: r[k] for k in ("rows", "stages", "bytes")} for r in runs],
-               "services": {"inference_log_bytes_per_row": round(log_row, 1)}}  # fmt: skip
+               "services": {"inference_log_bytes_per_row": round(log_row, 1)}, "caps": caps()}  # fmt: skip
     (out / "profile.json").write_text(json.dumps(profile, indent=2) + "\n")
     (out / "scaling.json").write_text(
         json.dumps({**profile, "runs": runs, "skipped": skipped}, indent=2) + "\n"

@@ -7,6 +7,11 @@ one measured on the reference machine, committed). Per stage, time is fitted as
 growth exponent, fitted on the larger runs) and peak memory as ``m(n) = m0 + m1 * n`` (least
 squares). Bytes on disk (snapshot, split, model, bundle) are fitted linearly in rows.
 
+Some stages work on a bounded number of rows however large the data (the profile's ``caps``,
+from the params it was measured with, :func:`stage_caps`): ingest makes and writes the
+simulator's data a chunk at a time (memory), validate checks a sample (memory), train fits a
+sample above ``train.max_rows`` (time and memory). Those fits are in ``min(rows, cap)``.
+
 Assumptions, stated in every plan: time and per-row memory grow linearly with the number of
 features relative to the profile's; the stages run one after another with ``resources.threads``
 threads as in the profile; a retrain writes new versions of every output to the DVC cache and
@@ -89,6 +94,8 @@ class Profile:
     runs: list[dict[str, Any]]
     services: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    #: ``{"memory": {stage: rows}, "time": {stage: rows}}``: what a stage holds / works on at most
+    caps: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Profile:
@@ -99,7 +106,8 @@ class Profile:
                     data = json.loads(p.read_text())
                     prof = cls(machine=data["machine"], features=int(data["features"]),
                                threads=int(data["threads"]), runs=list(data["runs"]),
-                               services=dict(data.get("services") or {}), source=str(p))  # fmt: skip
+                               services=dict(data.get("services") or {}), source=str(p),
+                               caps=dict(data.get("caps") or {}))  # fmt: skip
                 except (ValueError, KeyError, TypeError) as exc:
                     raise EdgeopsError(
                         f"{p} is not a capacity profile ({exc})",
@@ -118,10 +126,17 @@ class Profile:
         return [int(r["rows"]) for r in self.runs]
 
     def stage_fits(self, stage: str) -> tuple[Fit, Fit]:
+        """Time and memory of ``stage``, fitted in :meth:`work_rows` (call them with that)."""
         measured = [(int(r["rows"]), r["stages"][stage]) for r in self.runs if stage in r["stages"]]
-        rows = [n for n, _ in measured]
-        return (fit_growth(rows, [float(s["wall_s"]) for _, s in measured]),
-                fit_linear(rows, [float(s["peak_rss_mb"]) for _, s in measured]))  # fmt: skip
+        rows_t = [self.work_rows(stage, n, "time") for n, _ in measured]
+        rows_m = [self.work_rows(stage, n, "memory") for n, _ in measured]
+        return (fit_growth(rows_t, [float(s["wall_s"]) for _, s in measured]),
+                fit_linear(rows_m, [float(s["peak_rss_mb"]) for _, s in measured]))  # fmt: skip
+
+    def work_rows(self, stage: str, rows: int, kind: str) -> int:
+        """The rows ``stage`` works on (``kind`` "time") or holds ("memory") for ``rows`` rows."""
+        cap = (self.caps.get(kind) or {}).get(stage)
+        return min(rows, int(cap)) if cap else rows
 
     def bytes_fit(self, what: str) -> Fit:
         sized = [(int(r["rows"]), float(r["bytes"][what])) for r in self.runs
@@ -129,6 +144,22 @@ class Profile:
         if len(sized) < 2:
             return Fit(0.0, 0.0, 1.0)
         return fit_linear([n for n, _ in sized], [b for _, b in sized])
+
+
+def stage_caps(params: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """The rows each stage holds ("memory") or works on ("time") at most under ``params``."""
+    memory: dict[str, int] = {}
+    time: dict[str, int] = {}
+    if (params.get("ingest") or {}).get("source", "simulator") == "simulator":
+        from edgeops.sources.simulator import CHUNK_ROWS
+
+        memory["ingest"] = CHUNK_ROWS
+    if sample := int((params.get("validate") or {}).get("sample_rows") or 0):
+        memory["validate"] = sample
+    if fitted := int((params.get("train") or {}).get("max_rows") or 0):
+        test_size = float((params.get("split") or {}).get("test_size", 0.2))
+        memory["train"] = time["train"] = math.ceil(fitted / (1.0 - test_size))
+    return {"memory": memory, "time": time}
 
 
 @dataclass
@@ -157,8 +188,9 @@ def plan(profile: Profile, need: Need) -> dict[str, Any]:
         if not any(stage in r["stages"] for r in profile.runs):
             continue
         time_fit, mem_fit = profile.stage_fits(stage)
-        wall = time_fit.t0 + (time_fit(need.rows) - time_fit.t0) * scale
-        peak = mem_fit.t0 + mem_fit.a * need.rows * scale
+        n_time, n_mem = (profile.work_rows(stage, need.rows, k) for k in ("time", "memory"))
+        wall = time_fit.t0 + (time_fit(n_time) - time_fit.t0) * scale
+        peak = mem_fit.t0 + mem_fit.a * n_mem * scale
         stages[stage] = {"wall_s": round(wall, 1), "peak_rss_mb": round(peak),
                          "growth_exponent": round(time_fit.b, 2)}  # fmt: skip
     total_s = sum(s["wall_s"] for s in stages.values())
@@ -198,6 +230,8 @@ def plan(profile: Profile, need: Need) -> dict[str, Any]:
                  "disk_first_year_gb": round(disk_year_gb, 1)},
         "disk": {k: round(v, 3) for k, v in disk.items()},
     }  # fmt: skip
+    result["capped"] = [(stage, kind, int(cap)) for kind, caps in sorted(profile.caps.items())
+                        for stage, cap in sorted(caps.items()) if need.rows > cap]  # fmt: skip
     result["warnings"] = warnings(result, profile, need)
     return result
 

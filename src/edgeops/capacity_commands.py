@@ -120,6 +120,9 @@ def render(result: dict[str, Any], need: Any) -> str:
         lines.append("          Prefect database: not in this profile (bench/orchestration.py)")
     lines += ["", "Assumes: time and memory per row grow with the feature count; a retrain "
               "stores new versions of every output (DVC keeps the old)."]  # fmt: skip
+    if capped := result.get("capped"):
+        lines.append("Capped as measured (the stage samples or streams beyond): " + ", ".join(
+            f"{stage} {kind} at {rows:,} rows" for stage, kind, rows in capped) + ".")  # fmt: skip
     if result["warnings"]:
         lines += ["", *[f"WARNING: {w}" for w in result["warnings"]]]
     return "\n".join(lines)

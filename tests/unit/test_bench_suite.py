@@ -99,3 +99,22 @@ def test_the_agents_latency_quantiles_come_from_the_requests_between_two_snapsho
     after = {0.001: 1050.0, 0.0025: 1099.0, 0.005: 1100.0, inf: 1100.0}
     q = quantiles(before, after)
     assert q == {"requests": 100.0, "p50": 1.0, "p99": 2.5}
+
+
+def test_scaling_skips_a_size_only_when_the_rows_a_stage_holds_will_not_fit() -> None:
+    """beyond_memory fits each stage's peak in the rows it holds (its cap from params.yaml): train
+    fits a sample above train.max_rows, so 100M rows are planned at the cap, not at 100M."""
+    from scaling import beyond_memory, caps
+
+    have_mb = int(next(x.split()[1] for x in Path("/proc/meminfo").read_text().splitlines()
+                       if x.startswith("MemAvailable"))) / 1024  # fmt: skip
+    cap = caps()["memory"]["train"]
+    per_row = have_mb / cap / 2  # at the cap: half the memory there is; at 100M: far beyond it
+    runs = [{"rows": n, "stages": {s: {"peak_rss_mb": (per_row * n if s == "train" else 100.0),
+                                       "wall_s": n / 1e5} for s in STAGES}}
+            for n in (1_000_000, 10_000_000)]  # fmt: skip
+    assert 2 * cap < 100_000_000 and beyond_memory(runs, 100_000_000) is None
+    assert beyond_memory(runs, 4 * cap) is None  # still the cap: fits
+    no_cap = [{**r, "stages": {**r["stages"], "split": r["stages"]["train"]}} for r in runs]
+    why = beyond_memory(no_cap, 100_000_000)  # split holds a column of every row: grows on
+    assert why and why.startswith("split would need")

@@ -125,3 +125,36 @@ def test_growth_within_the_noise_of_the_fixed_cost_is_not_fitted_as_an_exponent(
     fit = fit_growth([10_000, 100_000, 1_000_000, 10_000_000], [0.7, 0.69, 0.72, 2.3])
     assert fit.b == 1.0
     assert 10 < fit(100_000_000) < 30
+
+
+def test_a_stage_capped_in_rows_is_planned_at_its_cap(tmp_path: Path) -> None:
+    """train fits a sample above train.max_rows, validate checks one, ingest writes the simulator's
+    data a chunk at a time: their time or memory stops growing at the cap, and the plan says so."""
+    from edgeops.capacity import stage_caps
+    from edgeops.params import load_params
+
+    caps = stage_caps(load_params(REPO / "params.yaml"))
+    params = load_params(REPO / "params.yaml")
+    assert (
+        caps["time"]["train"]
+        == caps["memory"]["train"]
+        == round(params["train"]["max_rows"] / (1 - params["split"]["test_size"]))
+    )
+    assert caps["memory"]["validate"] == params["validate"]["sample_rows"]
+    assert "ingest" in caps["memory"] and "ingest" not in caps["time"]
+    assert stage_caps({"ingest": {"source": "csv"}, "train": {"max_rows": 0}}) == {
+        "memory": {},
+        "time": {},
+    }
+
+    data = profile_data()
+    free = plan(Profile.load(write(tmp_path, data)), Need(rows=100_000_000))
+    capped = plan(Profile.load(write(tmp_path, {**data, "caps": caps}, "capped.json")),
+                  Need(rows=100_000_000))  # fmt: skip
+    at_cap = plan(Profile.load(write(tmp_path, {**data, "caps": caps}, "capped.json")),
+                  Need(rows=caps["time"]["train"]))  # fmt: skip
+    assert capped["stages"]["train"] == at_cap["stages"]["train"]
+    assert capped["stages"]["train"]["peak_rss_mb"] < free["stages"]["train"]["peak_rss_mb"]
+    assert capped["stages"]["train"]["wall_s"] < free["stages"]["train"]["wall_s"]
+    assert capped["stages"]["split"] == free["stages"]["split"]  # not capped: grows with the data
+    assert ("train", "time", caps["time"]["train"]) in capped["capped"] and not free["capped"]

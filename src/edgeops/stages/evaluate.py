@@ -162,11 +162,15 @@ def main() -> None:
     def body() -> None:
         import joblib
         import pandas as pd
+        import pyarrow.parquet as pq
 
         params = load_params(args.params)
         schema = schema_from_params(params)
         model = joblib.load(args.model)
-        df = pd.read_parquet(args.data)
+        # what scoring reads: a column that is neither feature nor target is never loaded
+        wanted = {c.name for c in schema.features} | {schema.target}
+        columns = [c for c in pq.ParquetFile(args.data).schema_arrow.names if c in wanted]
+        df = pd.read_parquet(args.data, columns=columns)
         metrics, plots = evaluate(model, df, schema)
         metrics["model"] = section(params, "train").get("model")
         atomic.write_json(args.metrics, metrics)

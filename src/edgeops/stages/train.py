@@ -3,7 +3,10 @@
 The preprocessing is part of the model, so the ONNX export carries it to the device: median
 imputation for numeric columns (plus scaling for the linear model only: a float scaler in front of
 trees converts to ONNX wrongly), one-hot encoding for categoricals (unseen values are ignored).
-Class imbalance is handled with balanced class weights.
+Class imbalance is handled with balanced class weights. A training split above ``train.max_rows``
+(10M) is fitted on a uniform sample of that many rows, and ``reports/train.json`` says so
+(``sampled``, ``split_rows``): a tree ensemble on a few features learns no more from the rest
+(see the README's scaling section), and it would not fit in memory at 100M rows.
 """
 
 from __future__ import annotations
@@ -136,6 +139,22 @@ def snap_to_float32(pipe: Pipeline) -> None:
                 predictor.nodes["num_threshold"] = t32.astype(np.float64)
 
 
+def training_rows(path: str, cfg: dict[str, Any]) -> tuple[pd.DataFrame, int]:
+    """The rows to fit on, and the rows of the training split: all of them, or above
+    ``train.max_rows`` a uniform sample of that many (seeded by ``train.seed``), read a row group
+    at a time (:func:`edgeops.parquet_sample.sample_rows`) so the split is never held whole."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    available = pq.ParquetFile(path).metadata.num_rows
+    limit = int(cfg.get("max_rows") or 0)
+    if not limit or available <= limit:
+        return pd.read_parquet(path), available
+    from edgeops.parquet_sample import sample_rows
+
+    return sample_rows(path, limit, seed=int(cfg.get("seed", 42))).reset_index(drop=True), available
+
+
 def main() -> None:
     p = runner.parser("train", __doc__)
     p.add_argument("--data", default="data/prepared/train.parquet")
@@ -145,13 +164,17 @@ def main() -> None:
 
     def body() -> None:
         import joblib
-        import pandas as pd
 
         params = load_params(args.params)
         cfg = section(params, "train")
         schema = schema_from_params(params)
-        df = pd.read_parquet(args.data)
-        runner.log("train", f"fitting {cfg.get('model')} on {len(df):,} rows")
+        df, available = training_rows(args.data, cfg)
+        sampled = (
+            f" (a uniform sample of the {available:,}: train.max_rows)"
+            if len(df) < available
+            else ""
+        )
+        runner.log("train", f"fitting {cfg.get('model')} on {len(df):,} rows{sampled}")
         start = time.perf_counter()
         pipe = train(df, schema, cfg)
         seconds = time.perf_counter() - start
@@ -162,6 +185,8 @@ def main() -> None:
             {
                 "model": cfg.get("model"),
                 "rows": len(df),
+                "split_rows": available,
+                "sampled": len(df) < available,
                 "features": [c.name for c in schema.features],
                 "classes": [str(c) for c in pipe.classes_],
             },
