@@ -10,7 +10,11 @@ squares). Bytes on disk (snapshot, split, model, bundle) are fitted linearly in 
 Some stages work on a bounded number of rows however large the data (the profile's ``caps``,
 from the params it was measured with, :func:`stage_caps`): ingest makes and writes the
 simulator's data a chunk at a time (memory), validate checks a sample (memory), train fits a
-sample above ``train.max_rows`` (time and memory). Those fits are in ``min(rows, cap)``.
+sample above ``train.max_rows`` (time and memory). Those fits are in ``min(rows, cap)``; a
+plan predicts in the caps of the company's own params (``edgeops capacity`` reads params.yaml):
+a CSV or SQL source is read whole, ``train.max_rows: 0`` fits every row. The sample's read pass
+over the whole training split is not in train's capped time: at 100M rows train took 144 s, the
+plan says 110 s.
 
 Assumptions, stated in every plan: time and per-row memory grow linearly with the number of
 features relative to the profile's; the stages run one after another with ``resources.threads``
@@ -133,9 +137,12 @@ class Profile:
         return (fit_growth(rows_t, [float(s["wall_s"]) for _, s in measured]),
                 fit_linear(rows_m, [float(s["peak_rss_mb"]) for _, s in measured]))  # fmt: skip
 
-    def work_rows(self, stage: str, rows: int, kind: str) -> int:
-        """The rows ``stage`` works on (``kind`` "time") or holds ("memory") for ``rows`` rows."""
-        cap = (self.caps.get(kind) or {}).get(stage)
+    def work_rows(
+        self, stage: str, rows: int, kind: str, caps: dict[str, dict[str, int]] | None = None
+    ) -> int:
+        """The rows ``stage`` works on (``kind`` "time") or holds ("memory") for ``rows`` rows,
+        under ``caps`` (default: the profile's own)."""
+        cap = ((self.caps if caps is None else caps).get(kind) or {}).get(stage)
         return min(rows, int(cap)) if cap else rows
 
     def bytes_fit(self, what: str) -> Fit:
@@ -154,12 +161,20 @@ def stage_caps(params: dict[str, Any]) -> dict[str, dict[str, int]]:
         from edgeops.sources.simulator import CHUNK_ROWS
 
         memory["ingest"] = CHUNK_ROWS
-    if sample := int((params.get("validate") or {}).get("sample_rows") or 0):
+    if sample := _rows(params, "validate", "sample_rows"):
         memory["validate"] = sample
-    if fitted := int((params.get("train") or {}).get("max_rows") or 0):
+    if fitted := _rows(params, "train", "max_rows"):
         test_size = float((params.get("split") or {}).get("test_size", 0.2))
         memory["train"] = time["train"] = math.ceil(fitted / (1.0 - test_size))
     return {"memory": memory, "time": time}
+
+
+def _rows(params: dict[str, Any], section: str, key: str) -> int:
+    value = (params.get(section) or {}).get(key) or 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise EdgeopsError(f"{section}.{key} must be a whole number of rows >= 0, got {value!r}",
+                           fix="correct it in params.yaml (0: no limit)")  # fmt: skip
+    return value
 
 
 @dataclass
@@ -177,8 +192,13 @@ class Need:
     window_hours: float = 6.0  # a nightly retrain must finish within this
 
 
-def plan(profile: Profile, need: Need) -> dict[str, Any]:
-    """Predicted time and memory per stage, and the cores, RAM and disk to plan for."""
+def plan(
+    profile: Profile, need: Need, caps: dict[str, dict[str, int]] | None = None
+) -> dict[str, Any]:
+    """Predicted time and memory per stage, and the cores, RAM and disk to plan for.
+
+    ``caps``: the rows each stage holds or works on at most under the company's own params
+    (:func:`stage_caps`; default: the profile's). The fits are always in the profile's caps."""
     if need.rows < 1:
         raise EdgeopsError(f"--rows {need.rows}: give the rows of one training snapshot",
                            fix="e.g. edgeops capacity --rows 5000000")  # fmt: skip
@@ -188,7 +208,7 @@ def plan(profile: Profile, need: Need) -> dict[str, Any]:
         if not any(stage in r["stages"] for r in profile.runs):
             continue
         time_fit, mem_fit = profile.stage_fits(stage)
-        n_time, n_mem = (profile.work_rows(stage, need.rows, k) for k in ("time", "memory"))
+        n_time, n_mem = (profile.work_rows(stage, need.rows, k, caps) for k in ("time", "memory"))
         wall = time_fit.t0 + (time_fit(n_time) - time_fit.t0) * scale
         peak = mem_fit.t0 + mem_fit.a * n_mem * scale
         stages[stage] = {"wall_s": round(wall, 1), "peak_rss_mb": round(peak),
@@ -230,8 +250,9 @@ def plan(profile: Profile, need: Need) -> dict[str, Any]:
                  "disk_first_year_gb": round(disk_year_gb, 1)},
         "disk": {k: round(v, 3) for k, v in disk.items()},
     }  # fmt: skip
-    result["capped"] = [(stage, kind, int(cap)) for kind, caps in sorted(profile.caps.items())
-                        for stage, cap in sorted(caps.items()) if need.rows > cap]  # fmt: skip
+    result["capped"] = [(stage, kind, int(cap))
+                        for kind, by_stage in sorted((profile.caps if caps is None else caps).items())
+                        for stage, cap in sorted(by_stage.items()) if need.rows > cap]  # fmt: skip
     result["warnings"] = warnings(result, profile, need)
     return result
 

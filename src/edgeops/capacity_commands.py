@@ -50,6 +50,14 @@ def capacity(
             "else bench/profile.json (the reference machine)].",
         ),
     ] = None,
+    params: Annotated[
+        Path,
+        typer.Option(
+            metavar="FILE",
+            help="Your params.yaml: the stages that sample or stream (its source, "
+            "validate.sample_rows, train.max_rows) [used when it exists].",
+        ),
+    ] = Path("params.yaml"),
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
 ) -> None:
     """Plan the server for your data: time and memory per stage, cores, RAM and disk.
@@ -66,7 +74,7 @@ def capacity(
       edgeops capacity --rows 20000000 --features 30 --retrain-every 7 \\
           --devices 12 --requests-per-day 86400 --cores 4 --memory-gb 8
     """
-    from edgeops.capacity import Need, Profile, plan
+    from edgeops.capacity import Need, Profile, plan, stage_caps
 
     if devices < 0 or requests_per_day < 0 or retrain_every <= 0:
         raise EdgeopsError(
@@ -76,7 +84,12 @@ def capacity(
     need = Need(rows=rows, features=features, retrain_every_days=retrain_every, devices=devices,
                 requests_per_day=requests_per_day, cores=cores, memory_gb=memory_gb,
                 disk_gb=disk_gb, window_hours=window_hours)  # fmt: skip
-    result = plan(Profile.load(profile), need)
+    caps = None
+    if params.is_file():
+        from edgeops.params import load_params
+
+        caps = stage_caps(load_params(params))
+    result = plan(Profile.load(profile), need, caps)
     typer.echo(json.dumps(result, indent=2) if as_json else render(result, need))
     if any(w.startswith("will not do") for w in result["warnings"]):
         raise typer.Exit(3)

@@ -158,3 +158,8 @@ def test_a_stage_capped_in_rows_is_planned_at_its_cap(tmp_path: Path) -> None:
     assert capped["stages"]["train"]["wall_s"] < free["stages"]["train"]["wall_s"]
     assert capped["stages"]["split"] == free["stages"]["split"]  # not capped: grows with the data
     assert ("train", "time", caps["time"]["train"]) in capped["capped"] and not free["capped"]
+    # the plan predicts in the company's own params: a CSV source is read whole, max_rows 0 fits all
+    own = stage_caps({"ingest": {"source": "csv"}, "train": {"max_rows": 0}})
+    mine = plan(Profile.load(write(tmp_path, {**data, "caps": caps}, "capped.json")),
+                Need(rows=100_000_000), own)  # fmt: skip
+    assert mine["stages"]["train"] == free["stages"]["train"] and not mine["capped"]

@@ -19,10 +19,12 @@ def _rows(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(list(df.columns), kind="stable").reset_index(drop=True)
 
 
-@pytest.mark.parametrize("time_column", [None, "timestamp"])
+@pytest.mark.parametrize("time_column", [None, "timestamp", "utc_time"])
 def test_streamed_sides_hold_the_rows_of_the_in_memory_split(tmp_path: Path, time_column) -> None:
     df = simulate(rows=3000, seed=4)
     df = df.sample(frac=1.0, random_state=1).reset_index(drop=True)  # time out of file order
+    df["utc_time"] = df["timestamp"].dt.tz_localize("UTC")  # a zoned time, some missing
+    df.loc[df.index % 97 == 0, "utc_time"] = pd.NaT
     keys = pd.DataFrame({"key": [f"r{i}:0" for i in range(200)]})  # the last 200: production
     df.to_parquet(tmp_path / "raw.parquet", index=False, row_group_size=700)
     train, test = split_with_production(df, keys, SCHEMA, 0.2, 42, time_column)

@@ -159,3 +159,23 @@ def test_the_report_states_the_baseline_and_the_positive_class(monkeypatch) -> N
         report["challenger"]["metrics"]["pr_auc"]
         == scores(y, proba, ["ja", "nein"], "ja")["pr_auc"]
     )
+
+
+def test_the_gate_scores_a_large_test_split_a_chunk_at_a_time(tmp_path, signing_keys, monkeypatch):
+    """At 100M rows the test split has 20M rows: the device's value conversion runs per chunk,
+    and the probabilities are those of the whole frame at once."""
+    from edgeops.edge.bundle import load_public_key
+    from tests.bundles import make_bundle, plant_split
+
+    made = make_bundle(tmp_path / "bundle", signing_keys, "1.0.0")
+    bundle = gate.verify_local(made, load_public_key(signing_keys / "signing.pub"))
+    test = plant_split()[1]
+    whole = gate.predict_proba(bundle, test)
+    calls: list[int] = []
+    chunk = gate._predict_chunk
+    monkeypatch.setattr(gate, "_predict_chunk", lambda b, df: calls.append(len(df)) or chunk(b, df))
+    monkeypatch.setattr(gate, "CHUNK_ROWS", 97)
+    chunked = gate.predict_proba(bundle, test)
+    assert max(calls) == 97 and sum(calls) == len(test) > 97
+    assert chunked.shape == whole.shape == (len(test), len(bundle.model.classes))
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-6)

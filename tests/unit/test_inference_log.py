@@ -3,6 +3,7 @@ damaged databases, the queue's bound in bytes, purges that shrink the file."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -484,9 +485,17 @@ def test_each_row_is_stored_as_the_compact_json_of_the_row_and_its_rounded_proba
 
 def test_flush_waits_for_the_rows_queued_before_it_not_for_later_ones(open_log):
     log = open_log(batch_seconds=30)  # the writer only writes when flush() wakes it
+
+    def stored(request_id: str) -> int:  # read the file itself: log.read() would flush first
+        with contextlib.closing(sqlite3.connect(log.path)) as conn:
+            query = "SELECT COUNT(*) FROM inference WHERE request_id = ?"
+            return conn.execute(query, (request_id,)).fetchone()[0]
+
     add(log, "first", 3)
+    time.sleep(0.2)
+    assert stored("first") == 0  # queued, not written: the batch waits
     log.flush()
-    assert [i["request_id"] for i in log.read()[0]] == ["first"] * 3
+    assert stored("first") == 3
     stop = threading.Event()
 
     def keep_appending() -> None:
@@ -502,11 +511,22 @@ def test_flush_waits_for_the_rows_queued_before_it_not_for_later_ones(open_log):
         started = time.monotonic()
         log.flush(timeout=10)
         took = time.monotonic() - started
-        mine = [i for i in log.read(0, 100_000)[0] if i["request_id"] == "mine"]
+        mine = stored("mine")
     finally:
         stop.set()
         appender.join()
-    assert len(mine) == 1 and took < 5, took
+    assert mine == 1 and took < 5, took
+
+
+def test_close_writes_what_is_queued_and_an_append_after_it_is_counted_as_dropped(open_log):
+    log = open_log(batch_seconds=30)
+    add(log, "queued", 4)
+    log.close()
+    add(log, "too late", 2)  # e.g. a request still in flight while the agent stops
+    assert log.dropped == 2 and log.queued_bytes == 0
+    with contextlib.closing(sqlite3.connect(log.path)) as conn:
+        rows = conn.execute("SELECT request_id, COUNT(*) FROM inference GROUP BY 1").fetchall()
+    assert rows == [("queued", 4)]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="nice is per thread on Linux only")

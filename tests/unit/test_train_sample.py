@@ -30,3 +30,22 @@ def test_above_max_rows_train_fits_a_seeded_uniform_sample(tmp_path: Path) -> No
         whole, n = training_rows(path, cfg)
         assert n == 2000
         pd.testing.assert_frame_equal(whole, df)
+
+
+def test_a_bad_max_rows_and_a_sample_without_a_class_are_clear_errors(tmp_path: Path) -> None:
+    import pytest
+
+    from edgeops.errors import EdgeopsError
+
+    df = simulate(rows=2000, seed=8).assign(failure=0)
+    df.loc[[5, 1500], "failure"] = 1  # a class of 2 rows in 2,000
+    df.to_parquet(tmp_path / "train.parquet", index=False, row_group_size=300)
+    path = str(tmp_path / "train.parquet")
+    for bad in (-1, "1e7", 2.5, True):
+        with pytest.raises(EdgeopsError, match="train.max_rows must be a whole number"):
+            training_rows(path, {"max_rows": bad})
+    with pytest.raises(EdgeopsError, match=r"no row of class\(es\) \[1\] of 'failure'"):
+        training_rows(path, {"max_rows": 10, "seed": 1}, "failure")
+    assert len(training_rows(path, {"max_rows": 10, "seed": 1})[0]) == 10  # no target: no check
+    rows, _ = training_rows(path, {"max_rows": 1999, "seed": 1}, "failure")
+    assert set(rows["failure"]) == {0, 1}

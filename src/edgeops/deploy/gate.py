@@ -39,6 +39,8 @@ BASELINE_STRATEGY = "prior"
 BASELINE_NAME = "majority-class dummy"
 #: metrics a floor or a margin may name (what :func:`edgeops.stages.evaluate.scores` computes)
 GATED_METRICS = ("roc_auc", "pr_auc", "f1", "balanced_accuracy", "accuracy")
+#: rows scored at once (their features become Python values, as the device's requests are)
+CHUNK_ROWS = 100_000
 
 
 def verify_local(bundle_dir: str | Path, public_key: Any) -> VerifiedBundle:
@@ -92,10 +94,22 @@ def baseline(y_true: Any, classes: list[Any], positive: Any = None) -> dict[str,
 
 
 def predict_proba(bundle: VerifiedBundle, df: pd.DataFrame) -> Any:
-    """Class probabilities (columns = the bundle's classes) of raw rows, as the device computes them."""
+    """Class probabilities (columns = the bundle's classes) of raw rows, as the device computes
+    them: the rows go through the device's own conversion :data:`CHUNK_ROWS` at a time (as
+    Python values, like a request's JSON), so memory is one chunk's, whatever the test split's."""
+    import numpy as np
+
     missing = [s.name for s in bundle.model.inputs if s.name not in df.columns]
     if missing:
         raise EdgeopsError(f"{bundle.version} needs columns {missing} that the data lacks")
+    if len(df) <= CHUNK_ROWS:
+        return _predict_chunk(bundle, df)
+    return np.concatenate(
+        [_predict_chunk(bundle, df.iloc[i : i + CHUNK_ROWS]) for i in range(0, len(df), CHUNK_ROWS)]
+    )
+
+
+def _predict_chunk(bundle: VerifiedBundle, df: pd.DataFrame) -> Any:
     columns = {}
     for s in bundle.model.inputs:
         col = df[s.name]

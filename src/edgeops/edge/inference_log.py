@@ -172,11 +172,11 @@ class InferenceLog:
     def append(self, request_id: str, version: str, rows: Sequence[dict[str, Any]],
                labels: Sequence[Any], probabilities: Sequence[Sequence[float]], latency_ms: float) -> None:  # fmt: skip
         """Queue one request's rows; never blocks (drops and counts them when the queue is over
-        ``queue_max_bytes`` or ``queue_size`` requests)."""
+        ``queue_max_bytes`` or ``queue_size`` requests, or the log is closing)."""
         nbytes = estimate_bytes(rows, probabilities)
         item = (time.time(), request_id, version, rows, labels, probabilities, latency_ms, nbytes)
         with self._count_lock:
-            if (self.queued_bytes + nbytes <= self.queue_max_bytes
+            if (not self._closing and self.queued_bytes + nbytes <= self.queue_max_bytes
                     and len(self._pending) < self.queue_size):  # fmt: skip
                 self.queued_bytes += nbytes
                 self._pending.append(item)
@@ -197,8 +197,8 @@ class InferenceLog:
         while True:
             self._wake.wait(self.batch_seconds)
             self._wake.clear()
-            closing = self._closing
-            with self._count_lock:
+            with self._count_lock:  # after closing, nothing more is queued: this is the last
+                closing = self._closing
                 batch, self._pending = self._pending, []
             for items, rows in rec.transactions(batch):
                 self._write(items, rows)
@@ -387,7 +387,8 @@ class InferenceLog:
     def close(self) -> None:
         """Write what is queued (for up to 5 s), stop the threads, close the database."""
         self._stop.set()
-        self._closing = True
+        with self._count_lock:
+            self._closing = True
         self._wake.set()
         self._writer.join(timeout=5)
         with self._db_lock:

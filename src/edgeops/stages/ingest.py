@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,28 +67,38 @@ def write_parquet(df: pd.DataFrame, out: str | Path) -> str:
 def write_frames(frames: Iterator[pd.DataFrame], out: str | Path) -> tuple[str, int]:
     """Write consecutive frames (the same columns and types) atomically as one Parquet file;
     return its sha256 and the rows written. One frame is written by pandas as always; more go
-    through one ``ParquetWriter``, a frame at a time (memory: one frame)."""
+    through one ``ParquetWriter``, a frame at a time (memory: one frame and its Arrow table)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    first = next(frames)
-    second = next(frames, None)
+    pending = [next(frames)]
+    if (second := next(frames, None)) is not None:
+        pending.append(second)
+        del second
     with atomic.atomic_path(out) as tmp:
-        if second is None:
-            first.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
-            rows = len(first)
+        if len(pending) == 1:
+            pending[0].to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+            rows = len(pending.pop())
         else:
-            table = pa.Table.from_pandas(first, preserve_index=False)
+            # the schema of the first frame (a column all null in one chunk keeps its type)
+            schema = pa.Schema.from_pandas(pending[0], preserve_index=False)
             rows = 0
-            with pq.ParquetWriter(tmp, table.schema, compression="zstd") as writer:
-                for df in chain([first, second], frames):
-                    # the schema of the first frame (a column all null in one chunk keeps it)
+            with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+                for df in _taking(pending, frames):
                     writer.write_table(
-                        pa.Table.from_pandas(df, schema=table.schema, preserve_index=False)
+                        pa.Table.from_pandas(df, schema=schema, preserve_index=False)
                     )
                     rows += len(df)
+                    del df  # not held while the next frame is made
         digest = _sha256(tmp)
     return digest, rows
+
+
+def _taking(pending: list[Any], rest: Iterator[Any]) -> Iterator[Any]:
+    """The items of ``pending`` (taken out of the list as they go), then those of ``rest``."""
+    while pending:
+        yield pending.pop(0)
+    yield from rest
 
 
 def _sha256(path: Path) -> str:
@@ -106,21 +115,33 @@ def prepared_frames(
     production: dict[str, Any],
     found: dict[str, Any],
 ) -> Iterator[pd.DataFrame]:
-    """The source's frames without the schema's ``drop`` columns, the labelled production rows
-    after the last one (:func:`edgeops.sources.production.add_production`). ``found`` collects
-    ``dropped``, ``source_rows``, ``columns`` and the production ``keys`` on the way."""
+    """The source's frames without the schema's ``drop`` columns, then the labelled production
+    rows (:func:`edgeops.sources.production.add_production`): joined to a lone frame as always,
+    else a frame of their own after the last one, so no frame is held while the next is made.
+    ``found`` collects ``dropped``, ``source_rows``, ``columns`` and the production ``keys``."""
     from edgeops.sources.production import add_production
 
-    found["source_rows"] = 0
-    df = next(frames)
-    for following in chain(frames, [None]):
-        df, found["dropped"] = drop_columns(tidy_columns(df), schema)
-        found["source_rows"] += len(df)
-        if following is None:
-            df, found["keys"] = add_production(df, production, schema)
-        found["columns"] = list(df.columns)
+    df, found["dropped"] = drop_columns(tidy_columns(next(frames)), schema)
+    found["source_rows"], found["columns"] = len(df), list(df.columns)
+    following = next(frames, None)
+    if following is None:
+        df, found["keys"] = add_production(df, production, schema)
         yield df
-        df = following
+        return
+    shape = df.iloc[0:0]  # the production rows take the source's columns and types
+    yield df
+    del df
+    pending = [following]
+    del following
+    for source in _taking(pending, frames):
+        part = drop_columns(tidy_columns(source), schema)[0]
+        del source
+        found["source_rows"] += len(part)
+        yield part
+        del part
+    rows, found["keys"] = add_production(shape, production, schema)
+    if len(rows):
+        yield rows
 
 
 def main() -> None:

@@ -199,7 +199,8 @@ def held_out_mask(
     check_workable(y, test_size, schema.target)
     mask = np.zeros(n_all, dtype=bool)
     if time_column:
-        order = np.argsort(cols[time_column].to_numpy(), kind="stable")
+        # as split() orders the frame: pandas' stable sort, missing times last, any dtype
+        order = cols[time_column].sort_values(kind="stable").index.to_numpy()
         mask[order[int(round(n * (1.0 - test_size))) :]] = True
         _check_time_sides(y, y[~mask[:n]], y[mask[:n]], time_column, test_size)
     else:

@@ -139,20 +139,40 @@ def snap_to_float32(pipe: Pipeline) -> None:
                 predictor.nodes["num_threshold"] = t32.astype(np.float64)
 
 
-def training_rows(path: str, cfg: dict[str, Any]) -> tuple[pd.DataFrame, int]:
+def training_rows(
+    path: str, cfg: dict[str, Any], target: str | None = None
+) -> tuple[pd.DataFrame, int]:
     """The rows to fit on, and the rows of the training split: all of them, or above
     ``train.max_rows`` a uniform sample of that many (seeded by ``train.seed``), read a row group
-    at a time (:func:`edgeops.parquet_sample.sample_rows`) so the split is never held whole."""
+    at a time (:func:`edgeops.parquet_sample.sample_rows`) so the split is never held whole. A
+    sample that lacks a class of ``target`` the split has is an error (raise ``max_rows``)."""
     import pandas as pd
     import pyarrow.parquet as pq
 
+    limit = cfg.get("max_rows") or 0
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise EdgeopsError(
+            f"train.max_rows must be a whole number of rows >= 0, got {limit!r}",
+            fix="write e.g. 10000000 (0: fit every row of the training split)",
+        )
     available = pq.ParquetFile(path).metadata.num_rows
-    limit = int(cfg.get("max_rows") or 0)
     if not limit or available <= limit:
         return pd.read_parquet(path), available
     from edgeops.parquet_sample import sample_rows
 
-    return sample_rows(path, limit, seed=int(cfg.get("seed", 42))).reset_index(drop=True), available
+    rows = sample_rows(path, limit, seed=int(cfg.get("seed", 42))).reset_index(drop=True)
+    if target is not None:
+        every = set(
+            pq.read_table(path, columns=[target]).column(0).drop_null().unique().to_pylist()
+        )
+        lacking = sorted(every - set(rows[target].dropna().unique().tolist()), key=str)
+        if lacking:
+            raise EdgeopsError(
+                f"the {limit:,}-row sample of the {available:,}-row training split has no row of "
+                f"class(es) {lacking} of {target!r}: the model would not know them",
+                fix="raise train.max_rows (or set it to 0 to fit every row)",
+            )
+    return rows, available
 
 
 def main() -> None:
@@ -168,7 +188,7 @@ def main() -> None:
         params = load_params(args.params)
         cfg = section(params, "train")
         schema = schema_from_params(params)
-        df, available = training_rows(args.data, cfg)
+        df, available = training_rows(args.data, cfg, schema.target)
         sampled = (
             f" (a uniform sample of the {available:,}: train.max_rows)"
             if len(df) < available
