@@ -55,5 +55,7 @@ def test_chunked_ingest_writes_the_rows_and_the_production_rows_last(tmp_path: P
     assert detected == {} and rows == 1010 == len(expected) and found["source_rows"] == 1000
     assert found["keys"].equals(keys) and found["columns"] == list(expected.columns)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "d.parquet"), expected)
-    assert pq.ParquetFile(tmp_path / "d.parquet").metadata.num_row_groups == 4  # 3 chunks, then production
+    assert (
+        pq.ParquetFile(tmp_path / "d.parquet").metadata.num_row_groups == 4
+    )  # 3 chunks, then production
     assert len(digest) == 64 and not list(tmp_path.glob("*.tmp"))
