@@ -128,7 +128,7 @@ def prepared_frames(
         df, found["keys"] = add_production(df, production, schema)
         yield df
         return
-    shape = df.iloc[0:0]  # the production rows take the source's columns and types
+    shape = df.iloc[0:0].copy()  # the columns and types (a copy: a slice would keep df alive)
     yield df
     del df
     pending = [following]
