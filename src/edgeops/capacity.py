@@ -155,26 +155,20 @@ class Profile:
 
 def stage_caps(params: dict[str, Any]) -> dict[str, dict[str, int]]:
     """The rows each stage holds ("memory") or works on ("time") at most under ``params``."""
+    from edgeops.params import row_count
+
     memory: dict[str, int] = {}
     time: dict[str, int] = {}
     if (params.get("ingest") or {}).get("source", "simulator") == "simulator":
         from edgeops.sources.simulator import CHUNK_ROWS
 
         memory["ingest"] = CHUNK_ROWS
-    if sample := _rows(params, "validate", "sample_rows"):
+    if sample := row_count(params.get("validate") or {}, "validate", "sample_rows"):
         memory["validate"] = sample
-    if fitted := _rows(params, "train", "max_rows"):
+    if fitted := row_count(params.get("train") or {}, "train", "max_rows"):
         test_size = float((params.get("split") or {}).get("test_size", 0.2))
         memory["train"] = time["train"] = math.ceil(fitted / (1.0 - test_size))
     return {"memory": memory, "time": time}
-
-
-def _rows(params: dict[str, Any], section: str, key: str) -> int:
-    value = (params.get(section) or {}).get(key) or 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise EdgeopsError(f"{section}.{key} must be a whole number of rows >= 0, got {value!r}",
-                           fix="correct it in params.yaml (0: no limit)")  # fmt: skip
-    return value
 
 
 @dataclass

@@ -48,3 +48,16 @@ def section(params: dict[str, Any], name: str) -> dict[str, Any]:
             fix=f"add a '{name}:' section (see the README's stage table)",
         )
     return value
+
+
+def row_count(cfg: dict[str, Any], name: str, key: str, default: int = 0) -> int:
+    """``cfg[key]`` (of the params section ``name``) as a number of rows: a whole number >= 0
+    (0: no limit; ``default`` when it is left out); else, null included, one clear error naming
+    the setting."""
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise EdgeopsError(
+            f"{name}.{key} must be a whole number of rows >= 0, got {value!r}",
+            fix=f"write e.g. {default or 10_000_000} in params.yaml (0: no limit)",
+        )
+    return value

@@ -86,26 +86,40 @@ def split(
     time_column: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Return ``(train, test)``; the same inputs always give the same rows."""
-    from sklearn.model_selection import train_test_split
+    _check_how(test_size, time_column, df.columns)
+    times = df[time_column] if time_column else None
+    train, test = _sides(df[schema.target], times, test_size, seed, time_column)
+    return df.iloc[train].reset_index(drop=True), df.iloc[test].reset_index(drop=True)
 
+
+def _check_how(test_size: float, time_column: str | None, columns: Any) -> None:
     if not 0.0 < test_size < 1.0:
         raise EdgeopsError(f"split.test_size must be between 0 and 1, got {test_size}")
-    if time_column and time_column not in df.columns:
+    if time_column and time_column not in columns:
         raise EdgeopsError(
             f"split.time_column {time_column!r} is not a column of the data",
             fix="name a timestamp column, or set split.time_column: null",
         )
-    y = df[schema.target]
-    check_workable(y, test_size, schema.target)
-    if time_column:
-        ordered = df.sort_values(time_column, kind="stable")
-        cut = int(round(len(ordered) * (1.0 - test_size)))
-        train, test = ordered.iloc[:cut], ordered.iloc[cut:]
-        _check_time_sides(y, train[schema.target], test[schema.target], time_column, test_size)
-        return train.reset_index(drop=True), test.reset_index(drop=True)
 
-    train, test = train_test_split(df, test_size=test_size, random_state=seed, stratify=y)
-    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+def _sides(
+    y: pd.Series, times: pd.Series | None, test_size: float, seed: int, time_column: str | None
+) -> tuple[Any, Any]:
+    """Positions of the training and of the test rows, in the order each side gets them: the
+    latest ``test_size`` share by ``times`` (a stable sort, missing times last), else stratified
+    by ``y`` with ``seed`` (a permutation of positions: no other column is looked at)."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    check_workable(y, test_size, str(y.name))
+    if times is None:
+        rows = np.arange(len(y))
+        return tuple(train_test_split(rows, test_size=test_size, random_state=seed, stratify=y))
+    order = times.reset_index(drop=True).sort_values(kind="stable").index.to_numpy()
+    cut = int(round(len(order) * (1.0 - test_size)))
+    train, test = order[:cut], order[cut:]
+    _check_time_sides(y, y.iloc[train], y.iloc[test], str(time_column), test_size)
+    return train, test
 
 
 def _check_time_sides(
@@ -180,33 +194,17 @@ def held_out_mask(
     seed picks the same rows as from the whole frame."""
     import numpy as np
     import pyarrow.parquet as pq
-    from sklearn.model_selection import train_test_split
 
-    if not 0.0 < test_size < 1.0:
-        raise EdgeopsError(f"split.test_size must be between 0 and 1, got {test_size}")
     file = pq.ParquetFile(path)
+    _check_how(test_size, time_column, file.schema_arrow.names)
     n_all, n_prod = file.metadata.num_rows, len(keys)
     _check_keys(n_prod, n_all)
-    if time_column and time_column not in file.schema_arrow.names:
-        raise EdgeopsError(
-            f"split.time_column {time_column!r} is not a column of the data",
-            fix="name a timestamp column, or set split.time_column: null",
-        )
     n = n_all - n_prod
     columns = [schema.target] + ([time_column] if time_column else [])
     cols = pq.read_table(path, columns=columns).to_pandas().iloc[:n]
-    y = cols[schema.target]
-    check_workable(y, test_size, schema.target)
+    times = cols[time_column] if time_column else None
     mask = np.zeros(n_all, dtype=bool)
-    if time_column:
-        # as split() orders the frame: pandas' stable sort, missing times last, any dtype
-        order = cols[time_column].sort_values(kind="stable").index.to_numpy()
-        mask[order[int(round(n * (1.0 - test_size))) :]] = True
-        _check_time_sides(y, y[~mask[:n]], y[mask[:n]], time_column, test_size)
-    else:
-        rows = np.arange(n)
-        test = train_test_split(rows, test_size=test_size, random_state=seed, stratify=y)[1]
-        mask[test] = True
+    mask[_sides(cols[schema.target], times, test_size, seed, time_column)[1]] = True
     if n_prod:
         mask[n:] = hash_side(keys["key"].astype(str).tolist(), test_size)
     return mask

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from edgeops import atomic
 from edgeops.errors import EdgeopsError
 from edgeops.features import feature_frame, target_series
-from edgeops.params import load_params, section
+from edgeops.params import load_params, row_count, section
 from edgeops.schema import Schema, schema_from_params
 from edgeops.stages import runner
 
@@ -149,12 +149,7 @@ def training_rows(
     import pandas as pd
     import pyarrow.parquet as pq
 
-    limit = cfg.get("max_rows") or 0
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise EdgeopsError(
-            f"train.max_rows must be a whole number of rows >= 0, got {limit!r}",
-            fix="write e.g. 10000000 (0: fit every row of the training split)",
-        )
+    limit = row_count(cfg, "train", "max_rows")
     available = pq.ParquetFile(path).metadata.num_rows
     if not limit or available <= limit:
         return pd.read_parquet(path), available

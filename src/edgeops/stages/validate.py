@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeops import atomic
 from edgeops.errors import EdgeopsError
-from edgeops.params import load_params, section
+from edgeops.params import load_params, row_count, section
 from edgeops.schema import CATEGORICAL, NUMERIC, TIMESTAMP, Schema, schema_from_dict
 from edgeops.stages import runner
 
@@ -60,13 +60,7 @@ SAMPLE_SEED = 0  # the sample's rows depend on the file's row count only: reruns
 
 def sample_rows_param(cfg: dict[str, Any]) -> int:
     """``validate.sample_rows`` from the ``validate`` params section (0 = never sample)."""
-    value = cfg.get("sample_rows", DEFAULT_SAMPLE_ROWS)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise EdgeopsError(
-            f"validate.sample_rows must be a whole number >= 0, got {value!r}",
-            fix=f"write e.g. {DEFAULT_SAMPLE_ROWS} (0: always check every row)",
-        )
-    return value
+    return row_count(cfg, "validate", "sample_rows", DEFAULT_SAMPLE_ROWS)
 
 
 def sample_size(num_rows: int, sample_rows: int, min_rows: int) -> int | None:
