@@ -100,9 +100,18 @@ class Stack:
 
             headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
         data = None if body is None else json.dumps(body).encode()
-        # 503 is the server's "retry me" (SQLite busy under load); Prefect's own client retries it
+        # Retried as Prefect's own client retries: a 503 (the server's "retry me", SQLite busy
+        # under load) always, and for a read, a reply that does not come within the client's
+        # default 60 s (on two busy cores a CI run once saw a read wait out a 30 s timeout).
+        # A write that times out is not retried: it may have been carried out.
+        read = method == "GET" or path.endswith("/filter")
         for delay in (0.5, 1, 2, 4, 8, 0):
-            status, raw = http(self.api_url, method, path, data, headers)
+            try:
+                status, raw = http(self.api_url, method, path, data, headers, timeout=60)
+            except (TimeoutError, ConnectionResetError) as exc:
+                if not read or not delay:
+                    raise AssertionError(f"{method} {path}: {exc!r}\n{self.server_log()}") from exc
+                status, raw = 503, b""
             if status != 503 or not delay:
                 break
             time.sleep(delay)
@@ -110,6 +119,12 @@ class Stack:
             return status, json.loads(raw) if raw else None
         except ValueError:
             return status, raw.decode(errors="replace")
+
+    def server_log(self, chars: int = 3000) -> str:
+        """The end of the Prefect server's log, for a failure's message."""
+        path = self.home / "logs/server.log"
+        tail = path.read_text(errors="replace")[-chars:] if path.exists() else "(no server log)"
+        return f"the end of {path}:\n{tail}"
 
     def deployment(self) -> dict[str, Any]:
         status, dep = self.api("GET", "/deployments/name/training/training")
