@@ -113,6 +113,8 @@ def test_dvc_plots_show_renders_offline(demo_repo: Path) -> None:
     page = demo_repo / "dvc_plots/index.html"
     html = page.read_text()
     assert re.findall(r"<script[^>]*\bsrc\s*=", html) == []
+    # the confusion matrix is drawn from counts (a row per pair of classes, not per test row)
+    assert '"aggregate": [{"op": "sum", "field": "count", "as": "xy_count"}]' in html
     assert re.findall(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", html) == []
     requests: list[dict] = []
     render(page.as_uri(), ARTIFACTS / "dvc-plots.png", [], ready=PLOTS_DRAWN, requests=requests)

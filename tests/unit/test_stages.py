@@ -15,9 +15,17 @@ import pytest
 import yaml
 
 from edgeops.errors import EdgeopsError
+from edgeops.features import feature_frame
 from edgeops.schema import schema_from_dict
 from edgeops.sources.simulator import simulate
-from edgeops.stages.evaluate import curves, evaluate, positive_index, scores, write_csv
+from edgeops.stages.evaluate import (
+    confusion_counts,
+    curves,
+    evaluate,
+    positive_index,
+    scores,
+    write_csv,
+)
 from edgeops.stages.ingest import ingest, write_parquet
 from edgeops.stages.split import split
 from edgeops.stages.train import MODELS, train
@@ -375,14 +383,36 @@ def test_evaluate_plots(fitted, tmp_path: Path) -> None:
     pr = pd.DataFrame(plots["pr"])
     assert list(pr.columns) == ["recall", "precision"] and 2 <= len(pr) <= 200
     assert pr["recall"].between(0, 1).all() and pr["precision"].between(0, 1).all()
+    # the confusion matrix as counts: every pair of classes once, the counts those of the rows
     confusion = pd.DataFrame(plots["confusion"])
-    assert len(confusion) == len(test_df)
-    assert confusion["actual"].tolist() == [str(v) for v in test_df[schema.target]]
-    assert set(confusion["predicted"]) <= {str(c) for c in schema.classes}
+    classes = [str(c) for c in pipe.classes_]
+    assert list(confusion.columns) == ["actual", "predicted", "count"]
+    assert list(zip(confusion["actual"], confusion["predicted"], strict=True)) == [
+        (a, p) for a in classes for p in classes
+    ]
+    predicted = pipe.classes_[pipe.predict_proba(feature_frame(test_df, schema)).argmax(1)]
+    pairs = pd.DataFrame({"actual": test_df[schema.target].astype(str),
+                          "predicted": predicted.astype(str)})  # fmt: skip
+    expected = pairs.value_counts().to_dict()
+    got = {(a, p): n for a, p, n in confusion.itertuples(index=False)}
+    assert got == {pair: expected.get(pair, 0) for pair in got}
+    assert confusion["count"].sum() == len(test_df)
 
     write_csv(tmp_path / "plots" / "roc.csv", plots["roc"])
     back = pd.read_csv(tmp_path / "plots" / "roc.csv")
     pd.testing.assert_frame_equal(back, roc)
+
+
+def test_confusion_counts_keep_a_label_the_model_never_learned() -> None:
+    truth = ["ok", "fail", "ok", "jam", "ok"]
+    predicted = ["ok", "ok", "ok", "fail", "fail"]
+    rows = confusion_counts(truth, predicted, ["fail", "ok"])
+    labels = ["fail", "ok", "jam"]  # the model's classes first, then what only the rows hold
+    assert [(r["actual"], r["predicted"]) for r in rows] == [(a, p) for a in labels for p in labels]
+    counts = {(r["actual"], r["predicted"]): r["count"] for r in rows}
+    assert counts[("ok", "ok")] == 2 and counts[("ok", "fail")] == 1
+    assert counts[("fail", "ok")] == 1 and counts[("jam", "fail")] == 1
+    assert sum(counts.values()) == len(truth)
 
 
 def test_binary_f1_is_the_positive_class(binary_task, fast_train_cfg) -> None:
