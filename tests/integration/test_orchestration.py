@@ -266,7 +266,9 @@ def wait_for_task(stack: Stack, run_id: str, stage: str, timeout: float = 300) -
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for t in stack.task_runs(run_id):
-            if t["name"].rsplit("-", 1)[0] == stage and t["state"]["type"] == "RUNNING":
+            # a task run recorded from its events can be read before its state is (state null)
+            state = (t.get("state") or {}).get("type")
+            if t["name"].rsplit("-", 1)[0] == stage and state == "RUNNING":
                 return
         time.sleep(0.5)
     raise AssertionError(
