@@ -48,12 +48,10 @@ the floor), and reports/bench/agent.json.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import socket
@@ -70,11 +68,11 @@ from typing import Any
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from agent_load import run_load  # noqa: E402
+from agent_servers import DEPLOY_TOKEN, PREDICT_TOKEN, REPO, UVICORN  # noqa: E402
 from kserve_venv import KSERVE_EXCLUDE_NEWER, KSERVE_VENV, kserve_venv  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-DEPLOY_TOKEN = "bench-deploy-token-0123456789"
-PREDICT_TOKEN = "bench-predict-token-9876543210"
+SERVERS = Path(__file__).with_name("agent_servers.py")
 TARGETS = {
     "p50 agent/echo": ("<=", 1.2),
     "throughput agent/echo": (">=", 0.8),
@@ -95,215 +93,9 @@ CASES: dict[str, tuple[str, str, dict[str, str]]] = {
     "sklearn": ("sklearn", "/v1/predict", {}),
     "kserve": ("kserve", f"/v1/models/{KSERVE_MODEL}:predict", {}),
 }
-# the scikit-learn baseline's uvicorn settings (the agent and echo cases use the agent's own:
-# edgeops.edge.agent.uvicorn_settings, with its connection guard)
-UVICORN = dict(log_level="warning", access_log=False, timeout_keep_alive=5, server_header=False)
-
-
-# ---- servers (each runs as `bench/agent.py --serve SPEC` in its own process) ----------------------
-def echo_route(app: Any) -> None:
-    """POST /bench/echo, /bench/echo-onnx and /bench/echo-ort-noop on the agent's own app."""
-    from starlette.requests import Request
-    from starlette.responses import Response
-
-    from edgeops.edge.agent import _json
-    from edgeops.edge.inference import columns_to_feeds, rows_to_columns
-
-    noop_session, noop_feed = noop_model()
-
-    def model_call(body: dict[str, Any]) -> None:
-        model = app.state.runtime.bundle.model
-        model.predict_feeds(
-            columns_to_feeds(rows_to_columns(body["rows"], model.inputs), model.inputs)
-        )
-
-    work = {
-        "/bench/echo": lambda body: None,  # parse, answer with the agent's own JSON helper
-        "/bench/echo-onnx": model_call,  # + the demo model's call alone
-        "/bench/echo-ort-noop": lambda body: noop_session.run(None, noop_feed),  # + a no-op call
-    }
-
-    def endpoint(call: Any) -> Any:
-        async def handler(request: Request) -> Response:
-            body = json.loads(await request.body())
-            call(body)
-            return _json(body)
-
-        # resolved here: this module's `from __future__ import annotations` leaves them as strings
-        handler.__annotations__ = {"request": Request, "return": Response}
-        return handler
-
-    for path, call in work.items():
-        app.add_api_route(path, endpoint(call), methods=["POST"], include_in_schema=False)
-    # routes match in order: put these just before /v1/predict so they pay what it pays
-    routes = app.router.routes
-    added = routes[-len(work) :]
-    del routes[-len(work) :]
-    at = next(i for i, r in enumerate(routes) if getattr(r, "path", None) == "/v1/predict")
-    routes[at:at] = added
-
-
-def noop_model() -> tuple[Any, dict[str, Any]]:
-    """An onnxruntime session (the agent's settings) of a 1-input Identity model, and its feed."""
-    import numpy as np
-    from onnx import TensorProto, helper
-
-    from edgeops.edge.inference import make_session
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "noop", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
-    return make_session(model.SerializeToString()), {"x": np.zeros((1, 1), np.float32)}
-
-
-def agent_app(spec: dict[str, Any]) -> Any:
-    from edgeops.edge.agent import create_app
-    from edgeops.edge.config import AgentConfig
-
-    cfg = AgentConfig(state_dir=Path(spec["state_dir"]), public_key=Path(spec["public_key"]),
-                      deploy_token=DEPLOY_TOKEN, predict_token=PREDICT_TOKEN, port=spec["port"]).validate()  # fmt: skip
-    app = create_app(cfg)
-    echo_route(app)
-    return app
-
-
-def sklearn_app(spec: dict[str, Any]) -> Any:
-    import joblib
-    import numpy as np
-    import pandas as pd
-    import yaml
-    from fastapi import FastAPI, Request
-    from starlette.responses import Response
-
-    from edgeops.edge.agent import FASTAPI_TELEMETRY_OFF, Metrics, MetricsMiddleware
-    from edgeops.features import feature_frame
-    from edgeops.schema import schema_from_dict
-
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    schema = schema_from_dict(params["validate"]["schema"])
-    pipe = joblib.load(spec["model"])
-    classes = [str(c) for c in pipe.classes_]
-    names = [c.name for c in schema.features]
-    app = FastAPI(title="sklearn baseline", telemetry=FASTAPI_TELEMETRY_OFF)
-    app.add_middleware(MetricsMiddleware, metrics=Metrics())
-
-    async def predict(request: Request) -> Response:
-        rows = json.loads(await request.body())["rows"]
-        X = feature_frame(pd.DataFrame(rows, columns=names), schema)
-        proba = pipe.predict_proba(X)
-        labels = pipe.classes_[np.argmax(proba, axis=1)]
-        preds = [{"label": lab.item() if hasattr(lab, "item") else lab,
-                  "probabilities": dict(zip(classes, p.tolist(), strict=True))}
-                 for lab, p in zip(labels, proba, strict=True)]  # fmt: skip
-        return Response(json.dumps({"predictions": preds}), media_type="application/json")
-
-    predict.__annotations__ = {"request": Request, "return": Response}  # see echo_route
-    app.add_api_route("/v1/predict", predict, methods=["POST"])
-
-    @app.get("/healthz")
-    async def healthz() -> Response:
-        return Response('{"status":"ok"}', media_type="application/json")
-
-    return app
-
-
-def serve(spec: dict[str, Any]) -> None:
-    import logging
-
-    import uvicorn
-
-    if spec.get("cpu") is not None:
-        os.sched_setaffinity(0, {spec["cpu"]})
-    logging.basicConfig(level=logging.WARNING)
-    if spec["kind"] in ("agent", "echo"):
-        from edgeops.edge.agent import uvicorn_settings
-
-        app = agent_app(spec)
-        settings = uvicorn_settings(app.state.runtime.cfg, app)  # http: the guarded httptools
-    else:
-        app, settings = sklearn_app(spec), {**UVICORN, "http": spec["http"]}
-    uvicorn.run(app, host="127.0.0.1", port=spec["port"], loop=spec["loop"], **settings)
-
-
-# ---- the Python load generator (`bench/agent.py --load SPEC`) -------------------------------------
-async def _client(
-    spec: dict[str, Any], stop_at: float, lat: list[float], errors: list[int]
-) -> None:
-    body = spec["body"].encode()
-    head = (f"POST {spec['path']} HTTP/1.1\r\nHost: 127.0.0.1:{spec['port']}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            + "".join(f"{k}: {v}\r\n" for k, v in spec["headers"].items()) + "\r\n")  # fmt: skip
-    request = head.encode() + body
-    clen = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
-    reader, writer = await asyncio.open_connection("127.0.0.1", spec["port"])
-    try:
-        while True:
-            t0 = time.perf_counter()
-            if t0 >= stop_at:
-                return
-            writer.write(request)
-            resp = await reader.readuntil(b"\r\n\r\n")
-            m = clen.search(resp)
-            await reader.readexactly(int(m.group(1)) if m else 0)
-            lat.append(time.perf_counter() - t0)
-            if resp[9:12] != b"200":
-                errors[0] += 1
-    finally:
-        writer.close()
-
-
-async def _load(spec: dict[str, Any]) -> dict[str, Any]:
-    lat: list[float] = []
-    errors = [0]
-    start = time.perf_counter()
-    stop_at = start + spec["duration"]
-    await asyncio.gather(*(_client(spec, stop_at, lat, errors) for _ in range(spec["concurrency"])))
-    elapsed = time.perf_counter() - start
-    lat.sort()
-    n = len(lat)
-    return {
-        "requests": n,
-        "seconds": elapsed,
-        "rps": n / elapsed,
-        "p50_ms": lat[n // 2] * 1e3 if n else None,
-        "p99_ms": lat[min(n - 1, int(0.99 * n))] * 1e3 if n else None,
-        "mean_ms": sum(lat) / n * 1e3 if n else None,
-        "errors": errors[0],
-    }
-
-
-def load(spec: dict[str, Any]) -> None:
-    if spec.get("cpu") is not None:
-        os.sched_setaffinity(0, {spec["cpu"]})
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
-    print(json.dumps(_run_load(spec)))
-
-
-def _run_load(spec: dict[str, Any]) -> dict[str, Any]:
-    return asyncio.run(_load(spec))
 
 
 # ---- driving it ----------------------------------------------------------------------------------
-WRK_LUA = """
-wrk.method = "POST"
-wrk.body = [==[{body}]==]
-wrk.headers["Content-Type"] = "application/json"
-{headers}
-done = function(summary, latency, requests)
-  io.write(string.format(
-    "WRKJSON {{\\"requests\\":%d,\\"duration_us\\":%d,\\"p50_us\\":%d,\\"p99_us\\":%d,"
-    .. "\\"mean_us\\":%f,\\"status_errors\\":%d,\\"socket_errors\\":%d}}\\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    latency.mean, summary.errors.status,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
-end
-"""
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -325,14 +117,14 @@ class ServerFailed(SystemExit):
 
 
 class Server:
-    """A case's server process: ``bench/agent.py --serve SPEC`` unless ``cmd`` says otherwise;
+    """A case's server process: ``bench/agent_servers.py SPEC`` unless ``cmd`` says otherwise;
     up once ``health`` answers 200."""
 
     def __init__(self, spec: dict[str, Any], log: Path, cmd: list[str] | None = None,
                  health: str = "/healthz", env: dict[str, str] | None = None) -> None:  # fmt: skip
         self.spec, self.log, self.health = spec, log, health
         self.url = f"http://127.0.0.1:{spec['port']}"
-        self.cmd = cmd or [sys.executable, __file__, "--serve", json.dumps(spec)]
+        self.cmd = cmd or [sys.executable, str(SERVERS), json.dumps(spec)]
         self.env = env or dict(os.environ, ORT_DISABLE_TELEMETRY="1", DO_NOT_TRACK="1")
         self.proc: subprocess.Popen | None = None
 
@@ -358,34 +150,6 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-def run_load(gen: str, port: int, path: str, body: str, headers: dict[str, str],
-             concurrency: int, duration: float, cpu: int | None, tmp: Path) -> dict[str, Any]:  # fmt: skip
-    preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
-    if gen == "wrk":
-        lua = tmp / "post.lua"
-        lua.write_text(WRK_LUA.format(body=body, headers="\n".join(
-            f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())))  # fmt: skip
-        cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
-               "-s", str(lua), f"http://127.0.0.1:{port}{path}"]  # fmt: skip
-        out = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=preexec,
-                             timeout=duration + 60)  # fmt: skip
-        line = next((x for x in out.stdout.splitlines() if x.startswith("WRKJSON ")), None)
-        if out.returncode != 0 or line is None:
-            raise SystemExit(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
-        w = json.loads(line[len("WRKJSON ") :])
-        secs = w["duration_us"] / 1e6
-        return {"requests": w["requests"], "seconds": secs, "rps": w["requests"] / secs,
-                "p50_ms": w["p50_us"] / 1e3, "p99_ms": w["p99_us"] / 1e3, "mean_ms": w["mean_us"] / 1e3,
-                "errors": w["status_errors"] + w["socket_errors"]}  # fmt: skip
-    spec = {"port": port, "path": path, "body": body, "headers": headers,
-            "concurrency": concurrency, "duration": duration, "cpu": cpu}  # fmt: skip
-    out = subprocess.run([sys.executable, __file__, "--load", json.dumps(spec)],
-                         capture_output=True, text=True, timeout=duration + 60)  # fmt: skip
-    if out.returncode != 0:
-        raise SystemExit(f"load generator failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def demo_model(tmp: Path) -> tuple[Path, Path, Path, str]:
@@ -505,8 +269,6 @@ def parse_args() -> argparse.Namespace:
                     default=None, metavar="CASE",
                     help=f"the cases to run, in this order (default: all: {' '.join(CASES)})")  # fmt: skip
     ap.add_argument("--out", default=str(REPO / "reports" / "bench" / "agent.json"))
-    ap.add_argument("--serve", help=argparse.SUPPRESS)
-    ap.add_argument("--load", help=argparse.SUPPRESS)
     return ap.parse_args()
 
 
@@ -517,7 +279,7 @@ def load_generator(choice: str) -> tuple[str, str]:
     elif gen == "wrk" and not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk), or use --loadgen python")
     gen_desc = "wrk " + subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1] \
-        if gen == "wrk" else "python asyncio closed-loop client (bench/agent.py --load)"  # fmt: skip
+        if gen == "wrk" else "python asyncio closed-loop client (bench/agent_load.py)"  # fmt: skip
     return gen, gen_desc
 
 
@@ -655,11 +417,6 @@ def agreement(answers: dict[str, Any]) -> None:
 
 def main() -> None:
     args = parse_args()
-    if args.serve:
-        return serve(json.loads(args.serve))
-    if args.load:
-        return load(json.loads(args.load))
-
     gen, gen_desc = load_generator(args.loadgen)
     cpus = len(os.sched_getaffinity(0))
     pin = not args.no_pin and cpus >= 2
