@@ -17,6 +17,7 @@ from tests.conftest import BIN, copy_repo, tool_env
 
 EDGEOPS = str(BIN / "edgeops")
 DVC = str(BIN / "dvc")
+FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")  # a run's state types that end it
 
 
 def set_params(repo: Path, **changes: Any) -> None:
@@ -145,11 +146,31 @@ class Stack:
         assert status == 200, runs
         return runs
 
+    def finished_task_runs(self, flow_run_id: str, timeout: float = 60) -> list[dict[str, Any]]:
+        """The task runs of a flow run that has ended, once the server has recorded them all.
+
+        Prefect records task runs from the events the run sends, after the run's own final state
+        (which is set through the API): under load a read can come first and see a task run
+        missing, or with no state or end time yet. Waits until every task run has ended and two
+        reads a second apart agree."""
+        deadline = time.monotonic() + timeout
+        before: set[tuple[str, str, str]] | None = None
+        while True:
+            runs = self.task_runs(flow_run_id)
+            seen = {(t["id"], (t.get("state") or {}).get("type"), t.get("end_time")) for t in runs}
+            ended = all(state in FINAL and end for _, state, end in seen)
+            if ended and seen == before:
+                return runs
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the task runs of {flow_run_id} did not settle: {runs}")
+            before = seen if ended else None
+            time.sleep(1)
+
     def wait_final(self, flow_run_id: str, timeout: float = 300) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status, run = self.api("GET", f"/flow_runs/{flow_run_id}")
-            if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            if run["state"]["type"] in FINAL:
                 return run
             time.sleep(1)
         raise AssertionError(

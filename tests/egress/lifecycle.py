@@ -208,7 +208,7 @@ def lifecycle(root: Path, steps: Steps) -> None:
             run = stack.wait_final(run_id_of(out.stderr), timeout=steps.left(60))
             s["state"] = run["state"]["type"]
             assert s["state"] == "COMPLETED", run["state"]
-            tasks = {t["name"].rsplit("-", 1)[0] for t in stack.task_runs(run["id"])}
+            tasks = {t["name"].rsplit("-", 1)[0] for t in stack.finished_task_runs(run["id"])}
             s["tasks"] = sorted(tasks)
             assert tasks >= {"ingest", "validate", "split", "train", "evaluate", "export",
                              "bundle", "gate", "rollout", "push", "record"}, tasks  # fmt: skip

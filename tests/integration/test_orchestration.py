@@ -120,7 +120,7 @@ def test_a_triggered_run_completes_deploys_and_leaves_its_artifacts(stack: Stack
                                               "export", "bundle"]  # fmt: skip
     assert all(row["ran"] == "yes" and row["wall_s"] > 0 and row["threads"] >= 1 for row in used)
     # one task per DVC stage, named like the stage
-    names = {t["name"].rsplit("-", 1)[0] for t in stack.task_runs(run["id"])}
+    names = {t["name"].rsplit("-", 1)[0] for t in stack.finished_task_runs(run["id"])}
     assert names >= {"ingest", "validate", "split", "train", "evaluate", "export", "bundle",
                      "gate", "rollout", "push", "record"}  # fmt: skip
 
@@ -143,7 +143,7 @@ def test_two_runs_triggered_together_both_complete_one_after_the_other(stack: St
     for i in (1, 2):
         run = [r for r in stack.flow_runs() if r["parameters"].get("reason") == f"together-{i}"][0]
         assert run["state"]["type"] == "COMPLETED"
-        tasks = stack.task_runs(run["id"])
+        tasks = stack.finished_task_runs(run["id"])
         spans.append((min(t["start_time"] for t in tasks), max(t["end_time"] for t in tasks)))
     first, second = sorted(spans)
     assert first[1] <= second[0], f"the runs' DVC work overlapped: {spans}"
@@ -191,7 +191,7 @@ def test_a_run_on_data_that_fails_validation_fails_and_deploys_nothing(stack: St
     assert "validate failed" in run["state"]["message"]
     assert "failed validation" in run["state"]["message"]
     assert "validate failed" in out.stderr
-    names = {t["name"].rsplit("-", 1)[0] for t in stack.task_runs(run["id"])}
+    names = {t["name"].rsplit("-", 1)[0] for t in stack.finished_task_runs(run["id"])}
     assert "split" not in names and "gate" not in names and "rollout" not in names
     after = json.loads(sh(["curl", "-sf", "-H", f"Authorization: Bearer {DEPLOY_TOKEN}",
                            f"{stack.agent.url}/v1/status"], stack.repo).stdout)  # fmt: skip
@@ -211,7 +211,7 @@ def test_a_scheduled_run_missed_for_days_is_cancelled_not_caught_up(stack: Stack
     assert final["state"]["type"] == "CANCELLED"
     assert "skipped: started 72." in final["state"]["message"]
     assert "max_lateness_hours=6" in final["state"]["message"]
-    assert stack.task_runs(run["id"]) == []
+    assert stack.finished_task_runs(run["id"]) == []
 
 
 def test_a_parameter_of_the_wrong_type_is_refused_with_the_reason(stack: Stack) -> None:
