@@ -17,6 +17,18 @@ if TYPE_CHECKING:
     import pyarrow.parquet as pq
 
 
+def rows_and_columns(path: str | Path) -> tuple[int, list[str]]:
+    """The number of rows and the column names of a parquet file, from its footer alone (no data
+    is read), the file closed again.
+
+    Usage: ``total, names = rows_and_columns("data/prepared/train.parquet")``
+    """
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as pf:
+        return pf.metadata.num_rows, pf.schema_arrow.names
+
+
 def sample_rows(
     path: str | Path, k: int, seed: int, columns: Sequence[str] | None = None
 ) -> pd.DataFrame:
@@ -29,10 +41,8 @@ def sample_rows(
     Usage: ``ref = sample_rows("data/prepared/train.parquet", 10_000, seed=0, columns=cols)``
     """
     import numpy as np
-    import pyarrow.parquet as pq
 
-    with pq.ParquetFile(path) as pf:
-        total = pf.metadata.num_rows
+    total = rows_and_columns(path)[0]
     whole = k >= total
     positions = np.arange(total, dtype=np.int64) if whole else sample_positions(total, k, seed)
     return take_rows(path, positions, columns)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edgeops.parquet_sample import sample_rows, take_rows
+from edgeops.parquet_sample import rows_and_columns, sample_rows, take_rows
 
 ROWS, GROUP = 1000, 100  # ten row groups
 
@@ -40,6 +40,10 @@ def test_the_file_has_several_row_groups(path: Path) -> None:
     import pyarrow.parquet as pq
 
     assert pq.ParquetFile(path).num_row_groups == ROWS // GROUP
+
+
+def test_rows_and_columns_come_from_the_footer(path: Path, frame: pd.DataFrame) -> None:
+    assert rows_and_columns(path) == (len(frame), list(frame.columns))
 
 
 def test_the_sample_is_deterministic_for_a_seed(path: Path) -> None:

@@ -105,14 +105,12 @@ def load_reference(bundle: VerifiedBundle, features: list[str], target: str, row
     group at a time, only the features, the target and the model's inputs; the whole split when it
     has no more than ``rows`` rows. The same split and seed give the same reference.
     """
-    import pyarrow.parquet as pq
 
     from edgeops.deploy.gate import predict_proba
-    from edgeops.parquet_sample import sample_rows
+    from edgeops.parquet_sample import rows_and_columns, sample_rows
 
     path, where = find_train_split(bundle.manifest, workspace)
-    with pq.ParquetFile(path) as pf:
-        names, total = pf.schema_arrow.names, pf.metadata.num_rows
+    total, names = rows_and_columns(path)
     missing = [c for c in features if c not in names]
     if missing:
         raise EdgeopsError(f"the training split {where} lacks the feature columns {missing}")

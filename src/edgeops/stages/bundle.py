@@ -25,6 +25,7 @@ from edgeops.edge.bundle import FORMAT_VERSION, MANIFEST, MODEL, SIGNATURE, key_
 from edgeops.edge.inference import OnnxModel
 from edgeops.errors import EdgeopsError
 from edgeops.params import load_params, section
+from edgeops.parquet_sample import rows_and_columns
 from edgeops.schema import Schema, schema_from_params
 from edgeops.stages import runner
 from edgeops.stages.export import edge_cases, input_specs
@@ -279,12 +280,11 @@ def main() -> None:
 
 def train_split(path: str | Path) -> dict[str, Any]:
     """The training split's md5 (the hash DVC stores it under in its cache) and row count."""
-    import pyarrow.parquet as pq
 
     from edgeops.monitor.reference import md5_file
 
     path = Path(path)
-    return {"train_md5": md5_file(path), "train_rows": pq.ParquetFile(path).metadata.num_rows}
+    return {"train_md5": md5_file(path), "train_rows": rows_and_columns(path)[0]}
 
 
 def _model_classes(onnx_bytes: bytes, schema: Schema) -> list[Any]:

@@ -18,6 +18,7 @@ from edgeops import atomic
 from edgeops.errors import EdgeopsError
 from edgeops.features import feature_frame, target_series
 from edgeops.params import load_params, section
+from edgeops.parquet_sample import rows_and_columns
 from edgeops.schema import Schema, schema_from_params
 from edgeops.stages import runner
 
@@ -175,14 +176,13 @@ def main() -> None:
     def body() -> None:
         import joblib
         import pandas as pd
-        import pyarrow.parquet as pq
 
         params = load_params(args.params)
         schema = schema_from_params(params)
         model = joblib.load(args.model)
         # what scoring reads: a column that is neither feature nor target is never loaded
         wanted = {c.name for c in schema.features} | {schema.target}
-        columns = [c for c in pq.ParquetFile(args.data).schema_arrow.names if c in wanted]
+        columns = [c for c in rows_and_columns(args.data)[1] if c in wanted]
         df = pd.read_parquet(args.data, columns=columns)
         metrics, plots = evaluate(model, df, schema)
         metrics["model"] = section(params, "train").get("model")

@@ -257,10 +257,9 @@ def _latency(
 def feature_columns(path: str | Path, schema: Schema) -> list[str]:
     """The schema's feature columns that the parquet file has (a missing one is left out, so
     :func:`edgeops.features.feature_frame` reports it)."""
-    import pyarrow.parquet as pq
+    from edgeops.parquet_sample import rows_and_columns
 
-    with pq.ParquetFile(path) as pf:
-        names = set(pf.schema_arrow.names)
+    names = set(rows_and_columns(path)[1])
     return [c.name for c in schema.features if c.name in names]
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from edgeops import atomic
 from edgeops.errors import EdgeopsError
 from edgeops.params import load_params, section
+from edgeops.parquet_sample import rows_and_columns
 from edgeops.schema import Schema, schema_from_params
 from edgeops.stages import runner
 
@@ -195,9 +196,9 @@ def held_out_mask(
     import numpy as np
     import pyarrow.parquet as pq
 
-    file = pq.ParquetFile(path)
-    _check_how(test_size, time_column, file.schema_arrow.names)
-    n_all, n_prod = file.metadata.num_rows, len(keys)
+    n_all, names = rows_and_columns(path)
+    _check_how(test_size, time_column, names)
+    n_prod = len(keys)
     _check_keys(n_prod, n_all)
     n = n_all - n_prod
     columns = [schema.target] + ([time_column] if time_column else [])
@@ -217,9 +218,9 @@ def write_sides(path: str | Path, mask: Any, out: Path) -> tuple[int, int]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    file = pq.ParquetFile(path)
     done = 0
     with (
+        pq.ParquetFile(path) as file,
         atomic.atomic_path(out / "train.parquet") as train_tmp,
         atomic.atomic_path(out / "test.parquet") as test_tmp,
         pq.ParquetWriter(train_tmp, file.schema_arrow, compression="zstd") as train,
@@ -247,13 +248,11 @@ def main() -> None:
         params = load_params(args.params)
         cfg: dict[str, Any] = section(params, "split")
         schema = schema_from_params(params)
-        import pyarrow.parquet as pq
-
         keys_path = Path(args.production_keys)
         keys = pd.read_parquet(keys_path) if keys_path.is_file() else pd.DataFrame({"key": []})
         how = (float(cfg.get("test_size", 0.2)), int(cfg.get("seed", 42)), cfg.get("time_column"))
         out = Path(args.out_dir)
-        if pq.ParquetFile(args.data).metadata.num_rows > STREAM_ROWS:
+        if rows_and_columns(args.data)[0] > STREAM_ROWS:
             runner.log("split", "large data: sides from the target column, rows copied in chunks")
             n_train, n_test = write_sides(
                 args.data, held_out_mask(args.data, keys, schema, *how), out

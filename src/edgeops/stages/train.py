@@ -18,6 +18,7 @@ from edgeops import atomic
 from edgeops.errors import EdgeopsError
 from edgeops.features import feature_frame, target_series
 from edgeops.params import load_params, row_count, section
+from edgeops.parquet_sample import rows_and_columns, sample_rows
 from edgeops.schema import Schema, schema_from_params
 from edgeops.stages import runner
 
@@ -150,11 +151,9 @@ def training_rows(
     import pyarrow.parquet as pq
 
     limit = row_count(cfg, "train", "max_rows")
-    available = pq.ParquetFile(path).metadata.num_rows
+    available = rows_and_columns(path)[0]
     if not limit or available <= limit:
         return pd.read_parquet(path), available
-    from edgeops.parquet_sample import sample_rows
-
     rows = sample_rows(path, limit, seed=int(cfg.get("seed", 42))).reset_index(drop=True)
     if target is not None:
         every = set(

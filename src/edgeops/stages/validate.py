@@ -93,10 +93,10 @@ def read_data(path: str | Path, sample_rows: int, min_rows: int) -> tuple[pd.Dat
     """The rows to check and the file's row count: the whole file (``pd.read_parquet``) when it
     has at most ``sample_rows`` rows, else a sample (:func:`sample_size`, :func:`read_sample`)."""
     import pandas as pd
-    import pyarrow.parquet as pq
 
-    with pq.ParquetFile(path) as pf:
-        num_rows = pf.metadata.num_rows
+    from edgeops.parquet_sample import rows_and_columns
+
+    num_rows = rows_and_columns(path)[0]
     n = sample_size(num_rows, sample_rows, min_rows)
     if n is None:
         return pd.read_parquet(path), num_rows
