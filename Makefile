@@ -81,14 +81,15 @@ demo-monitoring: ## the loop: baseline traffic -> no retrain; drift traffic -> r
 
 agent: venv keys ## start the demo edge agent on 127.0.0.1:8710 in the background
 	@mkdir -p $(AGENT_STATE)
-	@for t in deploy predict; do f="$(KEY_DIR)/demo-$$t.token"; [ -s "$$f" ] || \
+	@for t in deploy predict feedback; do f="$(KEY_DIR)/demo-$$t.token"; [ -s "$$f" ] || \
 		(umask 077; $(RUN)/python -c "import secrets; print(secrets.token_hex(32))" > "$$f"); done
 	@if curl -sf http://127.0.0.1:$(AGENT_PORT)/healthz >/dev/null 2>&1; then \
 		echo "agent already running on 127.0.0.1:$(AGENT_PORT)"; \
 	else \
 		nohup $(RUN)/edgeops edge serve --state-dir $(AGENT_STATE) --public-key "$(KEY_DIR)/signing.pub" \
 			--port $(AGENT_PORT) --deploy-token-file "$(KEY_DIR)/demo-deploy.token" \
-			--predict-token-file "$(KEY_DIR)/demo-predict.token" > $(AGENT_STATE)/agent.log 2>&1 & \
+			--predict-token-file "$(KEY_DIR)/demo-predict.token" \
+			--feedback-token-file "$(KEY_DIR)/demo-feedback.token" > $(AGENT_STATE)/agent.log 2>&1 & \
 		echo $$! > $(AGENT_STATE)/agent.pid; \
 		for i in $$(seq 1 100); do curl -sf http://127.0.0.1:$(AGENT_PORT)/healthz >/dev/null 2>&1 && break; sleep 0.1; done; \
 		curl -sf http://127.0.0.1:$(AGENT_PORT)/healthz >/dev/null || { cat $(AGENT_STATE)/agent.log; exit 1; }; \

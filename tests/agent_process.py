@@ -18,6 +18,7 @@ from edgeops.offline import TELEMETRY_OFF
 
 DEPLOY_TOKEN = "test-deploy-token-0123456789"
 PREDICT_TOKEN = "test-predict-token-9876543210"
+FEEDBACK_TOKEN = "test-feedback-token-5555555555"
 EDGEOPS = str(Path(sys.executable).parent / "edgeops")
 
 
@@ -43,7 +44,7 @@ class AgentProcess:
         cfg_path = self.state_dir.parent / f"agent-{self.port}.yaml"
         cfg_path.write_text(json.dumps(self.config))  # JSON is YAML
         env = dict(os.environ, **TELEMETRY_OFF, EDGEOPS_DEPLOY_TOKEN=DEPLOY_TOKEN,
-                   EDGEOPS_PREDICT_TOKEN=PREDICT_TOKEN)  # fmt: skip
+                   EDGEOPS_PREDICT_TOKEN=PREDICT_TOKEN, EDGEOPS_FEEDBACK_TOKEN=FEEDBACK_TOKEN)  # fmt: skip
         cmd = [EDGEOPS, "edge", "serve", "--state-dir", str(self.state_dir), "--public-key",
                str(self.public_key), "--port", str(self.port), "--config", str(cfg_path)]  # fmt: skip
         with open(self.log_path, "ab") as out:  # the child keeps its own copy of the descriptor

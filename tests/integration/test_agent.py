@@ -26,7 +26,7 @@ import pytest
 from edgeops.edge.bundle import key_id, load_public_key, verify_bundle
 from edgeops.edge.store import tar_bundle
 from edgeops.keys import init_keys, load_private_key
-from tests.agent_process import DEPLOY_TOKEN, PREDICT_TOKEN, AgentProcess, Agents
+from tests.agent_process import DEPLOY_TOKEN, FEEDBACK_TOKEN, PREDICT_TOKEN, AgentProcess, Agents
 from tests.bundles import make_bundle, make_failing_bundle
 
 pytestmark = pytest.mark.integration
@@ -42,6 +42,7 @@ def auth(token: str) -> dict[str, str]:
 
 DEPLOY = auth(DEPLOY_TOKEN)
 PREDICT = auth(PREDICT_TOKEN)
+FEEDBACK = auth(FEEDBACK_TOKEN)
 
 
 def client(agent: AgentProcess) -> httpx.Client:
@@ -228,18 +229,27 @@ def test_serve_feedback_logs_switch_rollback_and_metrics(agents: Agents, v1: Pat
         rid = body["request_id"]
         assert isinstance(rid, str) and len(rid) >= 16
 
+        # labels are a privilege: the predict token (what plant clients hold) may not give them
+        refused = c.post("/v1/feedback", json={"request_id": rid, "label": 0}, headers=PREDICT)
+        assert refused.status_code == 403 and "feedback token" in error_of(refused)["message"]
+        # ... and the feedback token may not predict
+        assert predict(c, all_rows[:1], token=FEEDBACK_TOKEN).status_code == 403
         # feedback on every row of that request, and on one row of another
-        fb = c.post("/v1/feedback", json={"request_id": rid, "label": 1}, headers=PREDICT)
+        fb = c.post("/v1/feedback", json={"request_id": rid, "label": 1}, headers=FEEDBACK)
         assert fb.status_code == 200, fb.text
         assert fb.json() == {"updated": len(body["predictions"])}
         two = predict(c, all_rows[:2]).json()
         fb = c.post("/v1/feedback", json={"request_id": two["request_id"], "label": "0", "row": 1},
-                    headers=PREDICT)  # fmt: skip
+                    headers=FEEDBACK)  # fmt: skip
         assert fb.json() == {"updated": 1}
-        missing = c.post("/v1/feedback", json={"request_id": "f" * 32, "label": 1}, headers=PREDICT)
+        missing = c.post(
+            "/v1/feedback", json={"request_id": "f" * 32, "label": 1}, headers=FEEDBACK
+        )
         assert missing.status_code == 404 and error_of(missing)["code"] == "unknown_request"
-        not_a_class = c.post("/v1/feedback", json={"request_id": rid, "label": 7}, headers=PREDICT)
-        assert not_a_class.status_code == 422 and "label" in error_fields(not_a_class)
+        for bad in (7, "yes", "01"):  # not a class of the model: refused, never stored
+            not_a_class = c.post("/v1/feedback", json={"request_id": two["request_id"], "label": bad},
+                                 headers=FEEDBACK)  # fmt: skip
+            assert not_a_class.status_code == 422 and "label" in error_fields(not_a_class)
 
         singles = [predict(c, all_rows[i : i + 1]).json()["request_id"] for i in range(5)]
 
@@ -334,12 +344,13 @@ def test_serve_feedback_logs_switch_rollback_and_metrics(agents: Agents, v1: Pat
         assert sample(samples, "edgeops_model_info", version=V1, model="plant-failure") is None
         assert sample(samples, "edgeops_requests_total", endpoint="/v1/predict", status="200") == 10
         assert sample(samples, "edgeops_requests_total", endpoint="/v1/predict", status="503") == 1
+        assert sample(samples, "edgeops_requests_total", endpoint="/v1/predict", status="403") == 1
         assert sample(samples, "edgeops_requests_total", endpoint="/v1/bundles", status="201") == 2
         n_pred = sum(v for (n, _), v in samples.items() if n == "edgeops_predictions_total")
         assert n_pred == logged_rows
         count = sample(samples, "edgeops_request_seconds_count", endpoint="/v1/predict")
         assert count == sample(samples, "edgeops_request_seconds_bucket", endpoint="/v1/predict",
-                               le="+Inf") == 11  # fmt: skip
+                               le="+Inf") == 12  # fmt: skip
         assert rows == logged_rows
 
 
@@ -828,7 +839,7 @@ def test_limits_still_let_good_requests_through(limited_agent: AgentProcess, v1:
         assert r.status_code == 200, r.text  # exactly max_rows rows, nulls where allowed
         assert len(r.json()["predictions"]) == 3
         bad_feedback = c.post("/v1/feedback", json={"request_id": "", "label": None, "x": 1},
-                              headers=PREDICT)  # fmt: skip
+                              headers=FEEDBACK)  # fmt: skip
         assert bad_feedback.status_code == 422
         assert {"request_id", "label", "x"} <= error_fields(bad_feedback)
         bad_logs = c.get("/v1/logs", params={"limit": 0}, headers=DEPLOY)
@@ -860,7 +871,7 @@ def test_inference_log_forgets_rows_older_than_the_retention(agents: Agents, v1:
         assert all(row["ts"] >= now - retention - 0.5 for row in items), items
         assert min(row["id"] for row in items) > max(row["id"] for row in first)
         # feedback on a purged request is a 404, not a silent success
-        r = c.post("/v1/feedback", json={"request_id": old[0], "label": 1}, headers=PREDICT)
+        r = c.post("/v1/feedback", json={"request_id": old[0], "label": 1}, headers=FEEDBACK)
         assert r.status_code == 404 and error_of(r)["code"] == "unknown_request"
 
 
@@ -1005,3 +1016,32 @@ def test_the_feedback_log_needs_the_deploy_token(
             assert bad.status_code == 422 and error_of(bad)["code"] == "invalid_request", params
         ok = c.get("/v1/logs/feedback", headers=DEPLOY)
         assert ok.status_code == 200 and set(ok.json()) == {"items", "next", "last", "log_id"}
+
+
+# ---- 8. any text in the headers that carry who and why ----------------------------------------
+def test_any_unicode_reason_and_actor_reach_the_history_exactly(agents: Agents, v1: Path, v2: Path):
+    """The deploy client carries reason and actor in headers (RFC 8187 when they are not plain
+    ASCII): a Polish name, an en dash and a newline arrive as they were written."""
+    from edgeops.deploy.targets import AgentClient, Target
+
+    agent = agents.start()
+    token = agents.root / "deploy.token"
+    token.write_text(DEPLOY_TOKEN + "\n")
+    api = AgentClient(Target("line-1", agent.url, token_file=str(token)))
+    actor, reason = "Łukasz Dvořák", "hot fix – line 2\nsecond line: 温度"
+    api.upload(tar_bundle(v1), reason="first", actor="prefect")
+    api.upload(tar_bundle(v2), reason=reason, actor=actor)
+    api.rollback(None, reason="zurück – Kühlung", actor="Zoë Ørsted")
+    history = api.status()["history"]
+    switched = [h for h in history if h["version"] == V2 and h["event"] == "activate"][-1]
+    assert (switched["by"], switched["reason"]) == (actor, reason)
+    back = history[-1]
+    assert (back["event"], back["by"], back["reason"]) == (
+        "rollback",
+        "Zoë Ørsted",
+        "zurück – Kühlung",
+    )
+    # one log line per switch: the newline is escaped, it cannot forge a second line
+    lines = agent.log_path.read_text(encoding="utf-8").splitlines()
+    assert any("by Łukasz Dvořák: hot fix – line 2\\nsecond line: 温度" in line for line in lines)
+    assert not any(line.startswith("second line") for line in lines)

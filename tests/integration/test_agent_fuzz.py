@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from edgeops.edge.store import tar_bundle
-from tests.agent_process import DEPLOY_TOKEN, PREDICT_TOKEN, AgentProcess, http
+from tests.agent_process import DEPLOY_TOKEN, FEEDBACK_TOKEN, PREDICT_TOKEN, AgentProcess, http
 from tests.bundles import make_bundle
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ DEFAULT_EXAMPLES = 15
 RANDOM_REQUESTS = 120
 ROW_REQUESTS = 150
 # which token each path needs (status takes either)
-NEEDS = {"/v1/predict": "predict", "/v1/feedback": "predict", "/v1/status": "predict"}
+NEEDS = {"/v1/predict": "predict", "/v1/feedback": "feedback", "/v1/status": "predict"}
 WRONG = "not-a-token-" + "x" * 20
 
 
@@ -47,7 +47,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def right_token(path: str) -> str:
-    return PREDICT_TOKEN if NEEDS.get(path) == "predict" else DEPLOY_TOKEN
+    return {"predict": PREDICT_TOKEN, "feedback": FEEDBACK_TOKEN}.get(NEEDS.get(path), DEPLOY_TOKEN)
 
 
 def auth_headers(path: str, choice: str) -> dict[str, str]:
@@ -58,7 +58,7 @@ def auth_headers(path: str, choice: str) -> dict[str, str]:
     if choice == "wrong":
         return bearer(WRONG)
     if choice == "other":
-        return bearer(DEPLOY_TOKEN if right == PREDICT_TOKEN else PREDICT_TOKEN)
+        return bearer(PREDICT_TOKEN if right != PREDICT_TOKEN else FEEDBACK_TOKEN)
     return {}
 
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from edgeops.edge.store import tar_bundle
-from tests.agent_process import DEPLOY_TOKEN, PREDICT_TOKEN, AgentProcess
+from tests.agent_process import DEPLOY_TOKEN, FEEDBACK_TOKEN, PREDICT_TOKEN, AgentProcess
 from tests.bundles import make_bundle
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,9 @@ CONFIG = {"unknown_categories": "accept", "probation_min_requests": 3,
 
 def post_json(c: httpx.Client, path: str, payload: Any) -> httpx.Response:
     # json.dumps writes the lone surrogate as the escape "\ud800": valid JSON, not valid text
-    return c.post(path, content=json.dumps(payload).encode("ascii"), headers=PREDICT)
+    token = FEEDBACK_TOKEN if path == "/v1/feedback" else PREDICT_TOKEN
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    return c.post(path, content=json.dumps(payload).encode("ascii"), headers=headers)
 
 
 def problems(r: httpx.Response) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from edgeops.edge.store import tar_bundle
-from tests.agent_process import DEPLOY_TOKEN, PREDICT_TOKEN, AgentProcess
+from tests.agent_process import DEPLOY_TOKEN, FEEDBACK_TOKEN, PREDICT_TOKEN, AgentProcess
 from tests.bundles import make_bundle
 
 pytestmark = pytest.mark.integration
@@ -139,7 +139,11 @@ def test_a_log_damaged_while_stopped_is_moved_aside_and_the_model_served(agent, 
         page = logs(c)
         assert page["log_id"] != old_id, "a new log: monitoring must see the reset"
         assert page["last"] == 5 and {i["request_id"] for i in page["items"]} == {rid}
-        r = c.post("/v1/feedback", json={"request_id": rid, "label": 1}, headers=PREDICT)
+        r = c.post(
+            "/v1/feedback",
+            json={"request_id": rid, "label": 1},
+            headers={"Authorization": f"Bearer {FEEDBACK_TOKEN}"},
+        )
         assert r.status_code == 200 and r.json() == {"updated": 5}
     [kept] = damaged_files(agent)
     assert kept.read_bytes() == damaged  # kept as it was, for inspection

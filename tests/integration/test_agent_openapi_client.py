@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from edgeops.edge.store import tar_bundle
-from tests.agent_process import DEPLOY_TOKEN, PREDICT_TOKEN, AgentProcess
+from tests.agent_process import DEPLOY_TOKEN, FEEDBACK_TOKEN, PREDICT_TOKEN, AgentProcess
 from tests.bundles import make_bundle
 from tests.conftest import BIN, tool_env
 
@@ -97,7 +97,7 @@ def test_a_generated_client_predicts_and_uploads_a_bundle(tmp_path: Path, signin
                 assert probs[str(cls)] == pytest.approx(p, abs=1e-5)
 
         label = models.FeedbackLabelType0(examples[0]["label"])
-        fb = feedback.sync(client=client(PREDICT_TOKEN),
+        fb = feedback.sync(client=client(FEEDBACK_TOKEN),
                            body=models.FeedbackRequest(request_id=body.request_id, label=label, row=0))  # fmt: skip
         assert isinstance(fb, models.FeedbackResponse) and fb.updated == 1, fb
 

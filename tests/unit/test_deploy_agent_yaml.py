@@ -16,7 +16,14 @@ from edgeops.edge.config import AgentConfig, load_config
 REPO = Path(__file__).resolve().parents[2]
 AGENT_YAML = REPO / "deploy" / "agent.yaml"
 # required, or secret: never documented with a value in the file
-NOT_IN_FILE = {"state_dir", "public_key", "deploy_token", "predict_token", "metrics_token"}
+NOT_IN_FILE = {
+    "state_dir",
+    "public_key",
+    "deploy_token",
+    "predict_token",
+    "feedback_token",
+    "metrics_token",
+}
 COMMENTED_SETTING = re.compile(r"^# ([a-z_]+): \S")
 
 

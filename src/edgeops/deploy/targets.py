@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeops.edge.header_text import encode
 from edgeops.errors import EdgeopsError
 
 
@@ -215,7 +216,7 @@ class AgentClient:
     def upload(
         self, archive: bytes, reason: str, actor: str, replace_model: bool = False
     ) -> dict[str, Any]:
-        headers = {"X-Edgeops-Reason": reason[:200], "X-Edgeops-Actor": actor[:100]}
+        headers = {"X-Edgeops-Reason": encode(reason[:200]), "X-Edgeops-Actor": encode(actor[:100])}
         if replace_model:
             headers["X-Edgeops-Replace-Model"] = "true"
         status, data = self._request(
@@ -229,7 +230,9 @@ class AgentClient:
         payload: dict[str, Any] = {"reason": reason[:200]}
         if version:
             payload["version"] = version
-        return self._json("POST", "/v1/rollback", payload, headers={"X-Edgeops-Actor": actor[:100]})
+        return self._json(
+            "POST", "/v1/rollback", payload, headers={"X-Edgeops-Actor": encode(actor[:100])}
+        )
 
     def predict(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         return self._json("POST", "/v1/predict", {"rows": rows})

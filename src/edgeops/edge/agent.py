@@ -4,13 +4,13 @@
 
 API (OpenAPI at /openapi.json, docs at /docs):
   POST /v1/predict    rows of raw features -> label + probabilities per row     (predict or deploy token)
-  POST /v1/feedback   attach a ground-truth label to a request id              (predict or deploy token)
+  POST /v1/feedback   attach a ground-truth label to a request id              (feedback or deploy token)
   POST /v1/bundles    upload a .tar.gz bundle: verify, load, golden check, switch (deploy token)
   GET  /v1/bundles/V  download a bundle still on the device                     (deploy token)
   POST /v1/rollback   back to the previous (or a named) version                (deploy token)
   GET  /v1/logs       the inference log, by id cursor (+ last id, log id)      (deploy token)
   GET  /v1/logs/feedback  feedback events, by seq cursor (+ last seq, log id)  (deploy token)
-  GET  /v1/status     active/previous version, probation, counts               (either token)
+  GET  /v1/status     active/previous version, probation, counts               (any token)
   GET  /healthz, /readyz, /metrics                                              (open)
 
 Errors are JSON: ``{"error": {"code": "...", "message": "...", "fields": [...]}}``; the agent

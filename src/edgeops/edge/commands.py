@@ -152,6 +152,14 @@ def edge_serve(
             help="File holding the predict token [default: $EDGEOPS_PREDICT_TOKEN].",
         ),
     ] = None,
+    feedback_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="File holding the feedback token: /v1/feedback takes it (or the deploy token), "
+            "never the predict token [default: $EDGEOPS_FEEDBACK_TOKEN].",
+        ),
+    ] = None,
     no_predict_auth: Annotated[
         bool,
         typer.Option(
@@ -166,7 +174,8 @@ def edge_serve(
 
     \b
     Example:
-      EDGEOPS_DEPLOY_TOKEN=... EDGEOPS_PREDICT_TOKEN=... edgeops edge serve \\
+      EDGEOPS_DEPLOY_TOKEN=... EDGEOPS_PREDICT_TOKEN=... EDGEOPS_FEEDBACK_TOKEN=... \\
+        edgeops edge serve \\
           --state-dir /var/lib/edgeops --public-key /etc/edgeops/signing.pub
     """
     from edgeops.edge.config import ConfigError, load_config, read_token
@@ -179,6 +188,9 @@ def edge_serve(
         cfg.deploy_token = read_token(deploy_token_file, "EDGEOPS_DEPLOY_TOKEN") or cfg.deploy_token
         cfg.predict_token = (
             read_token(predict_token_file, "EDGEOPS_PREDICT_TOKEN") or cfg.predict_token
+        )
+        cfg.feedback_token = (
+            read_token(feedback_token_file, "EDGEOPS_FEEDBACK_TOKEN") or cfg.feedback_token
         )
         cfg.validate()
     except ConfigError as exc:

@@ -2,7 +2,10 @@
 
 Tokens are never defaulted: the deploy token must be given (``--deploy-token-file`` or
 ``EDGEOPS_DEPLOY_TOKEN``); the predict token likewise, unless predict auth is switched off for a
-trusted network (``predict_auth: false``).
+trusted network (``predict_auth: false``). Labels are a privilege of their own: ``/v1/feedback``
+takes the feedback token (``--feedback-token-file`` or ``EDGEOPS_FEEDBACK_TOKEN``, one per device,
+held by whoever records the ground truth) or the deploy token, never the predict token; an agent
+without a feedback token takes labels from the operator's deploy token only.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class AgentConfig:
     public_key: Path
     deploy_token: str = ""
     predict_token: str = ""
+    feedback_token: str = ""  # /v1/feedback: labels need their own token (or the deploy token)
     predict_auth: bool = True
     host: str = "127.0.0.1"
     port: int = 8710
@@ -88,6 +92,11 @@ class AgentConfig:
             )
         if self.predict_auth and self.predict_token == self.deploy_token:
             raise ConfigError("the predict token must differ from the deploy token")
+        if self.feedback_token and self.feedback_token in (self.deploy_token, self.predict_token):
+            raise ConfigError(
+                "the feedback token must differ from the deploy and the predict token "
+                "(labels are a privilege of their own: give each device its own feedback token)"
+            )
         if self.unknown_categories not in ("reject", "accept"):
             raise ConfigError("unknown_categories must be 'reject' or 'accept'")
         for name in ("idle_timeout_seconds", "header_timeout_seconds", "max_header_bytes",

@@ -42,13 +42,15 @@ BEARER = "bearer"
 BEARER_SCHEME = {
     "type": "http", "scheme": "bearer",
     "description": "Authorization: Bearer <token>. The deploy token may call every route; the "
-                   "predict token /v1/predict, /v1/feedback and /v1/status (with predict_auth off "
-                   "predicting needs no token). Each operation says which it needs.",
+                   "predict token /v1/predict and /v1/status (with predict_auth off predicting "
+                   "needs no token); the feedback token /v1/feedback and /v1/status. Each "
+                   "operation says which it needs.",
 }  # fmt: skip
 TOKEN_NOTE = {
     "deploy": "Needs the deploy token.",
     "predict": "Needs the predict token (or the deploy token).",
-    "any": "Needs the predict or the deploy token.",
+    "feedback": "Needs the feedback token (or the deploy token); never the predict token.",
+    "any": "Needs any of the agent's tokens (predict, feedback or deploy).",
     "metrics": "Needs the metrics token (or the deploy token).",
 }
 #: what each error status means, for the responses that do not say more
@@ -70,8 +72,10 @@ ERRORS = {
 
 def token_kind(path: str, cfg: AgentConfig) -> str | None:
     """The token a route needs (auth.require's kind), None for an open one."""
-    if path in ("/v1/predict", "/v1/feedback"):
+    if path == "/v1/predict":
         return "predict" if cfg.predict_auth else None
+    if path == "/v1/feedback":
+        return "feedback"
     if path == "/v1/status":
         return "any"
     if path.startswith("/v1/"):

@@ -38,6 +38,7 @@ from edgeops.edge.bundle import (
 )
 from edgeops.edge.config import AgentConfig
 from edgeops.edge.errors import ApiError
+from edgeops.edge.header_text import printable
 from edgeops.edge.inference_log import InferenceLog
 from edgeops.edge.metrics import Metrics
 from edgeops.edge.recovery import CHOOSE, newest_first, repair_state, with_newest
@@ -225,7 +226,8 @@ class Runtime:
             self.store.prune()
             log.warning(  # the journal's record of every switch (as of every rollback)
                 "switched to %s %s (previous %s%s) by %s: %s", bundle.manifest["model"]["name"],
-                version, old.version if old else None, ", on probation" if old else "", actor, reason,
+                version, old.version if old else None, ", on probation" if old else "",
+                printable(actor), printable(reason),
             )  # fmt: skip
             return {"version": version, "previous": state["previous"], "probation": self.probation is not None,
                     "golden_max_abs_diff": bundle.golden_max_abs_diff}  # fmt: skip
@@ -322,7 +324,7 @@ class Runtime:
             self.metrics.rollbacks.labels(trigger).inc()
             log.warning(
                 "rolled back from %s to %s%s: %s", old.version if old else None, target,
-                " (a downgrade: older than the newest accepted)" if older else "", reason,
+                " (a downgrade: older than the newest accepted)" if older else "", printable(reason),
             )  # fmt: skip
             return {"version": target, "previous": state["previous"], "reason": reason,
                     "downgrade": older}  # fmt: skip

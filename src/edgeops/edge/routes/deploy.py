@@ -30,6 +30,7 @@ from edgeops.edge.auth import require
 from edgeops.edge.bodies import body_schema, json_response, read_body
 from edgeops.edge.config import AgentConfig
 from edgeops.edge.errors import ERROR_SCHEMA, ApiError, parse_json
+from edgeops.edge.header_text import decode
 from edgeops.edge.runtime import Runtime
 from edgeops.edge.store import StoreError, tar_bundle
 
@@ -60,7 +61,8 @@ class DeployRoutes:
     async def upload_bundle(self, request: Request) -> Any:
         """Upload a bundle (.tar.gz of model.onnx, manifest.json, manifest.sig) and switch to it.
 
-        Headers ``X-Edgeops-Reason`` and ``X-Edgeops-Actor`` are recorded in the history. A bundle
+        Headers ``X-Edgeops-Reason`` and ``X-Edgeops-Actor`` are recorded in the history (any
+        text: RFC 8187 ``UTF-8''<percent-encoded>`` values are decoded, see header_text). A bundle
         of another model (name, input columns or classes differ from the active one's) is refused
         with 409 ``model_mismatch`` unless ``X-Edgeops-Replace-Model: true``; a bundle created
         before the newest one this device accepted with 409 ``downgrade`` (roll back instead).
@@ -77,8 +79,8 @@ class DeployRoutes:
         if declared is not None and int(declared) > self.cfg.max_bundle_bytes:
             raise ApiError(413, "body_too_large", f"the bundle is {declared} bytes; the limit is "
                            f"{self.cfg.max_bundle_bytes} (max_bundle_bytes)")  # fmt: skip
-        reason = request.headers.get("x-edgeops-reason", "manual")[:200]
-        actor = request.headers.get("x-edgeops-actor", "unknown")[:100]
+        reason = decode(request.headers.get("x-edgeops-reason", "manual"))[:200]
+        actor = decode(request.headers.get("x-edgeops-actor", "unknown"))[:100]
         replace = request.headers.get("x-edgeops-replace-model", "").strip().lower() in (
             "1",
             "true",
@@ -174,7 +176,7 @@ class DeployRoutes:
                 "reason must be a string",
                 [{"field": "reason", "problem": "not a string"}],
             )
-        actor = request.headers.get("x-edgeops-actor", "unknown")[:100]
+        actor = decode(request.headers.get("x-edgeops-actor", "unknown"))[:100]
         return json_response(
             await run_in_threadpool(self.runtime.rollback, version, reason[:200], actor)
         )

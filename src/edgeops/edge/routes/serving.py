@@ -1,4 +1,4 @@
-"""Serving routes: predictions and their ground truth (the predict token, or the deploy token).
+"""Serving routes: predictions (the predict token) and their ground truth (the feedback token).
 
     POST /v1/predict    {"rows": [{column: value, ...}, ...]} -> label + probabilities per row
     POST /v1/feedback   {"request_id", "label", "row"?} -> the true label of logged rows
@@ -160,8 +160,8 @@ class ServingRoutes:
         })  # fmt: skip
 
     async def feedback(self, request: Request) -> Any:
-        """Attach the true label (ground truth) to a request's rows."""
-        payload = await json_body(request, self.cfg, "predict")
+        """Attach the true label (ground truth) to a request's rows (the feedback token)."""
+        payload = await json_body(request, self.cfg, "feedback")
         if not isinstance(payload, dict):
             raise ApiError(422, "invalid_request", "send a JSON object")
         rid, label, row = payload.get("request_id"), payload.get("label"), payload.get("row")
@@ -169,9 +169,12 @@ class ServingRoutes:
         if problems:
             raise ApiError(422, "invalid_request", "invalid feedback", problems)
         bundle = self.runtime.bundle
-        if bundle is not None and str(label) not in {str(c) for c in bundle.model.classes}:
+        if bundle is None:  # no classes to check a label against: none is stored
+            raise ApiError(503, "no_model", "no model is deployed on this agent: no label is taken")
+        classes = [str(c) for c in bundle.model.classes]
+        if str(label) not in classes:
             raise ApiError(422, "invalid_request", f"label {label!r} is not a class of the model",
-                           [{"field": "label", "problem": f"allowed: {[str(c) for c in bundle.model.classes]}"}])  # fmt: skip
+                           [{"field": "label", "problem": f"allowed: {classes}"}])  # fmt: skip
         n = await run_in_threadpool(self.runtime.log.feedback, rid, str(label), row)
         if n == 0:
             raise ApiError(404, "unknown_request", f"no logged request {rid!r} (or it was purged)")
@@ -225,4 +228,4 @@ def add_routes(app: FastAPI, runtime: Runtime, cfg: AgentConfig) -> None:
     app.add_api_route("/v1/feedback", routes.feedback, methods=["POST"], tags=["serve"],
                       openapi_extra=body_schema(ref("FeedbackRequest")),
                       responses={200: json_answer("rows updated", ref("FeedbackResponse")),
-                                 404: ERROR_SCHEMA})  # fmt: skip
+                                 404: ERROR_SCHEMA, 503: ERROR_SCHEMA})  # fmt: skip
