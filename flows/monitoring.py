@@ -27,10 +27,12 @@ from edgeops.orchestration.settings import TRAINING_DEPLOYMENT, Orchestration
 
 
 def _unreachable(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only an agent that could not be reached: one that answered too slowly or what no
+    agent answers is named at once (a retry would only wait out its time limit again)."""
     from edgeops.deploy.targets import AgentError
 
     exc = state.result(raise_on_failure=False)
-    return isinstance(exc, AgentError) and exc.status is None
+    return isinstance(exc, AgentError) and exc.kind == "unreachable"
 
 
 @task(

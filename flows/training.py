@@ -29,7 +29,7 @@ def _agent_unreachable(task: Any, task_run: Any, state: State) -> bool:
     from edgeops.deploy.targets import AgentError
 
     exc = state.result(raise_on_failure=False)
-    return isinstance(exc, AgentError) and exc.status is None
+    return isinstance(exc, AgentError) and exc.kind == "unreachable"
 
 
 @task(cache_policy=NO_CACHE)

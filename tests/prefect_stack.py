@@ -22,7 +22,11 @@ FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")  # a run's state types t
 
 def set_params(repo: Path, **changes: Any) -> None:
     """Change params.yaml: keys are dotted paths."""
-    path = repo / "params.yaml"
+    set_params_file(repo / "params.yaml", changes)
+
+
+def set_params_file(path: Path, changes: dict[str, Any]) -> None:
+    """Change a params file: keys are dotted paths."""
     params = yaml.safe_load(path.read_text())
     for dotted, value in changes.items():
         node = params

@@ -174,7 +174,7 @@ def test_bad_input_changes_nothing(world, tmp_path) -> None:
     targets = (world["root"] / "targets.yaml").read_text().replace("deploy.token", "bad.token")
     (tmp_path / "targets.yaml").write_text(targets)
     bad = operations.DeployContext.load(REPO / "params.yaml", targets=tmp_path / "targets.yaml",
-                                        registry=world["root"] / "registry.json", audit=tmp_path / "audit.jsonl",
+                                        registry=world["root"] / "registry.json", audit=world["root"] / "audit.jsonl",
                                         test_data=world["root"] / "test.parquet")  # fmt: skip
     with pytest.raises(EdgeopsError, match="401.*deploy token"):
         operations.deploy(bad, world["bundles"]["v4"], None)

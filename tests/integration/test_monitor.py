@@ -34,7 +34,7 @@ from edgeops.monitor.simulate import build_rows, send_traffic
 from edgeops.monitor.store import ProductionStore, cursor, parts
 from tests.agent_process import DEPLOY_TOKEN, EDGEOPS, AgentProcess, free_port
 from tests.conftest import BIN, REPO, copy_repo, tool_env
-from tests.prefect_stack import set_params
+from tests.prefect_stack import set_params, set_params_file
 
 pytestmark = pytest.mark.integration
 
@@ -393,17 +393,6 @@ def kill_twenty_times(plant: dict[str, Any], params: Path, c: AgentClient, rng: 
         traffic(plant, name, BETWEEN_KILLS[k], seed=7100 + k, batch=30, feedback_share=0.3)
         recent = c.logs(after=max(0, agent[0] - 2000), limit=5000)["items"]
         feedback_on(c, recent, rng, share=0.05)
-
-
-def set_params_file(path: Path, changes: dict[str, Any]) -> None:
-    params = yaml.safe_load(path.read_text())
-    for dotted, value in changes.items():
-        node = params
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 # ---- 3. performance --------------------------------------------------------------------------

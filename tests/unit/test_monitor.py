@@ -81,6 +81,31 @@ def test_the_cooldown_holds_a_retrain_back_and_then_lets_it_go(tmp_path: Path) -
     assert dec.overall(all_small, 24, audit)["exit_code"] == 6
 
 
+def test_a_retrain_entry_dated_in_the_future_is_flagged_and_does_not_hold_retraining(
+    tmp_path: Path,
+) -> None:
+    audit = tmp_path / "audit.jsonl"
+    per = {"line-1": {"decision": dec.RETRAIN, "reasons": ["drift: x"]}}
+    AuditLog(audit).append(dec.TRIGGER_EVENT, reason="drift")  # a real one, 30 h ago (below)
+    future = json.loads(audit.read_text())
+    lines = [json.dumps({**future, "at": "2027-06-01T00:00:00Z"})]
+    audit.write_text(audit.read_text() + "\n".join(lines) + "\n")
+    now = time.time() + 30 * 3600
+    result = dec.overall(per, 24, audit, now=now)
+    assert result["decision"] == dec.RETRAIN and result["retrain"], result["reasons"]
+    assert any(
+        "dated 2027-06-01T00:00:00Z" in r and "in the future" in r for r in result["reasons"]
+    )
+    # the real trigger still counts: within the cooldown of the real one, no retrain
+    held = dec.overall(per, 24, audit, now=time.time() + 3600)
+    assert held["decision"] == dec.COOLDOWN
+    assert "a retrain was started 1.0 h ago" in held["reasons"][-1]
+    # a few seconds ahead (another host's clock) is no future
+    AuditLog(audit).append(dec.TRIGGER_EVENT, reason="drift")
+    soon = dec.overall(per, 24, audit, now=time.time() - 60)
+    assert soon["decision"] == dec.COOLDOWN
+
+
 def test_an_unreachable_target_is_named_and_the_others_decide(tmp_path: Path) -> None:
     from edgeops.deploy.targets import AgentError
 

@@ -40,6 +40,15 @@ PubOpt = Annotated[
 ]
 
 
+audit_app = typer.Typer(
+    help="The deploy records: the registry and the hash-chained, signed audit log.\n\n"
+    "Exit codes: 0 ok, 12 the records do not verify, 2 an error.\n\n"
+    "Example: edgeops audit verify",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
 def register(app: typer.Typer, command: Callable[..., Any]) -> None:
     """Add gate, deploy, rollback, status and predict to the main app, in this order
     (``command`` adds friendly errors, telemetry off)."""
@@ -48,6 +57,9 @@ def register(app: typer.Typer, command: Callable[..., Any]) -> None:
     command(app, "rollback")(rollback_cmd)
     command(app, "status")(status_cmd)
     command(app, "predict")(predict_cmd)
+    command(audit_app, "verify")(audit_verify_cmd)
+    command(audit_app, "seal")(audit_seal_cmd)
+    app.add_typer(audit_app, name="audit")
 
 
 def _ctx(params: Path, targets: Path | None, registry: Path | None, audit: Path | None, public_key: Path | None,
@@ -207,6 +219,8 @@ def status_cmd(
       0  every selected target is ready
       9  a target is unreachable, refuses the token, serves no model or has model
          errors on probation (see HEALTH and the lines on stderr)
+      12 the deploy records (registry, audit log) do not verify: changed outside
+         edgeops (the line on stderr names what; see `edgeops audit verify`)
       2  an error (the message says how to fix it)
 
     \b
@@ -217,16 +231,27 @@ def status_cmd(
     import json
 
     from edgeops.deploy import operations
+    from edgeops.deploy.records import EXIT_BROKEN, RecordsBroken
 
     ctx = _ctx(params, targets, registry, audit_log, public_key)
     rows = operations.status(ctx, target)
     sick = [r for r in rows if not r["ok"]]
+    try:
+        ctx.verify_records()
+        broken = None
+    except RecordsBroken as exc:
+        broken = exc
+    records = {"ok": broken is None, "problem": broken and broken.problem}
     if as_json:
-        typer.echo(json.dumps({"ok": not sick, "targets": rows}, indent=2))
+        doc = {"ok": not sick and not broken, "targets": rows, "records": records}
+        typer.echo(json.dumps(doc, indent=2))
     else:
         typer.echo(operations.format_table(rows))
     for r in sick:
         typer.echo(r["problem"], err=True)
+    if broken:
+        typer.echo(f"error: {broken}", err=True)
+        raise typer.Exit(EXIT_BROKEN)
     if sick:
         raise typer.Exit(operations.EXIT_UNHEALTHY)
 
@@ -290,3 +315,76 @@ def predict_cmd(
     shown = json.dumps(payload[0]) if len(payload) == 1 else f"{len(payload)} rows"
     typer.echo(f"{t.name} <- {what}: {shown}", err=True)
     typer.echo(json.dumps(AgentClient(t).predict(payload), indent=2))
+
+
+def audit_verify_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    registry: RegistryOpt = None,
+    audit_log: AuditOpt = None,
+    public_key: PubOpt = None,
+    targets: TargetsOpt = None,
+) -> None:
+    """Check that the registry and the audit log are what edgeops last signed.
+
+    Every audit entry carries the chain hash of the ones before it; the chain head and the
+    registry's hash are signed with the bundle signing key (deploy/audit.seal). An entry edited,
+    removed or reordered, an edit or deletion of the registry, or entries appended by hand are
+    named here; gate, deploy, rollback and doctor refuse to act on them.
+
+    Exit codes: 0 the records verify, 12 they do not (the message names what), 2 an error.
+
+    Example: edgeops audit verify
+    """
+    ctx = _ctx(params, targets, registry, audit_log, public_key)
+    state = ctx.verify_records()
+    typer.echo(
+        f"ok: {state.entries} audit entries chained and signed, the registry as signed"
+        + (
+            f" (the first {state.anchor.entries} taken as they were)"
+            if state.anchor.entries
+            else ""
+        )
+    )
+
+
+def audit_seal_cmd(
+    reason: Annotated[
+        str,
+        typer.Option(metavar="TEXT", help="Why these records are taken as they are (recorded)."),
+    ],
+    params: ParamsOpt = Path("params.yaml"),
+    registry: RegistryOpt = None,
+    audit_log: AuditOpt = None,
+    public_key: PubOpt = None,
+    targets: TargetsOpt = None,
+) -> None:
+    """Sign the records as they are now, after a person has reviewed them.
+
+    For records written before edgeops signed them, or a change a person made on purpose
+    (restored from a backup, a corrected entry). What did not verify is recorded in an audit
+    entry ``records_sealed`` with the reason and who sealed; from then on the records verify.
+    Needs the private signing key (bundle.signing_key, EDGEOPS_KEY_DIR).
+
+    Exit codes: 0 signed, 2 an error (no signing key, or no reason).
+
+    \b
+    Example:
+      edgeops audit seal --reason "registry restored from the 12-01 backup"
+    """
+    from edgeops.deploy.records import RecordsBroken
+
+    if not reason.strip():
+        raise EdgeopsError("say why: --reason TEXT (it is recorded)")
+    ctx = _ctx(params, targets, registry, audit_log, public_key)
+    try:
+        ctx.verify_records()
+        found = None
+    except RecordsBroken as exc:
+        found = exc.problem
+    seal = ctx.audit.seal
+    assert seal is not None
+    with seal.writing(reanchor=True) as state:
+        ctx.audit.append_at(state.head, "records_sealed", reason=reason, found=found)
+    typer.echo(
+        f"sealed: {state.entries + 1} audit entries" + (f"; found: {found}" if found else "")
+    )

@@ -8,6 +8,7 @@ from typing import Any
 
 from edgeops import atomic
 from edgeops.deploy.gate import EXIT_REJECTED, active_versions, run_gate, verify_local
+from edgeops.deploy.records import Seal, State
 from edgeops.deploy.registry import AuditLog, Registry, whoami
 from edgeops.deploy.rollout import bundle_sha256, rollout
 from edgeops.deploy.targets import AgentClient, AgentError, Target, Targets, load_targets
@@ -52,10 +53,14 @@ class DeployContext:
             raise EdgeopsError(
                 exc.message, fix="set public_key in the targets file or pass --public-key"
             ) from None
+        registry = registry or cfg.get("registry", "deploy/registry.json")
+        audit = audit or cfg.get("audit_log", "deploy/audit.jsonl")
+        # the records are signed with the key that signs the bundles (the same trust)
+        seal = Seal(audit, registry, pub, (params.get("bundle") or {}).get("signing_key"))
         return cls(
             targets=tg,
-            registry=Registry(registry or cfg.get("registry", "deploy/registry.json")),
-            audit=AuditLog(audit or cfg.get("audit_log", "deploy/audit.jsonl")),
+            registry=Registry(registry, seal),
+            audit=AuditLog(audit, seal),
             public_key=pub,
             cfg={**(cfg.get("gate") or {}), "primary_metric": section(params, "evaluate").get("primary_metric", "roc_auc"),
                  "watch_seconds": cfg.get("watch_seconds", 3), "max_error_rate": cfg.get("max_error_rate", 0.0)},
@@ -64,6 +69,12 @@ class DeployContext:
             gate_report=Path(cfg.get("gate_report", "reports/gate.json")),
             target_column=section(params, "validate")["schema"]["target"],
         )  # fmt: skip
+
+    def verify_records(self) -> State:
+        """The registry and audit log as edgeops last signed them, else :class:`RecordsBroken`
+        naming what differs: every command that acts on them calls this before anything else."""
+        assert self.audit.seal is not None
+        return self.audit.seal.verify()
 
     def test_frame(self) -> Any:
         import pandas as pd
@@ -78,6 +89,7 @@ def gate(
 ) -> dict[str, Any]:
     """Run the gate, write reports/gate.json, log the decision; return the report."""
     by = by or whoami()
+    ctx.verify_records()
     bundle = verify_local(bundle_dir, ctx.public_key)
     name = bundle.manifest["model"]["name"]
     report = run_gate(bundle, targets, ctx.registry.production(name), ctx.test_frame(), ctx.target_column,
@@ -123,6 +135,7 @@ def _deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None,
                   replace_model: bool) -> dict[str, Any]:  # fmt: skip
     """:func:`deploy_phase` with the registry's lock held."""
     by = by or whoami()
+    ctx.verify_records()  # nothing on a device changes on records that do not verify
     targets = ctx.targets.select(names)
     bundle = verify_local(bundle_dir, ctx.public_key)
     name, version = bundle.manifest["model"]["name"], bundle.version
@@ -212,6 +225,7 @@ def withdraw_canary(ctx: DeployContext, bundle_dir: Path, before: dict[str, str 
     bundle = verify_local(bundle_dir, ctx.public_key)
     name, version = bundle.manifest["model"]["name"], bundle.version
     with ctx.registry.locked(log=log):
+        ctx.verify_records()
         return _withdraw(ctx, targets, before, name, version, why, by, log)
 
 
@@ -237,6 +251,7 @@ def _rollback(
     ctx: DeployContext, target_name: str, to: str | None, reason: str, by: str | None
 ) -> dict[str, Any]:
     by = by or whoami()
+    ctx.verify_records()
     (target,) = ctx.targets.select([target_name])
     client = AgentClient(target)
     current = ((client.status().get("active")) or {}).get("version")

@@ -23,41 +23,29 @@ a stale read and no version is lost.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import getpass
 import hashlib
 import json
 import os
-import socket
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from edgeops import atomic
+from edgeops import atomic, locks
+from edgeops.deploy.records import Chain, Seal
 from edgeops.errors import EdgeopsError
+from edgeops.locks import now_iso, whoami
 
 STAGES = ("candidate", "staging", "production", "archived")
 FORMAT = 1
 
 
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def whoami() -> str:
-    """The OS user running the command (recorded as 'by')."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid:{os.getuid()}"
-
-
 class Registry:
     """Load, change and save ``registry.json``; every save validates first."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, seal: Seal | None = None) -> None:
         self.path = Path(path)
+        #: signs every write together with the audit log (:mod:`edgeops.deploy.records`)
+        self.seal = seal
         self._held = False
         self._read_digest: str | None = None  # what the file held when it was read (None: absent)
         self.data = self._load()
@@ -84,27 +72,13 @@ class Registry:
     ) -> Iterator[Registry]:
         """Hold the registry for a whole deploy: wait for the lock (up to ``timeout`` seconds,
         saying who holds it), then read the registry again."""
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            _acquire(fd, self.lock_path, timeout, log)
-            holder = {
-                "pid": os.getpid(),
-                "by": whoami(),
-                "host": socket.gethostname(),
-                "since": now_iso(),
-            }
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        with locks.hold(self.lock_path, timeout, log, what="deploy"):
             self.data = self._load()
             self._held = True
             try:
                 yield self
             finally:
                 self._held = False
-                os.ftruncate(fd, 0)
-        finally:
-            os.close(fd)  # releases the flock
 
     def _invalid(self, problem: str) -> EdgeopsError:
         return EdgeopsError(
@@ -120,7 +94,7 @@ class Registry:
         if self._held:
             self._write()
             return
-        with _short_lock(self.lock_path):
+        with locks.hold(self.lock_path, 60.0, None, what="deploy", announce=False):
             current = _digest(self.path.read_bytes() if self.path.exists() else None)
             if current != self._read_digest:
                 raise EdgeopsError(
@@ -131,7 +105,8 @@ class Registry:
             self._write()
 
     def _write(self) -> None:
-        atomic.write_json(self.path, self.data)
+        with self.seal.writing() if self.seal else contextlib.nullcontext():
+            atomic.write_json(self.path, self.data)
         self._read_digest = _digest(self.path.read_bytes())
 
     def model(self, name: str) -> dict[str, Any]:
@@ -209,48 +184,6 @@ def _digest(raw: bytes | None) -> str | None:
     return None if raw is None else hashlib.sha256(raw).hexdigest()
 
 
-def _acquire(fd: int, path: Path, timeout: float, log: Callable[[str], Any] | None) -> None:
-    """flock ``fd`` exclusively, waiting up to ``timeout`` s; ``log`` once who holds it."""
-    deadline, told = time.monotonic() + timeout, log is None
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            holder = _holder(fd)
-            if time.monotonic() >= deadline:
-                raise EdgeopsError(
-                    f"{path} is held by another deploy ({holder}) for over {timeout:.0f} s",
-                    fix="wait for that deploy to finish, or stop it (the lock goes with its "
-                    "process); then run this command again. Nothing was changed",
-                ) from None
-            if not told:
-                log(f"waiting for another deploy to finish: {holder} holds {path}")  # type: ignore[misc]
-                told = True
-            time.sleep(0.2)
-
-
-def _holder(fd: int) -> str:
-    """Who holds the lock, from what it wrote into the lock file."""
-    try:
-        h = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return f"pid {h['pid']} on {h['host']}, {h['by']}, since {h['since']}"
-    except (ValueError, KeyError, TypeError, OSError):
-        return "another process"
-
-
-@contextlib.contextmanager
-def _short_lock(path: Path, timeout: float = 60.0) -> Iterator[None]:
-    """The registry's lock for one read-compare-write (a deploy holding it is waited for)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        _acquire(fd, path, timeout, None)
-        yield
-    finally:
-        os.close(fd)
-
-
 def validate(data: Any, invalid: Any) -> None:
     """Raise ``invalid(problem)`` unless ``data`` is a well-formed registry."""
     if (
@@ -284,13 +217,24 @@ def validate(data: Any, invalid: Any) -> None:
 
 
 class AuditLog:
-    """Append-only JSON lines: each entry is written with one write() and fsync'd."""
+    """Append-only JSON lines: each entry is written with one write() and fsync'd, and carries
+    ``prev``, the chain hash of the entries before it; with a ``seal`` (what every command
+    uses), the new chain head is signed with the registry (:mod:`edgeops.deploy.records`)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, seal: Seal | None = None) -> None:
         self.path = Path(path)
+        self.seal = seal
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
+        if self.seal is None:
+            return self.append_at(Chain.read(self.path).heads[-1], event, **fields)
+        with self.seal.writing() as state:
+            return self.append_at(state.head, event, **fields)
+
+    def append_at(self, prev: str, event: str, **fields: Any) -> dict[str, Any]:
+        """Append an entry after the chain head ``prev`` (the caller holds the seal's write)."""
         entry = {"at": now_iso(), "event": event, "by": fields.pop("by", whoami()), **fields}
+        entry["prev"] = prev
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -17,10 +17,10 @@ No secrets in this file: only where to find them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import urllib.error
-import urllib.request
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,21 +134,59 @@ def load_targets(path: str | Path) -> Targets:
 
 
 class AgentError(EdgeopsError):
-    """An agent that did not answer as it should (unreachable, 4xx, 5xx)."""
+    """An agent that did not answer as it should.
 
-    def __init__(
-        self, target: str, problem: str, status: int | None = None, code: str | None = None
-    ) -> None:
+    ``kind``: ``unreachable`` (no connection: worth a retry), ``timeout`` (its answer did not
+    arrive within the time limit), ``misbehaving`` (it answered what no edgeops agent answers: a
+    redirect, an oversized or malformed page, a cursor that does not advance) or ``http`` (an
+    error status, ``status`` says which). The first three set the target aside and name it; an
+    error status (a wrong token) is the operator's to fix.
+    """
+
+    def __init__(self, target: str, problem: str, status: int | None = None,
+                 code: str | None = None, kind: str | None = None) -> None:  # fmt: skip
         super().__init__(f"target {target}: {problem}", fix=None)
         self.target, self.status, self.code = target, status, code
+        self.kind = kind or ("http" if status is not None else "unreachable")
+        self.problem_text = problem
+
+
+def misbehaving(target: str, problem: str, code: str | None = None) -> AgentError:
+    """The error for an agent whose answer no edgeops agent gives (it is named, set aside)."""
+    return AgentError(target, f"misbehaving agent: {problem}", code=code, kind="misbehaving")
+
+
+#: the code of an answer over the byte limit (a collector may ask again for fewer rows)
+TOO_LARGE = "answer_too_large"
+
+
+#: the largest answer read from an agent unless a call says otherwise (status, predict, ...)
+MAX_ANSWER_BYTES = 16 << 20
+#: a bundle download (the agent's own default upload limit is 256 MiB)
+MAX_BUNDLE_BYTES = 1 << 30
 
 
 class AgentClient:
-    """The deploy side of the agent API, over plain HTTP (stdlib only)."""
+    """The deploy side of the agent API, over plain HTTP (stdlib only).
 
-    def __init__(self, target: Target, timeout: float = 30.0) -> None:
+    Every request has a total time limit (``timeout``, and, with ``budget``, what is left of
+    that many seconds from the client's creation: a whole collection's, named by the setting
+    ``budget_setting``), a cap on the bytes it reads, and follows no redirect: a ``3xx`` is an
+    error naming where it pointed, so the bearer token never goes to another address.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        timeout: float = 30.0,
+        budget: float | None = None,
+        budget_setting: str = "",
+    ) -> None:
         self.target = target
         self.timeout = timeout
+        self.budget, self.budget_setting = budget, budget_setting
+        #: time.monotonic() by which every request must be done (None: ``timeout`` each)
+        self.deadline = None if budget is None else time.monotonic() + budget
         self._token: str | None = None
 
     @property
@@ -157,25 +195,28 @@ class AgentClient:
             self._token = self.target.token()
         return self._token
 
-    def _request(self, method: str, path: str, body: bytes | None = None, ctype: str | None = None,
-                 headers: dict[str, str] | None = None, auth: bool = True) -> tuple[int, bytes]:  # fmt: skip
-        req = urllib.request.Request(self.target.url + path, data=body, method=method)
-        if auth:
-            req.add_header("Authorization", f"Bearer {self.token}")
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        ctype: str | None = None,
+        headers: dict[str, str] | None = None,
+        auth: bool = True,
+        max_bytes: int = MAX_ANSWER_BYTES,
+    ) -> tuple[int, bytes]:
+        hdrs = {"Authorization": f"Bearer {self.token}"} if auth else {}
         if ctype:
-            req.add_header("Content-Type", ctype)
-        for k, v in (headers or {}).items():
-            req.add_header(k, v)
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise AgentError(
-                self.target.name, f"agent at {self.target.url} is unreachable ({reason})"
-            ) from None
+            hdrs["Content-Type"] = ctype
+        hdrs.update(headers or {})
+        limit, within = self.timeout, f"{self.timeout:g} s"
+        if self.deadline is not None and self.deadline - time.monotonic() < limit:
+            limit = self.deadline - time.monotonic()
+            within = f"its time limit of {self.budget:g} s ({self.budget_setting})"
+        if limit <= 0:
+            problem = f"agent at {self.target.url} did not finish within {within}"
+            raise AgentError(self.target.name, problem, kind="timeout")
+        return _exchange(self.target, method, path, body, hdrs, limit, within, max_bytes)
 
     def _json(
         self, method: str, path: str, payload: Any = None, ok: tuple[int, ...] = (200,), **kw: Any
@@ -186,7 +227,13 @@ class AgentClient:
         )
         if status not in ok:
             raise self._error(status, data)
-        return json.loads(data) if data else None
+        try:
+            return json.loads(data) if data else None
+        except ValueError:  # also a body that is not UTF-8
+            raise misbehaving(
+                self.target.name,
+                f"{method} {path.split('?')[0]} answered {len(data):,} bytes that are not JSON",
+            ) from None
 
     def _error(self, status: int, data: bytes) -> AgentError:
         try:
@@ -243,16 +290,103 @@ class AgentClient:
             payload["row"] = row
         return self._json("POST", "/v1/feedback", payload)
 
-    def logs(self, after: int = 0, limit: int = 5000) -> dict[str, Any]:
+    def logs(self, after: int = 0, limit: int = 5000, max_bytes: int = MAX_ANSWER_BYTES) -> Any:
         """Logged predictions with id > ``after``: ``{items, next, last, log_id}``."""
-        return self._json("GET", f"/v1/logs?after={int(after)}&limit={int(limit)}")
+        return self._json("GET", f"/v1/logs?after={int(after)}&limit={int(limit)}",
+                          max_bytes=max_bytes)  # fmt: skip
 
-    def feedback_log(self, after: int = 0, limit: int = 5000) -> dict[str, Any]:
+    def feedback_log(self, after: int = 0, limit: int = 5000,
+                     max_bytes: int = MAX_ANSWER_BYTES) -> Any:  # fmt: skip
         """Feedback events with seq > ``after``: ``{items, next, last, log_id}``."""
-        return self._json("GET", f"/v1/logs/feedback?after={int(after)}&limit={int(limit)}")
+        return self._json("GET", f"/v1/logs/feedback?after={int(after)}&limit={int(limit)}",
+                          max_bytes=max_bytes)  # fmt: skip
 
     def download(self, version: str) -> bytes:
-        status, data = self._request("GET", f"/v1/bundles/{version}")
+        status, data = self._request("GET", f"/v1/bundles/{version}", max_bytes=MAX_BUNDLE_BYTES)
         if status != 200:
             raise self._error(status, data)
         return data
+
+
+def _exchange(
+    target: Target,
+    method: str,
+    path: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    limit: float,
+    within: str,
+    max_bytes: int,
+) -> tuple[int, bytes]:
+    """One HTTP request to ``target``: ``(status, body)`` within ``limit`` seconds in all (a
+    watchdog closes the socket at the deadline, so an answer trickled a byte at a time ends
+    too), reading at most ``max_bytes``; a redirect is refused, never followed."""
+    import http.client
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    url = urlsplit(target.url)
+    name, where = target.name, target.url
+    cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    conn = cls(url.hostname or "", url.port, timeout=limit)
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        sock = conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    started = time.monotonic()
+    watchdog = threading.Timer(limit, expire)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        try:
+            conn.request(method, url.path.rstrip("/") + path, body=body, headers=headers)
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            if expired.is_set() or isinstance(exc, TimeoutError):
+                raise AgentError(name, f"agent at {where} did not answer within {within}",
+                                 kind="timeout") from None  # fmt: skip
+            reason = getattr(exc, "reason", None) or exc
+            raise AgentError(name, f"agent at {where} is unreachable ({reason})") from None
+        if 300 <= resp.status < 400:
+            raise misbehaving(
+                name, f"{method} {path.split('?')[0]} answered {resp.status} redirecting to "
+                f"{resp.getheader('location')!r}: edgeops follows no redirect (the token would "
+                "go along); point the targets file at the agent itself",
+            )  # fmt: skip
+        declared = resp.getheader("content-length") or ""
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise _too_big(name, method, path, max_bytes, f"announced {int(declared):,} bytes")
+        chunks, size = [], 0
+        try:
+            while chunk := resp.read1(1 << 16):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_big(name, method, path, max_bytes, "sent more")
+                chunks.append(chunk)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if expired.is_set() or isinstance(exc, TimeoutError):
+                raise AgentError(
+                    name, f"agent at {where} did not send its answer within {within} "
+                    f"({size:,} bytes in {time.monotonic() - started:.0f} s)", kind="timeout",
+                ) from None  # fmt: skip
+            raise AgentError(name, f"agent at {where} broke off its answer ({exc})") from None
+        if expired.is_set():
+            problem = f"agent at {where} did not send its answer within {within}"
+            raise AgentError(name, problem, kind="timeout")
+        return resp.status, b"".join(chunks)
+    finally:
+        watchdog.cancel()
+        conn.close()
+
+
+def _too_big(name: str, method: str, path: str, max_bytes: int, what: str) -> AgentError:
+    return misbehaving(
+        name, f"{method} {path.split('?')[0]} {what}: over the limit of {max_bytes:,} bytes "
+        "for one answer", code=TOO_LARGE,
+    )  # fmt: skip

@@ -174,8 +174,9 @@ def edge_serve(
 
     \b
     Example:
-      EDGEOPS_DEPLOY_TOKEN=... EDGEOPS_PREDICT_TOKEN=... EDGEOPS_FEEDBACK_TOKEN=... \\
-        edgeops edge serve \\
+      export EDGEOPS_DEPLOY_TOKEN=... EDGEOPS_PREDICT_TOKEN=...
+      export EDGEOPS_FEEDBACK_TOKEN=...
+      edgeops edge serve \\
           --state-dir /var/lib/edgeops --public-key /etc/edgeops/signing.pub
     """
     from edgeops.edge.config import ConfigError, load_config, read_token

@@ -4,8 +4,10 @@ Per target: ``not_enough_data`` when the window is below ``window.min_rows`` (ne
 else ``retrain`` when the share of drifted feature columns reaches ``drift.share`` or the primary
 metric on labelled rows dropped by ``performance.max_drop``, else ``keep``. Overall: ``retrain``
 if any target says so, unless a retrain was started within ``cooldown_hours`` (then
-``cooldown``). A target whose agent does not answer is ``unreachable``: it is named in the
-reasons and the others are judged without it. The exit code of ``edgeops monitor`` says which.
+``cooldown``). A target whose agent does not answer (or not within its time limit) is
+``unreachable``, one that answers what no edgeops agent answers (a redirect, an oversized or
+malformed page, a cursor that does not advance) ``misbehaving``: either is named in the reasons
+and the others are judged without it. The exit code of ``edgeops monitor`` says which.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 KEEP, RETRAIN, NOT_ENOUGH, COOLDOWN = "keep", "retrain", "not_enough_data", "cooldown"
-UNREACHABLE = "unreachable"
+UNREACHABLE, MISBEHAVING = "unreachable", "misbehaving"
+#: targets set aside, not judged
+SET_ASIDE = (UNREACHABLE, MISBEHAVING)
 EXIT_CODES = {KEEP: 0, RETRAIN: 5, NOT_ENOUGH: 6, COOLDOWN: 7}
 #: keep or not enough data, but a target did not answer: its agent needs a look
 EXIT_UNREACHABLE = 9
@@ -44,33 +48,56 @@ def target_decision(rows: int, min_rows: int, drift: dict[str, Any] | None,
 
 
 def unreachable(error: Exception) -> dict[str, Any]:
-    """The result of a target whose agent did not answer: nothing collected, no verdict."""
-    return {"decision": UNREACHABLE, "reasons": [str(error).split(": ", 1)[-1]],
+    """The result of a target set aside: its agent did not answer (``unreachable``) or answered
+    what no agent answers (``misbehaving``); nothing more collected, no verdict."""
+    decision = MISBEHAVING if getattr(error, "kind", None) == MISBEHAVING else UNREACHABLE
+    return {"decision": decision, "reasons": [str(error).split(": ", 1)[-1]],
             "collected": None, "reports": {}}  # fmt: skip
 
 
-def last_trigger(audit_path: Path) -> float | None:
-    """When the last retrain was started (epoch seconds), from the audit log."""
+#: how far an entry's time may lie ahead of this host's clock (clocks of two hosts differ a little)
+CLOCK_SKEW_SECONDS = 300
+
+
+def last_trigger(audit_path: Path, now: float | None = None) -> tuple[float | None, list[str]]:
+    """When the last retrain was started (epoch seconds), from the audit log; and the entries
+    that were ignored because they are dated in the future (a wrong clock, or an edit: one such
+    entry would otherwise hold every automatic retrain back for as long)."""
     from edgeops.deploy.registry import AuditLog
 
+    now = time.time() if now is None else now
+    future = []
     for entry in reversed(AuditLog(audit_path).read()):
-        if entry.get("event") == TRIGGER_EVENT:
-            return float(calendar.timegm(time.strptime(entry["at"], "%Y-%m-%dT%H:%M:%SZ")))
-    return None
+        if entry.get("event") != TRIGGER_EVENT:
+            continue
+        try:
+            at = float(calendar.timegm(time.strptime(entry["at"], "%Y-%m-%dT%H:%M:%SZ")))
+        except (KeyError, TypeError, ValueError):
+            future.append(f"ignored a {TRIGGER_EVENT} entry with no valid time ({entry.get('at')!r})")
+            continue
+        if at > now + CLOCK_SKEW_SECONDS:
+            future.append(
+                f"ignored a {TRIGGER_EVENT} entry dated {entry['at']}, {(at - now) / 3600:.1f} h "
+                "in the future (a wrong clock, or an edit): check the host's clock and the audit log"
+            )
+            continue
+        return at, future
+    return None, future
 
 
 def overall(per_target: dict[str, dict[str, Any]], cooldown_hours: float, audit_path: Path,
             now: float | None = None) -> dict[str, Any]:  # fmt: skip
     """Combine the targets' decisions and apply the cooldown."""
     now = time.time() if now is None else now
-    down = [t for t, r in per_target.items() if r["decision"] == UNREACHABLE]
-    decisions = [r["decision"] for r in per_target.values() if r["decision"] != UNREACHABLE]
+    down = [t for t, r in per_target.items() if r["decision"] in SET_ASIDE]
+    decisions = [r["decision"] for r in per_target.values() if r["decision"] not in SET_ASIDE]
     reasons = [f"{t}: {x}" for t, r in per_target.items() for x in r["reasons"]]
     if RETRAIN in decisions:
         decision = RETRAIN
         reasons = [f"{t}: {x}" for t, r in per_target.items()
-                   if r["decision"] in (RETRAIN, UNREACHABLE) for x in r["reasons"]]  # fmt: skip
-        last = last_trigger(audit_path)
+                   if r["decision"] in (RETRAIN, *SET_ASIDE) for x in r["reasons"]]  # fmt: skip
+        last, future = last_trigger(audit_path, now)
+        reasons += future
         if last is not None and now - last < cooldown_hours * 3600:
             until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(last + cooldown_hours * 3600))
             reasons.append(

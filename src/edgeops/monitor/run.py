@@ -71,10 +71,17 @@ class Monitor:
 
     # ---- steps -------------------------------------------------------------------------------
     def collect(self, target: Target, accept_reset: bool = False, log: Log = print) -> Collected:
+        """The agent's new rows and labels, within ``monitor.collect_seconds`` in all and
+        ``monitor.max_page_mb`` per page, each value checked against the training contract."""
         from edgeops.deploy.targets import AgentClient
 
-        got = self.store.collect(AgentClient(target), accept_reset=accept_reset,
-                                 page=self.settings.page_rows, progress=log)  # fmt: skip
+        s = self.settings
+        client = AgentClient(
+            target, budget=s.collect_seconds, budget_setting="monitor.collect_seconds"
+        )
+        got = self.store.collect(client, accept_reset=accept_reset, page=s.page_rows, progress=log,
+                                 schema=self.schema, max_page_bytes=int(s.max_page_mb * 2**20),
+                                 wait_seconds=max(600.0, 2 * s.collect_seconds))  # fmt: skip
         log(f"{target.name}: collected {got.rows:,} rows and {got.feedback:,} feedback labels "
             f"(log {got.log_id[:8]}, cursor {got.cursor:,} of {got.agent_last:,})")  # fmt: skip
         return got

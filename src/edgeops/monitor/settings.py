@@ -56,6 +56,8 @@ class MonitorSettings:
     cooldown_hours: float = 24.0
     retrain: bool = True
     page_rows: int = 5000
+    collect_seconds: float = 300.0
+    max_page_mb: float = 64.0
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> MonitorSettings:
@@ -96,6 +98,8 @@ class MonitorSettings:
             cooldown_hours=_num(cfg, "cooldown_hours", 24, "monitor"),
             retrain=bool(cfg.get("retrain", True)),
             page_rows=int(_num(cfg, "page_rows", 5000, "monitor", 1, 5000)),
+            collect_seconds=_num(cfg, "collect_seconds", 300, "monitor", 1),
+            max_page_mb=_num(cfg, "max_page_mb", 64, "monitor", 0.01),
         )
         if s.window_rows is not None and s.window_rows < s.min_rows:
             raise EdgeopsError(

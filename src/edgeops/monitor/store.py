@@ -26,11 +26,19 @@ from typing import TYPE_CHECKING, Any
 
 from edgeops import atomic
 from edgeops.errors import EdgeopsError
+from edgeops.monitor.pages import (
+    MAX_PAGE_BYTES,
+    TOO_LARGE,
+    check_head,
+    check_items,
+    feature_columns,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from edgeops.deploy.targets import AgentClient
+    from edgeops.schema import Schema
 
 PART = re.compile(r"^(rows|feedback)-(\d{12})-(\d{12})\.parquet$")
 META = ("_id", "_ts", "_request_id", "_row", "_model_version", "_label", "_probabilities")
@@ -67,11 +75,13 @@ def _clean_stale(series: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def rows_frame(items: list[dict[str, Any]]) -> pd.DataFrame:
-    """One page of ``/v1/logs`` items as a frame: the features as columns, the rest as ``_meta``."""
+def rows_frame(items: list[dict[str, Any]], schema: Schema | None = None,
+               target: str = "?") -> pd.DataFrame:  # fmt: skip
+    """One page of ``/v1/logs`` items as a frame: the features as columns (checked against
+    ``schema``: :func:`edgeops.monitor.pages.feature_columns`), the rest as ``_meta``."""
     import pandas as pd
 
-    feats = pd.DataFrame.from_records([it["features"] for it in items])
+    feats = pd.DataFrame(feature_columns(target, items, schema), index=range(len(items)))
     meta = pd.DataFrame(
         {
             "_id": [it["id"] for it in items],
@@ -83,7 +93,7 @@ def rows_frame(items: list[dict[str, Any]]) -> pd.DataFrame:
             "_probabilities": [json.dumps(it["probabilities"]) for it in items],
         }
     )
-    return pd.concat([meta, feats.reset_index(drop=True)], axis=1)
+    return pd.concat([meta, feats], axis=1)
 
 
 def feedback_frame(items: list[dict[str, Any]]) -> pd.DataFrame:
@@ -154,20 +164,41 @@ class ProductionStore:
         _clean_stale(series)
         return series
 
+    @property
+    def lock_path(self) -> Path:
+        """Beside the store, not in it: the store is a DVC dependency, its lock is not."""
+        return self.root.with_name(self.root.name + ".collect.lock")
+
     def collect(self, client: AgentClient, accept_reset: bool = False, page: int = PAGE,
-                progress: Callable[[str], None] | None = None) -> Collected:  # fmt: skip
-        """Collect new rows and new feedback from one agent; each page stored before the next."""
+                progress: Callable[[str], None] | None = None, schema: Schema | None = None,
+                max_page_bytes: int = MAX_PAGE_BYTES, wait_seconds: float = 600.0) -> Collected:  # fmt: skip
+        """Collect new rows and new feedback from one agent; each page stored before the next.
+
+        Two collectors of one store wait for each other (a lock beside it), so no page is stored
+        twice. Every page is checked before it is stored (:mod:`edgeops.monitor.pages`): one
+        whose cursor does not advance, that is over ``max_page_bytes`` (the page is asked again
+        with half the rows, down to one), or whose values do not fit ``schema`` ends the
+        collection with an :class:`~edgeops.deploy.targets.AgentError` naming the agent
+        (``kind`` misbehaving); the pages stored before it stay."""
+        from edgeops.locks import hold
+
+        with hold(self.lock_path, wait_seconds, progress, what="collection of this store"):
+            return self._collect(client, accept_reset, page, progress, schema, max_page_bytes)
+
+    def _collect(self, client: AgentClient, accept_reset: bool, page: int,
+                 progress: Callable[[str], None] | None, schema: Schema | None,
+                 max_page_bytes: int) -> Collected:  # fmt: skip
         name = client.target.name
-        first = client.logs(after=0, limit=1)
-        log_id = str(first.get("log_id") or "")
+        first = check_head(name, client.logs(after=0, limit=1, max_bytes=max_page_bytes))
+        log_id = first["log_id"]
         series = self._series_for(name, log_id, accept_reset)
-        out = Collected(name, log_id, agent_last=int(first.get("last") or 0))
+        out = Collected(name, log_id, agent_last=first["last"])
         for kind in ("rows", "feedback"):
             n, cur = 0, cursor(series, kind)
-            for items, _ in self._pages(client, kind, cur, page, log_id):
+            for items in self._pages(client, kind, cur, page, log_id, max_page_bytes):
                 lo, hi = (items[0]["id"], items[-1]["id"]) if kind == "rows" else (
                     items[0]["seq"], items[-1]["seq"])  # fmt: skip
-                frame = rows_frame(items) if kind == "rows" else feedback_frame(items)
+                frame = rows_frame(items, schema, name) if kind == "rows" else feedback_frame(items)
                 write_part(series, kind, lo, hi, frame)
                 n, cur = n + len(items), hi
                 if progress:
@@ -178,17 +209,28 @@ class ProductionStore:
                 out.feedback, out.feedback_cursor = n, cur
         return out
 
-    def _pages(self, client: AgentClient, kind: str, after: int, page: int,
-               log_id: str) -> Iterator[tuple[list[dict[str, Any]], int]]:  # fmt: skip
+    def _pages(self, client: AgentClient, kind: str, after: int, page: int, log_id: str,
+               max_page_bytes: int) -> Iterator[list[dict[str, Any]]]:  # fmt: skip
+        """The checked pages after ``after``, each one before the next is asked for."""
+        from edgeops.deploy.targets import AgentError
+
         fetch = client.logs if kind == "rows" else client.feedback_log
+        limit = page
         while True:
-            resp = fetch(after=after, limit=page)
-            if str(resp.get("log_id")) != log_id:
+            try:
+                resp = fetch(after=after, limit=limit, max_bytes=max_page_bytes)
+            except AgentError as exc:
+                if exc.code == TOO_LARGE and limit > 1:  # wide rows: ask for far fewer ...
+                    limit = max(1, limit // 8)
+                    continue
+                raise
+            resp = check_head(client.target.name, resp)
+            if resp["log_id"] != log_id:
                 raise EdgeopsError(
                     f"target {client.target.name}: the agent's log changed while collecting",
                     fix="run `edgeops monitor` again",
                 )
-            last = int(resp.get("last") or 0)
+            last = resp["last"]
             if after > last:
                 what = "id" if kind == "rows" else "feedback sequence number"
                 raise EdgeopsError(
@@ -198,11 +240,12 @@ class ProductionStore:
                     fix=f"move {self.target_dir(client.target.name) / log_id} aside (it is kept "
                     "as it is) and run again to collect the agent's log from the start",
                 )
-            items = resp.get("items") or []
+            items = check_items(client.target.name, kind, resp["items"], after, limit, last)
             if not items:
                 return
-            yield items, last
+            yield items
             after = items[-1]["id"] if kind == "rows" else items[-1]["seq"]
+            limit = min(page, 2 * limit)  # ... and more again while they fit
 
     # ---- reading ---------------------------------------------------------------------------
     def read_rows(self, target: str, since: float | None = None,

@@ -23,7 +23,7 @@ def markdown(result: dict[str, Any], link: str | None = None) -> str:
 def _target(name: str, t: dict[str, Any]) -> list[str]:
     w = t.get("window") or {}
     out = [f"## {name}: {t['decision']}", ""]
-    if t["decision"] == "unreachable":  # nothing collected, nothing judged
+    if t["decision"] in ("unreachable", "misbehaving"):  # nothing collected, nothing judged
         return [*out, f"Not judged: {'; '.join(t['reasons'])}", ""]
     out.append(
         f"Window: {w.get('rows', 0):,} rows of {t.get('version') or 'no model'}"

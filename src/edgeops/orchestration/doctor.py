@@ -205,6 +205,36 @@ def check_signing_key() -> Check:
     return c("OK", f"{private} (mode {mode:o})")
 
 
+def check_records(params_path: str | Path) -> Check:
+    """The registry and the audit log are what edgeops last signed (hash chain + signature)."""
+    from edgeops.deploy.operations import DeployContext
+    from edgeops.deploy.records import RecordsBroken
+
+    import calendar
+    import time
+
+    from edgeops.monitor.decision import CLOCK_SKEW_SECONDS
+
+    c = partial(Check, "deploy records")
+    ctx = DeployContext.load(params_path)
+    try:
+        state = ctx.verify_records()
+    except RecordsBroken as exc:
+        return c("FAIL", exc.problem.removeprefix("the deploy records do not verify: "), exc.fix)
+    if not state.signed:
+        return c("OK", "none yet: the first deploy starts the signed audit chain")
+    ahead = time.time() + CLOCK_SKEW_SECONDS
+    future = [
+        f"{e.get('event')} at {e.get('at')}"
+        for e in ctx.audit.read()
+        if calendar.timegm(time.strptime(str(e.get("at")), "%Y-%m-%dT%H:%M:%SZ")) > ahead
+    ]
+    if future:
+        detail = f"{len(future)} audit entries dated in the future: {', '.join(future[:3])}"
+        return c("WARN", detail, "check this host's clock (timedatectl); the cooldown ignores them")
+    return c("OK", f"{state.entries} audit entries chained and signed, the registry as signed")
+
+
 def check_target(t: Target, timeout: float = TARGET_TIMEOUT) -> Check:
     """One edge target: reachable, its deploy token at hand, its active model version."""
     c, client = partial(Check, f"target {t.name}"), AgentClient(t, timeout=timeout)
@@ -384,6 +414,7 @@ def run_checks(settings: Orchestration, params_path: str | Path) -> list[Check]:
         ("dvc repo", lambda: check_dvc_repo(root)),
         ("dvc remote", lambda: check_dvc_remote(root, dvc) if dvc else dvc_error),
         ("signing key", check_signing_key),
+        ("deploy records", lambda: check_records(params_path)),
         ("targets", lambda: check_targets(params, root)),
         ("prefect server", lambda: check_server(settings, up, port)),
         ("prefect", lambda: check_prefect(settings) if up else []),
