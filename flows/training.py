@@ -1,4 +1,5 @@
-"""The ``training`` flow: the DVC pipeline stage by stage, the gate, the rollout, the record.
+"""The ``training`` flow: unfinished rollouts withdrawn, the DVC pipeline stage by stage, the
+gate, push and lineage, then the rollout, the summary.
 
 It reads like the table of contents of a run. Each DVC stage is a task named like the stage, and
 DVC decides whether it re-runs (an unchanged stage is a no-op). The logic lives in
@@ -6,7 +7,11 @@ DVC decides whether it re-runs (an unchanged stage is a no-op). The logic lives 
 ``edgeops.orchestration`` (workspace, lineage, summary); this file only chains them.
 
 Only one run works in a workspace at a time: the whole run holds a slot of a Prefect global
-concurrency limit (limit 1, named after the workspace path); a second run waits for it.
+concurrency limit (limit 1, named after the workspace path); a second run waits for it. So when
+a run starts, no other one is waiting for an approval: a device running a version without a
+production record is a rollout that never finished (a run that died in its approval pause), and
+it goes back to the production version before anything else. The data, model and lineage are
+pushed and recorded before any device changes: a failed push deploys nothing.
 """
 
 from __future__ import annotations
@@ -99,6 +104,7 @@ def _approved_rollout(ctx: Any, bundle_dir: Path, reason: str, report: dict[str,
 
     first = canary(ctx, bundle_dir, reason, report)
     (name, check), version = next(iter(first["targets"].items())), report["challenger"]["version"]
+    model = facts["model"]
     facts["deploy"] = {"targets": first["targets"], "approval": "waiting"}
     ask = request_markdown(version, report, name, check, timeout_s)
     create_markdown_artifact(
@@ -110,15 +116,15 @@ def _approved_rollout(ctx: Any, bundle_dir: Path, reason: str, report: dict[str,
                                 timeout=int(timeout_s), poll_interval=2)  # fmt: skip
     except FlowPauseTimeout:
         why = f"no approval within {timeout_s / 60:g} min"
-        ctx.audit.append("approval_timeout", version=version, canary=name, by="prefect")
+        ctx.audit.append("approval_timeout", model=model, version=version, canary=name,
+                         by="prefect")  # fmt: skip
         undone = withdraw_canary(ctx, bundle_dir, first["before"], why, "prefect", log.info)
         facts["deploy"] = {"approval": "timeout", "rolled_back": undone}
         return Failed(message=f"{why}: no fleet rollout, canary {name} rolled back")
     by = answer.approver.strip() or "unknown"
     event = "approval_granted" if answer.approve else "approval_rejected"
-    ctx.audit.append(
-        event, version=version, canary=name, approver=by, comment=answer.comment, by=by
-    )
+    ctx.audit.append(event, model=model, version=version, canary=name, approver=by,
+                     comment=answer.comment, by=by)  # fmt: skip
     facts["approval"] = {"approve": answer.approve, "approver": by, "comment": answer.comment}
     if not answer.approve:
         undone = withdraw_canary(
@@ -132,6 +138,16 @@ def _approved_rollout(ctx: Any, bundle_dir: Path, reason: str, report: dict[str,
     return None
 
 
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 30],
+      retry_condition_fn=_agent_unreachable)  # fmt: skip
+def unfinished(ctx: Any) -> list[str]:
+    """Devices running a version without a production record (a run that died waiting for its
+    approval) go back to the production version: never promoted by what a device runs."""
+    from edgeops.deploy.operations import withdraw_unfinished
+
+    return withdraw_unfinished(ctx, get_run_logger().warning)
+
+
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
 def push(ws: Any) -> int:
     """``dvc push``: data, models and reports of this run to the DVC remote."""
@@ -142,17 +158,27 @@ def push(ws: Any) -> int:
 
 @task(cache_policy=NO_CACHE)
 def record(ws: Any, facts: dict[str, Any], lineage_cfg: dict[str, Any]) -> dict[str, Any]:
-    """Commit and tag the lineage of a new model version; leave the summary and metrics table."""
+    """Commit and tag the lineage of a new model version (before any device gets it)."""
+    from edgeops.orchestration import lineage
+
+    if not facts.get("version"):
+        return {}
+    result = lineage.record(ws.root, facts["model"], facts["version"], facts["reason"], lineage_cfg)
+    get_run_logger().info(f"lineage: {result.reason}")
+    return vars(result)
+
+
+@task(cache_policy=NO_CACHE)
+def summarize(ws: Any, facts: dict[str, Any], lineage_cfg: dict[str, Any]) -> None:
+    """Commit what the rollout recorded (registry, audit log); leave the summary and tables."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     from edgeops.orchestration import lineage, summary
 
     if facts.get("version"):
-        result = lineage.record(
-            ws.root, facts["model"], facts["version"], facts["reason"], lineage_cfg
-        )
-        facts["lineage"] = vars(result)
-        get_run_logger().info(f"lineage: {result.reason}")
+        done = lineage.commit_records(ws.root, facts["model"], facts["version"], lineage_cfg)
+        if done:
+            get_run_logger().info(f"lineage: {done}")
     create_markdown_artifact(key="training-summary", markdown=summary.markdown(facts),
                              description=f"training run ({facts['reason']})")  # fmt: skip
     rows = summary.metrics_table(facts.get("metrics"), facts.get("gate"))
@@ -164,22 +190,17 @@ def record(ws: Any, facts: dict[str, Any], lineage_cfg: dict[str, Any]) -> dict[
     if used:
         create_table_artifact(key="training-resources", table=used,
                               description="wall, CPU, peak memory and threads per stage")  # fmt: skip
-    return facts.get("lineage") or {}
 
 
-def _deploy_steps(ws: Any, facts: dict[str, Any], reason: str) -> State | None:
-    """Gate, then rollout if promoted. A failed rollout (rolled back) is returned as a Failed state."""
-    from edgeops.deploy.operations import DeployContext
+def _rollout_steps(ctx: Any, ws: Any, facts: dict[str, Any], reason: str) -> State | None:
+    """The rollout of a promoted model: in approval mode canary, a person's answer, then the
+    fleet; else everything at once. A failed rollout (rolled back) is returned as Failed."""
     from edgeops.orchestration import approval
     from edgeops.params import load_params
 
-    ctx = DeployContext.load(ws.root / "params.yaml")
+    report = facts["gate"]
     mode, timeout_s = approval.settings(load_params(ws.root / "params.yaml"))
     bundle_dir = ws.root / "models/bundle"
-    facts["gate"] = report = gate(ctx, bundle_dir)
-    if not report["promote"]:
-        facts["deploy"] = {"note": "the gate refused the model"}
-        return None
     try:
         if (
             mode == "fleet"
@@ -194,14 +215,17 @@ def _deploy_steps(ws: Any, facts: dict[str, Any], reason: str) -> State | None:
     return None
 
 
-@flow(name="training", description="DVC pipeline -> gate -> staged rollout -> record")
+@flow(name="training", description="DVC pipeline -> gate -> push, lineage -> rollout -> summary")
 def training(reason: str = "manual", deploy: bool = True) -> Any:
-    """Reproduce the pipeline, gate the model against the champion, roll it out, record the run.
+    """Reproduce the pipeline, gate the model against the champion, push and record its lineage,
+    roll it out, summarize the run.
 
     ``reason``: why the run happened (manual, scheduled, drift, ...), kept in the summary and the
-    audit log. ``deploy=False``: stop after the pipeline (no device is contacted).
+    audit log. ``deploy=False``: stop after the pipeline (no device gets a model; half-finished
+    rollouts are still withdrawn).
     """
     from edgeops import resources
+    from edgeops.deploy.operations import DeployContext
     from edgeops.offline import telemetry_off
     from edgeops.orchestration.concurrency import workspace_slot
     from edgeops.orchestration.lateness import skip_if_late
@@ -220,16 +244,25 @@ def training(reason: str = "manual", deploy: bool = True) -> Any:
     with workspace_slot(settings.concurrency_limit, log.info,
                         lease_seconds=settings.crashed_after_seconds):  # fmt: skip
         ws = Workspace(root)
+        ctx = DeployContext.load(root / "params.yaml")
         facts: dict[str, Any] = {"reason": reason, "started": time.time()}
+        facts["withdrawn"] = unfinished(ctx)
         facts["stages"] = [dvc_stage.with_options(name=s)(ws, s) for s in ws.stages()]
         facts["ingest"] = ws.read_json("reports/ingest.json")
         facts["validation"] = ws.read_json("reports/validation/summary.json")
         facts["metrics"] = ws.read_json("reports/metrics.json")
         model = (ws.read_json("models/bundle/manifest.json") or {}).get("model") or {}
         facts["model"], facts["version"] = model.get("name"), model.get("version")
-        failed = _deploy_steps(ws, facts, reason) if deploy else None
-        if not deploy:
+        if deploy:
+            facts["gate"] = gate(ctx, ws.root / "models/bundle")
+        else:
             facts["gate_skipped"] = "deploy=False: no device was contacted"
-        facts["push"] = push(ws)
-        record(ws, facts, settings.lineage or {})
+        facts["push"] = push(ws)  # a failed push ends the run here: no device changed
+        facts["lineage"] = record(ws, facts, settings.lineage or {})
+        failed = None
+        if deploy and facts["gate"]["promote"]:
+            failed = _rollout_steps(ctx, ws, facts, reason)
+        elif deploy:
+            facts["deploy"] = {"note": "the gate refused the model"}
+        summarize(ws, facts, settings.lineage or {})
     return failed or {k: facts.get(k) for k in ("version", "stages", "deploy", "lineage")}

@@ -220,6 +220,12 @@ def _register_monitor() -> None:
     register(app, command)
 
 
+def _register_labels() -> None:
+    from edgeops.labels_commands import register
+
+    register(app, command)
+
+
 # `edgeops --help` lists the commands (version, completion, simulate, gate ... predict, up ...
 # doctor), then the groups (schema, keys, bundle, edge, monitor), each in the order registered:
 # keep the order of these calls.
@@ -230,6 +236,7 @@ _register_capacity()
 _register_deploy()
 _register_orchestration()
 _register_monitor()
+_register_labels()
 
 
 def main() -> None:

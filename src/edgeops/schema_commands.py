@@ -236,7 +236,7 @@ def apply_to_params(path: Path, proposal: Proposal, ingest: dict[str, Any] | Non
     from edgeops import atomic
     from edgeops.schema import schema_from_dict
 
-    rt = _round_trip()
+    rt = round_trip()
     data = rt.load(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise EdgeopsError(f"{path} does not hold a mapping of sections", fix="see the README")
@@ -280,7 +280,7 @@ def apply_to_params(path: Path, proposal: Proposal, ingest: dict[str, Any] | Non
     return changed
 
 
-def _round_trip() -> Any:
+def round_trip() -> Any:
     from ruamel.yaml import YAML
 
     rt = YAML()  # round-trip: comments, key order, quoting and flow style are kept

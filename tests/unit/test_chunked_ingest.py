@@ -49,8 +49,8 @@ def test_chunked_ingest_writes_the_rows_and_the_production_rows_last(tmp_path: P
         prepared_frames(frames, SCHEMA, production, found), tmp_path / "d.parquet"
     )
 
-    expected, keys = add_production(
-        drop_columns(sim.simulate(1000, 9), SCHEMA)[0], production, SCHEMA
+    expected, keys, _ = add_production(
+        drop_columns(sim.simulate(1000, 9), SCHEMA)[0], production, SCHEMA, 1000
     )
     assert detected == {} and rows == 1010 == len(expected) and found["source_rows"] == 1000
     assert found["keys"].equals(keys) and found["columns"] == list(expected.columns)

@@ -11,7 +11,7 @@ import pytest
 
 from edgeops.errors import EdgeopsError
 from edgeops.sources.simulator import simulate
-from edgeops.stages.split import held_out_mask, split_with_production, write_sides
+from edgeops.stages.split import SIDE_FILES, sides_of, split_with_production, write_sides
 from tests.unit.test_monitor import SCHEMA
 
 
@@ -27,16 +27,16 @@ def test_streamed_sides_hold_the_rows_of_the_in_memory_split(tmp_path: Path, tim
     df.loc[df.index % 97 == 0, "utc_time"] = pd.NaT
     keys = pd.DataFrame({"key": [f"r{i}:0" for i in range(200)]})  # the last 200: production
     df.to_parquet(tmp_path / "raw.parquet", index=False, row_group_size=700)
-    train, test = split_with_production(df, keys, SCHEMA, 0.2, 42, time_column)
+    parts = split_with_production(df, keys, SCHEMA, 0.2, 42, time_column)
 
-    mask = held_out_mask(tmp_path / "raw.parquet", keys, SCHEMA, 0.2, 42, time_column)
-    assert write_sides(tmp_path / "raw.parquet", mask, tmp_path / "out") == (len(train), len(test))
+    sides = sides_of(tmp_path / "raw.parquet", keys, SCHEMA, 0.2, 42, time_column)
+    counts = write_sides(tmp_path / "raw.parquet", sides, tmp_path / "out")
+    assert counts == tuple(len(p) for p in parts) and counts[2] > 0
 
-    got_train = pd.read_parquet(tmp_path / "out/train.parquet")
-    got_test = pd.read_parquet(tmp_path / "out/test.parquet")
-    pd.testing.assert_frame_equal(_rows(got_train), _rows(train))
-    pd.testing.assert_frame_equal(_rows(got_test), _rows(test))
-    pd.testing.assert_frame_equal(got_test, df[mask].reset_index(drop=True))  # the file's order
+    for code, (name, part) in enumerate(zip(SIDE_FILES, parts, strict=True)):
+        got = pd.read_parquet(tmp_path / "out" / name)
+        pd.testing.assert_frame_equal(_rows(got), _rows(part))
+        pd.testing.assert_frame_equal(got, df[sides == code].reset_index(drop=True))  # file order
     assert (
         pq.ParquetFile(tmp_path / "out/train.parquet").schema_arrow
         == pq.ParquetFile(tmp_path / "raw.parquet").schema_arrow
@@ -48,10 +48,10 @@ def test_the_streamed_split_checks_what_the_in_memory_one_checks(tmp_path: Path)
     df.to_parquet(tmp_path / "raw.parquet", index=False)
     none = pd.DataFrame({"key": []})
     with pytest.raises(EdgeopsError, match="one class only"):
-        held_out_mask(tmp_path / "raw.parquet", none, SCHEMA, 0.2, 42, None)
+        sides_of(tmp_path / "raw.parquet", none, SCHEMA, 0.2, 42, None)
     with pytest.raises(EdgeopsError, match="not a column"):
-        held_out_mask(tmp_path / "raw.parquet", none, SCHEMA, 0.2, 42, "when")
+        sides_of(tmp_path / "raw.parquet", none, SCHEMA, 0.2, 42, "when")
     with pytest.raises(EdgeopsError, match="ingest outputs disagree"):
-        held_out_mask(
+        sides_of(
             tmp_path / "raw.parquet", pd.DataFrame({"key": ["k"] * 301}), SCHEMA, 0.2, 42, None
         )

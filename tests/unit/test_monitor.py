@@ -161,14 +161,15 @@ def test_labelled_production_rows_join_the_source_shaped_like_it(tmp_path: Path)
     write_part(series, "feedback", 1, 10, feedback_frame(fb))
     source = simulate(rows=200, seed=3)
     cfg = {"include": True, "path": str(tmp_path / "store")}
-    joined, keys = add_production(source, cfg, SCHEMA)
+    joined, keys, report = add_production(source, cfg, SCHEMA)
+    assert report["line-1"]["joined"] == 10 and report["line-1"]["quarantined"] == []
     assert len(joined) == 210 and len(keys) == 10
     assert list(joined.columns) == list(source.columns)
     assert joined.dtypes.equals(source.dtypes)
     tail = joined.iloc[200:]
     assert (tail["failure"] == 1).all() and tail["timestamp"].notna().all()
     assert keys["key"].tolist() == [f"r{i}:0" for i in range(1, 11)]
-    off, no_keys = add_production(source, {**cfg, "include": False}, SCHEMA)
+    off, no_keys, _ = add_production(source, {**cfg, "include": False}, SCHEMA)
     assert off is source and no_keys.empty
 
 
@@ -180,13 +181,16 @@ def test_production_rows_keep_their_side_of_the_split_as_more_arrive() -> None:
     source = simulate(rows=3000, seed=1)
     prod = simulate(rows=500, seed=2)
     df = pd.concat([source, prod], ignore_index=True)
+    prod = df.iloc[3000:].reset_index(drop=True)
     k = pd.DataFrame({"key": keys[:500]})
-    train, test = split_with_production(df, k, SCHEMA, 0.2, 42, None)
-    base_train, base_test = split_with_production(source, k.iloc[0:0], SCHEMA, 0.2, 42, None)
-    # the source's rows are split exactly as without production rows: the champion's test rows stay
+    train, test, held = split_with_production(df, k, SCHEMA, 0.2, 42, None)
+    base_train, base_test, none = split_with_production(source, k.iloc[0:0], SCHEMA, 0.2, 42, None)
+    # the source's rows are split exactly as without production rows: the champion's test rows
+    # stay, and the holdout never holds a production row (a device's labels cannot move it)
     assert train.iloc[: len(base_train)].equals(base_train)
-    assert test.iloc[: len(base_test)].equals(base_test)
-    assert len(test) - len(base_test) == sum(side[:500])
+    assert test.equals(base_test) and none.empty and list(none.columns) == list(df.columns)
+    assert len(held) == sum(side[:500]) and len(train) - len(base_train) == 500 - len(held)
+    assert held.equals(prod[pd.Series(side[:500])].reset_index(drop=True))
     with pytest.raises(EdgeopsError, match="ingest outputs disagree"):
         split_with_production(
             source.iloc[:10], pd.DataFrame({"key": keys[:20]}), SCHEMA, 0.2, 1, None

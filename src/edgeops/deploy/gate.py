@@ -1,9 +1,13 @@
 """The champion/challenger gate: a new bundle reaches devices only if it is at least as good.
 
-The challenger is the new bundle; the champion is the version actually active on the targets (asked
-from the agents, cross-checked with the registry) and downloaded from an agent. Both are scored
-with onnxruntime on the same current test split, a binary target's metrics about the positive
-class in the challenger's manifest. Promote only if
+The challenger is the new bundle; the champion is the registry's production version: decided by
+an earlier gate and, in approval mode, a person's recorded approval, never "what a device
+happens to run" (a version on a device without that record is a half-finished rollout). It is
+downloaded from an agent that still has it. Both are scored with onnxruntime on the holdout
+(``deploy.test_data``: the source's rows only, which no label from the field can move), a binary
+target's metrics about the positive class in the challenger's manifest. The held-out production
+rows (``deploy.production_test_data``) are scored too, as a figure apart: they inform, they never
+decide. Promote only if
 
 - the challenger beats a trivial baseline on that split by the margins in ``over_baseline``
   (a prior/majority-class dummy: balanced accuracy 1/k, ROC AUC 0.5, whatever the problem),
@@ -233,31 +237,32 @@ def fetch_bundle(
 
 def run_gate(challenger: VerifiedBundle, targets: list[Target], registry_production: str | None,
              df: pd.DataFrame, target_col: str, cfg: dict[str, Any], public_key: Any,
-             replace_model: bool = False) -> dict[str, Any]:  # fmt: skip
-    """Score challenger and champion; return the report (``promote``, ``reason``, figures).
+             replace_model: bool = False,
+             production_df: pd.DataFrame | None = None) -> dict[str, Any]:  # fmt: skip
+    """Score challenger and champion (the registry's production version) on the holdout ``df``;
+    return the report (``promote``, ``reason``, figures). ``production_df``: the held-out
+    production rows, scored as a figure apart.
 
     ``replace_model``: the targets run another model, which is no champion to compare with."""
     actives = active_versions(targets)
-    running = [v for v in actives.values() if v and not replace_model]
-    champion_version: str | None = None
+    champion_version = None if replace_model else registry_production
     notes = (
         ["replacing another model: no champion, baseline and floors only"] if replace_model else []
     )
-    if running:
-        counts = collections.Counter(running)
-        champion_version = counts.most_common(1)[0][0]
-        if len(counts) > 1:
-            notes.append(
-                f"targets run different versions {dict(counts)}; champion = the most common"
-            )
-        if registry_production and registry_production != champion_version:
-            notes.append(
-                f"registry says production is {registry_production}, the agents run {champion_version}: the agents win"
-            )
-    elif registry_production:
+    others = {t: v for t, v in actives.items() if v and v != champion_version}
+    if champion_version and others:
         notes.append(
-            f"registry says production is {registry_production}, but no target runs a model"
+            f"targets run other versions than the production {champion_version}: {others}; the "
+            "champion is the registry's production version, never what a device runs"
         )
+    elif not champion_version and not replace_model and collections.Counter(actives.values()):
+        running = sorted({v for v in actives.values() if v})
+        if running:
+            notes.append(
+                f"no production version is recorded, the targets run {running}: baseline and "
+                "floors only (a version becomes the champion through the gate and, with "
+                "approval, a person's recorded answer)"
+            )
     floors, margins = limits(cfg)
     positive = challenger.manifest.get("positive_class")
     base = baseline(df[target_col].to_numpy(), list(challenger.model.classes), positive)
@@ -281,13 +286,22 @@ def run_gate(challenger: VerifiedBundle, targets: list[Target], registry_product
         "notes": notes,
     }
     report["challenger"]["metrics"] = score(challenger, df, target_col)
+    production = _production_rows(production_df, target_col)
+    if production is not None:
+        report["production"] = {
+            "rows": len(production),
+            "note": "held-out labelled production rows: a figure apart, the verdict rests on "
+            "the holdout",
+            "challenger": score(challenger, production, target_col),
+        }
     champion_metrics = None
     if champion_version == challenger.version:
         n = sum(v == champion_version for v in actives.values())
         report.update(
             promote=True,
             already_deployed=True,
-            reason=f"{challenger.version} is already the champion ({n} of {len(actives)} targets run it)",
+            reason=f"{challenger.version} is the production version already ({n} of "
+            f"{len(actives)} targets run it)",
         )
         return report
     if champion_version:
@@ -296,6 +310,10 @@ def run_gate(challenger: VerifiedBundle, targets: list[Target], registry_product
             try:
                 # the challenger's positive class: F1 and PR AUC must mean the same for both
                 champion_metrics = score(champ, df, target_col, report["positive_class"])
+                if production is not None:
+                    report["production"]["champion"] = score(
+                        champ, production, target_col, report["positive_class"]
+                    )
             except EdgeopsError as exc:
                 notes.append(
                     f"champion cannot be scored on the current data ({exc.problem}); "
@@ -305,3 +323,11 @@ def run_gate(challenger: VerifiedBundle, targets: list[Target], registry_product
     promote, reason = decide(report["challenger"]["metrics"], champion_metrics, cfg, base)
     report.update(promote=promote, reason=reason)
     return report
+
+
+def _production_rows(df: pd.DataFrame | None, target_col: str) -> pd.DataFrame | None:
+    """The held-out production rows that can be scored (a label of the target), or None."""
+    if df is None or target_col not in df.columns:
+        return None
+    df = df[df[target_col].notna()]
+    return df if len(df) else None

@@ -36,6 +36,7 @@ class DeployContext:
     test_data: Path
     gate_report: Path
     target_column: str
+    production_test_data: Path | None = None
 
     @classmethod
     def load(cls, params_path: str | Path = "params.yaml", targets: str | Path | None = None,
@@ -66,6 +67,9 @@ class DeployContext:
                  "watch_seconds": cfg.get("watch_seconds", 3), "max_error_rate": cfg.get("max_error_rate", 0.0)},
             primary_metric=section(params, "evaluate").get("primary_metric", "roc_auc"),
             test_data=Path(test_data or cfg.get("test_data", "data/prepared/test.parquet")),
+            production_test_data=Path(
+                cfg.get("production_test_data", "data/prepared/test_production.parquet")
+            ),
             gate_report=Path(cfg.get("gate_report", "reports/gate.json")),
             target_column=section(params, "validate")["schema"]["target"],
         )  # fmt: skip
@@ -83,6 +87,13 @@ class DeployContext:
             raise EdgeopsError(f"test data {self.test_data} not found", fix="run `dvc repro` first")
         return pd.read_parquet(self.test_data)
 
+    def production_frame(self) -> Any:
+        """The held-out production rows (scored apart by the gate), or None."""
+        import pandas as pd
+
+        path = self.production_test_data
+        return pd.read_parquet(path) if path is not None and path.is_file() else None
+
 
 def gate(
     ctx: DeployContext, bundle_dir: Path, targets: list[Target], by: str | None = None
@@ -92,8 +103,9 @@ def gate(
     ctx.verify_records()
     bundle = verify_local(bundle_dir, ctx.public_key)
     name = bundle.manifest["model"]["name"]
-    report = run_gate(bundle, targets, ctx.registry.production(name), ctx.test_frame(), ctx.target_column,
-                      ctx.cfg, ctx.public_key)  # fmt: skip
+    report = run_gate(bundle, targets, ctx.registry.production(name), ctx.test_frame(),
+                      ctx.target_column, ctx.cfg, ctx.public_key,
+                      production_df=ctx.production_frame())  # fmt: skip
     atomic.write_json(ctx.gate_report, report)
     ctx.audit.append("gate", model=name, version=bundle.version, champion=report["champion"]["version"],
                      promote=report["promote"], reason=report["reason"], by=by)  # fmt: skip
@@ -142,7 +154,16 @@ def _deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None,
     if phase == "fleet":
         if before is None:
             raise EdgeopsError("the fleet phase needs what the targets ran before the canary phase")
-        log(f"deploying {name} {version} to the fleet: {', '.join(t.name for t in targets[1:])}")
+        approval = approval_of(ctx, name, version)
+        if approval is None:
+            raise EdgeopsError(
+                f"no approval of {name} {version} is recorded after its canary: no fleet rollout",
+                fix="approve it in the Prefect UI (the training run's pause), or deploy it "
+                "yourself (edgeops deploy --all: the person who runs it decides)",
+                exit_code=EXIT_REJECTED,
+            )
+        log(f"deploying {name} {version} to the fleet: {', '.join(t.name for t in targets[1:])} "
+            f"(approved by {approval.get('approver')})")  # fmt: skip
         done = rollout(bundle, bundle_dir, targets, ctx.registry, ctx.audit, ctx.cfg, reason, by,
                        before, log, switched_already=(targets[0].name,))  # fmt: skip
         return {"targets": done, "before": before}
@@ -165,7 +186,8 @@ def _deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None,
         report = gate_report
         if report is None or report["challenger"]["version"] != version:
             report = run_gate(bundle, targets, ctx.registry.production(name), ctx.test_frame(),
-                              ctx.target_column, ctx.cfg, ctx.public_key, replace_model=bool(replaced))  # fmt: skip
+                              ctx.target_column, ctx.cfg, ctx.public_key, replace_model=bool(replaced),
+                              production_df=ctx.production_frame())  # fmt: skip
             atomic.write_json(ctx.gate_report, report)
             ctx.audit.append("gate", model=name, version=version, champion=report["champion"]["version"],
                              promote=report["promote"], reason=report["reason"], by=by)  # fmt: skip
@@ -216,6 +238,62 @@ def other_models(
             exit_code=EXIT_REJECTED,
         )
     return found
+
+
+def approval_of(ctx: DeployContext, name: str, version: str) -> dict[str, Any] | None:
+    """The ``approval_granted`` entry of ``version`` recorded after its latest canary, if any."""
+    granted = None
+    for entry in ctx.audit.read():
+        if entry.get("version") != version or entry.get("model", name) != name:
+            continue
+        if entry.get("event") == "canary":
+            granted = None
+        elif entry.get("event") == "approval_granted":
+            granted = entry
+        elif entry.get("event") in ("approval_rejected", "approval_timeout", "canary_withdrawn"):
+            granted = None
+    return granted
+
+
+def withdraw_unfinished(ctx: DeployContext, log: Any = print, by: str = "prefect") -> list[str]:
+    """Targets running a version with no production record go back to the production version.
+
+    Such a version is a half-finished rollout: a training run that died while it waited for a
+    person's approval (its canary stays on the unapproved version), a rollout whose rollback
+    failed. The training flow calls this first, holding the workspace slot (so no run is
+    waiting for an answer then). Unreachable targets are left for the next run."""
+    withdrawn: list[str] = []
+    with ctx.registry.locked(log=log):
+        ctx.verify_records()
+        for t in ctx.targets.select(None):
+            try:
+                status = AgentClient(t).status()
+            except AgentError as exc:
+                log(f"{t.name}: not checked for a half-finished rollout: {exc.problem}")
+                continue
+            active = (status.get("active") or {}).get("version")
+            name = _model_name(ctx, active)
+            entry = ctx.registry.version(name, active) if name and active else None
+            if entry is None or entry["stage"] not in ("candidate", "staging"):
+                continue
+            production = ctx.registry.production(name)
+            why = (f"{active} ({entry['stage']}) runs without a production record: a rollout "
+                   "that never finished (a run that died waiting for approval?)")  # fmt: skip
+            if not production or production not in (status.get("versions") or []):
+                log(f"{t.name}: {why}; no production version on the device to return to")
+                ctx.audit.append("unfinished_rollout", model=name, version=active, target=t.name,
+                                 reason=why, by=by)  # fmt: skip
+                continue
+            AgentClient(t).rollback(production, reason=f"withdrawn: {why}"[:200], actor=by)
+            ctx.registry.record_deployment(name, production, t.name, "rollback", why, by,
+                                           previous=active)  # fmt: skip
+            ctx.registry.set_stage(name, active, "candidate", by, note="withdrawn: never approved")
+            ctx.registry.save()
+            ctx.audit.append("canary_withdrawn", model=name, version=active, target=t.name,
+                             to=production, reason=why, by=by)  # fmt: skip
+            log(f"{t.name}: {why}: rolled back to {production}")
+            withdrawn.append(t.name)
+    return withdrawn
 
 
 def withdraw_canary(ctx: DeployContext, bundle_dir: Path, before: dict[str, str | None], why: str,

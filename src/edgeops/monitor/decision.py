@@ -73,7 +73,9 @@ def last_trigger(audit_path: Path, now: float | None = None) -> tuple[float | No
         try:
             at = float(calendar.timegm(time.strptime(entry["at"], "%Y-%m-%dT%H:%M:%SZ")))
         except (KeyError, TypeError, ValueError):
-            future.append(f"ignored a {TRIGGER_EVENT} entry with no valid time ({entry.get('at')!r})")
+            future.append(
+                f"ignored a {TRIGGER_EVENT} entry with no valid time ({entry.get('at')!r})"
+            )
             continue
         if at > now + CLOCK_SKEW_SECONDS:
             future.append(

@@ -207,12 +207,11 @@ def check_signing_key() -> Check:
 
 def check_records(params_path: str | Path) -> Check:
     """The registry and the audit log are what edgeops last signed (hash chain + signature)."""
-    from edgeops.deploy.operations import DeployContext
-    from edgeops.deploy.records import RecordsBroken
-
     import calendar
     import time
 
+    from edgeops.deploy.operations import DeployContext
+    from edgeops.deploy.records import RecordsBroken
     from edgeops.monitor.decision import CLOCK_SKEW_SECONDS
 
     c = partial(Check, "deploy records")

@@ -18,7 +18,10 @@ from typing import Any
 from edgeops.errors import EdgeopsError
 
 #: What a run's lineage is made of (paths relative to the workspace); missing files are skipped.
-LINEAGE_FILES = ("dvc.lock", "params.yaml", "deploy/registry.json", "deploy/audit.jsonl")
+LINEAGE_FILES = ("dvc.lock", "params.yaml", "deploy/registry.json", "deploy/audit.jsonl",
+                 "deploy/audit.seal")  # fmt: skip
+#: what a rollout changes after the lineage was recorded: the deploy records
+RECORD_FILES = ("deploy/registry.json", "deploy/audit.jsonl", "deploy/audit.seal")
 
 
 @dataclass
@@ -63,16 +66,36 @@ def record(root: Path, model: str, version: str, reason: str, cfg: dict[str, Any
     production = [
         str(p.relative_to(root)) for p in sorted((root / "data/production").glob("*.dvc"))
     ]
-    paths = [
-        p
-        for p in (*LINEAGE_FILES, *production)
-        if (root / p).exists() and git(root, "check-ignore", "-q", p, check=False).returncode != 0
-    ]
-    git(root, "add", "--", *paths)
     message = f"{model} {version}: lineage of a training run ({reason})"
-    staged = git(root, "diff", "--cached", "--quiet", "--", *paths, check=False).returncode != 0
-    if staged:
-        git(root, "commit", "-q", "-m", message, "--", *paths)
+    paths, staged = _commit(root, (*LINEAGE_FILES, *production), message)
     git(root, "tag", "-a", tag, "-m", message)
     commit = git(root, "rev-parse", "HEAD").stdout.strip()
     return LineageResult(True, f"committed {', '.join(paths)}" if staged else "tagged", commit, tag)
+
+
+def commit_records(root: Path, model: str, version: str, cfg: dict[str, Any]) -> str | None:
+    """After the rollout: commit what it recorded (registry, audit log, seal), if anything and
+    if the repository says so (the lineage itself was committed and tagged before it)."""
+    if not cfg.get("commit", True):
+        return None
+    if git(root, "rev-parse", "--is-inside-work-tree", check=False).returncode != 0:
+        return None
+    paths, staged = _commit(root, RECORD_FILES, f"{model} {version}: records of its rollout")
+    return f"committed {', '.join(paths)}" if staged else None
+
+
+def _commit(root: Path, candidates: tuple[str, ...], message: str) -> tuple[list[str], bool]:
+    """Commit those of ``candidates`` that exist and git does not ignore (only those paths,
+    whatever else is staged); ``(paths, whether anything changed)``."""
+    paths = [
+        p
+        for p in candidates
+        if (root / p).exists() and git(root, "check-ignore", "-q", p, check=False).returncode != 0
+    ]
+    if not paths:
+        return [], False
+    git(root, "add", "--", *paths)
+    staged = git(root, "diff", "--cached", "--quiet", "--", *paths, check=False).returncode != 0
+    if staged:
+        git(root, "commit", "-q", "-m", message, "--", *paths)
+    return paths, staged

@@ -73,6 +73,14 @@ def markdown(facts: dict[str, Any]) -> str:
     lines.append(
         f"- validation (Great Expectations): {verdict}, {len(checks)} expectations, {len(failed)} failed"
     )
+    for target, got in (ingest.get("production") or {}).items():
+        joined = f"- labels of {target}: {got['joined']:,} of {got['labelled']:,} joined"
+        if got.get("capped"):
+            joined += f" ({got['capped']:,} older ones over the cap of {got['cap']:,})"
+        lines.append(joined)
+        for q in got.get("quarantined") or []:
+            lines.append(f"  - **QUARANTINED**: {q['why']}; after a review: "
+                         f"`edgeops labels release {target} --reason TEXT`")  # fmt: skip
     lines += [
         "",
         "## Stages (DVC decides what re-runs)",
@@ -98,9 +106,21 @@ def markdown(facts: dict[str, Any]) -> str:
     else:
         champion = (gate.get("champion") or {}).get("version") or "none (first deployment)"
         decision = "promote" if gate.get("promote") else "refuse"
-        lines.append(f"- champion: `{champion}`")
+        lines.append(f"- champion: `{champion}` (the registry's production version)")
         lines.append(f"- decision: **{decision}**: {gate.get('reason', '')}")
+        if isinstance(gate.get("test_rows"), int):
+            lines.append(f"- on the holdout of the source's rows: {gate['test_rows']:,} rows")
+        prod = gate.get("production")
+        if prod:
+            primary = gate.get("primary_metric", "roc_auc")
+            ch = (prod.get("challenger") or {}).get(primary)
+            cp = (prod.get("champion") or {}).get(primary)
+            lines.append(f"- apart, on {prod['rows']:,} held-out production rows: {primary} "
+                         f"{_fmt(ch)} (champion {_fmt(cp)}); informs, does not decide")  # fmt: skip
     lines += ["", "## Targets"]
+    for name in facts.get("withdrawn") or []:
+        lines.append(f"- {name}: a rollout that never finished (no approval recorded) was "
+                     "withdrawn first: back on the production version")  # fmt: skip
     deploy = facts.get("deploy") or {}
     approval = facts.get("approval")
     if approval:

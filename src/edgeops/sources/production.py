@@ -4,7 +4,10 @@
 truth arrives, its label. With ``ingest.production.include`` the rows that have a label join the
 training data: features as the device received them, the target from the feedback, a timestamp
 column (if the schema has one) from the time of the prediction. A request row that reached
-several agents or was collected twice counts once (deduplicated by request id and row).
+several agents or was collected twice counts once (deduplicated by request id and row). A label
+from the field is trusted only so far (:mod:`edgeops.sources.field_labels`): a device whose labels
+disagree with the model and with the other devices is quarantined until a person releases its
+rows, and no device's rows exceed a share of the source's.
 
 The rows are appended after the source's rows, and ``data/raw/production.parquet`` lists their
 keys in the same order, so ``split`` can place each by a hash of its key (see stages/split.py).
@@ -21,23 +24,34 @@ from edgeops.schema import TIMESTAMP, Schema
 if TYPE_CHECKING:
     import pandas as pd
 
+    from edgeops.sources.field_labels import LabelTrust
+
 KEY_COLUMNS = ["key", "target", "log", "id", "model_version", "ts"]
 
 
 def labelled_rows(
-    root: str | Path, source: pd.DataFrame, schema: Schema
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rows shaped like ``source``, their keys) for every stored row with a known label."""
+    root: str | Path, source: pd.DataFrame, schema: Schema, trust: LabelTrust | None = None,
+    source_rows: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:  # fmt: skip
+    """(rows shaped like ``source``, their keys, what the guards did per target) for the stored
+    rows with a known label that ``trust`` lets join (quarantine, cap of ``source_rows``)."""
     import pandas as pd
 
     from edgeops.monitor.store import ProductionStore
+    from edgeops.sources.field_labels import LabelTrust, judge
 
     stored = ProductionStore(root).labelled()
     by_str = {str(c): c for c in schema.classes}
     if not stored.empty:
-        stored = stored[stored["_feedback"].astype(str).isin(by_str)]
+        stored = stored[stored["_feedback"].astype(str).isin(by_str)].reset_index(drop=True)
+    report: dict[str, Any] = {}
+    if not stored.empty:
+        keep, report = judge(
+            stored, trust or LabelTrust(), len(source) if source_rows is None else source_rows
+        )
+        stored = stored[keep].reset_index(drop=True)
     if stored.empty:
-        return source.iloc[0:0].copy(), pd.DataFrame(columns=KEY_COLUMNS)
+        return source.iloc[0:0].copy(), pd.DataFrame(columns=KEY_COLUMNS), report
     out = {}
     missing = []
     for col in source.columns:
@@ -62,7 +76,7 @@ def labelled_rows(
         "target": stored["_target"], "log": stored["_log"], "id": stored["_id"],
         "model_version": stored["_model_version"], "ts": stored["_ts"],
     }).reset_index(drop=True)  # fmt: skip
-    return rows, keys
+    return rows, keys, report
 
 
 def _like(values: pd.Series, like: pd.Series) -> pd.Series:
@@ -76,14 +90,19 @@ def _like(values: pd.Series, like: pd.Series) -> pd.Series:
 
 
 def add_production(
-    source: pd.DataFrame, cfg: dict[str, Any], schema: Schema
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``source`` with the labelled production rows appended, and the keys of those rows."""
+    source: pd.DataFrame, cfg: dict[str, Any], schema: Schema, source_rows: int | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """``source`` with the labelled production rows appended, the keys of those rows, and what
+    the guards did per target (``source_rows``: the source's rows, default ``len(source)``)."""
     import pandas as pd
 
+    from edgeops.sources.field_labels import LabelTrust
+
     if not cfg.get("include"):
-        return source, pd.DataFrame(columns=KEY_COLUMNS)
-    rows, keys = labelled_rows(cfg.get("path", "data/production"), source, schema)
+        return source, pd.DataFrame(columns=KEY_COLUMNS), {}
+    trust = LabelTrust.from_params(cfg)
+    rows, keys, report = labelled_rows(cfg.get("path", "data/production"), source, schema, trust,
+                                       source_rows)  # fmt: skip
     if rows.empty:
-        return source, keys
-    return pd.concat([source, rows], ignore_index=True), keys
+        return source, keys, report
+    return pd.concat([source, rows], ignore_index=True), keys, report

@@ -125,7 +125,7 @@ def prepared_frames(
     found["source_rows"], found["columns"] = len(df), list(df.columns)
     following = next(frames, None)
     if following is None:
-        df, found["keys"] = add_production(df, production, schema)
+        df, found["keys"], found["production"] = add_production(df, production, schema)
         yield df
         return
     shape = df.iloc[0:0].copy()  # the columns and types (a copy: a slice would keep df alive)
@@ -139,7 +139,9 @@ def prepared_frames(
         found["source_rows"] += len(part)
         yield part
         del part
-    rows, found["keys"] = add_production(shape, production, schema)
+    rows, found["keys"], found["production"] = add_production(
+        shape, production, schema, found["source_rows"]
+    )
     if len(rows):
         yield rows
 
@@ -179,6 +181,13 @@ def main() -> None:
                 "ingest",
                 f"+ {len(keys):,} labelled production rows from {cfg['production'].get('path')}",
             )
+        for target, got in found["production"].items():
+            for q in got["quarantined"]:
+                runner.log("ingest", f"QUARANTINED {target}: {q['why']}: not joined; after a "
+                           f"review: edgeops labels release {target} --reason TEXT")  # fmt: skip
+            if got["capped"]:
+                runner.log("ingest", f"{target}: {got['capped']:,} older labelled rows left out "
+                           f"(at most {got['cap']:,}: ingest.production.max_target_share)")  # fmt: skip
         write_parquet(keys, args.production_keys)
         atomic.write_json(
             args.report,
@@ -187,6 +196,7 @@ def main() -> None:
                 "rows": rows,
                 "source_rows": found["source_rows"],
                 "production_rows": len(keys),
+                "production": found["production"],
                 "columns": found["columns"],
                 "dropped": dropped,
                 "csv": detected.get("csv"),

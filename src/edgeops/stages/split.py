@@ -6,13 +6,16 @@ target with a fixed seed.
 
 Labelled production rows (appended by ``ingest``, listed in ``data/raw/production.parquet``) are
 placed by a hash of their request key instead: a row's side never changes as more production rows
-arrive, and the source's rows are split exactly as before. So the champion was never trained on
-any row of the new test split, the challenger was not either, and the test split holds the new
-conditions in the same share as the training split: the gate compares the two fairly.
+arrive, and the source's rows are split exactly as before. The held-out production rows go to a
+file of their own, ``test_production.parquet``, never into ``test.parquet``: the test split is the
+fixed, versioned holdout of the source's rows on which the gate decides, and no label from the
+field can move it (a device's labels can lie). The gate scores the production test rows as a
+figure apart. Neither model was trained on any held-out row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
 #: rows of each class that training and test must each get, at the least
 MIN_PER_SIDE = 2
 #: above this many rows the sides are decided from the target (or time) column alone and the rows
-#: copied a row group at a time (:func:`held_out_mask`, :func:`write_sides`): memory grows with one
+#: copied a row group at a time (:func:`sides_of`, :func:`write_sides`): memory grows with one
 #: column, not with the frame. The same rows go to each side; they keep the file's order.
 STREAM_ROWS = 5_000_000
 
@@ -156,11 +159,19 @@ def hash_side(keys: list[str], test_size: float) -> list[bool]:
     return [int.from_bytes(hashlib.sha256(k.encode()).digest()[:4], "big") < cut for k in keys]
 
 
+#: the side of each row in the streamed split (:func:`sides_of`)
+TRAIN, TEST, PRODUCTION_TEST = 0, 1, 2
+#: the files of each side, in that order
+SIDE_FILES = ("train.parquet", "test.parquet", "test_production.parquet")
+
+
 def split_with_production(
     df: pd.DataFrame, keys: pd.DataFrame, schema: Schema, test_size: float, seed: int,
     time_column: str | None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
-    """The source's rows split as always; the last ``len(keys)`` rows (production) by key hash."""
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """``(train, test, production test)``: the source's rows split as always (``test`` is the
+    holdout of source rows only); the last ``len(keys)`` rows (production) by key hash, the
+    held-out ones to ``production test``."""
     import pandas as pd
 
     n = len(keys)
@@ -168,11 +179,12 @@ def split_with_production(
     source, prod = df.iloc[: len(df) - n], df.iloc[len(df) - n :]
     train, test = split(source, schema, test_size, seed, time_column)
     if n == 0:
-        return train, test
+        return train, test, df.iloc[0:0].reset_index(drop=True)
     side = pd.Series(hash_side(keys["key"].astype(str).tolist(), test_size), index=prod.index)
     return (
         pd.concat([train, prod[~side]], ignore_index=True),
-        pd.concat([test, prod[side]], ignore_index=True),
+        test,
+        prod[side].reset_index(drop=True),
     )
 
 
@@ -184,12 +196,13 @@ def _check_keys(keys: int, rows: int) -> None:
         )
 
 
-def held_out_mask(
+def sides_of(
     path: str | Path, keys: pd.DataFrame, schema: Schema, test_size: float, seed: int,
     time_column: str | None,
 ) -> Any:  # fmt: skip
-    """True for the rows of the Parquet file at ``path`` that :func:`split_with_production` puts
-    in the test split (a bool array in file order), read from the target (and time) column only.
+    """The side each row of the Parquet file at ``path`` goes to in
+    :func:`split_with_production` (:data:`TRAIN`, :data:`TEST` or :data:`PRODUCTION_TEST`; an
+    int8 array in file order), read from the target (and time) column only.
 
     The stratified split permutes row positions, never looks at the other columns: the same
     seed picks the same rows as from the whole frame."""
@@ -204,35 +217,36 @@ def held_out_mask(
     columns = [schema.target] + ([time_column] if time_column else [])
     cols = pq.read_table(path, columns=columns).to_pandas().iloc[:n]
     times = cols[time_column] if time_column else None
-    mask = np.zeros(n_all, dtype=bool)
-    mask[_sides(cols[schema.target], times, test_size, seed, time_column)[1]] = True
+    sides = np.full(n_all, TRAIN, dtype=np.int8)
+    sides[_sides(cols[schema.target], times, test_size, seed, time_column)[1]] = TEST
     if n_prod:
-        mask[n:] = hash_side(keys["key"].astype(str).tolist(), test_size)
-    return mask
+        held = np.asarray(hash_side(keys["key"].astype(str).tolist(), test_size), dtype=bool)
+        sides[n:][held] = PRODUCTION_TEST
+    return sides
 
 
-def write_sides(path: str | Path, mask: Any, out: Path) -> tuple[int, int]:
-    """Copy the rows of ``path`` to ``out/train.parquet`` (mask False) and ``out/test.parquet``
-    (True), a row group at a time, both atomically; return the rows of each."""
+def write_sides(path: str | Path, sides: Any, out: Path) -> tuple[int, int, int]:
+    """Copy the rows of ``path`` to ``out``'s :data:`SIDE_FILES` by their ``sides``, a row
+    group at a time, all atomically; return the rows of each."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     done = 0
-    with (
-        pq.ParquetFile(path) as file,
-        atomic.atomic_path(out / "train.parquet") as train_tmp,
-        atomic.atomic_path(out / "test.parquet") as test_tmp,
-        pq.ParquetWriter(train_tmp, file.schema_arrow, compression="zstd") as train,
-        pq.ParquetWriter(test_tmp, file.schema_arrow, compression="zstd") as test,
-    ):
+    with contextlib.ExitStack() as stack:
+        file = stack.enter_context(pq.ParquetFile(path))
+        writers = []
+        for name in SIDE_FILES:
+            tmp = stack.enter_context(atomic.atomic_path(out / name))
+            writers.append(
+                stack.enter_context(pq.ParquetWriter(tmp, file.schema_arrow, compression="zstd"))
+            )
         for batch in file.iter_batches(batch_size=1 << 20):
-            side = pa.array(mask[done : done + batch.num_rows])
-            test.write_batch(batch.filter(side))
-            train.write_batch(batch.filter(pc.invert(side)))
+            chunk = sides[done : done + batch.num_rows]
+            for code, writer in enumerate(writers):
+                writer.write_batch(batch.filter(pa.array(chunk == code)))
             done += batch.num_rows
-    n_test = int(mask.sum())
-    return len(mask) - n_test, n_test
+    counts = [int((sides == code).sum()) for code in range(len(SIDE_FILES))]
+    return counts[0], counts[1], counts[2]
 
 
 def main() -> None:
@@ -254,17 +268,24 @@ def main() -> None:
         out = Path(args.out_dir)
         if rows_and_columns(args.data)[0] > STREAM_ROWS:
             runner.log("split", "large data: sides from the target column, rows copied in chunks")
-            n_train, n_test = write_sides(
-                args.data, held_out_mask(args.data, keys, schema, *how), out
+            n_train, n_test, n_prod = write_sides(
+                args.data, sides_of(args.data, keys, schema, *how), out
             )
         else:
-            train, test = split_with_production(pd.read_parquet(args.data), keys, schema, *how)
-            for name, part in (("train", train), ("test", test)):
-                with atomic.atomic_path(out / f"{name}.parquet") as tmp:
+            parts = split_with_production(pd.read_parquet(args.data), keys, schema, *how)
+            for name, part in zip(SIDE_FILES, parts, strict=True):
+                with atomic.atomic_path(out / name) as tmp:
                     part.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
-            n_train, n_test = len(train), len(test)
-        prod = f" (production rows: {len(keys):,}, placed by key hash)" if len(keys) else ""
-        runner.log("split", f"train {n_train:,} rows, test {n_test:,} rows{prod} -> {out}/")
+            n_train, n_test, n_prod = (len(part) for part in parts)
+        prod = (
+            f"; production rows: {len(keys):,}, placed by key hash, {n_prod:,} held out "
+            f"apart in {SIDE_FILES[2]}"
+            if len(keys)
+            else ""
+        )
+        runner.log(
+            "split", f"train {n_train:,} rows, test {n_test:,} rows (the holdout){prod} -> {out}/"
+        )
 
     runner.run("split", body, args.params)
 

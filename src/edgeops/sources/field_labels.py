@@ -1,0 +1,202 @@
+"""Which devices' labels a training run trusts: a cap per device and a quarantine.
+
+Labels come from the field, and a device (or whoever holds its feedback token) can lie. Two
+guards decide which labelled production rows join the training data (``ingest.production``):
+
+- **quarantine**: a device's labelled rows are judged in chunks of ``quarantine.rows`` (its
+  prediction order). A chunk whose labels agree with the model's own predictions far less than
+  the model expects (the mean probability of the class it predicted, its own confidence) *and*
+  far less than the other devices' labels agree with theirs (each by more than
+  ``quarantine.gap``) is quarantined: its rows stay stored in ``data/production``, are named in
+  ``reports/ingest.json`` and the run's summary, and join only when a person releases them
+  (``edgeops labels release``, kept in ``ingest.production.released`` and the audit log). A
+  device alone (no other device with labels) is judged against the model's expectation only.
+- **cap**: one device's rows are at most ``max_target_share`` of the source's rows (the newest
+  kept), so no single device can outweigh the plant, whatever it sends.
+
+The gate decides on the holdout of the source's rows, which no field label enters
+(``stages/split.py``); these guards keep a lying device out of what the challenger learns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from edgeops.errors import EdgeopsError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class Release:
+    """A person's release of a device's quarantined rows: those of ``log`` up to id ``through``."""
+
+    target: str
+    log: str
+    through: int
+
+
+@dataclass(frozen=True)
+class LabelTrust:
+    """The ``ingest.production`` guards, checked once."""
+
+    max_target_share: float = 0.1
+    gap: float = 0.2
+    rows: int = 500
+    min_rows: int = 100
+    released: tuple[Release, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_params(cls, cfg: dict[str, Any]) -> LabelTrust:
+        where = "ingest.production"
+        q = cfg.get("quarantine")
+        q = {} if q is None else q
+        if not isinstance(q, dict):
+            raise EdgeopsError(f"{where}.quarantine must be a mapping (gap, rows, min_rows)")
+
+        def number(section: dict[str, Any], key: str, default: float, lo: float,
+                   hi: float = math.inf) -> float:  # fmt: skip
+            value = section.get(key, default)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not lo <= value <= hi
+            ):
+                raise EdgeopsError(
+                    f"{where}: {key} must be a number from {lo} to {hi}, not {value!r}"
+                )
+            return float(value)
+
+        released = []
+        for i, r in enumerate(cfg.get("released") or []):
+            if not (isinstance(r, dict) and isinstance(r.get("target"), str)
+                    and isinstance(r.get("log"), str) and isinstance(r.get("through"), int)):  # fmt: skip
+                raise EdgeopsError(
+                    f"{where}.released[{i}] must be {{target: NAME, log: ID, through: ROW_ID}}",
+                    fix="release rows with `edgeops labels release TARGET --reason TEXT`",
+                )
+            released.append(Release(r["target"], r["log"], r["through"]))
+        return cls(
+            max_target_share=number(cfg, "max_target_share", 0.1, 0.0, 1.0),
+            gap=number(q, "gap", 0.2, 0.0, 1.0),
+            rows=int(number(q, "rows", 500, 1)),
+            min_rows=int(number(q, "min_rows", 100, 1)),
+            released=tuple(released),
+        )
+
+    def released_through(self, target: str, log: str) -> int:
+        return max((r.through for r in self.released if (r.target, r.log) == (target, log)),
+                   default=0)  # fmt: skip
+
+
+@dataclass
+class Chunk:
+    """One judged chunk of a device's labelled rows."""
+
+    target: str
+    log: str
+    first: int
+    last: int
+    rows: int
+    agreement: float
+    expected: float
+    others: float | None
+    quarantined: bool
+
+    def why(self) -> str:
+        others = "" if self.others is None else f", the other devices' {self.others:.0%}"
+        return (f"{self.rows:,} labels (ids {self.first}..{self.last} of log {self.log[:8]}) "
+                f"agree {self.agreement:.0%} with the model's predictions; the model expects "
+                f"{self.expected:.0%}{others}")  # fmt: skip
+
+
+def judge(stored: pd.DataFrame, trust: LabelTrust, source_rows: int) -> tuple[Any, dict[str, Any]]:
+    """Which of ``stored`` (labelled rows: ``_target, _log, _id, _ts, _label, _feedback,
+    _probabilities``) join the training data: ``(keep mask, report per target)``."""
+    import numpy as np
+
+    n = len(stored)
+    if n == 0:
+        return np.zeros(0, dtype=bool), {}
+    agree = (stored["_feedback"].astype(str) == stored["_label"].astype(str)).to_numpy()
+    expected = np.asarray([_confidence(p) for p in stored["_probabilities"]], dtype=float)
+    targets = stored["_target"].astype(str).to_numpy()
+    keep = np.ones(n, dtype=bool)
+    report: dict[str, Any] = {}
+    for target in sorted(set(targets)):
+        mine = targets == target
+        theirs = ~mine
+        others = float(agree[theirs].mean()) if theirs.sum() >= trust.min_rows else None
+        chunks = _chunks(stored, np.flatnonzero(mine), agree, expected, others, trust)
+        for chunk, positions in chunks:
+            if chunk.quarantined:
+                keep[positions] = False
+        cap = int(trust.max_target_share * source_rows)
+        kept = np.flatnonzero(mine & keep)
+        capped = 0
+        if len(kept) > cap:  # the newest rows of the device, by the time of the prediction
+            order = np.lexsort((stored["_id"].to_numpy()[kept], stored["_ts"].to_numpy()[kept]))
+            dropped = kept[order[: len(kept) - cap]]
+            keep[dropped] = False
+            capped = len(dropped)
+        report[target] = {
+            "labelled": int(mine.sum()),
+            "joined": int((mine & keep).sum()),
+            "capped": capped,
+            "cap": cap,
+            "agreement": round(float(agree[mine].mean()), 4),
+            "others_agreement": None if others is None else round(others, 4),
+            "quarantined": [_shown(c) for c, _ in chunks if c.quarantined],
+        }
+    return keep, report
+
+
+def _shown(c: Chunk) -> dict[str, Any]:
+    return {"log": c.log, "first": c.first, "last": c.last, "rows": c.rows,
+            "agreement": round(c.agreement, 4), "expected": round(c.expected, 4),
+            "others": None if c.others is None else round(c.others, 4), "why": c.why()}  # fmt: skip
+
+
+def _chunks(stored: pd.DataFrame, positions: Any, agree: Any, expected: Any,
+            others: float | None, trust: LabelTrust) -> list[tuple[Chunk, Any]]:  # fmt: skip
+    """A device's labelled rows in chunks of ``trust.rows`` (per log, id order), each judged; a
+    last chunk below ``min_rows`` joins the one before it."""
+    import numpy as np
+
+    out = []
+    logs = stored["_log"].astype(str).to_numpy()
+    ids = stored["_id"].to_numpy()
+    target = str(stored["_target"].iloc[positions[0]])
+    for log in sorted(set(logs[positions])):
+        rows = positions[logs[positions] == log]
+        rows = rows[np.argsort(ids[rows], kind="stable")]
+        released = trust.released_through(target, log)
+        bounds = list(range(0, len(rows), trust.rows)) + [len(rows)]
+        if len(bounds) > 2 and bounds[-1] - bounds[-2] < trust.min_rows:
+            bounds.pop(-2)
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            part = rows[lo:hi]
+            a, e = float(agree[part].mean()), float(expected[part].mean())
+            judged = len(part) >= trust.min_rows and ids[part].max() > released
+            bad = judged and a < e - trust.gap and (others is None or a < others - trust.gap)
+            if bad and released:  # rows up to the release join; the rest stays out
+                part = part[ids[part] > released]
+            chunk = Chunk(target, log, int(ids[part].min()), int(ids[part].max()), len(part), a, e,
+                          others, bad)  # fmt: skip
+            out.append((chunk, part))
+    return out
+
+
+def _confidence(probabilities: Any) -> float:
+    """The probability of the class the model predicted (its own expectation of being right)."""
+    values = json.loads(probabilities) if isinstance(probabilities, str) else probabilities
+    if isinstance(values, dict):
+        values = list(values.values())
+    try:
+        return float(max(values))
+    except (TypeError, ValueError):
+        return float("nan")
