@@ -72,9 +72,10 @@ def _source_rows(root: Path) -> int:
 def labels_status(params: ParamsOpt = Path("params.yaml")) -> None:
     """Per device: labelled rows, how often its labels agree with the model, what is quarantined.
 
-    A device whose labels disagree with the model's predictions far more than the model expects
-    and than the other devices' labels do is quarantined in chunks (ingest.production.quarantine):
-    its rows stay stored and join training only when a person releases them.
+    A device whose labels (a chunk of them) disagree with the model's predictions far more than
+    the model expects and than the other devices' labels do is quarantined
+    (ingest.production.quarantine): its rows stay stored and join training only when a person
+    releases them.
 
     Exit codes: 0 listed (quarantined rows are listed, not an error), 2 an error.
 
@@ -93,9 +94,13 @@ def labels_status(params: ParamsOpt = Path("params.yaml")) -> None:
     typer.echo(format_rows(rows, list(rows[0])))
     for target, r in report.items():
         for q in r["quarantined"]:
-            typer.echo(f"{target}: QUARANTINED: {q['why']}", err=True)
+            typer.echo(f"{target}: QUARANTINED: rows {q['first']}..{q['last']} of log "
+                       f"{q['log'][:8]} ({q['rows']:,} labelled) are held", err=True)  # fmt: skip
+        for c in r["disagreeing"]:
+            typer.echo(f"  because {c['why']}", err=True)
         if r["quarantined"]:
-            typer.echo(f"  after a review: edgeops labels release {target} --reason TEXT", err=True)
+            typer.echo(f"  after a review: edgeops labels release {target} --reason TEXT "
+                       "[--through ID: the last row id to trust]", err=True)  # fmt: skip
 
 
 def labels_release(

@@ -33,15 +33,17 @@ def test_a_device_whose_labels_contradict_the_model_and_the_others_is_quarantine
                         labelled("line-2", 1000, 0.02, seed=3, first=2001)], ignore_index=True)  # fmt: skip
     keep, report = judge(stored, LabelTrust(max_target_share=1.0), 50_000)
     assert report["line-1"]["joined"] == 3000 and report["line-1"]["quarantined"] == []
-    bad = report["line-2"]["quarantined"]
+    bad = report["line-2"]["disagreeing"]
     assert [(q["first"], q["last"], q["rows"]) for q in bad] == [
         (2001, 2500, 500),
         (2501, 3000, 500),
     ]
     assert bad[0]["agreement"] < 0.05 and bad[0]["expected"] == 0.9 and bad[0]["others"] > 0.9
     assert "agree 2% with the model's predictions; the model expects 90%" in bad[0]["why"]
-    assert report["line-2"]["joined"] == 2000  # its honest rows still join
-    assert not keep[(stored["_target"] == "line-2") & (stored["_id"] > 2000)].any()
+    # the device is held whole (its rows not released): a person releases what they trust
+    held = report["line-2"]["quarantined"]
+    assert [(q["first"], q["last"], q["rows"]) for q in held] == [(1, 3000, 3000)]
+    assert report["line-2"]["joined"] == 0 and not keep[stored["_target"] == "line-2"].any()
 
 
 def test_honest_devices_in_a_new_regime_are_not_quarantined() -> None:
@@ -72,6 +74,7 @@ def test_a_release_lets_the_rows_up_to_it_join_and_judges_later_ones() -> None:
     )
     keep, report = judge(later, trust, 50_000)
     assert [(q["first"], q["last"]) for q in report["line-2"]["quarantined"]] == [(1001, 1500)]
+    assert keep[(later["_target"] == "line-2") & (later["_id"] <= 1000)].all()
 
 
 def test_one_device_is_capped_at_a_share_of_the_source_keeping_its_newest_rows() -> None:

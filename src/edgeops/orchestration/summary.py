@@ -78,8 +78,10 @@ def markdown(facts: dict[str, Any]) -> str:
         if got.get("capped"):
             joined += f" ({got['capped']:,} older ones over the cap of {got['cap']:,})"
         lines.append(joined)
-        for q in got.get("quarantined") or []:
-            lines.append(f"  - **QUARANTINED**: {q['why']}; after a review: "
+        if got.get("quarantined"):
+            held = sum(q["rows"] for q in got["quarantined"])
+            why = "; ".join(c["why"] for c in got.get("disagreeing") or [])
+            lines.append(f"  - **QUARANTINED**: {held:,} rows held: {why}; after a review: "
                          f"`edgeops labels release {target} --reason TEXT`")  # fmt: skip
     lines += [
         "",

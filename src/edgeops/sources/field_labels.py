@@ -4,13 +4,14 @@ Labels come from the field, and a device (or whoever holds its feedback token) c
 guards decide which labelled production rows join the training data (``ingest.production``):
 
 - **quarantine**: a device's labelled rows are judged in chunks of ``quarantine.rows`` (its
-  prediction order). A chunk whose labels agree with the model's own predictions far less than
+  prediction order). When a chunk's labels agree with the model's own predictions far less than
   the model expects (the mean probability of the class it predicted, its own confidence) *and*
   far less than the other devices' labels agree with theirs (each by more than
-  ``quarantine.gap``) is quarantined: its rows stay stored in ``data/production``, are named in
-  ``reports/ingest.json`` and the run's summary, and join only when a person releases them
-  (``edgeops labels release``, kept in ``ingest.production.released`` and the audit log). A
-  device alone (no other device with labels) is judged against the model's expectation only.
+  ``quarantine.gap``), the device is quarantined: its rows not released yet stay stored in
+  ``data/production``, are named in ``reports/ingest.json`` and the run's summary, and join only
+  when a person releases them (``edgeops labels release``, kept in ``ingest.production.released``
+  and the audit log); what it labels after a release is judged again. A device alone (no other
+  device with labels) is judged against the model's expectation only.
 - **cap**: one device's rows are at most ``max_target_share`` of the source's rows (the newest
   kept), so no single device can outweigh the plant, whatever it sends.
 
@@ -116,7 +117,11 @@ class Chunk:
 
 def judge(stored: pd.DataFrame, trust: LabelTrust, source_rows: int) -> tuple[Any, dict[str, Any]]:
     """Which of ``stored`` (labelled rows: ``_target, _log, _id, _ts, _label, _feedback,
-    _probabilities``) join the training data: ``(keep mask, report per target)``."""
+    _probabilities``) join the training data: ``(keep mask, report per target)``.
+
+    A device with one bad chunk among its rows not yet released is quarantined whole (those
+    rows): a lying device's rows stay out, even those next to the chunk's edges; the report
+    names the chunks that disagreed, so a person can release what came before them."""
     import numpy as np
 
     n = len(stored)
@@ -125,21 +130,29 @@ def judge(stored: pd.DataFrame, trust: LabelTrust, source_rows: int) -> tuple[An
     agree = (stored["_feedback"].astype(str) == stored["_label"].astype(str)).to_numpy()
     expected = np.asarray([_confidence(p) for p in stored["_probabilities"]], dtype=float)
     targets = stored["_target"].astype(str).to_numpy()
+    logs = stored["_log"].astype(str).to_numpy()
+    ids = stored["_id"].to_numpy()
     keep = np.ones(n, dtype=bool)
     report: dict[str, Any] = {}
     for target in sorted(set(targets)):
         mine = targets == target
         theirs = ~mine
         others = float(agree[theirs].mean()) if theirs.sum() >= trust.min_rows else None
-        chunks = _chunks(stored, np.flatnonzero(mine), agree, expected, others, trust)
-        for chunk, positions in chunks:
-            if chunk.quarantined:
-                keep[positions] = False
+        chunks = _chunks(target, logs, ids, np.flatnonzero(mine), agree, expected, others, trust)
+        bad = [c for c in chunks if c.quarantined]
+        held: list[dict[str, Any]] = []
+        if bad:  # the device is quarantined: every row of it not released yet
+            for log in sorted({c.log for c in chunks}):
+                rows = mine & (logs == log) & (ids > trust.released_through(target, log))
+                if rows.any():
+                    keep[rows] = False
+                    held.append({"log": log, "first": int(ids[rows].min()),
+                                 "last": int(ids[rows].max()), "rows": int(rows.sum())})  # fmt: skip
         cap = int(trust.max_target_share * source_rows)
         kept = np.flatnonzero(mine & keep)
         capped = 0
         if len(kept) > cap:  # the newest rows of the device, by the time of the prediction
-            order = np.lexsort((stored["_id"].to_numpy()[kept], stored["_ts"].to_numpy()[kept]))
+            order = np.lexsort((ids[kept], stored["_ts"].to_numpy()[kept]))
             dropped = kept[order[: len(kept) - cap]]
             keep[dropped] = False
             capped = len(dropped)
@@ -150,7 +163,8 @@ def judge(stored: pd.DataFrame, trust: LabelTrust, source_rows: int) -> tuple[An
             "cap": cap,
             "agreement": round(float(agree[mine].mean()), 4),
             "others_agreement": None if others is None else round(others, 4),
-            "quarantined": [_shown(c) for c, _ in chunks if c.quarantined],
+            "quarantined": held,
+            "disagreeing": [_shown(c) for c in bad],
         }
     return keep, report
 
@@ -161,33 +175,27 @@ def _shown(c: Chunk) -> dict[str, Any]:
             "others": None if c.others is None else round(c.others, 4), "why": c.why()}  # fmt: skip
 
 
-def _chunks(stored: pd.DataFrame, positions: Any, agree: Any, expected: Any,
-            others: float | None, trust: LabelTrust) -> list[tuple[Chunk, Any]]:  # fmt: skip
-    """A device's labelled rows in chunks of ``trust.rows`` (per log, id order), each judged; a
-    last chunk below ``min_rows`` joins the one before it."""
+def _chunks(target: str, logs: Any, ids: Any, positions: Any, agree: Any, expected: Any,
+            others: float | None, trust: LabelTrust) -> list[Chunk]:  # fmt: skip
+    """A device's labelled rows not yet released in chunks of ``trust.rows`` (per log, id
+    order), each judged; a last chunk below ``min_rows`` joins the one before it."""
     import numpy as np
 
     out = []
-    logs = stored["_log"].astype(str).to_numpy()
-    ids = stored["_id"].to_numpy()
-    target = str(stored["_target"].iloc[positions[0]])
     for log in sorted(set(logs[positions])):
         rows = positions[logs[positions] == log]
+        rows = rows[ids[rows] > trust.released_through(target, log)]
         rows = rows[np.argsort(ids[rows], kind="stable")]
-        released = trust.released_through(target, log)
         bounds = list(range(0, len(rows), trust.rows)) + [len(rows)]
         if len(bounds) > 2 and bounds[-1] - bounds[-2] < trust.min_rows:
             bounds.pop(-2)
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             part = rows[lo:hi]
             a, e = float(agree[part].mean()), float(expected[part].mean())
-            judged = len(part) >= trust.min_rows and ids[part].max() > released
-            bad = judged and a < e - trust.gap and (others is None or a < others - trust.gap)
-            if bad and released:  # rows up to the release join; the rest stays out
-                part = part[ids[part] > released]
-            chunk = Chunk(target, log, int(ids[part].min()), int(ids[part].max()), len(part), a, e,
-                          others, bad)  # fmt: skip
-            out.append((chunk, part))
+            bad = len(part) >= trust.min_rows and a < e - trust.gap
+            bad = bad and (others is None or a < others - trust.gap)
+            out.append(Chunk(target, log, int(ids[part].min()), int(ids[part].max()), len(part),
+                             a, e, others, bad))  # fmt: skip
     return out
 
 

@@ -182,9 +182,12 @@ def main() -> None:
                 f"+ {len(keys):,} labelled production rows from {cfg['production'].get('path')}",
             )
         for target, got in found["production"].items():
-            for q in got["quarantined"]:
-                runner.log("ingest", f"QUARANTINED {target}: {q['why']}: not joined; after a "
-                           f"review: edgeops labels release {target} --reason TEXT")  # fmt: skip
+            if got["quarantined"]:
+                held = sum(q["rows"] for q in got["quarantined"])
+                why = "; ".join(c["why"] for c in got["disagreeing"][:3])
+                runner.log("ingest", f"QUARANTINED {target}: {why}: its {held:,} labelled rows "
+                           "not released are held (stored, not joined); after a review: "
+                           f"edgeops labels release {target} --reason TEXT")  # fmt: skip
             if got["capped"]:
                 runner.log("ingest", f"{target}: {got['capped']:,} older labelled rows left out "
                            f"(at most {got['cap']:,}: ingest.production.max_target_share)")  # fmt: skip
