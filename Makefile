@@ -17,7 +17,7 @@ RUN := $(VENV)/bin
 # the venv's tools first (dvc, edgeops; DVC's stages find the venv through bin/python anyway)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv keys demo demo-monitoring agent agent-stop deploy up down test lint format bench bench-export bench-agent bench-orchestration bench-monitor bench-scaling bench-stages bench-contention bench-startup clean
+.PHONY: requirements help venv keys demo demo-monitoring agent agent-stop deploy up down test lint format bench bench-export bench-agent bench-orchestration bench-monitor bench-scaling bench-stages bench-contention bench-startup clean
 
 KEY_DIR := $(or $(EDGEOPS_KEY_DIR),$(HOME)/.config/edgeops/keys)
 AGENT_STATE := data/agent
@@ -86,7 +86,7 @@ agent: venv keys ## start the demo edge agent on 127.0.0.1:8710 in the backgroun
 	@if curl -sf http://127.0.0.1:$(AGENT_PORT)/healthz >/dev/null 2>&1; then \
 		echo "agent already running on 127.0.0.1:$(AGENT_PORT)"; \
 	else \
-		nohup $(RUN)/edgeops edge serve --state-dir $(AGENT_STATE) --public-key "$(KEY_DIR)/signing.pub" \
+		umask 077; nohup $(RUN)/edgeops edge serve --state-dir $(AGENT_STATE) --public-key "$(KEY_DIR)/signing.pub" \
 			--port $(AGENT_PORT) --deploy-token-file "$(KEY_DIR)/demo-deploy.token" \
 			--predict-token-file "$(KEY_DIR)/demo-predict.token" \
 			--feedback-token-file "$(KEY_DIR)/demo-feedback.token" > $(AGENT_STATE)/agent.log 2>&1 & \
@@ -107,6 +107,12 @@ up: agent ## start the Prefect server, apply prefect.yaml, start a worker (logs 
 
 down: ## stop the Prefect worker and server that `make up` started
 	@if [ -x $(RUN)/edgeops ]; then $(RUN)/edgeops down; fi
+
+requirements: ## deploy/requirements-agent.txt from uv.lock: the device's locked, hash-checked install
+	@{ sed -n '1,6p' deploy/requirements-agent.txt; $(UV) export --frozen --no-dev --no-emit-project \
+		--format requirements-txt --no-header; } > deploy/requirements-agent.txt.tmp
+	@mv deploy/requirements-agent.txt.tmp deploy/requirements-agent.txt
+	@echo "deploy/requirements-agent.txt: $$(grep -c '^[a-z]' deploy/requirements-agent.txt) packages, hash-checked"
 
 bench: venv ## every benchmark side by side with its baseline (~15 min): reports/bench/summary.md, *.json, scaling.png (BENCH_ARGS=--huge adds 100M rows)
 	$(RUN)/python bench/suite.py $(BENCH_ARGS)

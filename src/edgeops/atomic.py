@@ -116,3 +116,21 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def private_dir(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a directory only its owner can enter (0700), whatever the umask or an
+    earlier mode: agent state, collected rows, the Prefect home."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def private_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a file only its owner can read (0600), created empty if missing: a database
+    made 0600 before SQLite opens it (its -wal and -shm files take its mode)."""
+    path = Path(path)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+    return path

@@ -1045,3 +1045,35 @@ def test_any_unicode_reason_and_actor_reach_the_history_exactly(agents: Agents, 
     lines = agent.log_path.read_text(encoding="utf-8").splitlines()
     assert any("by Łukasz Dvořák: hot fix – line 2\\nsecond line: 温度" in line for line in lines)
     assert not any(line.startswith("second line") for line in lines)
+
+
+# ---- 9. files only the agent's user can read, however it was started ---------------------------
+def test_the_agent_keeps_its_state_and_log_private_without_systemd(
+    agents: Agents, v1: Path
+) -> None:
+    """Started from a shell with umask 022, over a state directory and an inference log that
+    an earlier start left readable by everyone: both are the owner's only once it serves."""
+    import os
+    import sqlite3
+    import stat
+
+    agent = AgentProcess(agents.root / "open-state", agents.public_key)
+    agent.state_dir.mkdir(mode=0o755)
+    os.chmod(agent.state_dir, 0o755)
+    with sqlite3.connect(agent.state_dir / "inference.db") as db:  # an earlier start's log
+        db.execute("CREATE TABLE earlier (x)")
+    os.chmod(agent.state_dir / "inference.db", 0o644)
+    old = os.umask(0o022)  # the child inherits it: a login shell's usual umask
+    try:
+        agents.started.append(agent.start())
+    finally:
+        os.umask(old)
+    with client(agent) as c:
+        deploy(c, v1)
+        assert predict(c, golden_rows(v1, n=2)).status_code == 200
+        time.sleep(1.5)  # the log writer's batch
+    modes = {p.relative_to(agent.state_dir).as_posix() or ".": stat.S_IMODE(p.stat().st_mode)
+             for p in [agent.state_dir, *agent.state_dir.rglob("*")]}  # fmt: skip
+    assert modes["."] == 0o700 and modes["versions"] == 0o700, modes
+    assert modes["inference.db"] == 0o600, modes
+    assert all(not m & 0o077 for m in modes.values()), modes  # nothing for group or others

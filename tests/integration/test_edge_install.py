@@ -58,29 +58,73 @@ def must(proc: subprocess.CompletedProcess, what: str) -> str:
     return proc.stdout
 
 
-@pytest.fixture(scope="module")
-def base_venv(tmp_path_factory) -> Path:
-    """A venv holding edgeops without the [pipeline] extra, at the versions uv.lock pins."""
+#: the device's locked, hash-checked dependencies (the agent's only), exported from uv.lock
+REQUIREMENTS = REPO / "deploy" / "requirements-agent.txt"
+EXPORT = ["export", "--frozen", "--no-dev", "--no-emit-project", "--format", "requirements-txt"]
+#: the file's own header (how to use and regenerate it), above what uv export writes
+REQUIREMENTS_HEADER_LINES = 6
+
+
+def uv_path() -> str:
     # the dev group installs uv into the project venv, so a fresh CI machine has it too
     beside = Path(sys.executable).parent / "uv"
     uv = str(beside) if beside.is_file() else shutil.which("uv")
     if not uv:
         pytest.fail("uv is not in the venv nor on PATH: `make venv` installs it (dev group)")
+    return uv
+
+
+def install_hashed(uv: str, python: Path, requirements: Path) -> subprocess.CompletedProcess:
+    """What the device guide does with pip: every package pinned and checked against its hash."""
+    # --no-config: this checkout's [tool.uv] (its dev overrides) is not the device's
+    cmd = [uv, "pip", "install", "--no-config", "--python", str(python), "--require-hashes"]
+    cmd += ["-r", str(requirements)]
+    proc = run([*cmd, "--offline"])
+    return proc if proc.returncode == 0 else run(cmd)
+
+
+@pytest.fixture(scope="module")
+def base_venv(tmp_path_factory) -> Path:
+    """A venv as a device gets it: the hashed requirements file, then the edgeops wheel alone."""
+    uv = uv_path()
     tmp = tmp_path_factory.mktemp("base-install")
     venv = tmp / "venv"
-    constraints = tmp / "constraints.txt"
-    constraints.write_text(must(run([uv, "export", "--frozen", "--no-dev", "--no-hashes",
-                                     "--no-emit-project"]), "uv export"))  # fmt: skip
     must(run([uv, "venv", "--python", "3.11", str(venv)]), "uv venv")
     python = venv / "bin" / "python"
-    # --refresh-package: always build this checkout, never a cached wheel of an older one
-    install = [uv, "pip", "install", "--python", str(python), "--constraints", str(constraints),
-               "--refresh-package", "edgeops", str(REPO)]  # fmt: skip
-    proc = run([*install, "--offline"])
-    if proc.returncode != 0:
-        proc = run(install)
-    must(proc, "uv pip install (base, without [pipeline])")
+    must(install_hashed(uv, python, REQUIREMENTS), "installing deploy/requirements-agent.txt")
+    dist = tmp / "dist"
+    must(run([uv, "build", "--wheel", "--out-dir", str(dist), str(REPO)]), "uv build --wheel")
+    (wheel,) = dist.glob("edgeops-*.whl")
+    must(run([uv, "pip", "install", "--python", str(python), "--no-deps", str(wheel)]),
+         "installing the edgeops wheel (--no-deps)")  # fmt: skip
+    must(run([uv, "pip", "check", "--python", str(python)]), "uv pip check")
     return venv
+
+
+def test_the_device_requirements_are_uv_lock_s_and_a_tampered_hash_is_refused(
+    tmp_path: Path,
+) -> None:
+    """deploy/requirements-agent.txt is exactly what `uv export` writes from uv.lock (regenerate:
+    make requirements), and an install refuses a package whose hash differs."""
+    uv = uv_path()
+    exported = must(run([uv, *EXPORT, "--no-header"]), "uv export")
+    body = REQUIREMENTS.read_text().split("\n", REQUIREMENTS_HEADER_LINES)[-1]
+    assert body == exported, "deploy/requirements-agent.txt is stale: make requirements"
+    lines = REQUIREMENTS.read_text().splitlines()
+    assert not any(
+        name in REQUIREMENTS.read_text() for name in ("scikit-learn==", "pandas==", "prefect==")
+    )
+    first = next(i for i, line in enumerate(lines) if "--hash=sha256:" in line)
+    tampered = [*lines[:first], *[
+        line.split("--hash=sha256:")[0] + "--hash=sha256:" + "0" * 64 + (" \\" if line.endswith("\\") else "")
+        if "--hash=sha256:" in line else line
+        for line in lines[first:first + 3]
+    ], *lines[first + 3:]]  # fmt: skip
+    bad = tmp_path / "requirements.txt"
+    bad.write_text("\n".join(tampered) + "\n")
+    must(run([uv, "venv", "--python", "3.11", str(tmp_path / "venv")]), "uv venv")
+    proc = install_hashed(uv, tmp_path / "venv/bin/python", bad)
+    assert proc.returncode != 0 and "hash" in (proc.stdout + proc.stderr).lower(), proc.stderr
 
 
 def test_base_install_has_none_of_the_pipeline_libraries(base_venv: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from edgeops.deploy.targets import AgentClient, Target
 from tests.agent_process import DEPLOY_TOKEN, AgentProcess
-from tests.prefect_stack import Stack, set_params, sh
+from tests.prefect_stack import Stack, flow_run_pids, kill_tree, set_params, sh
 
 pytestmark = pytest.mark.integration
 
@@ -209,3 +209,67 @@ def test_a_rejection_ends_the_run_with_the_canary_rolled_back(stack: Stack) -> N
     assert rejected["approver"] == "Beat Keller" and rejected["version"] == new
     registry = json.loads((stack.repo / "deploy/registry.json").read_text())
     assert registry["models"]["plant-failure"]["versions"][new]["stage"] == "candidate"
+
+
+def stack_crashed_after(stack: Stack) -> float:
+    import yaml
+
+    params = yaml.safe_load((stack.repo / "params.yaml").read_text())
+    return float(params["orchestration"]["crashed_after_seconds"])
+
+
+def test_a_run_killed_in_its_approval_pause_is_withdrawn_and_never_promoted(stack: Stack) -> None:
+    """SIGKILL while the run waits for the fleet's approval: the canary runs an unapproved
+    version. The next run withdraws it before anything else (the registry's production version
+    is the champion, never what a device runs) and nothing reaches the fleet without an
+    ``approval_granted`` entry."""
+    run_id, before = _paused_training(stack, 601)
+    killed = json.loads((stack.repo / "models/bundle/manifest.json").read_text())["model"][
+        "version"
+    ]
+    assert active(stack) == [killed, before[1]]
+    pids = flow_run_pids(run_id)
+    assert pids, "the paused run's process was not found"
+    for pid in pids:
+        kill_tree(pid)
+    final = stack.wait_final(run_id, timeout=stack_crashed_after(stack) + 120)
+    assert final["state"]["type"] == "CRASHED", final["state"]
+    assert active(stack) == [killed, before[1]]  # the canary is left on the unapproved version
+
+    out = stack.edgeops("run", "training", "--reason", "after the crash", "--no-follow")
+    rerun = out.stderr.split("/runs/flow-run/")[1].split()[0]
+    wait_state(stack, rerun, "PAUSED", timeout=600)  # withdrawn first, then a canary again
+    entries = audit(stack)
+    withdrawn = [e for e in entries if e["event"] == "canary_withdrawn"][-1]
+    assert withdrawn["version"] == killed and withdrawn["target"] == "line-1"
+    assert withdrawn["to"] == before[0]
+    canaries = [i for i, e in enumerate(entries) if e["event"] == "canary"]
+    assert entries.index(withdrawn) < canaries[-1]  # withdrawn before this run's canary
+    resume(stack, rerun, {"approve": False, "approver": "Anna Muster", "comment": "not this one"})
+    assert stack.wait_final(rerun, timeout=300)["state"]["type"] == "CANCELLED"
+    assert active(stack) == before
+    # the fleet never got the killed run's version, and no approval of it was recorded
+    mine = [e for e in audit(stack) if e.get("version") == killed]
+    assert not [e for e in mine if e["event"] in ("approval_granted", "deploy")], mine
+    registry = json.loads((stack.repo / "deploy/registry.json").read_text())
+    assert registry["models"]["plant-failure"]["versions"][killed]["stage"] == "candidate"
+
+
+def test_an_approver_of_any_name_rolls_out_the_whole_fleet(stack: Stack) -> None:
+    """A name beyond Latin-1 and a comment of two lines: the approval is recorded as written and
+    the fleet step carries it to the agents (headers RFC 8187-encoded): no split fleet."""
+    run_id, before = _paused_training(stack, 701)
+    new = json.loads((stack.repo / "models/bundle/manifest.json").read_text())["model"]["version"]
+    approver, comment = "Łukasz Dvořák", "Kühlung geprüft – passt\nzweite Zeile"
+    resume(stack, run_id, {"approve": True, "approver": approver, "comment": comment})
+    final = stack.wait_final(run_id, timeout=300)
+    assert final["state"]["type"] == "COMPLETED", final["state"]
+    assert active(stack) == [new, new]
+    granted = [e for e in audit(stack) if e["event"] == "approval_granted"][-1]
+    assert (granted["approver"], granted["comment"], granted["version"]) == (approver, comment, new)
+    deployed = [e for e in audit(stack) if e["event"] == "deploy"][-1]
+    assert deployed["version"] == new and deployed["by"] == approver
+    history = stack.clients[1].status()["history"]
+    assert history[-1]["by"] == approver  # the agent recorded who, exactly
+    # the records verify: nothing was written around the seal
+    assert stack.edgeops("audit", "verify").returncode == 0

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -23,7 +21,7 @@ import yaml
 from edgeops.deploy.rollout import bundle_sha256
 from tests.agent_process import DEPLOY_TOKEN, AgentProcess
 from tests.conftest import REPO
-from tests.prefect_stack import DVC, EDGEOPS, Stack, set_params, sh
+from tests.prefect_stack import DVC, EDGEOPS, Stack, kill_tree, process_tree, set_params, sh
 
 pytestmark = pytest.mark.integration
 
@@ -123,6 +121,18 @@ def test_a_triggered_run_completes_deploys_and_leaves_its_artifacts(stack: Stack
     names = {t["name"].rsplit("-", 1)[0] for t in stack.finished_task_runs(run["id"])}
     assert names >= {"ingest", "validate", "split", "train", "evaluate", "export", "bundle",
                      "gate", "rollout", "push", "record"}  # fmt: skip
+
+
+def test_the_prefect_home_is_the_owners_only_without_systemd(stack: Stack) -> None:
+    """`edgeops up` from a shell with umask 022: the Prefect home, its database (runs, logs,
+    approvers' names) and the server's and workers' logs are the owner's only."""
+    import stat
+
+    mode = {p: stat.S_IMODE(p.stat().st_mode) for p in (
+        stack.home, stack.home / "prefect.db", stack.home / "logs", stack.home / "logs/server.log",
+        stack.home / "logs/worker-1.log", stack.home / "run",
+    )}  # fmt: skip
+    assert all(m == (0o700 if p.is_dir() else 0o600) for p, m in mode.items()), mode
 
 
 def test_two_runs_triggered_together_both_complete_one_after_the_other(stack: Stack) -> None:
@@ -276,24 +286,6 @@ def wait_for_task(stack: Stack, run_id: str, stage: str, timeout: float = 300) -
     )
 
 
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and every descendant (read from /proc)."""
-    children: dict[int, list[int]] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(proc.name))
-    tree, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo += children.get(p, [])
-    return tree
-
-
 def wait_for_stage_process(pid: int, module: str, timeout: float = 300) -> None:
     """Until a descendant of ``pid`` runs ``python -m module``: the stage itself is at work, not
     only its task (under load a task is Running for seconds before DVC starts the command)."""
@@ -305,16 +297,6 @@ def wait_for_stage_process(pid: int, module: str, timeout: float = 300) -> None:
                     return
         time.sleep(0.05)
     raise AssertionError(f"no process of {pid} ran {module} within {timeout} s")
-
-
-def kill_tree(pid: int) -> list[int]:
-    """SIGKILL ``pid`` and every descendant at once (what systemd does to a unit's cgroup): the
-    flow run's process is in a session of its own, so a process-group kill would miss it."""
-    tree = process_tree(pid)
-    for p in tree:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p, signal.SIGKILL)
-    return tree
 
 
 def test_a_worker_killed_mid_run_leaves_it_crashed_and_a_rerun_adds_one_version(

@@ -230,6 +230,10 @@ def test_rows_without_a_setting_lie_under_a_checked_location() -> None:
 # -- modes -------------------------------------------------------------------------------------
 
 
+#: what edgeops makes private itself, whatever the unit's umask (edgeops.atomic.private_dir)
+PRIVATE = {"data/production/": 0o700}
+
+
 def test_modes_are_what_the_writing_unit_allows() -> None:
     state = state_dir().rstrip("/")
     for r in ROWS:
@@ -237,7 +241,9 @@ def test_modes_are_what_the_writing_unit_allows() -> None:
             continue
         settings = unit_settings(r.unit)
         umask = int(settings["UMask"], 8)
-        if r.where.rstrip("/") == state:
+        if r.where in PRIVATE:
+            expected = PRIVATE[r.where]
+        elif r.where.rstrip("/") == state:
             expected = int(settings["StateDirectoryMode"], 8)
             assert f"/var/lib/{settings['StateDirectory']}" == state
         else:
@@ -259,6 +265,8 @@ def test_the_server_side_writers_follow_the_workers_umask(tmp_path: Path) -> Non
     the mode the table states for them."""
     from edgeops import atomic
     from edgeops.deploy.registry import AuditLog
+    from edgeops.monitor.store import ProductionStore, write_part
+    from tests.unit.test_monitor import _items
 
     worker = int(unit_settings("edgeops-prefect-worker.service")["UMask"], 8)
     stated = {r.where: r.mode for r in ROWS}
@@ -268,6 +276,14 @@ def test_the_server_side_writers_follow_the_workers_umask(tmp_path: Path) -> Non
     assert (tmp_path / "audit.jsonl").stat().st_mode & 0o777 == stated["deploy/audit.jsonl"]
     assert (tmp_path / "reports" / "quality.json").stat().st_mode & 0o777 == 0o666 & ~worker
     assert (tmp_path / "reports").stat().st_mode & 0o777 == stated["reports/monitoring/"]
+    # the collected rows: the owner's only, also under a umask that would let everyone read
+    from edgeops.monitor.store import rows_frame
+
+    with umask(0o022):
+        series = ProductionStore(tmp_path / "production")._series_for("line-1", "ab" * 8, False)
+        part = write_part(series, "rows", 1, 5, rows_frame(_items(1, 5)))
+    assert series.stat().st_mode & 0o777 == series.parent.stat().st_mode & 0o777 == 0o700
+    assert part.stat().st_mode & 0o777 == 0o600 and stated["data/production/"] == 0o700
 
 
 def test_the_dvc_cache_mode_is_dvcs_own_constant() -> None:

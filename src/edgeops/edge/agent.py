@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import sys
 import threading
@@ -212,6 +213,7 @@ def serve(cfg: AgentConfig) -> None:
     import uvicorn
 
     telemetry_off()
+    os.umask(0o077)  # state, log database, uploads: the owner's only, whatever started the agent
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

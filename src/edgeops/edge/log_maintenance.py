@@ -79,6 +79,12 @@ class Damage:
 
 def connect(path: Path) -> sqlite3.Connection:
     """Open the inference log database (WAL, incremental vacuum), creating or migrating it."""
+    from edgeops.atomic import private_file
+
+    private_file(path)  # the logged rows: 0600 whatever started the agent (-wal, -shm follow)
+    for suffix in ("-wal", "-shm"):
+        if Path(f"{path}{suffix}").exists():
+            os.chmod(f"{path}{suffix}", 0o600)
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
     try:
         conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a new database: before its first table
@@ -173,6 +179,7 @@ def move_aside(path: Path) -> Path:
         src = Path(f"{path}{suffix}")
         if src.exists():
             os.replace(src, f"{target}{suffix}")
+            os.chmod(f"{target}{suffix}", 0o600)  # logged rows, damaged or not: the owner's only
     return target
 
 

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edgeops import atomic
 from edgeops.edge import manifest as manifest_shape
 from edgeops.edge.bundle import MANIFEST
 
@@ -84,7 +85,7 @@ class StateStore:
         self.loading_path = self.root / "loading"
         self._lock = threading.RLock()
         for d in (self.root, self.versions_dir, self.incoming):
-            d.mkdir(parents=True, exist_ok=True)
+            atomic.private_dir(d)  # 0700 whatever started the agent
 
     # ---- state -------------------------------------------------------------------------------
     def read(self) -> dict[str, Any]:

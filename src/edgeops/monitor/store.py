@@ -18,6 +18,7 @@ logs under one cursor.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -115,6 +116,7 @@ def write_part(series: Path, kind: str, first: int, last: int, frame: pd.DataFra
     """Store one page durably (temporary file, fsync, rename); return its path."""
     path = series / f"{kind}-{first:012d}-{last:012d}.parquet"
     with atomic.atomic_path(path) as tmp:
+        os.chmod(tmp, 0o600)  # the devices' rows: the owner's only, whatever the umask
         frame.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
     return path
 
@@ -160,7 +162,8 @@ class ProductionStore:
                 fix=f"if the reset was intended, run `edgeops monitor --target {target} "
                 "--accept-reset` to collect the new log beside the old one (nothing is deleted)",
             )
-        series.mkdir(parents=True, exist_ok=True)
+        atomic.private_dir(self.target_dir(target))
+        atomic.private_dir(series)
         _clean_stale(series)
         return series
 

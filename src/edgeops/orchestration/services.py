@@ -8,6 +8,7 @@ workspace): ``prefect.db`` (SQLite, unless a database URL is configured), ``logs
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from edgeops import atomic
 from edgeops.errors import EdgeopsError
 from edgeops.orchestration import processes
 from edgeops.orchestration.settings import Orchestration
@@ -151,9 +153,19 @@ def wait_for_worker(s: Orchestration, log: Log, timeout: float = 60.0) -> None:
 
 
 def up(s: Orchestration, workers: int | None = None, log: Log = print) -> None:
-    """Server (or the one already running), pool, limit, deployments, workers. Idempotent."""
+    """Server (or the one already running), pool, limit, deployments, workers. Idempotent.
+
+    Everything it and what it starts write (the Prefect database with the approvers' names,
+    logs, pid files) is the owner's only: umask 077, the home 0700 and its database 0600
+    whatever modes they had."""
+    os.umask(0o077)
+    for d in (s.home, s.home / "logs", s.run_dir):
+        atomic.private_dir(d)
     s.apply_client_env()
     start_server(s, log)
+    database = s.home / "prefect.db"
+    if database.exists():  # SQLite (the default): made by the server under this umask
+        atomic.private_file(database)
     apply_deployments(s, log)
     count = s.workers if workers is None else workers
     if count > 0:
