@@ -40,7 +40,7 @@ def stack(tmp_path_factory, signing_keys: Path):
     # a deployment repository commits its registry and audit log (the product repo ignores them)
     gitignore = (st.repo / ".gitignore").read_text()
     (st.repo / ".gitignore").write_text(gitignore.replace("/deploy/registry.json\n", "").replace(
-        "/deploy/audit.jsonl\n", ""))  # fmt: skip
+        "/deploy/audit.jsonl\n", "").replace("/deploy/audit.seal\n", ""))  # fmt: skip
     sh(["git", "commit", "-qam", "targets: the test agent"], st.repo)
     st.agent = agent
     try:
@@ -118,9 +118,13 @@ def test_a_triggered_run_completes_deploys_and_leaves_its_artifacts(stack: Stack
                                               "export", "bundle"]  # fmt: skip
     assert all(row["ran"] == "yes" and row["wall_s"] > 0 and row["threads"] >= 1 for row in used)
     # one task per DVC stage, named like the stage
-    names = {t["name"].rsplit("-", 1)[0] for t in stack.finished_task_runs(run["id"])}
-    assert names >= {"ingest", "validate", "split", "train", "evaluate", "export", "bundle",
-                     "gate", "rollout", "push", "record"}  # fmt: skip
+    tasks = {t["name"].rsplit("-", 1)[0]: t for t in stack.finished_task_runs(run["id"])}
+    assert set(tasks) >= {"unfinished", "ingest", "validate", "split", "train", "evaluate",
+                          "export", "bundle", "gate", "push", "record", "rollout", "summarize"}  # fmt: skip
+    # data pushed and lineage recorded before any device changed
+    at = {k: (datetime.fromisoformat(t["start_time"]), datetime.fromisoformat(t["end_time"]))
+          for k, t in tasks.items()}  # fmt: skip
+    assert at["push"][1] <= at["rollout"][0] and at["record"][1] <= at["rollout"][0], at
 
 
 def test_the_prefect_home_is_the_owners_only_without_systemd(stack: Stack) -> None:
@@ -182,6 +186,49 @@ def test_a_past_run_reproduces_from_its_tag_on_a_fresh_clone(stack: Stack, tmp_p
     diff = sh([DVC, "metrics", "diff", f"plant-failure/{v1}", f"plant-failure/{v2}", "--json"],
               stack.repo).stdout  # fmt: skip
     assert "roc_auc" in json.loads(diff)["reports/metrics.json"]
+
+
+def test_a_failed_push_deploys_nothing(stack: Stack) -> None:
+    """A new model, promoted by the gate, and a DVC remote that cannot take it: the run fails at
+    the push, before any device changed; the registry's production version stays."""
+    status = [
+        "curl",
+        "-sf",
+        "-H",
+        f"Authorization: Bearer {DEPLOY_TOKEN}",
+        f"{stack.agent.url}/v1/status",
+    ]
+    before = json.loads(sh(status, stack.repo).stdout)["active"]["version"]
+    registry = json.loads((stack.repo / "deploy/registry.json").read_text())["models"][
+        "plant-failure"
+    ]
+    production = next(v for v, e in registry["versions"].items() if e["stage"] == "production")
+    set_params(
+        stack.repo, **{"train.hist_gradient_boosting.max_iter": 77, "deploy.gate.tolerance": 1.0}
+    )
+    # a remote below a regular file: every write to it fails (root ignores file modes)
+    sh(
+        [DVC, "remote", "modify", "localstore", "url", str(stack.repo / "README.md" / "store")],
+        stack.repo,
+    )
+    try:
+        out = stack.edgeops("run", "training", "--reason", "push fails", check=False)
+    finally:
+        sh(["git", "checkout", "params.yaml", ".dvc/config"], stack.repo)
+    assert out.returncode == 1, out.stderr[-2000:]
+    run = [r for r in stack.flow_runs() if r["parameters"].get("reason") == "push fails"][0]
+    assert run["state"]["type"] == "FAILED", run["state"]
+    tasks = {t["name"].rsplit("-", 1)[0]: t for t in stack.finished_task_runs(run["id"])}
+    assert tasks["gate"]["state"]["type"] == "COMPLETED"  # the new model was promoted ...
+    assert tasks["push"]["state"]["type"] == "FAILED"  # ... its data could not be kept ...
+    assert "rollout" not in tasks and "canary" not in tasks  # ... so no device got it
+    assert json.loads(sh(status, stack.repo).stdout)["active"]["version"] == before
+    registry = json.loads((stack.repo / "deploy/registry.json").read_text())["models"][
+        "plant-failure"
+    ]
+    assert (
+        next(v for v, e in registry["versions"].items() if e["stage"] == "production") == production
+    )
 
 
 def test_a_run_on_data_that_fails_validation_fails_and_deploys_nothing(stack: Stack) -> None:
