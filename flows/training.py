@@ -116,15 +116,17 @@ def _approved_rollout(ctx: Any, bundle_dir: Path, reason: str, report: dict[str,
                                 timeout=int(timeout_s), poll_interval=2)  # fmt: skip
     except FlowPauseTimeout:
         why = f"no approval within {timeout_s / 60:g} min"
-        ctx.audit.append("approval_timeout", model=model, version=version, canary=name,
-                         by="prefect")  # fmt: skip
+        ctx.audit.append(
+            "approval_timeout", model=model, version=version, canary=name, by="prefect"
+        )
         undone = withdraw_canary(ctx, bundle_dir, first["before"], why, "prefect", log.info)
         facts["deploy"] = {"approval": "timeout", "rolled_back": undone}
         return Failed(message=f"{why}: no fleet rollout, canary {name} rolled back")
     by = answer.approver.strip() or "unknown"
     event = "approval_granted" if answer.approve else "approval_rejected"
-    ctx.audit.append(event, model=model, version=version, canary=name, approver=by,
-                     comment=answer.comment, by=by)  # fmt: skip
+    ctx.audit.append(
+        event, model=model, version=version, canary=name, approver=by, comment=answer.comment, by=by
+    )
     facts["approval"] = {"approve": answer.approve, "approver": by, "comment": answer.comment}
     if not answer.approve:
         undone = withdraw_canary(
@@ -138,8 +140,12 @@ def _approved_rollout(ctx: Any, bundle_dir: Path, reason: str, report: dict[str,
     return None
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 30],
-      retry_condition_fn=_agent_unreachable)  # fmt: skip
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[10, 30],
+    retry_condition_fn=_agent_unreachable,
+)
 def unfinished(ctx: Any) -> list[str]:
     """Devices running a version without a production record (a run that died waiting for its
     approval) go back to the production version: never promoted by what a device runs."""

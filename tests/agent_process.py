@@ -43,8 +43,13 @@ class AgentProcess:
     def start(self, timeout: float = 30.0) -> AgentProcess:
         cfg_path = self.state_dir.parent / f"agent-{self.port}.yaml"
         cfg_path.write_text(json.dumps(self.config))  # JSON is YAML
-        env = dict(os.environ, **TELEMETRY_OFF, EDGEOPS_DEPLOY_TOKEN=DEPLOY_TOKEN,
-                   EDGEOPS_PREDICT_TOKEN=PREDICT_TOKEN, EDGEOPS_FEEDBACK_TOKEN=FEEDBACK_TOKEN)  # fmt: skip
+        env = dict(
+            os.environ,
+            **TELEMETRY_OFF,
+            EDGEOPS_DEPLOY_TOKEN=DEPLOY_TOKEN,
+            EDGEOPS_PREDICT_TOKEN=PREDICT_TOKEN,
+            EDGEOPS_FEEDBACK_TOKEN=FEEDBACK_TOKEN,
+        )
         cmd = [EDGEOPS, "edge", "serve", "--state-dir", str(self.state_dir), "--public-key",
                str(self.public_key), "--port", str(self.port), "--config", str(cfg_path)]  # fmt: skip
         with open(self.log_path, "ab") as out:  # the child keeps its own copy of the descriptor

@@ -34,12 +34,27 @@ LAST = 1_000_000
 
 
 def row(i: int, **features: Any) -> dict[str, Any]:
-    base = {"timestamp": "2026-12-07T10:00:00Z", "machine_type": "M", "product_line": "pump",
-            "air_temp_k": 300.0, "process_temp_k": 310.0, "spindle_speed_rpm": 1500.0,
-            "torque_nm": 40.0, "tool_wear_min": 100.0, "vibration_mm_s": 3.0}  # fmt: skip
-    return {"id": i, "ts": time.time(), "request_id": f"{i:032x}", "row": 0,
-            "model_version": "1.0.0", "label": 0, "probabilities": [0.9, 0.1],
-            "features": {**base, **features}}  # fmt: skip
+    base = {
+        "timestamp": "2026-12-07T10:00:00Z",
+        "machine_type": "M",
+        "product_line": "pump",
+        "air_temp_k": 300.0,
+        "process_temp_k": 310.0,
+        "spindle_speed_rpm": 1500.0,
+        "torque_nm": 40.0,
+        "tool_wear_min": 100.0,
+        "vibration_mm_s": 3.0,
+    }
+    return {
+        "id": i,
+        "ts": time.time(),
+        "request_id": f"{i:032x}",
+        "row": 0,
+        "model_version": "1.0.0",
+        "label": 0,
+        "probabilities": [0.9, 0.1],
+        "features": {**base, **features},
+    }
 
 
 def page(items: list[Any]) -> bytes:

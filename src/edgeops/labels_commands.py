@@ -87,20 +87,33 @@ def labels_status(params: ParamsOpt = Path("params.yaml")) -> None:
     if not report:
         typer.echo(f"no labelled rows stored under {store} yet")
         return
-    rows = [{"target": t, "labelled": r["labelled"], "agreement": f"{r['agreement']:.0%}",
-             "others": "-" if r["others_agreement"] is None else f"{r['others_agreement']:.0%}",
-             "quarantined": sum(q["rows"] for q in r["quarantined"]), "joins": r["joined"]}
-            for t, r in report.items()]  # fmt: skip
+    rows = [
+        {
+            "target": t,
+            "labelled": r["labelled"],
+            "agreement": f"{r['agreement']:.0%}",
+            "others": "-" if r["others_agreement"] is None else f"{r['others_agreement']:.0%}",
+            "quarantined": sum(q["rows"] for q in r["quarantined"]),
+            "joins": r["joined"],
+        }
+        for t, r in report.items()
+    ]
     typer.echo(format_rows(rows, list(rows[0])))
     for target, r in report.items():
         for q in r["quarantined"]:
-            typer.echo(f"{target}: QUARANTINED: rows {q['first']}..{q['last']} of log "
-                       f"{q['log'][:8]} ({q['rows']:,} labelled) are held", err=True)  # fmt: skip
+            typer.echo(
+                f"{target}: QUARANTINED: rows {q['first']}..{q['last']} of log "
+                f"{q['log'][:8]} ({q['rows']:,} labelled) are held",
+                err=True,
+            )
         for c in r["disagreeing"]:
             typer.echo(f"  because {c['why']}", err=True)
         if r["quarantined"]:
-            typer.echo(f"  after a review: edgeops labels release {target} --reason TEXT "
-                       "[--through ID: the last row id to trust]", err=True)  # fmt: skip
+            typer.echo(
+                f"  after a review: edgeops labels release {target} --reason TEXT "
+                "[--through ID: the last row id to trust]",
+                err=True,
+            )
 
 
 def labels_release(

@@ -35,8 +35,13 @@ def whoami() -> str:
 
 
 @contextlib.contextmanager
-def hold(path: Path, timeout: float, log: Callable[[str], Any] | None = None, what: str = "work",
-         announce: bool = True) -> Iterator[int]:  # fmt: skip
+def hold(
+    path: Path,
+    timeout: float,
+    log: Callable[[str], Any] | None = None,
+    what: str = "work",
+    announce: bool = True,
+) -> Iterator[int]:
     """Hold the exclusive lock on ``path`` (created 0600), waiting up to ``timeout`` seconds and
     telling ``log`` once who holds it; yields the lock file's descriptor. ``announce`` writes
     who holds it (pid, user, host, since) into the file while held."""
@@ -45,8 +50,12 @@ def hold(path: Path, timeout: float, log: Callable[[str], Any] | None = None, wh
     try:
         acquire(fd, path, timeout, log, what)
         if announce:
-            holder = {"pid": os.getpid(), "by": whoami(), "host": socket.gethostname(),
-                      "since": now_iso()}  # fmt: skip
+            holder = {
+                "pid": os.getpid(),
+                "by": whoami(),
+                "host": socket.gethostname(),
+                "since": now_iso(),
+            }
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         try:
@@ -58,8 +67,9 @@ def hold(path: Path, timeout: float, log: Callable[[str], Any] | None = None, wh
         os.close(fd)  # releases the flock
 
 
-def acquire(fd: int, path: Path, timeout: float, log: Callable[[str], Any] | None,
-            what: str = "work") -> None:  # fmt: skip
+def acquire(
+    fd: int, path: Path, timeout: float, log: Callable[[str], Any] | None, what: str = "work"
+) -> None:
     """flock ``fd`` exclusively, waiting up to ``timeout`` s; ``log`` once who holds it."""
     deadline, told = time.monotonic() + timeout, log is None
     while True:

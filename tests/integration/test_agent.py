@@ -239,16 +239,22 @@ def test_serve_feedback_logs_switch_rollback_and_metrics(agents: Agents, v1: Pat
         assert fb.status_code == 200, fb.text
         assert fb.json() == {"updated": len(body["predictions"])}
         two = predict(c, all_rows[:2]).json()
-        fb = c.post("/v1/feedback", json={"request_id": two["request_id"], "label": "0", "row": 1},
-                    headers=FEEDBACK)  # fmt: skip
+        fb = c.post(
+            "/v1/feedback",
+            json={"request_id": two["request_id"], "label": "0", "row": 1},
+            headers=FEEDBACK,
+        )
         assert fb.json() == {"updated": 1}
         missing = c.post(
             "/v1/feedback", json={"request_id": "f" * 32, "label": 1}, headers=FEEDBACK
         )
         assert missing.status_code == 404 and error_of(missing)["code"] == "unknown_request"
         for bad in (7, "yes", "01"):  # not a class of the model: refused, never stored
-            not_a_class = c.post("/v1/feedback", json={"request_id": two["request_id"], "label": bad},
-                                 headers=FEEDBACK)  # fmt: skip
+            not_a_class = c.post(
+                "/v1/feedback",
+                json={"request_id": two["request_id"], "label": bad},
+                headers=FEEDBACK,
+            )
             assert not_a_class.status_code == 422 and "label" in error_fields(not_a_class)
 
         singles = [predict(c, all_rows[i : i + 1]).json()["request_id"] for i in range(5)]
@@ -349,8 +355,11 @@ def test_serve_feedback_logs_switch_rollback_and_metrics(agents: Agents, v1: Pat
         n_pred = sum(v for (n, _), v in samples.items() if n == "edgeops_predictions_total")
         assert n_pred == logged_rows
         count = sample(samples, "edgeops_request_seconds_count", endpoint="/v1/predict")
-        assert count == sample(samples, "edgeops_request_seconds_bucket", endpoint="/v1/predict",
-                               le="+Inf") == 12  # fmt: skip
+        assert (
+            count
+            == sample(samples, "edgeops_request_seconds_bucket", endpoint="/v1/predict", le="+Inf")
+            == 12
+        )
         assert rows == logged_rows
 
 
@@ -838,8 +847,9 @@ def test_limits_still_let_good_requests_through(limited_agent: AgentProcess, v1:
         r = predict(c, [_row(), _row(air_temp_k=None, vibration_mm_s=None), _row(machine_type="H")])
         assert r.status_code == 200, r.text  # exactly max_rows rows, nulls where allowed
         assert len(r.json()["predictions"]) == 3
-        bad_feedback = c.post("/v1/feedback", json={"request_id": "", "label": None, "x": 1},
-                              headers=FEEDBACK)  # fmt: skip
+        bad_feedback = c.post(
+            "/v1/feedback", json={"request_id": "", "label": None, "x": 1}, headers=FEEDBACK
+        )
         assert bad_feedback.status_code == 422
         assert {"request_id", "label", "x"} <= error_fields(bad_feedback)
         bad_logs = c.get("/v1/logs", params={"limit": 0}, headers=DEPLOY)
@@ -1072,8 +1082,10 @@ def test_the_agent_keeps_its_state_and_log_private_without_systemd(
         deploy(c, v1)
         assert predict(c, golden_rows(v1, n=2)).status_code == 200
         time.sleep(1.5)  # the log writer's batch
-    modes = {p.relative_to(agent.state_dir).as_posix() or ".": stat.S_IMODE(p.stat().st_mode)
-             for p in [agent.state_dir, *agent.state_dir.rglob("*")]}  # fmt: skip
+    modes = {
+        p.relative_to(agent.state_dir).as_posix() or ".": stat.S_IMODE(p.stat().st_mode)
+        for p in [agent.state_dir, *agent.state_dir.rglob("*")]
+    }
     assert modes["."] == 0o700 and modes["versions"] == 0o700, modes
     assert modes["inference.db"] == 0o600, modes
     assert all(not m & 0o077 for m in modes.values()), modes  # nothing for group or others

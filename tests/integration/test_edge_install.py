@@ -95,8 +95,10 @@ def base_venv(tmp_path_factory) -> Path:
     dist = tmp / "dist"
     must(run([uv, "build", "--wheel", "--out-dir", str(dist), str(REPO)]), "uv build --wheel")
     (wheel,) = dist.glob("edgeops-*.whl")
-    must(run([uv, "pip", "install", "--python", str(python), "--no-deps", str(wheel)]),
-         "installing the edgeops wheel (--no-deps)")  # fmt: skip
+    must(
+        run([uv, "pip", "install", "--python", str(python), "--no-deps", str(wheel)]),
+        "installing the edgeops wheel (--no-deps)",
+    )
     must(run([uv, "pip", "check", "--python", str(python)]), "uv pip check")
     return venv
 
@@ -115,11 +117,19 @@ def test_the_device_requirements_are_uv_lock_s_and_a_tampered_hash_is_refused(
         name in REQUIREMENTS.read_text() for name in ("scikit-learn==", "pandas==", "prefect==")
     )
     first = next(i for i, line in enumerate(lines) if "--hash=sha256:" in line)
-    tampered = [*lines[:first], *[
-        line.split("--hash=sha256:")[0] + "--hash=sha256:" + "0" * 64 + (" \\" if line.endswith("\\") else "")
-        if "--hash=sha256:" in line else line
-        for line in lines[first:first + 3]
-    ], *lines[first + 3:]]  # fmt: skip
+    tampered = [
+        *lines[:first],
+        *[
+            line.split("--hash=sha256:")[0]
+            + "--hash=sha256:"
+            + "0" * 64
+            + (" \\" if line.endswith("\\") else "")
+            if "--hash=sha256:" in line
+            else line
+            for line in lines[first : first + 3]
+        ],
+        *lines[first + 3 :],
+    ]
     bad = tmp_path / "requirements.txt"
     bad.write_text("\n".join(tampered) + "\n")
     must(run([uv, "venv", "--python", "3.11", str(tmp_path / "venv")]), "uv venv")

@@ -53,13 +53,20 @@ MAX_RSS_MB = 500
 def world(tmp_path_factory, signing_keys: Path):
     root = tmp_path_factory.mktemp("hostile")
     ws = copy_repo(root / "workspace")
-    set_params(ws, **{
-        "ingest.simulator.rows": 6000, "export.latency_repeats": 0,
-        "train.hist_gradient_boosting.max_iter": 50, "deploy.watch_seconds": 0.5,
-        "monitor.window.rows": 300, "monitor.window.min_rows": 200,
-        "monitor.collect_seconds": COLLECT_SECONDS, "monitor.max_page_mb": 16,
-        "monitor.cooldown_hours": 0,
-    })  # fmt: skip
+    set_params(
+        ws,
+        **{
+            "ingest.simulator.rows": 6000,
+            "export.latency_repeats": 0,
+            "train.hist_gradient_boosting.max_iter": 50,
+            "deploy.watch_seconds": 0.5,
+            "monitor.window.rows": 300,
+            "monitor.window.min_rows": 200,
+            "monitor.collect_seconds": COLLECT_SECONDS,
+            "monitor.max_page_mb": 16,
+            "monitor.cooldown_hours": 0,
+        },
+    )
     sh(["git", "commit", "-qam", "hostile test workspace"], ws)
     sh([DVC, "repro"], ws)
     healthy = AgentProcess(root / "healthy" / "state", signing_keys / "signing.pub")
@@ -72,9 +79,19 @@ def world(tmp_path_factory, signing_keys: Path):
     def hostile(mode: str, *extra: str) -> str:
         port = free_port()
         procs[mode] = subprocess.Popen(
-            [sys.executable, "-m", "tests.hostile_agent", "--port", str(port), "--mode", mode,
-             *extra], cwd=REPO, env=tool_env(),
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "tests.hostile_agent",
+                "--port",
+                str(port),
+                "--mode",
+                mode,
+                *extra,
+            ],
+            cwd=REPO,
+            env=tool_env(),
+        )
         return f"http://127.0.0.1:{port}"
 
     elsewhere = hostile("record", "--record", str(record))
@@ -122,8 +139,15 @@ def healthy_client(world: dict[str, Any]) -> AgentClient:
 def traffic(world: dict[str, Any], rows: int, seed: int) -> None:
     params = yaml.safe_load((world["ws"] / "params.yaml").read_text())
     records, labels, classes = build_rows(params, "baseline", rows, seed)
-    sent = send_traffic(healthy_client(world), records, labels, seed=seed, classes=classes,
-                        batch=50, feedback_share=0.2)  # fmt: skip
+    sent = send_traffic(
+        healthy_client(world),
+        records,
+        labels,
+        seed=seed,
+        classes=classes,
+        batch=50,
+        feedback_share=0.2,
+    )
     assert sent["errors"] == 0, sent
 
 
@@ -140,8 +164,14 @@ MEASURED = (
 
 def monitor(world: dict[str, Any], *args: str, measured: bool = False) -> subprocess.Popen:
     cmd = [sys.executable, "-c", MEASURED] if measured else [EDGEOPS]
-    return subprocess.Popen([*cmd, "monitor", *args], cwd=world["ws"], env=world["env"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [*cmd, "monitor", *args],
+        cwd=world["ws"],
+        env=world["env"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_each_hostile_agent_is_named_in_time_and_the_healthy_one_is_judged(world) -> None:

@@ -39,8 +39,11 @@ def stack(tmp_path_factory, signing_keys: Path):
     )
     # a deployment repository commits its registry and audit log (the product repo ignores them)
     gitignore = (st.repo / ".gitignore").read_text()
-    (st.repo / ".gitignore").write_text(gitignore.replace("/deploy/registry.json\n", "").replace(
-        "/deploy/audit.jsonl\n", "").replace("/deploy/audit.seal\n", ""))  # fmt: skip
+    (st.repo / ".gitignore").write_text(
+        gitignore.replace("/deploy/registry.json\n", "")
+        .replace("/deploy/audit.jsonl\n", "")
+        .replace("/deploy/audit.seal\n", "")
+    )
     sh(["git", "commit", "-qam", "targets: the test agent"], st.repo)
     st.agent = agent
     try:
@@ -119,11 +122,26 @@ def test_a_triggered_run_completes_deploys_and_leaves_its_artifacts(stack: Stack
     assert all(row["ran"] == "yes" and row["wall_s"] > 0 and row["threads"] >= 1 for row in used)
     # one task per DVC stage, named like the stage
     tasks = {t["name"].rsplit("-", 1)[0]: t for t in stack.finished_task_runs(run["id"])}
-    assert set(tasks) >= {"unfinished", "ingest", "validate", "split", "train", "evaluate",
-                          "export", "bundle", "gate", "push", "record", "rollout", "summarize"}  # fmt: skip
+    assert set(tasks) >= {
+        "unfinished",
+        "ingest",
+        "validate",
+        "split",
+        "train",
+        "evaluate",
+        "export",
+        "bundle",
+        "gate",
+        "push",
+        "record",
+        "rollout",
+        "summarize",
+    }
     # data pushed and lineage recorded before any device changed
-    at = {k: (datetime.fromisoformat(t["start_time"]), datetime.fromisoformat(t["end_time"]))
-          for k, t in tasks.items()}  # fmt: skip
+    at = {
+        k: (datetime.fromisoformat(t["start_time"]), datetime.fromisoformat(t["end_time"]))
+        for k, t in tasks.items()
+    }
     assert at["push"][1] <= at["rollout"][0] and at["record"][1] <= at["rollout"][0], at
 
 
@@ -132,10 +150,17 @@ def test_the_prefect_home_is_the_owners_only_without_systemd(stack: Stack) -> No
     approvers' names) and the server's and workers' logs are the owner's only."""
     import stat
 
-    mode = {p: stat.S_IMODE(p.stat().st_mode) for p in (
-        stack.home, stack.home / "prefect.db", stack.home / "logs", stack.home / "logs/server.log",
-        stack.home / "logs/worker-1.log", stack.home / "run",
-    )}  # fmt: skip
+    mode = {
+        p: stat.S_IMODE(p.stat().st_mode)
+        for p in (
+            stack.home,
+            stack.home / "prefect.db",
+            stack.home / "logs",
+            stack.home / "logs/server.log",
+            stack.home / "logs/worker-1.log",
+            stack.home / "run",
+        )
+    }
     assert all(m == (0o700 if p.is_dir() else 0o600) for p, m in mode.items()), mode
 
 

@@ -41,15 +41,30 @@ def heat_failures(n: int, seed: int) -> list[dict[str, Any]]:
     hdf = df[(df["process_temp_k"] - df["air_temp_k"] < 8.6) & (df["spindle_speed_rpm"] < 1380)]
     hdf = hdf[hdf["failure"] == 1].dropna().head(n)
     assert len(hdf) == n
-    cols = ["machine_type", "product_line", "air_temp_k", "process_temp_k", "spindle_speed_rpm",
-            "torque_nm", "tool_wear_min", "vibration_mm_s"]  # fmt: skip
-    return [{c: (v if isinstance(v, str) else float(v)) for c, v in zip(cols, row, strict=True)}
-            for row in hdf[cols].itertuples(index=False, name=None)]  # fmt: skip
+    cols = [
+        "machine_type",
+        "product_line",
+        "air_temp_k",
+        "process_temp_k",
+        "spindle_speed_rpm",
+        "torque_nm",
+        "tool_wear_min",
+        "vibration_mm_s",
+    ]
+    return [
+        {c: (v if isinstance(v, str) else float(v)) for c, v in zip(cols, row, strict=True)}
+        for row in hdf[cols].itertuples(index=False, name=None)
+    ]
 
 
 def post(url: str, path: str, body: Any, token: str) -> tuple[int, Any]:
-    status, raw = http(url, "POST", path, json.dumps(body).encode(),
-                       {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})  # fmt: skip
+    status, raw = http(
+        url,
+        "POST",
+        path,
+        json.dumps(body).encode(),
+        {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     return status, json.loads(raw)
 
 
@@ -57,11 +72,17 @@ def post(url: str, path: str, body: Any, token: str) -> tuple[int, Any]:
 def plant(tmp_path_factory, signing_keys: Path):
     root = tmp_path_factory.mktemp("poisoning")
     ws = copy_repo(root / "workspace")
-    set_params(ws, **{
-        "ingest.simulator.rows": 20000, "export.latency_repeats": 0,
-        "train.hist_gradient_boosting.max_iter": 100, "deploy.watch_seconds": 0.5,
-        "monitor.window.rows": 1000, "monitor.window.min_rows": 500,
-    })  # fmt: skip
+    set_params(
+        ws,
+        **{
+            "ingest.simulator.rows": 20000,
+            "export.latency_repeats": 0,
+            "train.hist_gradient_boosting.max_iter": 100,
+            "deploy.watch_seconds": 0.5,
+            "monitor.window.rows": 1000,
+            "monitor.window.min_rows": 500,
+        },
+    )
     sh(["git", "commit", "-qam", "poisoning test workspace"], ws)
     sh([DVC, "repro"], ws)
     agents = {
@@ -73,11 +94,17 @@ def plant(tmp_path_factory, signing_keys: Path):
     for a in agents.values():
         a.state_dir.parent.mkdir(parents=True)
         a.start()
-    (ws / "deploy/targets.yaml").write_text(yaml.safe_dump({
-        "public_key": str(signing_keys / "signing.pub"),
-        "targets": [{"name": n, "url": a.url, "token_file": str(token), "canary": n == "line-1"}
-                    for n, a in agents.items()],
-    }))  # fmt: skip
+    (ws / "deploy/targets.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "public_key": str(signing_keys / "signing.pub"),
+                "targets": [
+                    {"name": n, "url": a.url, "token_file": str(token), "canary": n == "line-1"}
+                    for n, a in agents.items()
+                ],
+            }
+        )
+    )
     sh([EDGEOPS, "deploy", "--all", "--reason", "first model"], ws)
     try:
         yield {"ws": ws, "agents": agents, "pub": signing_keys / "signing.pub", "token": token}
@@ -112,8 +139,9 @@ def test_one_device_cannot_poison_the_fleet(plant, tmp_path: Path) -> None:
     for name, seed in (("line-1", 11), ("line-2", 12)):
         records, labels, classes = build_rows(params, "baseline", 1500, seed)
         client = AgentClient(Target(name, agents[name].url, token_file=str(plant["token"])))
-        sent = send_traffic(client, records, labels, seed=seed, classes=classes, batch=50,
-                            feedback_share=0.3)  # fmt: skip
+        sent = send_traffic(
+            client, records, labels, seed=seed, classes=classes, batch=50, feedback_share=0.3
+        )
         assert sent["errors"] == 0
 
     # the attack on line-2: the plant client's predict token ...
@@ -126,14 +154,22 @@ def test_one_device_cannot_poison_the_fleet(plant, tmp_path: Path) -> None:
         alarmed = sum(p["label"] == 1 for p in body["predictions"])
         assert alarmed > 80  # the model knows these are failures
         request_ids.append(body["request_id"])
-    before = http(url, "GET", "/v1/logs/feedback?after=0&limit=1",
-                  headers={"Authorization": f"Bearer {DEPLOY_TOKEN}"})[1]  # fmt: skip
+    before = http(
+        url,
+        "GET",
+        "/v1/logs/feedback?after=0&limit=1",
+        headers={"Authorization": f"Bearer {DEPLOY_TOKEN}"},
+    )[1]
     # ... may not label: refused, nothing stored
     for rid in request_ids[:5]:
         status, body = post(url, "/v1/feedback", {"request_id": rid, "label": 0}, PREDICT_TOKEN)
         assert status == 403 and "feedback token" in body["error"]["message"], body
-    after = http(url, "GET", "/v1/logs/feedback?after=0&limit=1",
-                 headers={"Authorization": f"Bearer {DEPLOY_TOKEN}"})[1]  # fmt: skip
+    after = http(
+        url,
+        "GET",
+        "/v1/logs/feedback?after=0&limit=1",
+        headers={"Authorization": f"Bearer {DEPLOY_TOKEN}"},
+    )[1]
     assert json.loads(after)["last"] == json.loads(before)["last"]
     # with the device's feedback token (stolen), the labels are taken ...
     for rid in request_ids:
@@ -179,8 +215,9 @@ def test_one_device_cannot_poison_the_fleet(plant, tmp_path: Path) -> None:
         assert got["heat_alarmed"] >= base["heat_alarmed"] - 0.05, (t.name, got, base)
 
     # control: the same labels with the guards off make a worse model (the attack is real)
-    set_params(ws, **{"ingest.production.quarantine.gap": 1.0,
-                      "ingest.production.max_target_share": 1.0})  # fmt: skip
+    set_params(
+        ws, **{"ingest.production.quarantine.gap": 1.0, "ingest.production.max_target_share": 1.0}
+    )
     sh([DVC, "repro"], ws)
     poisoned_model = figures(verify_local(ws / "models/bundle", pub), clean)
     print(f"clean holdout: v1 {base}; guarded fleet {got}; unguarded retrain {poisoned_model}")

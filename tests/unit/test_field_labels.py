@@ -13,24 +13,46 @@ from edgeops.errors import EdgeopsError
 from edgeops.sources.field_labels import LabelTrust, judge
 
 
-def labelled(target: str, n: int, agree: float, first: int = 1, confidence: float = 0.9,
-             seed: int = 0, log: str = "ab" * 8) -> pd.DataFrame:  # fmt: skip
+def labelled(
+    target: str,
+    n: int,
+    agree: float,
+    first: int = 1,
+    confidence: float = 0.9,
+    seed: int = 0,
+    log: str = "ab" * 8,
+) -> pd.DataFrame:
     """``n`` labelled rows of one device whose labels agree with the prediction at ``agree``."""
     rng = np.random.default_rng(seed)
     predicted = rng.integers(0, 2, n)
     same = rng.random(n) < agree
     label = np.where(same, predicted, 1 - predicted)
-    proba = [json.dumps([1 - confidence, confidence] if p else [confidence, 1 - confidence])
-             for p in predicted]  # fmt: skip
-    return pd.DataFrame({"_target": target, "_log": log, "_id": np.arange(first, first + n),
-                         "_ts": 1.7e9 + np.arange(n), "_label": predicted.astype(str),
-                         "_feedback": label.astype(str), "_probabilities": proba})  # fmt: skip
+    proba = [
+        json.dumps([1 - confidence, confidence] if p else [confidence, 1 - confidence])
+        for p in predicted
+    ]
+    return pd.DataFrame(
+        {
+            "_target": target,
+            "_log": log,
+            "_id": np.arange(first, first + n),
+            "_ts": 1.7e9 + np.arange(n),
+            "_label": predicted.astype(str),
+            "_feedback": label.astype(str),
+            "_probabilities": proba,
+        }
+    )
 
 
 def test_a_device_whose_labels_contradict_the_model_and_the_others_is_quarantined() -> None:
-    stored = pd.concat([labelled("line-1", 3000, 0.93, seed=1),
-                        labelled("line-2", 2000, 0.95, seed=2, first=1),
-                        labelled("line-2", 1000, 0.02, seed=3, first=2001)], ignore_index=True)  # fmt: skip
+    stored = pd.concat(
+        [
+            labelled("line-1", 3000, 0.93, seed=1),
+            labelled("line-2", 2000, 0.95, seed=2, first=1),
+            labelled("line-2", 1000, 0.02, seed=3, first=2001),
+        ],
+        ignore_index=True,
+    )
     keep, report = judge(stored, LabelTrust(max_target_share=1.0), 50_000)
     assert report["line-1"]["joined"] == 3000 and report["line-1"]["quarantined"] == []
     bad = report["line-2"]["disagreeing"]
@@ -48,8 +70,13 @@ def test_a_device_whose_labels_contradict_the_model_and_the_others_is_quarantine
 
 def test_honest_devices_in_a_new_regime_are_not_quarantined() -> None:
     """Drift makes the model less sure and less right, on every device alike: all join."""
-    stored = pd.concat([labelled("line-1", 2000, 0.75, confidence=0.8, seed=4),
-                        labelled("line-2", 2000, 0.72, confidence=0.8, seed=5)], ignore_index=True)  # fmt: skip
+    stored = pd.concat(
+        [
+            labelled("line-1", 2000, 0.75, confidence=0.8, seed=4),
+            labelled("line-2", 2000, 0.72, confidence=0.8, seed=5),
+        ],
+        ignore_index=True,
+    )
     keep, report = judge(stored, LabelTrust(max_target_share=1.0), 50_000)
     assert keep.all() and all(r["quarantined"] == [] for r in report.values())
 
@@ -62,11 +89,16 @@ def test_a_device_alone_is_judged_against_the_model_and_too_few_rows_are_not_jud
 
 
 def test_a_release_lets_the_rows_up_to_it_join_and_judges_later_ones() -> None:
-    stored = pd.concat([labelled("line-1", 2000, 0.95, seed=8),
-                        labelled("line-2", 1000, 0.02, seed=9)], ignore_index=True)  # fmt: skip
-    trust = LabelTrust.from_params({
-        "max_target_share": 1.0, "released": [{"target": "line-2", "log": "ab" * 8, "through": 1000}],
-    })  # fmt: skip
+    stored = pd.concat(
+        [labelled("line-1", 2000, 0.95, seed=8), labelled("line-2", 1000, 0.02, seed=9)],
+        ignore_index=True,
+    )
+    trust = LabelTrust.from_params(
+        {
+            "max_target_share": 1.0,
+            "released": [{"target": "line-2", "log": "ab" * 8, "through": 1000}],
+        }
+    )
     keep, report = judge(stored, trust, 50_000)
     assert keep.all() and report["line-2"]["quarantined"] == []
     later = pd.concat(
@@ -86,9 +118,14 @@ def test_one_device_is_capped_at_a_share_of_the_source_keeping_its_newest_rows()
 
 @pytest.mark.parametrize(
     "cfg",
-    [{"max_target_share": 2}, {"quarantine": {"gap": "x"}}, {"quarantine": []},
-     {"released": [{"target": "x"}]}, {"quarantine": {"rows": True}}],
-)  # fmt: skip
+    [
+        {"max_target_share": 2},
+        {"quarantine": {"gap": "x"}},
+        {"quarantine": []},
+        {"released": [{"target": "x"}]},
+        {"quarantine": {"rows": True}},
+    ],
+)
 def test_bad_settings_are_one_clear_error(cfg) -> None:
     with pytest.raises(EdgeopsError, match="ingest.production"):
         LabelTrust.from_params(cfg)

@@ -8,8 +8,20 @@ import pytest
 
 from edgeops.edge.header_text import decode, encode, printable
 
-TEXTS = ["prefect", "Łukasz Dvořák", "hot fix – line 2", "two\nlines", "温度", "UTF-8''x", "%41",
-         "tab\there", "", "emoji 🔧", "a\u2028b", "Zoë"]  # fmt: skip
+TEXTS = [
+    "prefect",
+    "Łukasz Dvořák",
+    "hot fix – line 2",
+    "two\nlines",
+    "温度",
+    "UTF-8''x",
+    "%41",
+    "tab\there",
+    "",
+    "emoji 🔧",
+    "a\u2028b",
+    "Zoë",
+]
 
 
 @pytest.mark.parametrize("text", TEXTS)

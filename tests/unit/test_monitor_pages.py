@@ -10,14 +10,27 @@ from tests.bundles import plant_schema
 
 
 def row(i: int, **features) -> dict:
-    return {"id": i, "ts": 1.0, "request_id": "ab" * 16, "row": 0, "model_version": "1.0.0",
-            "label": 1, "probabilities": [0.2, 0.8],
-            "features": {"machine_type": "M", "torque_nm": 40.0, **features}}  # fmt: skip
+    return {
+        "id": i,
+        "ts": 1.0,
+        "request_id": "ab" * 16,
+        "row": 0,
+        "model_version": "1.0.0",
+        "label": 1,
+        "probabilities": [0.2, 0.8],
+        "features": {"machine_type": "M", "torque_nm": 40.0, **features},
+    }
 
 
 def fb(i: int, seq: int) -> dict:
-    return {"id": i, "request_id": "ab" * 16, "row": 0, "feedback": "1", "feedback_ts": 2.0,
-            "seq": seq}  # fmt: skip
+    return {
+        "id": i,
+        "request_id": "ab" * 16,
+        "row": 0,
+        "feedback": "1",
+        "feedback_ts": 2.0,
+        "seq": seq,
+    }
 
 
 def misbehaves(fn, *args, said: str) -> None:
@@ -96,5 +109,10 @@ def test_features_are_checked_against_the_training_contract() -> None:
         (row(1, _id=5), "a feature named '_id'"),
     ]:
         misbehaves(feature_columns, "t", [bad], schema, said=said)
-    misbehaves(feature_columns, "t", [row(1), row(2, torque_nm="sha256:0123456789abcdef")],
-               schema, said="mixes numbers and text")  # fmt: skip
+    misbehaves(
+        feature_columns,
+        "t",
+        [row(1), row(2, torque_nm="sha256:0123456789abcdef")],
+        schema,
+        said="mixes numbers and text",
+    )

@@ -19,8 +19,11 @@ from tests.conftest import BIN, tool_env
 @pytest.fixture
 def records(tmp_path: Path, signing_keys: Path) -> tuple[Registry, AuditLog, Seal]:
     """A registry with two versions and an audit log of five entries, signed."""
-    seal = Seal(tmp_path / "audit.jsonl", tmp_path / "registry.json",
-                load_public_key(signing_keys / "signing.pub"))  # fmt: skip
+    seal = Seal(
+        tmp_path / "audit.jsonl",
+        tmp_path / "registry.json",
+        load_public_key(signing_keys / "signing.pub"),
+    )
     registry, audit = Registry(tmp_path / "registry.json", seal), AuditLog(seal.audit, seal)
     for v in ("1.0.0", "2.0.0"):
         manifest = {"model": {"name": "m", "version": v}, "metrics": {"roc_auc": 0.9}}
@@ -181,12 +184,21 @@ def test_the_commands_refuse_to_act_on_broken_records(tmp_path: Path, signing_ke
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "deploy").mkdir()
-    (tmp_path / "deploy/targets.yaml").write_text(yaml.safe_dump({
-        "public_key": str(signing_keys / "signing.pub"),
-        "targets": [{"name": "line-1", "url": f"http://127.0.0.1:{free_port()}", "token_env": "X"}],
-    }))  # fmt: skip
-    seal = Seal(tmp_path / "deploy/audit.jsonl", tmp_path / "deploy/registry.json",
-                load_public_key(signing_keys / "signing.pub"))  # fmt: skip
+    (tmp_path / "deploy/targets.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "public_key": str(signing_keys / "signing.pub"),
+                "targets": [
+                    {"name": "line-1", "url": f"http://127.0.0.1:{free_port()}", "token_env": "X"}
+                ],
+            }
+        )
+    )
+    seal = Seal(
+        tmp_path / "deploy/audit.jsonl",
+        tmp_path / "deploy/registry.json",
+        load_public_key(signing_keys / "signing.pub"),
+    )
     audit = AuditLog(seal.audit, seal)
     audit.append("gate", model="m", version="1.0.0", by="anna")
     audit.append("deploy", model="m", version="1.0.0", by="anna")
@@ -196,11 +208,21 @@ def test_the_commands_refuse_to_act_on_broken_records(tmp_path: Path, signing_ke
 
     def edgeops(*args: str) -> subprocess.CompletedProcess:
         env = {**tool_env(), "X": "token"}
-        return subprocess.run([str(BIN / "edgeops"), *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        return subprocess.run(
+            [str(BIN / "edgeops"), *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
-    for args in (("gate",), ("deploy", "--all"), ("rollback", "--target", "line-1"),
-                 ("audit", "verify")):  # fmt: skip
+    for args in (
+        ("gate",),
+        ("deploy", "--all"),
+        ("rollback", "--target", "line-1"),
+        ("audit", "verify"),
+    ):
         proc = edgeops(*args)
         assert proc.returncode == EXIT_BROKEN, (args, proc.stderr)
         assert "entry 2 (deploy at" in proc.stderr and "unreachable" not in proc.stderr, proc.stderr

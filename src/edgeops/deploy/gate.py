@@ -235,10 +235,17 @@ def fetch_bundle(
     raise EdgeopsError(f"could not fetch the champion {version} from any target: {last}")
 
 
-def run_gate(challenger: VerifiedBundle, targets: list[Target], registry_production: str | None,
-             df: pd.DataFrame, target_col: str, cfg: dict[str, Any], public_key: Any,
-             replace_model: bool = False,
-             production_df: pd.DataFrame | None = None) -> dict[str, Any]:  # fmt: skip
+def run_gate(
+    challenger: VerifiedBundle,
+    targets: list[Target],
+    registry_production: str | None,
+    df: pd.DataFrame,
+    target_col: str,
+    cfg: dict[str, Any],
+    public_key: Any,
+    replace_model: bool = False,
+    production_df: pd.DataFrame | None = None,
+) -> dict[str, Any]:
     """Score challenger and champion (the registry's production version) on the holdout ``df``;
     return the report (``promote``, ``reason``, figures). ``production_df``: the held-out
     production rows, scored as a figure apart.

@@ -77,7 +77,8 @@ class DeployContext:
     def verify_records(self) -> State:
         """The registry and audit log as edgeops last signed them, else :class:`RecordsBroken`
         naming what differs: every command that acts on them calls this before anything else."""
-        assert self.audit.seal is not None
+        if self.audit.seal is None:
+            raise EdgeopsError("these deploy records have no seal to verify them with")
         return self.audit.seal.verify()
 
     def test_frame(self) -> Any:
@@ -103,9 +104,16 @@ def gate(
     ctx.verify_records()
     bundle = verify_local(bundle_dir, ctx.public_key)
     name = bundle.manifest["model"]["name"]
-    report = run_gate(bundle, targets, ctx.registry.production(name), ctx.test_frame(),
-                      ctx.target_column, ctx.cfg, ctx.public_key,
-                      production_df=ctx.production_frame())  # fmt: skip
+    report = run_gate(
+        bundle,
+        targets,
+        ctx.registry.production(name),
+        ctx.test_frame(),
+        ctx.target_column,
+        ctx.cfg,
+        ctx.public_key,
+        production_df=ctx.production_frame(),
+    )
     atomic.write_json(ctx.gate_report, report)
     ctx.audit.append("gate", model=name, version=bundle.version, champion=report["champion"]["version"],
                      promote=report["promote"], reason=report["reason"], by=by)  # fmt: skip
@@ -162,8 +170,10 @@ def _deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None,
                 "yourself (edgeops deploy --all: the person who runs it decides)",
                 exit_code=EXIT_REJECTED,
             )
-        log(f"deploying {name} {version} to the fleet: {', '.join(t.name for t in targets[1:])} "
-            f"(approved by {approval.get('approver')})")  # fmt: skip
+        log(
+            f"deploying {name} {version} to the fleet: {', '.join(t.name for t in targets[1:])} "
+            f"(approved by {approval.get('approver')})"
+        )
         done = rollout(bundle, bundle_dir, targets, ctx.registry, ctx.audit, ctx.cfg, reason, by,
                        before, log, switched_already=(targets[0].name,))  # fmt: skip
         return {"targets": done, "before": before}
@@ -185,9 +195,17 @@ def _deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None,
     else:
         report = gate_report
         if report is None or report["challenger"]["version"] != version:
-            report = run_gate(bundle, targets, ctx.registry.production(name), ctx.test_frame(),
-                              ctx.target_column, ctx.cfg, ctx.public_key, replace_model=bool(replaced),
-                              production_df=ctx.production_frame())  # fmt: skip
+            report = run_gate(
+                bundle,
+                targets,
+                ctx.registry.production(name),
+                ctx.test_frame(),
+                ctx.target_column,
+                ctx.cfg,
+                ctx.public_key,
+                replace_model=bool(replaced),
+                production_df=ctx.production_frame(),
+            )
             atomic.write_json(ctx.gate_report, report)
             ctx.audit.append("gate", model=name, version=version, champion=report["champion"]["version"],
                              promote=report["promote"], reason=report["reason"], by=by)  # fmt: skip
@@ -277,20 +295,36 @@ def withdraw_unfinished(ctx: DeployContext, log: Any = print, by: str = "prefect
             if entry is None or entry["stage"] not in ("candidate", "staging"):
                 continue
             production = ctx.registry.production(name)
-            why = (f"{active} ({entry['stage']}) runs without a production record: a rollout "
-                   "that never finished (a run that died waiting for approval?)")  # fmt: skip
+            why = (
+                f"{active} ({entry['stage']}) runs without a production record: a rollout "
+                "that never finished (a run that died waiting for approval?)"
+            )
             if not production or production not in (status.get("versions") or []):
                 log(f"{t.name}: {why}; no production version on the device to return to")
-                ctx.audit.append("unfinished_rollout", model=name, version=active, target=t.name,
-                                 reason=why, by=by)  # fmt: skip
+                ctx.audit.append(
+                    "unfinished_rollout",
+                    model=name,
+                    version=active,
+                    target=t.name,
+                    reason=why,
+                    by=by,
+                )
                 continue
             AgentClient(t).rollback(production, reason=f"withdrawn: {why}"[:200], actor=by)
-            ctx.registry.record_deployment(name, production, t.name, "rollback", why, by,
-                                           previous=active)  # fmt: skip
+            ctx.registry.record_deployment(
+                name, production, t.name, "rollback", why, by, previous=active
+            )
             ctx.registry.set_stage(name, active, "candidate", by, note="withdrawn: never approved")
             ctx.registry.save()
-            ctx.audit.append("canary_withdrawn", model=name, version=active, target=t.name,
-                             to=production, reason=why, by=by)  # fmt: skip
+            ctx.audit.append(
+                "canary_withdrawn",
+                model=name,
+                version=active,
+                target=t.name,
+                to=production,
+                reason=why,
+                by=by,
+            )
             log(f"{t.name}: {why}: rolled back to {production}")
             withdrawn.append(t.name)
     return withdrawn

@@ -81,9 +81,15 @@ class State:
     signed: bool
 
     def body(self, key_id: str, at: str) -> dict[str, Any]:
-        return {"format": FORMAT, "entries": self.entries, "head": self.head,
-                "registry_sha256": self.registry_sha256, "anchor": asdict(self.anchor),
-                "key_id": key_id, "at": at}  # fmt: skip
+        return {
+            "format": FORMAT,
+            "entries": self.entries,
+            "head": self.head,
+            "registry_sha256": self.registry_sha256,
+            "anchor": asdict(self.anchor),
+            "key_id": key_id,
+            "at": at,
+        }
 
 
 def _canonical(body: dict[str, Any]) -> bytes:
@@ -117,11 +123,15 @@ class Chain:
     def links(self, anchor: Anchor) -> str | None:
         """The first broken link after ``anchor``, in words (None: every entry follows on)."""
         if anchor.entries > len(self.lines):
-            return (f"the audit log has {len(self.lines)} entries, fewer than the "
-                    f"{anchor.entries} its seal took as they were: entries were removed")  # fmt: skip
+            return (
+                f"the audit log has {len(self.lines)} entries, fewer than the "
+                f"{anchor.entries} its seal took as they were: entries were removed"
+            )
         if self.heads[anchor.entries] != anchor.head:
-            return (f"the first {anchor.entries} entries are not those the seal took as they "
-                    "were: one of them was edited, removed or reordered")  # fmt: skip
+            return (
+                f"the first {anchor.entries} entries are not those the seal took as they "
+                "were: one of them was edited, removed or reordered"
+            )
         for i in range(anchor.entries + 1, len(self.lines) + 1):
             try:
                 entry = json.loads(self.lines[i - 1])
@@ -132,16 +142,23 @@ class Chain:
                 what = (
                     "has no chain link" if prev is None else "does not follow the entry before it"
                 )
-                return (f"{self.describe(i)} {what}: an entry before it was edited, removed or "
-                        "reordered, or this one was written by hand")  # fmt: skip
+                return (
+                    f"{self.describe(i)} {what}: an entry before it was edited, removed or "
+                    "reordered, or this one was written by hand"
+                )
         return None
 
 
 class Seal:
     """The signed state of one registry and audit log (``audit.seal`` beside the log)."""
 
-    def __init__(self, audit: str | Path, registry: str | Path, public_key: Any,
-                 signing_key: str | Path | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        audit: str | Path,
+        registry: str | Path,
+        public_key: Any,
+        signing_key: str | Path | None = None,
+    ) -> None:
         self.audit, self.registry = Path(audit), Path(registry)
         self.path = self.audit.with_suffix(".seal")
         self.public_key = public_key
@@ -191,11 +208,15 @@ class Seal:
             raise RecordsBroken(problem, self.audit)
         signed_n = body["entries"]
         if n < signed_n:
-            raise RecordsBroken(f"{self.audit} has {n} entries, its signed seal {signed_n}: "
-                                f"entries after {chain.describe(n)} were removed", self.audit)  # fmt: skip
+            raise RecordsBroken(
+                f"{self.audit} has {n} entries, its signed seal {signed_n}: "
+                f"entries after {chain.describe(n)} were removed",
+                self.audit,
+            )
         if chain.heads[signed_n] != body["head"]:
-            raise RecordsBroken(f"{chain.describe(signed_n)}, the last one signed, was edited",
-                                self.audit)  # fmt: skip
+            raise RecordsBroken(
+                f"{chain.describe(signed_n)}, the last one signed, was edited", self.audit
+            )
         if n > signed_n:
             raise RecordsBroken(
                 f"{chain.describe(signed_n + 1)} and after ({n - signed_n} in all) are not covered "
@@ -224,8 +245,9 @@ class Seal:
                 anchor = state.anchor
             yield state
             chain = Chain.read(self.audit)
-            new = State(len(chain.lines), chain.heads[-1], file_sha256(self.registry), anchor,
-                        signed=True)  # fmt: skip
+            new = State(
+                len(chain.lines), chain.heads[-1], file_sha256(self.registry), anchor, signed=True
+            )
             self._sign(new, key)
 
     def _sign(self, state: State, key: Any) -> None:

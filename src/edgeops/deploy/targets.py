@@ -143,12 +143,17 @@ class AgentError(EdgeopsError):
     error status (a wrong token) is the operator's to fix.
     """
 
-    def __init__(self, target: str, problem: str, status: int | None = None,
-                 code: str | None = None, kind: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        target: str,
+        problem: str,
+        status: int | None = None,
+        code: str | None = None,
+        kind: str | None = None,
+    ) -> None:
         super().__init__(f"target {target}: {problem}", fix=None)
         self.target, self.status, self.code = target, status, code
         self.kind = kind or ("http" if status is not None else "unreachable")
-        self.problem_text = problem
 
 
 def misbehaving(target: str, problem: str, code: str | None = None) -> AgentError:
@@ -292,14 +297,17 @@ class AgentClient:
 
     def logs(self, after: int = 0, limit: int = 5000, max_bytes: int = MAX_ANSWER_BYTES) -> Any:
         """Logged predictions with id > ``after``: ``{items, next, last, log_id}``."""
-        return self._json("GET", f"/v1/logs?after={int(after)}&limit={int(limit)}",
-                          max_bytes=max_bytes)  # fmt: skip
+        return self._json(
+            "GET", f"/v1/logs?after={int(after)}&limit={int(limit)}", max_bytes=max_bytes
+        )
 
-    def feedback_log(self, after: int = 0, limit: int = 5000,
-                     max_bytes: int = MAX_ANSWER_BYTES) -> Any:  # fmt: skip
+    def feedback_log(
+        self, after: int = 0, limit: int = 5000, max_bytes: int = MAX_ANSWER_BYTES
+    ) -> Any:
         """Feedback events with seq > ``after``: ``{items, next, last, log_id}``."""
-        return self._json("GET", f"/v1/logs/feedback?after={int(after)}&limit={int(limit)}",
-                          max_bytes=max_bytes)  # fmt: skip
+        return self._json(
+            "GET", f"/v1/logs/feedback?after={int(after)}&limit={int(limit)}", max_bytes=max_bytes
+        )
 
     def download(self, version: str) -> bytes:
         status, data = self._request("GET", f"/v1/bundles/{version}", max_bytes=MAX_BUNDLE_BYTES)
@@ -349,16 +357,18 @@ def _exchange(
             resp = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             if expired.is_set() or isinstance(exc, TimeoutError):
-                raise AgentError(name, f"agent at {where} did not answer within {within}",
-                                 kind="timeout") from None  # fmt: skip
+                raise AgentError(
+                    name, f"agent at {where} did not answer within {within}", kind="timeout"
+                ) from None
             reason = getattr(exc, "reason", None) or exc
             raise AgentError(name, f"agent at {where} is unreachable ({reason})") from None
         if 300 <= resp.status < 400:
             raise misbehaving(
-                name, f"{method} {path.split('?')[0]} answered {resp.status} redirecting to "
+                name,
+                f"{method} {path.split('?')[0]} answered {resp.status} redirecting to "
                 f"{resp.getheader('location')!r}: edgeops follows no redirect (the token would "
                 "go along); point the targets file at the agent itself",
-            )  # fmt: skip
+            )
         declared = resp.getheader("content-length") or ""
         if declared.isdigit() and int(declared) > max_bytes:
             raise _too_big(name, method, path, max_bytes, f"announced {int(declared):,} bytes")
@@ -372,9 +382,11 @@ def _exchange(
         except (OSError, http.client.HTTPException, ValueError) as exc:
             if expired.is_set() or isinstance(exc, TimeoutError):
                 raise AgentError(
-                    name, f"agent at {where} did not send its answer within {within} "
-                    f"({size:,} bytes in {time.monotonic() - started:.0f} s)", kind="timeout",
-                ) from None  # fmt: skip
+                    name,
+                    f"agent at {where} did not send its answer within {within} "
+                    f"({size:,} bytes in {time.monotonic() - started:.0f} s)",
+                    kind="timeout",
+                ) from None
             raise AgentError(name, f"agent at {where} broke off its answer ({exc})") from None
         if expired.is_set():
             problem = f"agent at {where} did not send its answer within {within}"
@@ -387,6 +399,8 @@ def _exchange(
 
 def _too_big(name: str, method: str, path: str, max_bytes: int, what: str) -> AgentError:
     return misbehaving(
-        name, f"{method} {path.split('?')[0]} {what}: over the limit of {max_bytes:,} bytes "
-        "for one answer", code=TOO_LARGE,
-    )  # fmt: skip
+        name,
+        f"{method} {path.split('?')[0]} {what}: over the limit of {max_bytes:,} bytes "
+        "for one answer",
+        code=TOO_LARGE,
+    )

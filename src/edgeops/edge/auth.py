@@ -51,9 +51,11 @@ def require(request: Any, cfg: AgentConfig, kind: str) -> None:
         if is_deploy or is_predict or is_feedback:
             why = f"needs the {kind} token"
             if kind == "feedback" and not cfg.feedback_token:
-                why = ("needs the feedback token, and this agent has none: give it one "
-                       "(--feedback-token-file or EDGEOPS_FEEDBACK_TOKEN) or label with the "
-                       "deploy token")  # fmt: skip
+                why = (
+                    "needs the feedback token, and this agent has none: give it one "
+                    "(--feedback-token-file or EDGEOPS_FEEDBACK_TOKEN) or label with the "
+                    "deploy token"
+                )
             raise ApiError(403, "forbidden", f"this token may not call this endpoint ({why})")
         raise ApiError(
             401, "unauthorized", "invalid bearer token", headers={"WWW-Authenticate": "Bearer"}

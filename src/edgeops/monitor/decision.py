@@ -96,8 +96,12 @@ def overall(per_target: dict[str, dict[str, Any]], cooldown_hours: float, audit_
     reasons = [f"{t}: {x}" for t, r in per_target.items() for x in r["reasons"]]
     if RETRAIN in decisions:
         decision = RETRAIN
-        reasons = [f"{t}: {x}" for t, r in per_target.items()
-                   if r["decision"] in (RETRAIN, *SET_ASIDE) for x in r["reasons"]]  # fmt: skip
+        reasons = [
+            f"{t}: {x}"
+            for t, r in per_target.items()
+            if r["decision"] in (RETRAIN, *SET_ASIDE)
+            for x in r["reasons"]
+        ]
         last, future = last_trigger(audit_path, now)
         reasons += future
         if last is not None and now - last < cooldown_hours * 3600:

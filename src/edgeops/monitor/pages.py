@@ -37,8 +37,22 @@ MAX_PAGE_BYTES = 64 << 20
 #: what the agent's salted hash of a logged field looks like (edgeops.edge.log_records)
 HASHED = re.compile(r"^sha256:[0-9a-f]{16}$")
 #: the store's own columns: a feature may not be named like one
-RESERVED = frozenset(("_id", "_ts", "_request_id", "_row", "_model_version", "_label",
-                      "_probabilities", "_feedback", "_feedback_ts", "_seq", "_log", "_target"))  # fmt: skip
+RESERVED = frozenset(
+    (
+        "_id",
+        "_ts",
+        "_request_id",
+        "_row",
+        "_model_version",
+        "_label",
+        "_probabilities",
+        "_feedback",
+        "_feedback_ts",
+        "_seq",
+        "_log",
+        "_target",
+    )
+)
 SCALARS = (str, int, float, bool, type(None))
 
 
@@ -64,22 +78,25 @@ def check_head(target: str, resp: Any) -> dict[str, Any]:
     return resp
 
 
-def check_items(target: str, kind: str, items: list[Any], after: int, limit: int,
-                last: int) -> list[dict[str, Any]]:  # fmt: skip
+def check_items(
+    target: str, kind: str, items: list[Any], after: int, limit: int, last: int
+) -> list[dict[str, Any]]:
     """``items`` of a ``rows`` or ``feedback`` page asked for after ``after`` (at most ``limit``),
     if the cursor advances and the meta fields have their types; else a misbehaving error."""
     if kind == "rows":
         if len(items) > limit:
-            raise misbehaving(target, f"asked for {limit:,} rows after id {after}, it sent "
-                              f"{len(items):,}")  # fmt: skip
+            raise misbehaving(
+                target, f"asked for {limit:,} rows after id {after}, it sent {len(items):,}"
+            )
         prev = after
         for i, it in enumerate(items):
             _row_meta(target, it, i, after)
             if it["id"] <= prev:
                 raise misbehaving(
-                    target, f"row ids do not advance: after id {after} it sent id {it['id']} "
+                    target,
+                    f"row ids do not advance: after id {after} it sent id {it['id']} "
                     f"(item {i}, after {prev}); the agent ignores the cursor or counts backwards",
-                )  # fmt: skip
+                )
             if it["id"] > last:
                 raise misbehaving(target, f"row id {it['id']} beyond its own last id {last}")
             prev = it["id"]
@@ -90,14 +107,18 @@ def check_items(target: str, kind: str, items: list[Any], after: int, limit: int
         seq = it["seq"]
         if seq <= after or (seq, it["id"]) <= (prev_seq, prev_id) or seq > last:
             raise misbehaving(
-                target, f"feedback sequence numbers do not advance: after {after} it sent seq "
+                target,
+                f"feedback sequence numbers do not advance: after {after} it sent seq "
                 f"{seq} for id {it['id']} (item {i}; its last seq is {last}); the agent ignores "
                 "the cursor or counts backwards",
-            )  # fmt: skip
+            )
         prev_seq, prev_id = seq, it["id"]
     if len(items) > limit and items[0]["seq"] != items[-1]["seq"]:
-        raise misbehaving(target, f"asked for {limit:,} feedback rows after seq {after}, it "
-                          f"sent {len(items):,} of several events")  # fmt: skip
+        raise misbehaving(
+            target,
+            f"asked for {limit:,} feedback rows after seq {after}, it "
+            f"sent {len(items):,} of several events",
+        )
     return items
 
 
@@ -114,19 +135,25 @@ def _row_meta(target: str, it: Any, i: int, after: int) -> None:
         ("ts", _number(it.get("ts"))),
         ("request_id", isinstance(it.get("request_id"), str) and 0 < len(it["request_id"]) <= 128),
         ("row", _int(it.get("row")) and it["row"] >= 0),
-        ("model_version", isinstance(it.get("model_version"), str)
-         and 0 < len(it["model_version"]) <= 128),
+        (
+            "model_version",
+            isinstance(it.get("model_version"), str) and 0 < len(it["model_version"]) <= 128,
+        ),
         ("label", isinstance(it.get("label"), SCALARS)),
-        ("probabilities", isinstance(it.get("probabilities"), list)
-         and all(_number(p) for p in it["probabilities"])),
+        (
+            "probabilities",
+            isinstance(it.get("probabilities"), list)
+            and all(_number(p) for p in it["probabilities"]),
+        ),
         ("features", isinstance(it.get("features"), dict)),
-    )  # fmt: skip
+    )
     for name, ok in checks:
         if not ok:
             raise misbehaving(
-                target, f"{_where(i, it)} of the rows after id {after}: {name} is "
+                target,
+                f"{_where(i, it)} of the rows after id {after}: {name} is "
                 f"{_shown(it.get(name))}, not what the agent logs",
-            )  # fmt: skip
+            )
 
 
 def _feedback_meta(target: str, it: Any, i: int, after: int) -> None:
@@ -139,15 +166,19 @@ def _feedback_meta(target: str, it: Any, i: int, after: int) -> None:
         ("seq", _int(it.get("seq"))),
         ("request_id", isinstance(it.get("request_id"), str) and 0 < len(it["request_id"]) <= 128),
         ("row", _int(it.get("row")) and it["row"] >= 0),
-        ("feedback", isinstance(it.get("feedback"), str | int) and not isinstance(it.get("feedback"), bool)),
+        (
+            "feedback",
+            isinstance(it.get("feedback"), str | int) and not isinstance(it.get("feedback"), bool),
+        ),
         ("feedback_ts", it.get("feedback_ts") is None or _number(it.get("feedback_ts"))),
-    )  # fmt: skip
+    )
     for name, ok in checks:
         if not ok:
             raise misbehaving(
-                target, f"{_where(i, it)} of the feedback after seq {after}: {name} is "
+                target,
+                f"{_where(i, it)} of the feedback after seq {after}: {name} is "
                 f"{_shown(it.get(name))}, not what the agent logs",
-            )  # fmt: skip
+            )
 
 
 def _shown(value: Any) -> str:
@@ -155,8 +186,9 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def feature_columns(target: str, items: list[dict[str, Any]],
-                    schema: Schema | None) -> dict[str, list[Any]]:  # fmt: skip
+def feature_columns(
+    target: str, items: list[dict[str, Any]], schema: Schema | None
+) -> dict[str, list[Any]]:
     """The features of a page's rows as columns, each value checked against the type ``schema``
     gives its column; a column the schema does not name (a passthrough) holds single values,
     as text if they are of several kinds (a Parquet column has one type)."""
@@ -192,9 +224,10 @@ def feature_columns(target: str, items: list[dict[str, Any]],
             if not ok:
                 want = {NUMERIC: "a number", CATEGORICAL: "text"}.get(kind, "a single value")
                 raise misbehaving(
-                    target, f"{_where(i, it)}: feature {key!r} is {_shown(value)}, not {want} "
+                    target,
+                    f"{_where(i, it)}: feature {key!r} is {_shown(value)}, not {want} "
                     f"({'the training contract says ' + kind if kind else 'as logged'})",
-                )  # fmt: skip
+                )
             columns[key][i] = value
     for key, values in columns.items():
         kinds = {type(v) for v in values if v is not None}

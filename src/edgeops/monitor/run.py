@@ -79,9 +79,15 @@ class Monitor:
         client = AgentClient(
             target, budget=s.collect_seconds, budget_setting="monitor.collect_seconds"
         )
-        got = self.store.collect(client, accept_reset=accept_reset, page=s.page_rows, progress=log,
-                                 schema=self.schema, max_page_bytes=int(s.max_page_mb * 2**20),
-                                 wait_seconds=max(600.0, 2 * s.collect_seconds))  # fmt: skip
+        got = self.store.collect(
+            client,
+            accept_reset=accept_reset,
+            page=s.page_rows,
+            progress=log,
+            schema=self.schema,
+            max_page_bytes=int(s.max_page_mb * 2**20),
+            wait_seconds=max(600.0, 2 * s.collect_seconds),
+        )
         log(f"{target.name}: collected {got.rows:,} rows and {got.feedback:,} feedback labels "
             f"(log {got.log_id[:8]}, cursor {got.cursor:,} of {got.agent_last:,})")  # fmt: skip
         return got

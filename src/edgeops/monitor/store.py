@@ -76,8 +76,9 @@ def _clean_stale(series: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def rows_frame(items: list[dict[str, Any]], schema: Schema | None = None,
-               target: str = "?") -> pd.DataFrame:  # fmt: skip
+def rows_frame(
+    items: list[dict[str, Any]], schema: Schema | None = None, target: str = "?"
+) -> pd.DataFrame:
     """One page of ``/v1/logs`` items as a frame: the features as columns (checked against
     ``schema``: :func:`edgeops.monitor.pages.feature_columns`), the rest as ``_meta``."""
     import pandas as pd
@@ -172,9 +173,16 @@ class ProductionStore:
         """Beside the store, not in it: the store is a DVC dependency, its lock is not."""
         return self.root.with_name(self.root.name + ".collect.lock")
 
-    def collect(self, client: AgentClient, accept_reset: bool = False, page: int = PAGE,
-                progress: Callable[[str], None] | None = None, schema: Schema | None = None,
-                max_page_bytes: int = MAX_PAGE_BYTES, wait_seconds: float = 600.0) -> Collected:  # fmt: skip
+    def collect(
+        self,
+        client: AgentClient,
+        accept_reset: bool = False,
+        page: int = PAGE,
+        progress: Callable[[str], None] | None = None,
+        schema: Schema | None = None,
+        max_page_bytes: int = MAX_PAGE_BYTES,
+        wait_seconds: float = 600.0,
+    ) -> Collected:
         """Collect new rows and new feedback from one agent; each page stored before the next.
 
         Two collectors of one store wait for each other (a lock beside it), so no page is stored
@@ -188,9 +196,15 @@ class ProductionStore:
         with hold(self.lock_path, wait_seconds, progress, what="collection of this store"):
             return self._collect(client, accept_reset, page, progress, schema, max_page_bytes)
 
-    def _collect(self, client: AgentClient, accept_reset: bool, page: int,
-                 progress: Callable[[str], None] | None, schema: Schema | None,
-                 max_page_bytes: int) -> Collected:  # fmt: skip
+    def _collect(
+        self,
+        client: AgentClient,
+        accept_reset: bool,
+        page: int,
+        progress: Callable[[str], None] | None,
+        schema: Schema | None,
+        max_page_bytes: int,
+    ) -> Collected:
         name = client.target.name
         first = check_head(name, client.logs(after=0, limit=1, max_bytes=max_page_bytes))
         log_id = first["log_id"]
@@ -212,8 +226,15 @@ class ProductionStore:
                 out.feedback, out.feedback_cursor = n, cur
         return out
 
-    def _pages(self, client: AgentClient, kind: str, after: int, page: int, log_id: str,
-               max_page_bytes: int) -> Iterator[list[dict[str, Any]]]:  # fmt: skip
+    def _pages(
+        self,
+        client: AgentClient,
+        kind: str,
+        after: int,
+        page: int,
+        log_id: str,
+        max_page_bytes: int,
+    ) -> Iterator[list[dict[str, Any]]]:
         """The checked pages after ``after``, each one before the next is asked for."""
         from edgeops.deploy.targets import AgentError
 

@@ -18,8 +18,13 @@ from typing import Any
 from edgeops.errors import EdgeopsError
 
 #: What a run's lineage is made of (paths relative to the workspace); missing files are skipped.
-LINEAGE_FILES = ("dvc.lock", "params.yaml", "deploy/registry.json", "deploy/audit.jsonl",
-                 "deploy/audit.seal")  # fmt: skip
+LINEAGE_FILES = (
+    "dvc.lock",
+    "params.yaml",
+    "deploy/registry.json",
+    "deploy/audit.jsonl",
+    "deploy/audit.seal",
+)
 #: what a rollout changes after the lineage was recorded: the deploy records
 RECORD_FILES = ("deploy/registry.json", "deploy/audit.jsonl", "deploy/audit.seal")
 

@@ -81,8 +81,10 @@ def markdown(facts: dict[str, Any]) -> str:
         if got.get("quarantined"):
             held = sum(q["rows"] for q in got["quarantined"])
             why = "; ".join(c["why"] for c in got.get("disagreeing") or [])
-            lines.append(f"  - **QUARANTINED**: {held:,} rows held: {why}; after a review: "
-                         f"`edgeops labels release {target} --reason TEXT`")  # fmt: skip
+            lines.append(
+                f"  - **QUARANTINED**: {held:,} rows held: {why}; after a review: "
+                f"`edgeops labels release {target} --reason TEXT`"
+            )
     lines += [
         "",
         "## Stages (DVC decides what re-runs)",
@@ -117,12 +119,16 @@ def markdown(facts: dict[str, Any]) -> str:
             primary = gate.get("primary_metric", "roc_auc")
             ch = (prod.get("challenger") or {}).get(primary)
             cp = (prod.get("champion") or {}).get(primary)
-            lines.append(f"- apart, on {prod['rows']:,} held-out production rows: {primary} "
-                         f"{_fmt(ch)} (champion {_fmt(cp)}); informs, does not decide")  # fmt: skip
+            lines.append(
+                f"- apart, on {prod['rows']:,} held-out production rows: {primary} "
+                f"{_fmt(ch)} (champion {_fmt(cp)}); informs, does not decide"
+            )
     lines += ["", "## Targets"]
     for name in facts.get("withdrawn") or []:
-        lines.append(f"- {name}: a rollout that never finished (no approval recorded) was "
-                     "withdrawn first: back on the production version")  # fmt: skip
+        lines.append(
+            f"- {name}: a rollout that never finished (no approval recorded) was "
+            "withdrawn first: back on the production version"
+        )
     deploy = facts.get("deploy") or {}
     approval = facts.get("approval")
     if approval:

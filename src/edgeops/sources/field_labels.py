@@ -59,8 +59,9 @@ class LabelTrust:
         if not isinstance(q, dict):
             raise EdgeopsError(f"{where}.quarantine must be a mapping (gap, rows, min_rows)")
 
-        def number(section: dict[str, Any], key: str, default: float, lo: float,
-                   hi: float = math.inf) -> float:  # fmt: skip
+        def number(
+            section: dict[str, Any], key: str, default: float, lo: float, hi: float = math.inf
+        ) -> float:
             value = section.get(key, default)
             if (
                 isinstance(value, bool)
@@ -74,8 +75,12 @@ class LabelTrust:
 
         released = []
         for i, r in enumerate(cfg.get("released") or []):
-            if not (isinstance(r, dict) and isinstance(r.get("target"), str)
-                    and isinstance(r.get("log"), str) and isinstance(r.get("through"), int)):  # fmt: skip
+            if not (
+                isinstance(r, dict)
+                and isinstance(r.get("target"), str)
+                and isinstance(r.get("log"), str)
+                and isinstance(r.get("through"), int)
+            ):
                 raise EdgeopsError(
                     f"{where}.released[{i}] must be {{target: NAME, log: ID, through: ROW_ID}}",
                     fix="release rows with `edgeops labels release TARGET --reason TEXT`",
@@ -90,8 +95,9 @@ class LabelTrust:
         )
 
     def released_through(self, target: str, log: str) -> int:
-        return max((r.through for r in self.released if (r.target, r.log) == (target, log)),
-                   default=0)  # fmt: skip
+        return max(
+            (r.through for r in self.released if (r.target, r.log) == (target, log)), default=0
+        )
 
 
 @dataclass
@@ -110,9 +116,11 @@ class Chunk:
 
     def why(self) -> str:
         others = "" if self.others is None else f", the other devices' {self.others:.0%}"
-        return (f"{self.rows:,} labels (ids {self.first}..{self.last} of log {self.log[:8]}) "
-                f"agree {self.agreement:.0%} with the model's predictions; the model expects "
-                f"{self.expected:.0%}{others}")  # fmt: skip
+        return (
+            f"{self.rows:,} labels (ids {self.first}..{self.last} of log {self.log[:8]}) "
+            f"agree {self.agreement:.0%} with the model's predictions; the model expects "
+            f"{self.expected:.0%}{others}"
+        )
 
 
 def judge(stored: pd.DataFrame, trust: LabelTrust, source_rows: int) -> tuple[Any, dict[str, Any]]:
@@ -146,8 +154,14 @@ def judge(stored: pd.DataFrame, trust: LabelTrust, source_rows: int) -> tuple[An
                 rows = mine & (logs == log) & (ids > trust.released_through(target, log))
                 if rows.any():
                     keep[rows] = False
-                    held.append({"log": log, "first": int(ids[rows].min()),
-                                 "last": int(ids[rows].max()), "rows": int(rows.sum())})  # fmt: skip
+                    held.append(
+                        {
+                            "log": log,
+                            "first": int(ids[rows].min()),
+                            "last": int(ids[rows].max()),
+                            "rows": int(rows.sum()),
+                        }
+                    )
         cap = int(trust.max_target_share * source_rows)
         kept = np.flatnonzero(mine & keep)
         capped = 0
@@ -170,13 +184,28 @@ def judge(stored: pd.DataFrame, trust: LabelTrust, source_rows: int) -> tuple[An
 
 
 def _shown(c: Chunk) -> dict[str, Any]:
-    return {"log": c.log, "first": c.first, "last": c.last, "rows": c.rows,
-            "agreement": round(c.agreement, 4), "expected": round(c.expected, 4),
-            "others": None if c.others is None else round(c.others, 4), "why": c.why()}  # fmt: skip
+    return {
+        "log": c.log,
+        "first": c.first,
+        "last": c.last,
+        "rows": c.rows,
+        "agreement": round(c.agreement, 4),
+        "expected": round(c.expected, 4),
+        "others": None if c.others is None else round(c.others, 4),
+        "why": c.why(),
+    }
 
 
-def _chunks(target: str, logs: Any, ids: Any, positions: Any, agree: Any, expected: Any,
-            others: float | None, trust: LabelTrust) -> list[Chunk]:  # fmt: skip
+def _chunks(
+    target: str,
+    logs: Any,
+    ids: Any,
+    positions: Any,
+    agree: Any,
+    expected: Any,
+    others: float | None,
+    trust: LabelTrust,
+) -> list[Chunk]:
     """A device's labelled rows not yet released in chunks of ``trust.rows`` (per log, id
     order), each judged; a last chunk below ``min_rows`` joins the one before it."""
     import numpy as np
@@ -194,8 +223,19 @@ def _chunks(target: str, logs: Any, ids: Any, positions: Any, agree: Any, expect
             a, e = float(agree[part].mean()), float(expected[part].mean())
             bad = len(part) >= trust.min_rows and a < e - trust.gap
             bad = bad and (others is None or a < others - trust.gap)
-            out.append(Chunk(target, log, int(ids[part].min()), int(ids[part].max()), len(part),
-                             a, e, others, bad))  # fmt: skip
+            out.append(
+                Chunk(
+                    target,
+                    log,
+                    int(ids[part].min()),
+                    int(ids[part].max()),
+                    len(part),
+                    a,
+                    e,
+                    others,
+                    bad,
+                )
+            )
     return out
 
 

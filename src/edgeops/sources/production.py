@@ -30,9 +30,12 @@ KEY_COLUMNS = ["key", "target", "log", "id", "model_version", "ts"]
 
 
 def labelled_rows(
-    root: str | Path, source: pd.DataFrame, schema: Schema, trust: LabelTrust | None = None,
+    root: str | Path,
+    source: pd.DataFrame,
+    schema: Schema,
+    trust: LabelTrust | None = None,
     source_rows: int | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:  # fmt: skip
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """(rows shaped like ``source``, their keys, what the guards did per target) for the stored
     rows with a known label that ``trust`` lets join (quarantine, cap of ``source_rows``)."""
     import pandas as pd
@@ -101,8 +104,9 @@ def add_production(
     if not cfg.get("include"):
         return source, pd.DataFrame(columns=KEY_COLUMNS), {}
     trust = LabelTrust.from_params(cfg)
-    rows, keys, report = labelled_rows(cfg.get("path", "data/production"), source, schema, trust,
-                                       source_rows)  # fmt: skip
+    rows, keys, report = labelled_rows(
+        cfg.get("path", "data/production"), source, schema, trust, source_rows
+    )
     if rows.empty:
         return source, keys, report
     return pd.concat([source, rows], ignore_index=True), keys, report

@@ -185,12 +185,18 @@ def main() -> None:
             if got["quarantined"]:
                 held = sum(q["rows"] for q in got["quarantined"])
                 why = "; ".join(c["why"] for c in got["disagreeing"][:3])
-                runner.log("ingest", f"QUARANTINED {target}: {why}: its {held:,} labelled rows "
-                           "not released are held (stored, not joined); after a review: "
-                           f"edgeops labels release {target} --reason TEXT")  # fmt: skip
+                runner.log(
+                    "ingest",
+                    f"QUARANTINED {target}: {why}: its {held:,} labelled rows "
+                    "not released are held (stored, not joined); after a review: "
+                    f"edgeops labels release {target} --reason TEXT",
+                )
             if got["capped"]:
-                runner.log("ingest", f"{target}: {got['capped']:,} older labelled rows left out "
-                           f"(at most {got['cap']:,}: ingest.production.max_target_share)")  # fmt: skip
+                runner.log(
+                    "ingest",
+                    f"{target}: {got['capped']:,} older labelled rows left out "
+                    f"(at most {got['cap']:,}: ingest.production.max_target_share)",
+                )
         write_parquet(keys, args.production_keys)
         atomic.write_json(
             args.report,

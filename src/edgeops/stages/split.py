@@ -166,9 +166,13 @@ SIDE_FILES = ("train.parquet", "test.parquet", "test_production.parquet")
 
 
 def split_with_production(
-    df: pd.DataFrame, keys: pd.DataFrame, schema: Schema, test_size: float, seed: int,
+    df: pd.DataFrame,
+    keys: pd.DataFrame,
+    schema: Schema,
+    test_size: float,
+    seed: int,
     time_column: str | None,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:  # fmt: skip
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """``(train, test, production test)``: the source's rows split as always (``test`` is the
     holdout of source rows only); the last ``len(keys)`` rows (production) by key hash, the
     held-out ones to ``production test``."""

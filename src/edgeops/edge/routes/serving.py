@@ -173,8 +173,12 @@ class ServingRoutes:
             raise ApiError(503, "no_model", "no model is deployed on this agent: no label is taken")
         classes = [str(c) for c in bundle.model.classes]
         if str(label) not in classes:
-            raise ApiError(422, "invalid_request", f"label {label!r} is not a class of the model",
-                           [{"field": "label", "problem": f"allowed: {classes}"}])  # fmt: skip
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"label {label!r} is not a class of the model",
+                [{"field": "label", "problem": f"allowed: {classes}"}],
+            )
         n = await run_in_threadpool(self.runtime.log.feedback, rid, str(label), row)
         if n == 0:
             raise ApiError(404, "unknown_request", f"no logged request {rid!r} (or it was purged)")
@@ -225,7 +229,15 @@ def add_routes(app: FastAPI, runtime: Runtime, cfg: AgentConfig) -> None:
                       openapi_extra=body_schema(ref("PredictRequest")),
                       responses={200: json_answer("labels and probabilities per row", ref("PredictResponse")),
                                  500: ERROR_SCHEMA, 503: ERROR_SCHEMA})  # fmt: skip
-    app.add_api_route("/v1/feedback", routes.feedback, methods=["POST"], tags=["serve"],
-                      openapi_extra=body_schema(ref("FeedbackRequest")),
-                      responses={200: json_answer("rows updated", ref("FeedbackResponse")),
-                                 404: ERROR_SCHEMA, 503: ERROR_SCHEMA})  # fmt: skip
+    app.add_api_route(
+        "/v1/feedback",
+        routes.feedback,
+        methods=["POST"],
+        tags=["serve"],
+        openapi_extra=body_schema(ref("FeedbackRequest")),
+        responses={
+            200: json_answer("rows updated", ref("FeedbackResponse")),
+            404: ERROR_SCHEMA,
+            503: ERROR_SCHEMA,
+        },
+    )
