@@ -217,6 +217,9 @@ def test_serve_feedback_logs_switch_rollback_and_metrics(agents: Agents, v1: Pat
         assert c.get("/healthz").status_code == 200
         assert c.get("/readyz").status_code == 503
         assert error_of(predict(c, golden_rows(v1)))["code"] == "no_model"
+        # no model, no classes to check a label against: none is taken
+        r = c.post("/v1/feedback", json={"request_id": "a" * 32, "label": 1}, headers=FEEDBACK)
+        assert r.status_code == 503 and error_of(r)["code"] == "no_model"
         assert status(c)["active"] is None
 
         result = deploy(c, v1)

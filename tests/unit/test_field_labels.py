@@ -129,3 +129,65 @@ def test_one_device_is_capped_at_a_share_of_the_source_keeping_its_newest_rows()
 def test_bad_settings_are_one_clear_error(cfg) -> None:
     with pytest.raises(EdgeopsError, match="ingest.production"):
         LabelTrust.from_params(cfg)
+
+
+def test_labels_status_names_a_held_device_and_release_lets_it_join(tmp_path, signing_keys) -> None:
+    """The CLI a person uses: status names the held device and why; release writes the release
+    into params.yaml (its comments kept) and the audit log; the next ingest takes the rows."""
+    import subprocess
+
+    import yaml
+
+    from edgeops.deploy.registry import AuditLog
+    from edgeops.monitor.store import feedback_frame, rows_frame, write_part
+    from edgeops.sources.production import add_production
+    from edgeops.sources.simulator import simulate
+    from tests.conftest import BIN, REPO, tool_env
+    from tests.unit.test_monitor import SCHEMA, _items
+
+    params = REPO / "params.yaml"
+    (tmp_path / "params.yaml").write_text(params.read_text())
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy/targets.yaml").write_text(yaml.safe_dump({
+        "public_key": str(signing_keys / "signing.pub"),
+        "targets": [{"name": "line-1", "url": "http://127.0.0.1:9", "token_env": "X"}],
+    }))  # fmt: skip
+    store = tmp_path / "data/production"
+    for target, first, label in (("line-1", 1, "0"), ("line-2", 1001, "1")):  # model says "0"
+        series = store / target / ("ab" * 8)
+        write_part(series, "rows", first, first + 299, rows_frame(_items(first, 300)))
+        fb = [{"id": i, "request_id": f"r{i}", "row": 0, "feedback": label, "feedback_ts": 1.8e9,
+               "seq": i} for i in range(first, first + 300)]  # fmt: skip
+        write_part(series, "feedback", first, first + 299, feedback_frame(fb))
+
+    def edgeops(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "edgeops"), "labels", *args], cwd=tmp_path,
+                              env=tool_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    status = edgeops("status")
+    assert status.returncode == 0, status.stderr
+    assert "line-2: QUARANTINED: rows 1001..1300" in status.stderr, status.stderr
+    assert "agree 0% with the model's predictions" in status.stderr
+    assert "line-1: QUARANTINED" not in status.stderr
+    cfg = yaml.safe_load((tmp_path / "params.yaml").read_text())["ingest"]["production"]
+    cfg = {**cfg, "path": str(store)}
+    _, keys, report = add_production(simulate(rows=5000, seed=1), cfg, SCHEMA)
+    assert report["line-2"]["joined"] == 0 and set(keys["target"]) == {"line-1"}
+
+    refused = edgeops("release", "line-1", "--reason", "x")
+    assert (
+        refused.returncode == 2 and "no labelled rows of line-1 are quarantined" in refused.stderr
+    )
+    released = edgeops("release", "line-2", "--reason", "labels checked – the model was wrong")
+    assert released.returncode == 0, released.stderr
+    text = (tmp_path / "params.yaml").read_text()
+    assert "# join them to the source's rows" in text  # the file's comments are kept
+    cfg = yaml.safe_load(text)["ingest"]["production"]
+    assert cfg["released"] == [{"target": "line-2", "log": "ab" * 8, "through": 1300}]
+    _, keys, report = add_production(
+        simulate(rows=5000, seed=1), {**cfg, "path": str(store)}, SCHEMA
+    )
+    assert report["line-2"]["joined"] == 300 and report["line-2"]["quarantined"] == []
+    (entry,) = [e for e in AuditLog(tmp_path / "deploy/audit.jsonl").read()
+                if e["event"] == "labels_released"]  # fmt: skip
+    assert entry["reason"] == "labels checked – the model was wrong" and entry["target"] == "line-2"
