@@ -50,7 +50,8 @@ def dvc_stage(ws: Any, stage: str) -> dict[str, Any]:
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 30],
       retry_condition_fn=_agent_unreachable)  # fmt: skip
 def gate(ctx: Any, bundle_dir: Path) -> dict[str, Any]:
-    """Champion (what the agents run) vs challenger (this bundle), on the current test split."""
+    """Champion (the registry's production version) vs challenger (this bundle), on the
+    holdout; the held-out production rows scored apart."""
     from edgeops.deploy import operations
 
     report = operations.gate(ctx, bundle_dir, ctx.targets.select(None), by="prefect")
@@ -262,7 +263,7 @@ def training(reason: str = "manual", deploy: bool = True) -> Any:
         if deploy:
             facts["gate"] = gate(ctx, ws.root / "models/bundle")
         else:
-            facts["gate_skipped"] = "deploy=False: no device was contacted"
+            facts["gate_skipped"] = "deploy=False: no model was gated or rolled out"
         facts["push"] = push(ws)  # a failed push ends the run here: no device changed
         facts["lineage"] = record(ws, facts, settings.lineage or {})
         failed = None

@@ -35,20 +35,21 @@ def register(app: typer.Typer, command: Callable[..., Any]) -> None:
 
 def _judged(params: Path) -> tuple[dict[str, Any], LabelTrust, dict[str, Any], Path]:
     """(the production section, its guards, the per-target report, the store) as ingest sees it."""
-    from edgeops.monitor.store import ProductionStore
     from edgeops.params import load_params, section
+    from edgeops.schema import schema_from_params
     from edgeops.sources.field_labels import LabelTrust, judge
+    from edgeops.sources.production import stored_labels
 
     params_data = load_params(params)
     cfg = section(params_data, "ingest").get("production") or {}
     trust = LabelTrust.from_params(cfg)
     store = params.resolve().parent / cfg.get("path", "data/production")
-    stored = ProductionStore(store).labelled()
+    stored = stored_labels(store, schema_from_params(params_data))
     if stored.empty:
         return cfg, trust, {}, store
     source_rows = _source_rows(params.resolve().parent)
     share = trust.max_target_share if source_rows else 1.0
-    _, report = judge(stored.reset_index(drop=True), _with_share(trust, share), source_rows or 1)
+    _, report = judge(stored, _with_share(trust, share), source_rows or 1)
     return cfg, trust, report, store
 
 
@@ -147,6 +148,8 @@ def labels_release(
 
     if not reason.strip():
         raise EdgeopsError("say why: --reason TEXT (it is recorded)")
+    ctx = DeployContext.load(params)
+    ctx.verify_records()  # the release is recorded: nothing is released on broken records
     _, trust, report, _ = _judged(params)
     quarantined = (report.get(target) or {}).get("quarantined") or []
     if not quarantined:
@@ -164,9 +167,9 @@ def labels_release(
         raise EdgeopsError(f"--through {through} is before every quarantined row of {target}")
     rows = sum(q["rows"] for q in quarantined if q["first"] <= releases.get(q["log"], -1))
     changed = [{"target": target, "log": log, "through": last} for log, last in releases.items()]
-    write_releases(params, changed)
-    ctx = DeployContext.load(params)
+    # recorded first: a release that did not take effect is released again, never unrecorded
     ctx.audit.append("labels_released", target=target, releases=changed, reason=reason)
+    write_releases(params, changed)
     typer.echo(
         f"released {target}: rows up to {', '.join(f'id {v} of log {k[:8]}' for k, v in releases.items())} "
         f"(about {rows:,} quarantined rows): they join the next training run"

@@ -61,3 +61,26 @@ def row_count(cfg: dict[str, Any], name: str, key: str, default: int = 0) -> int
             fix=f"write e.g. {default or 10_000_000} in params.yaml (0: no limit)",
         )
     return value
+
+
+def number(
+    cfg: dict[str, Any],
+    key: str,
+    default: float,
+    where: str,
+    lo: float = 0.0,
+    hi: float | None = None,
+) -> float:
+    """``cfg[key]`` (``where``: the section's dotted name) as a number from ``lo`` to ``hi``,
+    else one clear error naming the setting."""
+    value = cfg.get(key, default)
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = float(value)
+    except (TypeError, ValueError):
+        raise EdgeopsError(f"{where}.{key} must be a number, got {value!r}") from None
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
+        raise EdgeopsError(f"{where}.{key} must be {bound}, got {value}", fix=f"set {where}.{key}")
+    return value

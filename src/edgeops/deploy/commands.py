@@ -337,6 +337,9 @@ def audit_verify_cmd(
     """
     ctx = _ctx(params, targets, registry, audit_log, public_key)
     state = ctx.verify_records()
+    if not state.signed:
+        typer.echo("ok: no deploy records yet (the first deploy starts the signed audit chain)")
+        return
     typer.echo(
         f"ok: {state.entries} audit entries chained and signed, the registry as signed"
         + (

@@ -19,7 +19,6 @@ A rejected challenger is a normal outcome (exit code 3), not a crash.
 
 from __future__ import annotations
 
-import collections
 import io
 import tarfile
 import tempfile
@@ -232,7 +231,13 @@ def fetch_bundle(
                 if m.isfile() and "/" not in m.name and not m.name.startswith("."):
                     (dest / m.name).write_bytes(tf.extractfile(m).read())  # type: ignore[union-attr]
         return verify_local(dest, public_key)
-    raise EdgeopsError(f"could not fetch the champion {version} from any target: {last}")
+    raise EdgeopsError(
+        f"could not fetch the champion {version} from any target: {last}",
+        fix=f"the production version {version} is on no device any more (an agent keeps "
+        "keep_versions): put it back on one (`git checkout <model>/{version}`, `dvc pull`, "
+        "`edgeops deploy --target NAME --force --reason ...` of that bundle), or, to compare "
+        "with no champion on purpose, deploy with --force",
+    )
 
 
 def run_gate(
@@ -257,19 +262,19 @@ def run_gate(
         ["replacing another model: no champion, baseline and floors only"] if replace_model else []
     )
     others = {t: v for t, v in actives.items() if v and v != champion_version}
+    # the targets run a model, yet no production version is recorded: the records were deleted
+    # or replaced; without a champion the gate would judge on the baseline alone
+    unknown = None
     if champion_version and others:
         notes.append(
             f"targets run other versions than the production {champion_version}: {others}; the "
             "champion is the registry's production version, never what a device runs"
         )
-    elif not champion_version and not replace_model and collections.Counter(actives.values()):
-        running = sorted({v for v in actives.values() if v})
-        if running:
-            notes.append(
-                f"no production version is recorded, the targets run {running}: baseline and "
-                "floors only (a version becomes the champion through the gate and, with "
-                "approval, a person's recorded answer)"
-            )
+    elif not champion_version and not replace_model and others:
+        unknown = (
+            f"the targets run {sorted(set(others.values()))}, but the registry records no "
+            "production version (deleted or replaced deploy records?): the champion is unknown"
+        )
     floors, margins = limits(cfg)
     positive = challenger.manifest.get("positive_class")
     base = baseline(df[target_col].to_numpy(), list(challenger.model.classes), positive)
@@ -293,6 +298,13 @@ def run_gate(
         "notes": notes,
     }
     report["challenger"]["metrics"] = score(challenger, df, target_col)
+    if unknown:
+        report.update(
+            promote=False,
+            reason=f"{unknown}; restore deploy/ from git, or deploy "
+            "with --force to go on without a champion (recorded)",
+        )
+        return report
     production = _production_rows(production_df, target_col)
     if production is not None:
         report["production"] = {

@@ -102,6 +102,7 @@ def gate(
     """Run the gate, write reports/gate.json, log the decision; return the report."""
     by = by or whoami()
     ctx.verify_records()
+    ctx.registry.reload()  # the production version as of now, not of when the context was made
     bundle = verify_local(bundle_dir, ctx.public_key)
     name = bundle.manifest["model"]["name"]
     report = run_gate(
@@ -259,18 +260,21 @@ def other_models(
 
 
 def approval_of(ctx: DeployContext, name: str, version: str) -> dict[str, Any] | None:
-    """The ``approval_granted`` entry of ``version`` recorded after its latest canary, if any."""
-    granted = None
+    """The ``approval_granted`` entry of ``version`` recorded after its latest canary, if that
+    canary is still open (not rejected, timed out or withdrawn) and the version in staging."""
+    granted, open_canary = None, False
     for entry in ctx.audit.read():
         if entry.get("version") != version or entry.get("model", name) != name:
             continue
-        if entry.get("event") == "canary":
-            granted = None
-        elif entry.get("event") == "approval_granted":
+        event = entry.get("event")
+        if event == "canary":
+            granted, open_canary = None, True
+        elif event == "approval_granted" and open_canary:
             granted = entry
-        elif entry.get("event") in ("approval_rejected", "approval_timeout", "canary_withdrawn"):
-            granted = None
-    return granted
+        elif event in ("approval_rejected", "approval_timeout", "canary_withdrawn"):
+            granted, open_canary = None, False
+    stage = (ctx.registry.version(name, version) or {}).get("stage")
+    return granted if stage == "staging" else None
 
 
 def withdraw_unfinished(ctx: DeployContext, log: Any = print, by: str = "prefect") -> list[str]:

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,15 +51,21 @@ def file_sha256(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
 
-class RecordsBroken(EdgeopsError):
-    """The registry or the audit log is not what edgeops last signed: nothing is done on it."""
+SEAL_HINT = "sign the records as they are with `edgeops audit seal --reason TEXT` (an entry)"
 
-    def __init__(self, problem: str, audit: Path) -> None:
+
+class RecordsBroken(EdgeopsError):
+    """The registry or the audit log is not what edgeops last signed: nothing is done on it.
+
+    ``changed``: the file that differs (the fix restores it); ``fix``: a fix of its own."""
+
+    def __init__(self, problem: str, changed: Path, fix: str | None = None) -> None:
         super().__init__(
             f"the deploy records do not verify: {problem}; nothing was done",
-            fix=f"restore {audit.parent} from git (git checkout -- {audit.parent}) or from a "
-            "backup; if a person changed them on purpose, review the change and sign the records "
-            "as they are with `edgeops audit seal --reason TEXT` (recorded as an entry)",
+            fix=fix
+            or f"restore {changed} from git (`git log -p {changed}` shows what changed, `git "
+            f"checkout -- {changed}` restores it) or from the backup; if a person changed it on "
+            f"purpose, review the change and {SEAL_HINT}",
             exit_code=EXIT_BROKEN,
         )
 
@@ -181,16 +189,27 @@ class Seal:
             body, sig = doc["body"], base64.b64decode(doc["signature"], validate=True)
             self.public_key.verify(sig, _canonical(body))
         except (ValueError, KeyError, TypeError, InvalidSignature):
-            raise RecordsBroken(
-                f"{self.path} is not signed by the signing key", self.audit
-            ) from None
+            problem = f"{self.path} is not signed by the signing key"
+            raise RecordsBroken(problem, self.path) from None
         if body.get("key_id") != key_id(self.public_key) or body.get("format") != FORMAT:
-            raise RecordsBroken(f"{self.path} names another key or format", self.audit)
+            raise RecordsBroken(f"{self.path} names another key or format", self.path)
         return body
 
     def verify(self) -> State:
         """The records' state, if they are what edgeops last signed; else :class:`RecordsBroken`
-        naming the first entry (or the registry) that differs."""
+        naming the first entry (or the registry) that differs. Read under a shared lock: never
+        between a writer's change and its signature."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:  # a read-only checkout: nobody writes there either
+            return self._verify()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            return self._verify()
+        finally:
+            os.close(fd)
+
+    def _verify(self) -> State:
         chain = Chain.read(self.audit)
         registry = file_sha256(self.registry)
         body = self._signed()
@@ -199,8 +218,12 @@ class Seal:
             if n or registry is not None:
                 raise RecordsBroken(
                     f"{self.path} is missing: {self.audit} ({n} entries) and {self.registry} are "
-                    "not signed (deleted, or written before edgeops signed its records)",
-                    self.audit,
+                    "not signed (written by an edgeops from before signed records, or the seal "
+                    "was deleted)",
+                    self.path,
+                    fix=f"after an upgrade: review the records (`git log -p {self.audit.parent}`) "
+                    "and sign them once: `edgeops audit seal --reason 'upgrade to signed "
+                    f"records'`; if the seal was deleted: restore {self.path} from git",
                 )
             return State(0, GENESIS, None, Anchor(), signed=False)
         anchor = Anchor(**body["anchor"])
@@ -208,24 +231,25 @@ class Seal:
             raise RecordsBroken(problem, self.audit)
         signed_n = body["entries"]
         if n < signed_n:
-            raise RecordsBroken(
-                f"{self.audit} has {n} entries, its signed seal {signed_n}: "
-                f"entries after {chain.describe(n)} were removed",
-                self.audit,
-            )
+            removed = f"entries after {chain.describe(n)} were removed" if n else "all removed"
+            problem = f"{self.audit} has {n} entries, its signed seal {signed_n}: {removed}"
+            raise RecordsBroken(problem, self.audit)
         if chain.heads[signed_n] != body["head"]:
-            raise RecordsBroken(
-                f"{chain.describe(signed_n)}, the last one signed, was edited", self.audit
-            )
+            problem = f"{chain.describe(signed_n)}, the last one signed, was edited"
+            raise RecordsBroken(problem, self.audit)
         if n > signed_n:
             raise RecordsBroken(
                 f"{chain.describe(signed_n + 1)} and after ({n - signed_n} in all) are not covered "
                 "by the signature: appended by hand, or by a process that died before it signed",
                 self.audit,
+                fix=f"look at those entries (`tail -n {n - signed_n} {self.audit}`): written by a "
+                f"run that died, and right: {SEAL_HINT}; else restore {self.audit} from git",
             )
         if registry != body["registry_sha256"]:
             what = "is missing" if registry is None else "was changed outside edgeops"
-            raise RecordsBroken(f"{self.registry} {what} (it is not the signed state)", self.audit)
+            raise RecordsBroken(
+                f"{self.registry} {what} (it is not the signed state)", self.registry
+            )
         return State(n, chain.heads[n], registry, anchor, signed=True)
 
     # ---- writing -------------------------------------------------------------------------------
@@ -241,14 +265,15 @@ class Seal:
                 state = State(len(chain.lines), chain.heads[-1], None, Anchor(), signed=False)
                 anchor = Anchor(len(chain.lines), chain.heads[-1])
             else:
-                state = self.verify()
+                state = self._verify()
                 anchor = state.anchor
-            yield state
-            chain = Chain.read(self.audit)
-            new = State(
-                len(chain.lines), chain.heads[-1], file_sha256(self.registry), anchor, signed=True
-            )
-            self._sign(new, key)
+            try:
+                yield state
+            finally:  # also when the block failed after writing: what is there is this writer's
+                chain = Chain.read(self.audit)
+                registry = file_sha256(self.registry)
+                new = State(len(chain.lines), chain.heads[-1], registry, anchor, signed=True)
+                self._sign(new, key)
 
     def _sign(self, state: State, key: Any) -> None:
         from edgeops.edge.bundle import key_id

@@ -62,6 +62,11 @@ class Registry:
         validate(data, self._invalid)
         return data
 
+    def reload(self) -> Registry:
+        """Read the file again (another command may have written it since)."""
+        self.data = self._load()
+        return self
+
     @property
     def lock_path(self) -> Path:
         return self.path.with_name(self.path.name + ".lock")
@@ -73,7 +78,7 @@ class Registry:
         """Hold the registry for a whole deploy: wait for the lock (up to ``timeout`` seconds,
         saying who holds it), then read the registry again."""
         with locks.hold(self.lock_path, timeout, log, what="deploy"):
-            self.data = self._load()
+            self.reload()
             self._held = True
             try:
                 yield self
@@ -246,6 +251,4 @@ class AuditLog:
         return entry
 
     def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return [json.loads(line) for line in Chain.read(self.path).lines]

@@ -150,15 +150,21 @@ class AgentError(EdgeopsError):
         status: int | None = None,
         code: str | None = None,
         kind: str | None = None,
+        fix: str | None = None,
     ) -> None:
-        super().__init__(f"target {target}: {problem}", fix=None)
+        super().__init__(f"target {target}: {problem}", fix=fix)
         self.target, self.status, self.code = target, status, code
         self.kind = kind or ("http" if status is not None else "unreachable")
 
 
-def misbehaving(target: str, problem: str, code: str | None = None) -> AgentError:
-    """The error for an agent whose answer no edgeops agent gives (it is named, set aside)."""
-    return AgentError(target, f"misbehaving agent: {problem}", code=code, kind="misbehaving")
+def misbehaving(
+    target: str, problem: str, code: str | None = None, fix: str | None = None
+) -> AgentError:
+    """The error for an agent whose answer cannot be collected as it is (no edgeops agent
+    answers so, or its log was reset): it is named and set aside, the others go on."""
+    return AgentError(
+        target, f"misbehaving agent: {problem}", code=code, kind="misbehaving", fix=fix
+    )
 
 
 #: the code of an answer over the byte limit (a collector may ask again for fewer rows)
@@ -175,9 +181,9 @@ class AgentClient:
     """The deploy side of the agent API, over plain HTTP (stdlib only).
 
     Every request has a total time limit (``timeout``, and, with ``budget``, what is left of
-    that many seconds from the client's creation: a whole collection's, named by the setting
-    ``budget_setting``), a cap on the bytes it reads, and follows no redirect: a ``3xx`` is an
-    error naming where it pointed, so the bearer token never goes to another address.
+    that many seconds from the client's first request: a whole collection's, named by the
+    setting ``budget_setting``), a cap on the bytes it reads, and follows no redirect: a ``3xx``
+    is an error naming where it pointed, so the bearer token never goes to another address.
     """
 
     def __init__(
@@ -190,8 +196,9 @@ class AgentClient:
         self.target = target
         self.timeout = timeout
         self.budget, self.budget_setting = budget, budget_setting
-        #: time.monotonic() by which every request must be done (None: ``timeout`` each)
-        self.deadline = None if budget is None else time.monotonic() + budget
+        #: time.monotonic() by which every request must be done (None: ``timeout`` each); set
+        #: by the first request, so a wait before it (for a lock) does not count
+        self.deadline: float | None = None
         self._token: str | None = None
 
     @property
@@ -215,6 +222,8 @@ class AgentClient:
             hdrs["Content-Type"] = ctype
         hdrs.update(headers or {})
         limit, within = self.timeout, f"{self.timeout:g} s"
+        if self.budget is not None and self.deadline is None:
+            self.deadline = time.monotonic() + self.budget
         if self.deadline is not None and self.deadline - time.monotonic() < limit:
             limit = self.deadline - time.monotonic()
             within = f"its time limit of {self.budget:g} s ({self.budget_setting})"
@@ -234,7 +243,7 @@ class AgentClient:
             raise self._error(status, data)
         try:
             return json.loads(data) if data else None
-        except ValueError:  # also a body that is not UTF-8
+        except (ValueError, RecursionError):  # a body that is not UTF-8, or nested too deep
             raise misbehaving(
                 self.target.name,
                 f"{method} {path.split('?')[0]} answered {len(data):,} bytes that are not JSON",
@@ -249,7 +258,7 @@ class AgentClient:
                 message += ": " + "; ".join(
                     f"{f.get('field')}: {f.get('problem')}" for f in fields[:3]
                 )
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             code, message = None, data[:200].decode(errors="replace")
         hint = {401: " (wrong or missing deploy token)", 403: " (this token may not do that)"}.get(
             status, ""

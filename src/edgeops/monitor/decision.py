@@ -59,6 +59,14 @@ def unreachable(error: Exception) -> dict[str, Any]:
 CLOCK_SKEW_SECONDS = 300
 
 
+def entry_time(entry: dict[str, Any]) -> float | None:
+    """An audit entry's ``at`` as epoch seconds (None when it is not a valid time)."""
+    try:
+        return float(calendar.timegm(time.strptime(str(entry.get("at")), "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return None
+
+
 def last_trigger(audit_path: Path, now: float | None = None) -> tuple[float | None, list[str]]:
     """When the last retrain was started (epoch seconds), from the audit log; and the entries
     that were ignored because they are dated in the future (a wrong clock, or an edit: one such
@@ -70,9 +78,8 @@ def last_trigger(audit_path: Path, now: float | None = None) -> tuple[float | No
     for entry in reversed(AuditLog(audit_path).read()):
         if entry.get("event") != TRIGGER_EVENT:
             continue
-        try:
-            at = float(calendar.timegm(time.strptime(entry["at"], "%Y-%m-%dT%H:%M:%SZ")))
-        except (KeyError, TypeError, ValueError):
+        at = entry_time(entry)
+        if at is None:
             future.append(
                 f"ignored a {TRIGGER_EVENT} entry with no valid time ({entry.get('at')!r})"
             )

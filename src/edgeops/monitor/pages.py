@@ -15,7 +15,7 @@ collection (:func:`~edgeops.deploy.targets.misbehaving`); the other targets are 
   categorical ones, single values (no objects or lists) everywhere; meta fields as the agent
   writes them.
 
-The byte limit of one answer (``monitor.collect.max_page_mb``) is enforced while it is read
+The byte limit of one answer (``monitor.max_page_mb``) is enforced while it is read
 (:class:`~edgeops.deploy.targets.AgentClient`); the time limit per agent too.
 """
 
@@ -30,7 +30,14 @@ from edgeops.deploy.targets import TOO_LARGE, misbehaving
 if TYPE_CHECKING:
     from edgeops.schema import Schema
 
-__all__ = ["MAX_PAGE_BYTES", "TOO_LARGE", "check_head", "check_items", "feature_columns"]
+__all__ = [
+    "MAX_PAGE_BYTES",
+    "TOO_LARGE",
+    "check_head",
+    "check_items",
+    "check_predictions",
+    "feature_columns",
+]
 
 #: the largest answer read for one page (monitor.collect.max_page_mb's default, 64 MiB)
 MAX_PAGE_BYTES = 64 << 20
@@ -186,6 +193,22 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def check_predictions(target: str, items: list[dict[str, Any]], schema: Schema | None) -> None:
+    """Each row's prediction is one of the contract's classes, with one probability per class
+    (from 0 to 1): a device's logged predictions are what its labels are judged against."""
+    if schema is None:
+        return
+    classes = {str(c) for c in schema.classes}
+    for i, it in enumerate(items):
+        proba = it["probabilities"]
+        if str(it["label"]) not in classes:
+            raise misbehaving(target, f"{_where(i, it)}: label {_shown(it['label'])} is not a class "
+                              f"of the model ({sorted(classes)})")  # fmt: skip
+        if len(proba) != len(classes) or not all(0.0 <= p <= 1.0 for p in proba):
+            raise misbehaving(target, f"{_where(i, it)}: probabilities {_shown(proba)} are not one "
+                              f"probability per class ({len(classes)})")  # fmt: skip
+
+
 def feature_columns(
     target: str, items: list[dict[str, Any]], schema: Schema | None
 ) -> dict[str, list[Any]]:
@@ -200,7 +223,7 @@ def feature_columns(
     for i, it in enumerate(items):
         for key in it["features"]:
             if key not in columns:
-                if not isinstance(key, str) or key in RESERVED:
+                if key in RESERVED:
                     raise misbehaving(target, f"{_where(i, it)}: a feature named {key!r}")
                 columns[key] = [None] * len(items)
         for key, value in it["features"].items():

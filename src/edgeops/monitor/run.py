@@ -285,8 +285,9 @@ def each_answering(targets: list[Target], step: Callable[[Target], dict[str, Any
                    log: Log = print, down: dict[str, AgentError] | None = None,
                    ) -> tuple[dict[str, Any], dict[str, AgentError]]:  # fmt: skip
     """``step`` for each target not ``down`` already: ``(results, down)``. An agent that does not
-    answer is set aside and named, the others go on; an agent that answers with an error (a
-    wrong token) stops the run. Collected rows are stored, so nothing is collected twice."""
+    answer, answers what no agent answers or with an error status of its own is set aside and
+    named, the others go on; a token it refuses (401, 403: the operator's to fix) stops the run.
+    Collected rows are stored, so nothing is collected twice."""
     done: dict[str, Any] = {}
     down = dict(down or {})
     for t in targets:
@@ -295,7 +296,7 @@ def each_answering(targets: list[Target], step: Callable[[Target], dict[str, Any
         try:
             done[t.name] = step(t)
         except AgentError as exc:
-            if exc.status is not None:
+            if exc.status in (401, 403):
                 raise
             down[t.name] = exc
             log(f"{t.name}: skipped: {exc.problem}")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeops.errors import EdgeopsError
+from edgeops.params import number
 
 NUM_METHODS = (
     "wasserstein",
@@ -19,19 +20,6 @@ NUM_METHODS = (
     "cramer_von_mises",
 )
 CAT_METHODS = ("jensenshannon", "chisquare", "z", "psi", "kl_div", "TVD")
-
-
-def _num(cfg: dict[str, Any], key: str, default: float, where: str, lo: float = 0.0,
-         hi: float | None = None) -> float:  # fmt: skip
-    value = cfg.get(key, default)
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise EdgeopsError(f"{where}.{key} must be a number, got {value!r}") from None
-    if value < lo or (hi is not None and value > hi):
-        bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
-        raise EdgeopsError(f"{where}.{key} must be {bound}, got {value}", fix=f"set {where}.{key}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -81,25 +69,29 @@ class MonitorSettings:
             store=Path(cfg.get("store", "data/production")),
             reports=Path(cfg.get("reports", "reports/monitoring")),
             workspace=Path(cfg.get("workspace", ".evidently")),
-            window_rows=None if rows is None else int(_num(win, "rows", 2000, "monitor.window", 1)),
-            window_hours=None if hours is None else _num(win, "hours", 24, "monitor.window", 0.01),
-            min_rows=int(_num(win, "min_rows", 1000, "monitor.window", 1)),
-            max_rows=int(_num(win, "max_rows", 20000, "monitor.window", 100)),
-            seed=int(_num(win, "seed", 0, "monitor.window")),
-            reference_rows=int(_num(cfg, "reference_rows", 10000, "monitor", 100)),
+            window_rows=None
+            if rows is None
+            else int(number(win, "rows", 2000, "monitor.window", 1)),
+            window_hours=None
+            if hours is None
+            else number(win, "hours", 24, "monitor.window", 0.01),
+            min_rows=int(number(win, "min_rows", 1000, "monitor.window", 1)),
+            max_rows=int(number(win, "max_rows", 20000, "monitor.window", 100)),
+            seed=int(number(win, "seed", 0, "monitor.window")),
+            reference_rows=int(number(cfg, "reference_rows", 10000, "monitor", 100)),
             num_method=drift.get("num_method", "wasserstein"),
-            num_threshold=_num(drift, "num_threshold", 0.15, "monitor.drift"),
+            num_threshold=number(drift, "num_threshold", 0.15, "monitor.drift"),
             cat_method=drift.get("cat_method", "jensenshannon"),
-            cat_threshold=_num(drift, "cat_threshold", 0.1, "monitor.drift"),
-            drift_share=_num(drift, "share", 0.1, "monitor.drift", 0.0, 1.0),
-            min_labelled=int(_num(perf, "min_labelled", 200, "monitor.performance", 1)),
-            min_per_class=int(_num(perf, "min_per_class", 10, "monitor.performance", 1)),
-            max_drop=_num(perf, "max_drop", 0.1, "monitor.performance", 0.0, 1.0),
-            cooldown_hours=_num(cfg, "cooldown_hours", 24, "monitor"),
+            cat_threshold=number(drift, "cat_threshold", 0.1, "monitor.drift"),
+            drift_share=number(drift, "share", 0.1, "monitor.drift", 0.0, 1.0),
+            min_labelled=int(number(perf, "min_labelled", 200, "monitor.performance", 1)),
+            min_per_class=int(number(perf, "min_per_class", 10, "monitor.performance", 1)),
+            max_drop=number(perf, "max_drop", 0.1, "monitor.performance", 0.0, 1.0),
+            cooldown_hours=number(cfg, "cooldown_hours", 24, "monitor"),
             retrain=bool(cfg.get("retrain", True)),
-            page_rows=int(_num(cfg, "page_rows", 5000, "monitor", 1, 5000)),
-            collect_seconds=_num(cfg, "collect_seconds", 300, "monitor", 1),
-            max_page_mb=_num(cfg, "max_page_mb", 64, "monitor", 0.01),
+            page_rows=int(number(cfg, "page_rows", 5000, "monitor", 1, 5000)),
+            collect_seconds=number(cfg, "collect_seconds", 300, "monitor", 1),
+            max_page_mb=number(cfg, "max_page_mb", 64, "monitor", 0.01),
         )
         if s.window_rows is not None and s.window_rows < s.min_rows:
             raise EdgeopsError(

@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeops import atomic
-from edgeops.errors import EdgeopsError
+from edgeops.deploy.targets import misbehaving
 from edgeops.monitor.pages import (
     MAX_PAGE_BYTES,
     TOO_LARGE,
     check_head,
     check_items,
+    check_predictions,
     feature_columns,
 )
 
@@ -83,6 +84,7 @@ def rows_frame(
     ``schema``: :func:`edgeops.monitor.pages.feature_columns`), the rest as ``_meta``."""
     import pandas as pd
 
+    check_predictions(target, items, schema)
     feats = pd.DataFrame(feature_columns(target, items, schema), index=range(len(items)))
     meta = pd.DataFrame(
         {
@@ -149,15 +151,17 @@ class ProductionStore:
 
     def _series_for(self, target: str, log_id: str, accept_reset: bool) -> Path:
         if not re.fullmatch(r"[0-9a-f]{8,64}", log_id or ""):
-            raise EdgeopsError(
-                f"target {target}: the agent sent no valid log id ({log_id!r})",
+            raise misbehaving(
+                target,
+                f"the agent sent no valid log id ({log_id!r})",
                 fix="update the agent on that device to this edgeops version",
             )
         series = self.target_dir(target) / log_id
         known = [p.name for p in self.series(target)]
         if known and log_id not in known and not accept_reset:
-            raise EdgeopsError(
-                f"target {target}: the agent's inference log changed (stored: {', '.join(known)}; "
+            raise misbehaving(
+                target,
+                f"the agent's inference log changed (stored: {', '.join(known)}; "
                 f"the agent now has {log_id}): its database was reset or replaced, so the stored "
                 "cursor does not apply to it; nothing was collected",
                 fix=f"if the reset was intended, run `edgeops monitor --target {target} "
@@ -188,7 +192,7 @@ class ProductionStore:
         Two collectors of one store wait for each other (a lock beside it), so no page is stored
         twice. Every page is checked before it is stored (:mod:`edgeops.monitor.pages`): one
         whose cursor does not advance, that is over ``max_page_bytes`` (the page is asked again
-        with half the rows, down to one), or whose values do not fit ``schema`` ends the
+        with an eighth of the rows, down to one), or whose values do not fit ``schema`` ends the
         collection with an :class:`~edgeops.deploy.targets.AgentError` naming the agent
         (``kind`` misbehaving); the pages stored before it stay."""
         from edgeops.locks import hold
@@ -250,15 +254,17 @@ class ProductionStore:
                 raise
             resp = check_head(client.target.name, resp)
             if resp["log_id"] != log_id:
-                raise EdgeopsError(
-                    f"target {client.target.name}: the agent's log changed while collecting",
+                raise misbehaving(
+                    client.target.name,
+                    "the agent's log changed while collecting",
                     fix="run `edgeops monitor` again",
                 )
             last = resp["last"]
             if after > last:
                 what = "id" if kind == "rows" else "feedback sequence number"
-                raise EdgeopsError(
-                    f"target {client.target.name}: the stored cursor ({what} {after}) is ahead of "
+                raise misbehaving(
+                    client.target.name,
+                    f"the stored cursor ({what} {after}) is ahead of "
                     f"the agent's log (its last {what} is {last}): the agent's database was "
                     "restored from an older copy; nothing was collected",
                     fix=f"move {self.target_dir(client.target.name) / log_id} aside (it is kept "

@@ -207,12 +207,11 @@ def check_signing_key() -> Check:
 
 def check_records(params_path: str | Path) -> Check:
     """The registry and the audit log are what edgeops last signed (hash chain + signature)."""
-    import calendar
     import time
 
     from edgeops.deploy.operations import DeployContext
     from edgeops.deploy.records import RecordsBroken
-    from edgeops.monitor.decision import CLOCK_SKEW_SECONDS
+    from edgeops.monitor.decision import CLOCK_SKEW_SECONDS, entry_time
 
     c = partial(Check, "deploy records")
     ctx = DeployContext.load(params_path)
@@ -226,7 +225,7 @@ def check_records(params_path: str | Path) -> Check:
     future = [
         f"{e.get('event')} at {e.get('at')}"
         for e in ctx.audit.read()
-        if calendar.timegm(time.strptime(str(e.get("at")), "%Y-%m-%dT%H:%M:%SZ")) > ahead
+        if (entry_time(e) or 0) > ahead
     ]
     if future:
         detail = f"{len(future)} audit entries dated in the future: {', '.join(future[:3])}"

@@ -22,11 +22,11 @@ The gate decides on the holdout of the source's rows, which no field label enter
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edgeops.errors import EdgeopsError
+from edgeops.params import number
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,20 +59,6 @@ class LabelTrust:
         if not isinstance(q, dict):
             raise EdgeopsError(f"{where}.quarantine must be a mapping (gap, rows, min_rows)")
 
-        def number(
-            section: dict[str, Any], key: str, default: float, lo: float, hi: float = math.inf
-        ) -> float:
-            value = section.get(key, default)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not lo <= value <= hi
-            ):
-                raise EdgeopsError(
-                    f"{where}: {key} must be a number from {lo} to {hi}, not {value!r}"
-                )
-            return float(value)
-
         released = []
         for i, r in enumerate(cfg.get("released") or []):
             if not (
@@ -87,10 +73,10 @@ class LabelTrust:
                 )
             released.append(Release(r["target"], r["log"], r["through"]))
         return cls(
-            max_target_share=number(cfg, "max_target_share", 0.1, 0.0, 1.0),
-            gap=number(q, "gap", 0.2, 0.0, 1.0),
-            rows=int(number(q, "rows", 500, 1)),
-            min_rows=int(number(q, "min_rows", 100, 1)),
+            max_target_share=number(cfg, "max_target_share", 0.1, where, 0.0, 1.0),
+            gap=number(q, "gap", 0.2, f"{where}.quarantine", 0.0, 1.0),
+            rows=int(number(q, "rows", 500, f"{where}.quarantine", 1)),
+            min_rows=int(number(q, "min_rows", 100, f"{where}.quarantine", 1)),
             released=tuple(released),
         )
 
@@ -137,6 +123,8 @@ def judge(stored: pd.DataFrame, trust: LabelTrust, source_rows: int) -> tuple[An
         return np.zeros(0, dtype=bool), {}
     agree = (stored["_feedback"].astype(str) == stored["_label"].astype(str)).to_numpy()
     expected = np.asarray([_confidence(p) for p in stored["_probabilities"]], dtype=float)
+    # no usable confidence: count the model as sure of itself (a device cannot hide behind it)
+    expected[~np.isfinite(expected)] = 1.0
     targets = stored["_target"].astype(str).to_numpy()
     logs = stored["_log"].astype(str).to_numpy()
     ids = stored["_id"].to_numpy()

@@ -29,6 +29,18 @@ if TYPE_CHECKING:
 KEY_COLUMNS = ["key", "target", "log", "id", "model_version", "ts"]
 
 
+def stored_labels(root: str | Path, schema: Schema) -> pd.DataFrame:
+    """Every stored row with a label that is one of the schema's classes (what ingest and
+    ``edgeops labels`` judge)."""
+    from edgeops.monitor.store import ProductionStore
+
+    stored = ProductionStore(root).labelled()
+    if stored.empty:
+        return stored
+    classes = {str(c) for c in schema.classes}
+    return stored[stored["_feedback"].astype(str).isin(classes)].reset_index(drop=True)
+
+
 def labelled_rows(
     root: str | Path,
     source: pd.DataFrame,
@@ -40,13 +52,10 @@ def labelled_rows(
     rows with a known label that ``trust`` lets join (quarantine, cap of ``source_rows``)."""
     import pandas as pd
 
-    from edgeops.monitor.store import ProductionStore
     from edgeops.sources.field_labels import LabelTrust, judge
 
-    stored = ProductionStore(root).labelled()
+    stored = stored_labels(root, schema)
     by_str = {str(c): c for c in schema.classes}
-    if not stored.empty:
-        stored = stored[stored["_feedback"].astype(str).isin(by_str)].reset_index(drop=True)
     report: dict[str, Any] = {}
     if not stored.empty:
         keep, report = judge(
