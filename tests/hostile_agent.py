@@ -15,6 +15,8 @@ limit=1``, then misbehaves):
 - ``string_ids``, ``int_category``, ``nested``: rows whose id is text, whose categorical
   feature is a number, whose feature is an object;
 - ``redirect``: 302 to ``--redirect-to`` (the collector must not follow it);
+- ``server_error``: 500 with an error body that is not the agent's shape;
+- ``deep_json``: a page of JSON nested 100,000 levels deep;
 - ``record``: answers 404 to everything and appends each request's headers to ``--record``
   (the address a redirect points at).
 """
@@ -147,6 +149,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def mode_nested(self, after: int, limit: int) -> None:
         self.send(200, page([row(after + 1, torque_nm={"value": 40, "unit": "Nm"})]))
+
+    def mode_server_error(self, after: int, limit: int) -> None:
+        self.send(500, b'{"error": "x", "fields": ["a"]}')
+
+    def mode_deep_json(self, after: int, limit: int) -> None:
+        self.send(200, b"[" * 100_000 + b"]" * 100_000)
 
     def mode_redirect(self, after: int, limit: int) -> None:
         self.send_response(302)

@@ -188,3 +188,55 @@ def test_bad_input_changes_nothing(world, tmp_path) -> None:
         operations.DeployContext.load(REPO / "params.yaml", targets=world["root"] / "targets.yaml",
                                       registry=broken, audit=tmp_path / "audit.jsonl")  # fmt: skip
     assert actives(ctx) == {"line-a": "2.0.0", "line-b": "2.0.0"}
+
+
+def test_records_deleted_whole_leave_no_champion_and_the_gate_refuses(world, tmp_path) -> None:
+    """Registry, audit log and seal deleted together verify as "no records yet"; but the agents
+    run a model, so the champion is unknown: the gate refuses rather than judge on the baseline
+    alone, and says how to go on. Nothing changes on a device."""
+    ctx = operations.DeployContext.load(
+        REPO / "params.yaml", targets=world["root"] / "targets.yaml",
+        registry=tmp_path / "registry.json", audit=tmp_path / "audit.jsonl",
+        test_data=world["root"] / "test.parquet",
+    )  # fmt: skip
+    ctx.gate_report = tmp_path / "gate.json"
+    before = actives(ctx)
+    assert all(before.values())
+    report = operations.gate(ctx, world["bundles"]["v4"], ctx.targets.select(None))
+    assert not report["promote"] and "the champion is unknown" in report["reason"]
+    assert "restore deploy/ from git" in report["reason"]
+    with pytest.raises(EdgeopsError, match="the champion is unknown"):
+        operations.deploy(ctx, world["bundles"]["v4"], None)
+    assert actives(ctx) == before
+
+
+def test_an_approval_counts_only_for_an_open_canary(world, tmp_path) -> None:
+    """approval_granted after the canary was withdrawn (or rejected, timed out) opens nothing;
+    a new canary needs a new approval; and the version must be in staging."""
+    ctx = operations.DeployContext.load(
+        REPO / "params.yaml", targets=world["root"] / "targets.yaml",
+        registry=tmp_path / "registry.json", audit=tmp_path / "audit.jsonl",
+    )  # fmt: skip
+    manifest = json.loads((world["bundles"]["v4"] / "manifest.json").read_text())
+    ctx.registry.register(manifest, "ab" * 32, "test")
+    ctx.registry.set_stage("plant-failure", "4.0.0", "staging", "test")
+    ctx.registry.save()
+    log = ctx.audit
+
+    def granted() -> bool:
+        return operations.approval_of(ctx, "plant-failure", "4.0.0") is not None
+
+    log.append("canary", model="plant-failure", version="4.0.0")
+    assert not granted()
+    log.append("approval_granted", model="plant-failure", version="4.0.0", approver="a")
+    assert granted()
+    log.append("canary_withdrawn", model="plant-failure", version="4.0.0", target="line-a")
+    assert not granted()
+    log.append("approval_granted", model="plant-failure", version="4.0.0", approver="late")
+    assert not granted()  # an answer to a canary that is gone
+    log.append("canary", model="plant-failure", version="4.0.0")
+    log.append("approval_granted", model="plant-failure", version="4.0.0", approver="b")
+    assert granted()
+    ctx.registry.set_stage("plant-failure", "4.0.0", "candidate", "test")
+    ctx.registry.save()
+    assert not granted()  # withdrawn in the registry: not in staging any more

@@ -42,6 +42,8 @@ HOSTILE = {
     "int_category": "feature 'machine_type' is 3, not text",
     "nested": "feature 'torque_nm' is {'value': 40, 'unit': 'Nm'}, not a number",
     "redirect": "answered 302 redirecting to",
+    "server_error": "HTTP 500",
+    "deep_json": "that are not JSON",
 }
 #: the peak memory the monitor process may reach, whatever the agents send: 2x the 0.25 GB
 #: measured with every hostile agent and the healthy target's drift check (a 300 MB page read
@@ -189,6 +191,7 @@ def test_each_hostile_agent_is_named_in_time_and_the_healthy_one_is_judged(world
         assert said in t["reasons"][0], (mode, t["reasons"])
         assert mode in result["unreachable"]
     assert result["targets"]["trickle"]["decision"] == "unreachable"  # too slow, not malformed
+    assert result["targets"]["server_error"]["decision"] == "unreachable"  # its own error
     # the healthy agent: collected and judged on its window
     good = result["targets"]["healthy"]
     assert good["decision"] == "keep", good
@@ -199,7 +202,16 @@ def test_each_hostile_agent_is_named_in_time_and_the_healthy_one_is_judged(world
     for mode, rows in (("stuck", 5000), ("backwards", 100)):
         (series,) = store.series(mode)
         assert [(p.first, p.last) for p in parts(series, "rows")] == [(1, rows)]
-    for mode in ("trickle", "huge", "long_string", "string_ids", "int_category", "nested"):
+    for mode in (
+        "trickle",
+        "huge",
+        "long_string",
+        "string_ids",
+        "int_category",
+        "nested",
+        "server_error",
+        "deep_json",
+    ):
         stored = [p for s in store.series(mode) for p in parts(s, "rows")]
         assert sum(p.last - p.first + 1 for p in stored) <= 1, (mode, stored)
     # the redirect was not followed: nothing reached the other address, no token went there
