@@ -26,6 +26,7 @@ from edgeops.monitor.simulate import build_rows, send_traffic
 from tests.agent_process import DEPLOY_TOKEN, FEEDBACK_TOKEN, PREDICT_TOKEN, AgentProcess, http
 from tests.conftest import BIN, copy_repo
 from tests.prefect_stack import set_params, sh
+from tests.unit.conftest import PLANT_FEATURES
 
 pytestmark = pytest.mark.integration
 
@@ -41,16 +42,7 @@ def heat_failures(n: int, seed: int) -> list[dict[str, Any]]:
     hdf = df[(df["process_temp_k"] - df["air_temp_k"] < 8.6) & (df["spindle_speed_rpm"] < 1380)]
     hdf = hdf[hdf["failure"] == 1].dropna().head(n)
     assert len(hdf) == n
-    cols = [
-        "machine_type",
-        "product_line",
-        "air_temp_k",
-        "process_temp_k",
-        "spindle_speed_rpm",
-        "torque_nm",
-        "tool_wear_min",
-        "vibration_mm_s",
-    ]
+    cols = PLANT_FEATURES
     return [
         {c: (v if isinstance(v, str) else float(v)) for c, v in zip(cols, row, strict=True)}
         for row in hdf[cols].itertuples(index=False, name=None)

@@ -105,6 +105,18 @@ def gate(
     ctx.registry.reload()  # the production version as of now, not of when the context was made
     bundle = verify_local(bundle_dir, ctx.public_key)
     name = bundle.manifest["model"]["name"]
+    return _gate(ctx, bundle, targets, name, by)
+
+
+def _gate(
+    ctx: DeployContext,
+    bundle: VerifiedBundle,
+    targets: list[Target],
+    name: str,
+    by: str,
+    replace_model: bool = False,
+) -> dict[str, Any]:
+    """The gate on the holdout (and the production rows apart): reports/gate.json, an entry."""
     report = run_gate(
         bundle,
         targets,
@@ -113,6 +125,7 @@ def gate(
         ctx.target_column,
         ctx.cfg,
         ctx.public_key,
+        replace_model=replace_model,
         production_df=ctx.production_frame(),
     )
     atomic.write_json(ctx.gate_report, report)
@@ -196,20 +209,7 @@ def _deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None,
     else:
         report = gate_report
         if report is None or report["challenger"]["version"] != version:
-            report = run_gate(
-                bundle,
-                targets,
-                ctx.registry.production(name),
-                ctx.test_frame(),
-                ctx.target_column,
-                ctx.cfg,
-                ctx.public_key,
-                replace_model=bool(replaced),
-                production_df=ctx.production_frame(),
-            )
-            atomic.write_json(ctx.gate_report, report)
-            ctx.audit.append("gate", model=name, version=version, champion=report["champion"]["version"],
-                             promote=report["promote"], reason=report["reason"], by=by)  # fmt: skip
+            report = _gate(ctx, bundle, targets, name, by, replace_model=bool(replaced))
         if report.get("already_deployed") and all(v == version for v in before.values()):
             log(f"every target already runs {version}: nothing to do")
             return {"gate": report, "targets": {}}
