@@ -228,8 +228,7 @@ def training(reason: str = "manual", deploy: bool = True) -> Any:
     roll it out, summarize the run.
 
     ``reason``: why the run happened (manual, scheduled, drift, ...), kept in the summary and the
-    audit log. ``deploy=False``: stop after the pipeline (no device gets a model; half-finished
-    rollouts are still withdrawn).
+    audit log. ``deploy=False``: stop after the pipeline (no device is contacted).
     """
     from edgeops import resources
     from edgeops.deploy.operations import DeployContext
@@ -251,9 +250,10 @@ def training(reason: str = "manual", deploy: bool = True) -> Any:
     with workspace_slot(settings.concurrency_limit, log.info,
                         lease_seconds=settings.crashed_after_seconds):  # fmt: skip
         ws = Workspace(root)
-        ctx = DeployContext.load(root / "params.yaml")
+        ctx = DeployContext.load(root / "params.yaml") if deploy else None
         facts: dict[str, Any] = {"reason": reason, "started": time.time()}
-        facts["withdrawn"] = unfinished(ctx)
+        if ctx is not None:  # deploy=False contacts no device
+            facts["withdrawn"] = unfinished(ctx)
         facts["stages"] = [dvc_stage.with_options(name=s)(ws, s) for s in ws.stages()]
         facts["ingest"] = ws.read_json("reports/ingest.json")
         facts["validation"] = ws.read_json("reports/validation/summary.json")
@@ -263,7 +263,7 @@ def training(reason: str = "manual", deploy: bool = True) -> Any:
         if deploy:
             facts["gate"] = gate(ctx, ws.root / "models/bundle")
         else:
-            facts["gate_skipped"] = "deploy=False: no model was gated or rolled out"
+            facts["gate_skipped"] = "deploy=False: no device was contacted"
         facts["push"] = push(ws)  # a failed push ends the run here: no device changed
         facts["lineage"] = record(ws, facts, settings.lineage or {})
         failed = None

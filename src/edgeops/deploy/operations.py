@@ -290,7 +290,7 @@ def withdraw_unfinished(ctx: DeployContext, log: Any = print, by: str = "prefect
         for t in ctx.targets.select(None):
             try:
                 status = AgentClient(t).status()
-            except AgentError as exc:
+            except EdgeopsError as exc:  # unreachable, or its token is not at hand
                 log(f"{t.name}: not checked for a half-finished rollout: {exc.problem}")
                 continue
             active = (status.get("active") or {}).get("version")
