@@ -33,8 +33,8 @@ def register(app: typer.Typer, command: Callable[..., Any]) -> None:
     app.add_typer(labels_app, name="labels")
 
 
-def _judged(params: Path) -> tuple[dict[str, Any], LabelTrust, dict[str, Any], Path]:
-    """(the production section, its guards, the per-target report, the store) as ingest sees it."""
+def _judged(params: Path) -> tuple[dict[str, Any], Path]:
+    """(the per-target report, the store) of the stored labels, as ingest judges them."""
     from edgeops.params import load_params, section
     from edgeops.schema import schema_from_params
     from edgeops.sources.field_labels import LabelTrust, judge
@@ -46,11 +46,11 @@ def _judged(params: Path) -> tuple[dict[str, Any], LabelTrust, dict[str, Any], P
     store = params.resolve().parent / cfg.get("path", "data/production")
     stored = stored_labels(store, schema_from_params(params_data))
     if stored.empty:
-        return cfg, trust, {}, store
+        return {}, store
     source_rows = _source_rows(params.resolve().parent)
     share = trust.max_target_share if source_rows else 1.0
     _, report = judge(stored, _with_share(trust, share), source_rows or 1)
-    return cfg, trust, report, store
+    return report, store
 
 
 def _with_share(trust: LabelTrust, share: float) -> LabelTrust:
@@ -84,7 +84,7 @@ def labels_status(params: ParamsOpt = Path("params.yaml")) -> None:
     """
     from edgeops.deploy.operations import format_rows
 
-    _, _, report, store = _judged(params)
+    report, store = _judged(params)
     if not report:
         typer.echo(f"no labelled rows stored under {store} yet")
         return
@@ -150,7 +150,7 @@ def labels_release(
         raise EdgeopsError("say why: --reason TEXT (it is recorded)")
     ctx = DeployContext.load(params)
     ctx.verify_records()  # the release is recorded: nothing is released on broken records
-    _, trust, report, _ = _judged(params)
+    report, _ = _judged(params)
     quarantined = (report.get(target) or {}).get("quarantined") or []
     if not quarantined:
         known = ", ".join(sorted(report)) or "none"
