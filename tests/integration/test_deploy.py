@@ -208,6 +208,14 @@ def test_records_deleted_whole_leave_no_champion_and_the_gate_refuses(world, tmp
     with pytest.raises(EdgeopsError, match="the champion is unknown"):
         operations.deploy(ctx, world["bundles"]["v4"], None)
     assert actives(ctx) == before
+    # the version they run is one the registry knows, never promoted (a first rollout that
+    # never finished): no champion yet, the first deployment's rules (baseline and floors)
+    for v in set(before.values()):
+        manifest = json.loads((world["bundles"][f"v{v[0]}"] / "manifest.json").read_text())
+        ctx.registry.register(manifest, "ab" * 32, "test")
+    ctx.registry.save()
+    report = operations.gate(ctx, world["bundles"]["v4"], ctx.targets.select(None))
+    assert report["champion"]["version"] is None and report["reason"].startswith("first deployment")
 
 
 def test_an_approval_counts_only_for_an_open_canary(world, tmp_path) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import tarfile
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -250,10 +251,11 @@ def run_gate(
     public_key: Any,
     replace_model: bool = False,
     production_df: pd.DataFrame | None = None,
+    registered: Collection[str] = (),
 ) -> dict[str, Any]:
     """Score challenger and champion (the registry's production version) on the holdout ``df``;
     return the report (``promote``, ``reason``, figures). ``production_df``: the held-out
-    production rows, scored as a figure apart.
+    production rows, scored as a figure apart. ``registered``: the versions the registry knows.
 
     ``replace_model``: the targets run another model, which is no champion to compare with."""
     actives = active_versions(targets)
@@ -262,15 +264,16 @@ def run_gate(
         ["replacing another model: no champion, baseline and floors only"] if replace_model else []
     )
     others = {t: v for t, v in actives.items() if v and v != champion_version}
-    # the targets run a model, yet no production version is recorded: the records were deleted
-    # or replaced; without a champion the gate would judge on the baseline alone
+    # the targets run versions the registry does not know, and no production version is
+    # recorded: the records were deleted or replaced; the gate would judge on the baseline alone
+    # (a known version without a production record is a first rollout that never finished)
     unknown = None
     if champion_version and others:
         notes.append(
             f"targets run other versions than the production {champion_version}: {others}; the "
             "champion is the registry's production version, never what a device runs"
         )
-    elif not champion_version and not replace_model and others:
+    elif not champion_version and not replace_model and set(others.values()) - set(registered):
         unknown = (
             f"the targets run {sorted(set(others.values()))}, but the registry records no "
             "production version (deleted or replaced deploy records?): the champion is unknown"

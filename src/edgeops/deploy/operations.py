@@ -127,6 +127,7 @@ def _gate(
         ctx.public_key,
         replace_model=replace_model,
         production_df=ctx.production_frame(),
+        registered=ctx.registry.data["models"].get(name, {}).get("versions", {}),
     )
     atomic.write_json(ctx.gate_report, report)
     ctx.audit.append("gate", model=name, version=bundle.version, champion=report["champion"]["version"],
@@ -305,6 +306,9 @@ def withdraw_unfinished(ctx: DeployContext, log: Any = print, by: str = "prefect
             )
             if not production or production not in (status.get("versions") or []):
                 log(f"{t.name}: {why}; no production version on the device to return to")
+                said = [e for e in ctx.audit.read() if e.get("target") == t.name]
+                if said and said[-1].get("event") == "unfinished_rollout":
+                    continue  # recorded by an earlier run already
                 ctx.audit.append(
                     "unfinished_rollout",
                     model=name,
