@@ -102,8 +102,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http(url: str, method: str = "GET", body: bytes | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, bytes]:  # fmt: skip
+def http(
+    url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
@@ -120,8 +121,14 @@ class Server:
     """A case's server process: ``bench/agent_servers.py SPEC`` unless ``cmd`` says otherwise;
     up once ``health`` answers 200."""
 
-    def __init__(self, spec: dict[str, Any], log: Path, cmd: list[str] | None = None,
-                 health: str = "/healthz", env: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        log: Path,
+        cmd: list[str] | None = None,
+        health: str = "/healthz",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.spec, self.log, self.health = spec, log, health
         self.url = f"http://127.0.0.1:{spec['port']}"
         self.cmd = cmd or [sys.executable, str(SERVERS), json.dumps(spec)]
@@ -129,8 +136,9 @@ class Server:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Server:
-        self.proc = subprocess.Popen(self.cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
-                                     env=self.env, cwd=REPO)  # fmt: skip
+        self.proc = subprocess.Popen(
+            self.cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=self.env, cwd=REPO
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -174,8 +182,12 @@ def demo_model(tmp: Path) -> tuple[Path, Path, Path, str]:
         manifest.pop("files", None)
         manifest["signing_key_id"] = key_id(private.public_key())
         out = write_bundle(tmp / "bundle", (bundle / "model.onnx").read_bytes(), manifest, private)
-        return (out, tmp / "keys" / "signing.pub", joblib_path,
-                "models/bundle (make demo), re-signed with a throw-away key")  # fmt: skip
+        return (
+            out,
+            tmp / "keys" / "signing.pub",
+            joblib_path,
+            "models/bundle (make demo), re-signed with a throw-away key",
+        )
     # no demo: build both from the simulator data (hist_gradient_boosting, as the demo)
     import joblib
 
@@ -190,8 +202,12 @@ def demo_model(tmp: Path) -> tuple[Path, Path, Path, str]:
     cfg = {**PARAMS["train"], "model": "hist_gradient_boosting"}
     cfg["hist_gradient_boosting"] = {**cfg["hist_gradient_boosting"], "max_iter": 30}
     joblib.dump(train(train_df, plant_schema(), cfg), tmp / "model.joblib")
-    return (out, tmp / "keys" / "signing.pub", tmp / "model.joblib",
-            "built by tests/bundles.make_bundle (hist_gradient_boosting): no `make demo` output")  # fmt: skip
+    return (
+        out,
+        tmp / "keys" / "signing.pub",
+        tmp / "model.joblib",
+        "built by tests/bundles.make_bundle (hist_gradient_boosting): no `make demo` output",
+    )
 
 
 def resolved_stack(loop: str, http_impl: str) -> dict[str, str]:
@@ -211,9 +227,15 @@ def kserve_server(b: Bench, spec: dict[str, Any], log: Path) -> Server:
     """The peer, started with the KServe venv's python (isolated: nothing of this venv leaks)."""
     from edgeops.offline import TELEMETRY_OFF
 
-    peer = {"model": str(b.bundle / "model.onnx"), "inputs": b.manifest["inputs"],
-            "classes": b.manifest["classes"], "name": KSERVE_MODEL, "port": spec["port"],
-            "loop": spec["loop"], "cpu": spec["cpu"]}  # fmt: skip
+    peer = {
+        "model": str(b.bundle / "model.onnx"),
+        "inputs": b.manifest["inputs"],
+        "classes": b.manifest["classes"],
+        "name": KSERVE_MODEL,
+        "port": spec["port"],
+        "loop": spec["loop"],
+        "cpu": spec["cpu"],
+    }
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     cmd = [b.kserve["python"], "-I", str(KSERVE_PEER), json.dumps(peer)]
     return Server(spec, log, cmd, health=f"/v1/models/{KSERVE_MODEL}", env={**env, **TELEMETRY_OFF})
@@ -226,7 +248,9 @@ def check_peer_answer(name: str, answer: Any, b: Bench) -> float:
         pred = answer["predictions"][0]
         got = [pred["probabilities"][str(c)] for c in b.manifest["classes"]]
         diff = max(abs(g - e) for g, e in zip(got, b.example["probabilities"], strict=True))
-        ok = diff <= float(golden.get("tolerance", 1e-5)) and str(pred["label"]) == str(b.example["label"])  # fmt: skip
+        ok = diff <= float(golden.get("tolerance", 1e-5)) and str(pred["label"]) == str(
+            b.example["label"]
+        )
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise SystemExit(f"{name}: unexpected answer {answer!r} ({exc!r})") from None
     if not ok:
@@ -265,9 +289,16 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--uvicorn-loop", choices=["auto", "asyncio", "uvloop"], default="auto")
     ap.add_argument("--uvicorn-http", choices=["auto", "h11", "httptools"], default="auto")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server and client to CPUs")
-    ap.add_argument("--cases", "--only", dest="cases", nargs="+", choices=list(CASES),
-                    default=None, metavar="CASE",
-                    help=f"the cases to run, in this order (default: all: {' '.join(CASES)})")  # fmt: skip
+    ap.add_argument(
+        "--cases",
+        "--only",
+        dest="cases",
+        nargs="+",
+        choices=list(CASES),
+        default=None,
+        metavar="CASE",
+        help=f"the cases to run, in this order (default: all: {' '.join(CASES)})",
+    )
     ap.add_argument("--out", default=str(REPO / "reports" / "bench" / "agent.json"))
     return ap.parse_args()
 
@@ -278,8 +309,11 @@ def load_generator(choice: str) -> tuple[str, str]:
         gen = "wrk" if shutil.which("wrk") else "python"
     elif gen == "wrk" and not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk), or use --loadgen python")
-    gen_desc = "wrk " + subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1] \
-        if gen == "wrk" else "python asyncio closed-loop client (bench/agent_load.py)"  # fmt: skip
+    gen_desc = (
+        "wrk " + subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1]
+        if gen == "wrk"
+        else "python asyncio closed-loop client (bench/agent_load.py)"
+    )
     return gen, gen_desc
 
 
@@ -288,12 +322,20 @@ def first_answer(name: str, b: Bench, srv: Server, path: str, headers: dict[str,
     from edgeops.edge.store import tar_bundle
 
     if srv.spec["kind"] == "agent":
-        status, out = http(srv.url + "/v1/bundles", "POST", tar_bundle(b.bundle),
-                           {"Authorization": f"Bearer {DEPLOY_TOKEN}", "Content-Type": "application/gzip"})  # fmt: skip
+        status, out = http(
+            srv.url + "/v1/bundles",
+            "POST",
+            tar_bundle(b.bundle),
+            {"Authorization": f"Bearer {DEPLOY_TOKEN}", "Content-Type": "application/gzip"},
+        )
         if status != 201:
             raise SystemExit(f"deploy failed: {status} {out!r}")
-    status, out = http(srv.url + path, "POST", b.body(name).encode(),
-                       {**headers, "Content-Type": "application/json"})  # fmt: skip
+    status, out = http(
+        srv.url + path,
+        "POST",
+        b.body(name).encode(),
+        {**headers, "Content-Type": "application/json"},
+    )
     if status != 200:
         raise SystemExit(f"{name}: {status} {out!r}")
     answer = json.loads(out)
@@ -313,8 +355,11 @@ def measure(name: str, b: Bench, port: int, path: str, headers: dict[str, str]) 
         if r["errors"]:
             raise SystemExit(f"{name} c={conc}: {r['errors']} failed requests")
         result[f"c{conc}"] = r
-        print(f"  {name:13s} c={conc:<3d} p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms"
-              f"  {r['rps']:9.0f} req/s  ({r['requests']} requests)", flush=True)  # fmt: skip
+        print(
+            f"  {name:13s} c={conc:<3d} p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms"
+            f"  {r['rps']:9.0f} req/s  ({r['requests']} requests)",
+            flush=True,
+        )
     return result
 
 
@@ -326,17 +371,30 @@ def run_case(name: str, b: Bench) -> tuple[dict[str, Any], Any]:
         return {"skipped": b.kserve["skipped"]}, None
     state = b.tmp / f"state-{name}"
     state.mkdir()
-    spec = {"kind": kind, "port": free_port(), "state_dir": str(state),
-            "public_key": str(b.public_key), "model": str(b.model), "cpu": b.server_cpu,
-            "loop": b.args.uvicorn_loop, "http": b.args.uvicorn_http}  # fmt: skip
+    spec = {
+        "kind": kind,
+        "port": free_port(),
+        "state_dir": str(state),
+        "public_key": str(b.public_key),
+        "model": str(b.model),
+        "cpu": b.server_cpu,
+        "loop": b.args.uvicorn_loop,
+        "http": b.args.uvicorn_http,
+    }
     log = b.tmp / f"{name}.log"
     srv = kserve_server(b, spec, log) if kind == "kserve" else Server(spec, log)
     try:
         with srv:
             answer = first_answer(name, b, srv, path, headers)
             if kind == "kserve":
-                b.kserve["server"] = next((line.removeprefix("kserve peer: ") for line in
-                                           log.read_text().splitlines() if line.startswith("kserve peer: ")), None)  # fmt: skip
+                b.kserve["server"] = next(
+                    (
+                        line.removeprefix("kserve peer: ")
+                        for line in log.read_text().splitlines()
+                        if line.startswith("kserve peer: ")
+                    ),
+                    None,
+                )
             return measure(name, b, spec["port"], path, headers), answer
     except ServerFailed as exc:
         if kind != "kserve":
@@ -368,16 +426,21 @@ def compute_ratios(results: dict[str, Any], c: str) -> tuple[dict[str, float], d
     # no targets: what the model call alone costs against the echo, what the agent adds to it,
     # and the peer against the same floor
     info: dict[str, float] = {}
-    for a, b in (("echo+ort-noop", "echo"), ("echo+onnx", "echo"), ("agent", "echo+onnx"),
-                 ("kserve", "echo+onnx")):  # fmt: skip
+    for a, b in (
+        ("echo+ort-noop", "echo"),
+        ("echo+onnx", "echo"),
+        ("agent", "echo+onnx"),
+        ("kserve", "echo+onnx"),
+    ):
         if {a, b} <= done:
             info[f"p50 {a}/{b}"] = p50(a, b)
             info[f"throughput {a}/{b}"] = rps(a, b)
     return ratios, info
 
 
-def print_results(results: dict[str, Any], ratios: dict[str, float], info: dict[str, float],
-                  concurrency: int) -> dict[str, Any]:  # fmt: skip
+def print_results(
+    results: dict[str, Any], ratios: dict[str, float], info: dict[str, float], concurrency: int
+) -> dict[str, Any]:
     """The table and the verdicts; returns the verdicts."""
     c = f"c{concurrency}"
     print()
@@ -388,8 +451,10 @@ def print_results(results: dict[str, Any], ratios: dict[str, float], info: dict[
         if "skipped" in r:
             print(f"{name:14s}  skipped: {r['skipped']}")
             continue
-        print(f"{name:14s}{r['c1']['p50_ms']:12.3f}{r['c1']['p99_ms']:12.3f}{r['c1']['rps']:11.0f}"
-              f"{r[c]['p50_ms']:13.3f}{r[c]['p99_ms']:13.3f}{r[c]['rps']:12.0f}")  # fmt: skip
+        print(
+            f"{name:14s}{r['c1']['p50_ms']:12.3f}{r['c1']['p99_ms']:12.3f}{r['c1']['rps']:11.0f}"
+            f"{r[c]['p50_ms']:13.3f}{r[c]['p99_ms']:13.3f}{r[c]['rps']:12.0f}"
+        )
     print()
     verdicts = {}
     for k, v in ratios.items():
@@ -425,9 +490,15 @@ def main() -> None:
     names = args.cases or list(CASES)
     kserve = kserve_venv() if "kserve" in names else {}
     if kserve:
-        print("kserve: " + (f"skipped: {kserve['skipped']}" if "skipped" in kserve else
-              f"{kserve['python']} ({'created' if kserve['created'] else 'reused'} in "
-              f"{kserve['seconds']:.1f} s)"))  # fmt: skip
+        print(
+            "kserve: "
+            + (
+                f"skipped: {kserve['skipped']}"
+                if "skipped" in kserve
+                else f"{kserve['python']} ({'created' if kserve['created'] else 'reused'} in "
+                f"{kserve['seconds']:.1f} s)"
+            )
+        )
 
     with tempfile.TemporaryDirectory(prefix="edgeops-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -435,18 +506,36 @@ def main() -> None:
         manifest = json.loads((bundle / "manifest.json").read_text())
         categories = {i["name"]: set(i.get("categories") or ()) for i in manifest["inputs"]}
         example = next(
-            e for e in manifest["golden"]["examples"]
+            e
+            for e in manifest["golden"]["examples"]
             if all(not cats or e["inputs"][n] in cats for n, cats in categories.items())
-        )  # fmt: skip
-        b = Bench(args, gen, tmp, bundle, public_key, model, manifest, example, server_cpu,
-                  client_cpu, kserve)  # fmt: skip
-        print(f"model: {source}\n  version {manifest['model']['version']}, "
-              f"{manifest['files']['model.onnx']['bytes'] / 1e6:.2f} MB ONNX; sklearn {model}")  # fmt: skip
-        print(f"load generator: {gen_desc}; {cpus} CPUs, "
-              + (f"server on CPU {server_cpu}, client on CPU {client_cpu}" if pin else "not pinned")
-              + f"; uvicorn {stack['uvicorn']} loop={stack['loop']} http={stack['http']}")  # fmt: skip
-        print(f"{args.warmup:g} s warm-up + {args.duration:g} s per case; "
-              f"body: {len(b.body('agent'))} bytes ({len(b.body('kserve'))} for kserve)")  # fmt: skip
+        )
+        b = Bench(
+            args,
+            gen,
+            tmp,
+            bundle,
+            public_key,
+            model,
+            manifest,
+            example,
+            server_cpu,
+            client_cpu,
+            kserve,
+        )
+        print(
+            f"model: {source}\n  version {manifest['model']['version']}, "
+            f"{manifest['files']['model.onnx']['bytes'] / 1e6:.2f} MB ONNX; sklearn {model}"
+        )
+        print(
+            f"load generator: {gen_desc}; {cpus} CPUs, "
+            + (f"server on CPU {server_cpu}, client on CPU {client_cpu}" if pin else "not pinned")
+            + f"; uvicorn {stack['uvicorn']} loop={stack['loop']} http={stack['http']}"
+        )
+        print(
+            f"{args.warmup:g} s warm-up + {args.duration:g} s per case; "
+            f"body: {len(b.body('agent'))} bytes ({len(b.body('kserve'))} for kserve)"
+        )
         results: dict[str, Any] = {}
         answers: dict[str, Any] = {}
         for name in names:
@@ -465,7 +554,7 @@ def main() -> None:
             "python": platform.python_version(),
             "cpus": cpus,
             "pinned": {"server": server_cpu, "client": client_cpu} if pin else None,
-        },  # fmt: skip
+        },
         "load_generator": gen_desc,
         "server": {**stack, **{k: v for k, v in UVICORN.items() if k != "log_level"}, "workers": 1},
         "model": source,

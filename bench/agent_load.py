@@ -23,9 +23,12 @@ async def _client(
     spec: dict[str, Any], stop_at: float, lat: list[float], errors: list[int]
 ) -> None:
     body = spec["body"].encode()
-    head = (f"POST {spec['path']} HTTP/1.1\r\nHost: 127.0.0.1:{spec['port']}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            + "".join(f"{k}: {v}\r\n" for k, v in spec["headers"].items()) + "\r\n")  # fmt: skip
+    head = (
+        f"POST {spec['path']} HTTP/1.1\r\nHost: 127.0.0.1:{spec['port']}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in spec["headers"].items())
+        + "\r\n"
+    )
     request = head.encode() + body
     clen = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
     reader, writer = await asyncio.open_connection("127.0.0.1", spec["port"])
@@ -96,29 +99,69 @@ end
 """
 
 
-def run_load(gen: str, port: int, path: str, body: str, headers: dict[str, str],
-             concurrency: int, duration: float, cpu: int | None, tmp: Path) -> dict[str, Any]:  # fmt: skip
+def run_load(
+    gen: str,
+    port: int,
+    path: str,
+    body: str,
+    headers: dict[str, str],
+    concurrency: int,
+    duration: float,
+    cpu: int | None,
+    tmp: Path,
+) -> dict[str, Any]:
     preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
     if gen == "wrk":
         lua = tmp / "post.lua"
-        lua.write_text(WRK_LUA.format(body=body, headers="\n".join(
-            f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())))  # fmt: skip
-        cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
-               "-s", str(lua), f"http://127.0.0.1:{port}{path}"]  # fmt: skip
-        out = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=preexec,
-                             timeout=duration + 60)  # fmt: skip
+        lua.write_text(
+            WRK_LUA.format(
+                body=body,
+                headers="\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()),
+            )
+        )
+        cmd = [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(duration))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(lua),
+            f"http://127.0.0.1:{port}{path}",
+        ]
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, preexec_fn=preexec, timeout=duration + 60
+        )
         line = next((x for x in out.stdout.splitlines() if x.startswith("WRKJSON ")), None)
         if out.returncode != 0 or line is None:
             raise SystemExit(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
         w = json.loads(line[len("WRKJSON ") :])
         secs = w["duration_us"] / 1e6
-        return {"requests": w["requests"], "seconds": secs, "rps": w["requests"] / secs,
-                "p50_ms": w["p50_us"] / 1e3, "p99_ms": w["p99_us"] / 1e3, "mean_ms": w["mean_us"] / 1e3,
-                "errors": w["status_errors"] + w["socket_errors"]}  # fmt: skip
-    spec = {"port": port, "path": path, "body": body, "headers": headers,
-            "concurrency": concurrency, "duration": duration, "cpu": cpu}  # fmt: skip
-    out = subprocess.run([sys.executable, __file__, json.dumps(spec)],
-                         capture_output=True, text=True, timeout=duration + 60)  # fmt: skip
+        return {
+            "requests": w["requests"],
+            "seconds": secs,
+            "rps": w["requests"] / secs,
+            "p50_ms": w["p50_us"] / 1e3,
+            "p99_ms": w["p99_us"] / 1e3,
+            "mean_ms": w["mean_us"] / 1e3,
+            "errors": w["status_errors"] + w["socket_errors"],
+        }
+    spec = {
+        "port": port,
+        "path": path,
+        "body": body,
+        "headers": headers,
+        "concurrency": concurrency,
+        "duration": duration,
+        "cpu": cpu,
+    }
+    out = subprocess.run(
+        [sys.executable, __file__, json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+    )
     if out.returncode != 0:
         raise SystemExit(f"load generator failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])

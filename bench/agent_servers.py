@@ -85,8 +85,13 @@ def agent_app(spec: dict[str, Any]) -> Any:
     from edgeops.edge.agent import create_app
     from edgeops.edge.config import AgentConfig
 
-    cfg = AgentConfig(state_dir=Path(spec["state_dir"]), public_key=Path(spec["public_key"]),
-                      deploy_token=DEPLOY_TOKEN, predict_token=PREDICT_TOKEN, port=spec["port"]).validate()  # fmt: skip
+    cfg = AgentConfig(
+        state_dir=Path(spec["state_dir"]),
+        public_key=Path(spec["public_key"]),
+        deploy_token=DEPLOY_TOKEN,
+        predict_token=PREDICT_TOKEN,
+        port=spec["port"],
+    ).validate()
     app = create_app(cfg)
     echo_route(app)
     return app
@@ -117,9 +122,13 @@ def sklearn_app(spec: dict[str, Any]) -> Any:
         X = feature_frame(pd.DataFrame(rows, columns=names), schema)
         proba = pipe.predict_proba(X)
         labels = pipe.classes_[np.argmax(proba, axis=1)]
-        preds = [{"label": lab.item() if hasattr(lab, "item") else lab,
-                  "probabilities": dict(zip(classes, p.tolist(), strict=True))}
-                 for lab, p in zip(labels, proba, strict=True)]  # fmt: skip
+        preds = [
+            {
+                "label": lab.item() if hasattr(lab, "item") else lab,
+                "probabilities": dict(zip(classes, p.tolist(), strict=True)),
+            }
+            for lab, p in zip(labels, proba, strict=True)
+        ]
         return Response(json.dumps({"predictions": preds}), media_type="application/json")
 
     predict.__annotations__ = {"request": Request, "return": Response}  # see echo_route

@@ -70,8 +70,11 @@ def validate(ws: Path, out: Path) -> None:
 
     df = pd.read_parquet(ws / "data/raw/dataset.parquet")
     context = gx.get_context(mode="ephemeral")
-    batch = (context.data_sources.add_pandas(name="p").add_dataframe_asset(name="raw")
-             .add_batch_definition_whole_dataframe("all"))  # fmt: skip
+    batch = (
+        context.data_sources.add_pandas(name="p")
+        .add_dataframe_asset(name="raw")
+        .add_batch_definition_whole_dataframe("all")
+    )
     suite = context.suites.add(gx.ExpectationSuite(name="s"))
     for exp in build_expectations(_schema(ws)):
         suite.add_expectation(exp)
@@ -89,8 +92,9 @@ def split(ws: Path, out: Path) -> None:
     p = _params(ws)["split"]
     df = pd.read_parquet(ws / "data/raw/dataset.parquet")
     target = _schema(ws).target
-    train, test = train_test_split(df, test_size=p["test_size"], random_state=p["seed"],
-                                   stratify=df[target])  # fmt: skip
+    train, test = train_test_split(
+        df, test_size=p["test_size"], random_state=p["seed"], stratify=df[target]
+    )
     train.to_parquet(out / "train.parquet", index=False, compression="zstd")
     test.to_parquet(out / "test.parquet", index=False, compression="zstd")
 
@@ -119,8 +123,11 @@ def evaluate(ws: Path, out: Path) -> None:
     proba = model.predict_proba(_features(df, schema))
     y = (df[schema.target].astype(str) == str(model.classes_[1])).to_numpy()
     label = proba.argmax(axis=1) == 1
-    metrics = {"roc_auc": skm.roc_auc_score(y, proba[:, 1]), "f1": skm.f1_score(y, label),
-               "pr_auc": skm.average_precision_score(y, proba[:, 1])}  # fmt: skip
+    metrics = {
+        "roc_auc": skm.roc_auc_score(y, proba[:, 1]),
+        "f1": skm.f1_score(y, label),
+        "pr_auc": skm.average_precision_score(y, proba[:, 1]),
+    }
     fpr, tpr, _ = skm.roc_curve(y, proba[:, 1])
     prec, rec, _ = skm.precision_recall_curve(y, proba[:, 1])
     pd.DataFrame({"fpr": fpr, "tpr": tpr}).to_csv(out / "roc.csv", index=False)
@@ -140,11 +147,16 @@ def export(ws: Path, out: Path) -> None:
     pipe = joblib.load(ws / "models/model.joblib")
     X = _features(pd.read_parquet(ws / "data/prepared/test.parquet"), schema)
     num = {schema.input_names[n] for n in schema.numeric_features}
-    initial = [(c, FloatTensorType([None, 1]) if c in num else StringTensorType([None, 1]))
-               for c in X.columns]  # fmt: skip
-    onx = convert_sklearn(pipe, initial_types=initial,
-                          options={id(pipe.steps[-1][1]): {"zipmap": False}},
-                          target_opset={"": 17, "ai.onnx.ml": 3}).SerializeToString()  # fmt: skip
+    initial = [
+        (c, FloatTensorType([None, 1]) if c in num else StringTensorType([None, 1]))
+        for c in X.columns
+    ]
+    onx = convert_sklearn(
+        pipe,
+        initial_types=initial,
+        options={id(pipe.steps[-1][1]): {"zipmap": False}},
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    ).SerializeToString()
     (out / "model.onnx").write_bytes(onx)
     sess = ort.InferenceSession(onx, providers=["CPUExecutionProvider"])
     feeds = {c: X[c].to_numpy(np.float32 if c in num else object).reshape(-1, 1) for c in X.columns}
@@ -168,8 +180,9 @@ def bundle(ws: Path, out: Path) -> None:
     feeds = {c: X[c].to_numpy(np.float32 if c in num else object).reshape(-1, 1) for c in X.columns}
     golden = sess.run(None, feeds)[1].tolist()
     md5 = hashlib.md5((ws / "data/prepared/train.parquet").read_bytes()).hexdigest()
-    manifest = json.dumps({"sha256": hashlib.sha256(onx).hexdigest(), "golden": golden,
-                           "train_md5": md5}).encode()  # fmt: skip
+    manifest = json.dumps(
+        {"sha256": hashlib.sha256(onx).hexdigest(), "golden": golden, "train_md5": md5}
+    ).encode()
     (out / "model.onnx").write_bytes(onx)
     (out / "manifest.json").write_bytes(manifest)
     sig = Ed25519PrivateKey.generate().sign(manifest)
@@ -180,7 +193,9 @@ BASELINES = {f.__name__: f for f in (ingest, validate, split, train, evaluate, e
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("stage", choices=list(BASELINES))
     ap.add_argument("--workspace", required=True, type=Path)
     ap.add_argument("--scratch", required=True, type=Path)

@@ -30,12 +30,23 @@ def say(msg: str) -> None:
 def machine() -> dict[str, Any]:
     """The cores, memory, CPU model and Python the figures were measured on."""
     lines = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")),
-               platform.processor())  # fmt: skip
-    mem_kb = int(next(x.split()[1] for x in Path("/proc/meminfo").read_text().splitlines()
-                      if x.startswith("MemTotal")))  # fmt: skip
-    return {"cores": len(os.sched_getaffinity(0)), "memory_gb": round(mem_kb / 1024**2, 1),
-            "cpu": cpu, "python": platform.python_version()}  # fmt: skip
+    cpu = next(
+        (x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")),
+        platform.processor(),
+    )
+    mem_kb = int(
+        next(
+            x.split()[1]
+            for x in Path("/proc/meminfo").read_text().splitlines()
+            if x.startswith("MemTotal")
+        )
+    )
+    return {
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_gb": round(mem_kb / 1024**2, 1),
+        "cpu": cpu,
+        "python": platform.python_version(),
+    }
 
 
 def median(values: list[float]) -> float:
@@ -45,8 +56,11 @@ def median(values: list[float]) -> float:
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` to ``path`` atomically (temp file + rename), with the machine and the time."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": machine(), **data}  # fmt: skip
+    data = {
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        **data,
+    }
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(path)
@@ -79,11 +93,14 @@ def workspace(dest: Path, rows: int, env: dict[str, str]) -> tuple[Path, float]:
     repo = copy_repo(dest)
     set_rows(repo, rows)
     start = time.perf_counter()
-    proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=repo, env=env, capture_output=True,
-                          text=True)  # fmt: skip
+    proc = subprocess.run(
+        [str(BIN / "dvc"), "repro"], cwd=repo, env=env, capture_output=True, text=True
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        raise SystemExit(f"dvc repro at {rows:,} rows failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")  # fmt: skip
+        raise SystemExit(
+            f"dvc repro at {rows:,} rows failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+        )
     return repo, wall
 
 
@@ -107,8 +124,10 @@ def stage_commands(repo: Path, scratch: Path | None = None) -> dict[str, list[st
         if scratch is not None:
             outs = {_path(o) for key in ("outs", "metrics", "plots") for o in st.get(key, [])}
             # an output, or the folder the stage writes its outputs into (--out-dir, --plots-dir)
-            argv = [str(scratch / a) if a in outs or any(o.startswith(f"{a}/") for o in outs)
-                    else a for a in argv]  # fmt: skip
+            argv = [
+                str(scratch / a) if a in outs or any(o.startswith(f"{a}/") for o in outs) else a
+                for a in argv
+            ]
         cmds[name] = argv
     return cmds
 

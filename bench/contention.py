@@ -50,7 +50,7 @@ from common import (  # noqa: E402
     tool_env,
     workspace,
     write_json,
-)  # fmt: skip
+)
 
 TARGET = 1.5
 BUSY = 3
@@ -100,8 +100,14 @@ def monitoring_folder(mon: Path, ws: Path, agent_url: str, pub: Path, token: Pat
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
     params = yaml.safe_load((ws / "params.yaml").read_text())
-    (mon / "targets.yaml").write_text(yaml.safe_dump({"public_key": str(pub), "targets": [
-        {"name": "bench", "url": agent_url, "token_file": str(token)}]}))  # fmt: skip
+    (mon / "targets.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "public_key": str(pub),
+                "targets": [{"name": "bench", "url": agent_url, "token_file": str(token)}],
+            }
+        )
+    )
     params["deploy"].update(
         targets="targets.yaml", registry="registry.json", audit_log="audit.jsonl"
     )
@@ -129,8 +135,10 @@ def start_agent(tmp: Path, ws: Path, pub: Path) -> Any:
 
 def monitor_loop(mon: Path, env: dict[str, str], stop: Path) -> subprocess.Popen:
     """`edgeops monitor --target bench` back to back until ``stop`` exists."""
-    script = (f"while [ ! -e {stop} ]; do {BIN / 'edgeops'} monitor --target bench "
-              f">> {mon / 'monitor.log'} 2>&1; echo \"exit $?\" >> {mon / 'monitor.log'}; done")  # fmt: skip
+    script = (
+        f"while [ ! -e {stop} ]; do {BIN / 'edgeops'} monitor --target bench "
+        f'>> {mon / "monitor.log"} 2>&1; echo "exit $?" >> {mon / "monitor.log"}; done'
+    )
     return subprocess.Popen(["bash", "-c", script], cwd=mon, env=env, start_new_session=True)
 
 
@@ -145,39 +153,72 @@ def judge(quiet: dict[str, Any], busy: dict[str, Any], threads: int, cores: int)
     for s in STAGES:
         p, factor = fair_share(quiet[s], threads, cores)
         ratio = busy[s]["wall_s"] / quiet[s]["wall_s"]
-        out[s] = {"quiet_s": quiet[s]["wall_s"], "busy_s": busy[s]["wall_s"],
-                  "quiet_cpu_s": quiet[s]["cpu_s"], "busy_cpu_s": busy[s]["cpu_s"],
-                  "cores_used_quiet": p, "fair_factor": factor, "ratio_to_quiet": round(ratio, 2),
-                  "ratio_to_fair": round(ratio / factor, 2),
-                  "threads": busy[s].get("threads")}  # fmt: skip
+        out[s] = {
+            "quiet_s": quiet[s]["wall_s"],
+            "busy_s": busy[s]["wall_s"],
+            "quiet_cpu_s": quiet[s]["cpu_s"],
+            "busy_cpu_s": busy[s]["cpu_s"],
+            "cores_used_quiet": p,
+            "fair_factor": factor,
+            "ratio_to_quiet": round(ratio, 2),
+            "ratio_to_fair": round(ratio / factor, 2),
+            "threads": busy[s].get("threads"),
+        }
     return out
 
 
 def table(rows: int, judged: dict[str, Any], others: dict[str, Any]) -> str:
-    lines = [f"| stage ({rows:,} rows) | quiet | under contention | CPU quiet / busy | "
-             f"fair-share factor | vs fair share (target <= {TARGET}) |",
-             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines = [
+        f"| stage ({rows:,} rows) | quiet | under contention | CPU quiet / busy | "
+        f"fair-share factor | vs fair share (target <= {TARGET}) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for s, f in judged.items():
         ok = "ok" if f["ratio_to_fair"] <= TARGET else "MISSED"
-        lines.append(f"| {s} | {f['quiet_s']:.1f} s | {f['busy_s']:.1f} s | {f['quiet_cpu_s']:.1f} / "
-                     f"{f['busy_cpu_s']:.1f} s | {f['fair_factor']:.2f} | {f['ratio_to_fair']:.2f} {ok} |")  # fmt: skip
+        lines.append(
+            f"| {s} | {f['quiet_s']:.1f} s | {f['busy_s']:.1f} s | {f['quiet_cpu_s']:.1f} / "
+            f"{f['busy_cpu_s']:.1f} s | {f['fair_factor']:.2f} | {f['ratio_to_fair']:.2f} {ok} |"
+        )
     lines.append("")
-    lines.append(f"Beside the pipeline: the agent + traffic used {others['agent_cores']:.2f} cores, "
-                 f"monitoring {others['monitor_cores']:.2f} cores on average "
-                 f"({others['monitor_runs']} monitoring runs; {others['predictions']:,} predictions).")  # fmt: skip
+    lines.append(
+        f"Beside the pipeline: the agent + traffic used {others['agent_cores']:.2f} cores, "
+        f"monitoring {others['monitor_cores']:.2f} cores on average "
+        f"({others['monitor_runs']} monitoring runs; {others['predictions']:,} predictions)."
+    )
     lat = others["agent_latency_ms"]
-    lines.append(f"The agent's /v1/predict latency, p50 / p99 (bucket bounds): with its traffic alone "
-                 f"{lat['alone']['p50']:g} / {lat['alone']['p99']:g} ms, beside the pipeline and "
-                 f"monitoring {lat['beside_pipeline']['p50']:g} / {lat['beside_pipeline']['p99']:g} ms.")  # fmt: skip
+    lines.append(
+        f"The agent's /v1/predict latency, p50 / p99 (bucket bounds): with its traffic alone "
+        f"{lat['alone']['p50']:g} / {lat['alone']['p99']:g} ms, beside the pipeline and "
+        f"monitoring {lat['beside_pipeline']['p50']:g} / {lat['beside_pipeline']['p99']:g} ms."
+    )
     return "\n".join(lines) + "\n"
 
 
-def contended_repro(ws: Path, mon: Path, agent: Any, env: dict[str, str], rate: float) -> dict[str, Any]:  # fmt: skip
+def contended_repro(
+    ws: Path, mon: Path, agent: Any, env: dict[str, str], rate: float
+) -> dict[str, Any]:
     stop = mon / "stop"
     simulate = subprocess.Popen(
-        [str(BIN / "edgeops"), "simulate", "--target", "bench", "--rows", str(int(rate * 3600)),
-         "--rate", str(rate), "--batch", "1", "--seed", "5"], cwd=mon, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        [
+            str(BIN / "edgeops"),
+            "simulate",
+            "--target",
+            "bench",
+            "--rows",
+            str(int(rate * 3600)),
+            "--rate",
+            str(rate),
+            "--batch",
+            "1",
+            "--seed",
+            "5",
+        ],
+        cwd=mon,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     before = predictions(agent.url)
     deadline = time.monotonic() + 120
     while predictions(agent.url) == before and time.monotonic() < deadline:
@@ -189,8 +230,14 @@ def contended_repro(ws: Path, mon: Path, agent: Any, env: dict[str, str], rate: 
     cpu0 = {"agent": tree_cpu(agent.proc.pid), "sim": tree_cpu(simulate.pid)}
     mon_cpu, mon_rss = 0.0, 0.0
     start = time.perf_counter()
-    repro = subprocess.Popen([str(BIN / "dvc"), "repro", "--force"], cwd=ws, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    repro = subprocess.Popen(
+        [str(BIN / "dvc"), "repro", "--force"],
+        cwd=ws,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     while repro.poll() is None:  # monitoring's processes come and go: sample their tree
         mon_cpu = max(mon_cpu, tree_cpu(monitor.pid))
         mon_rss = max(mon_rss, sum(rss_mb(p) for p in tree(monitor.pid)[1:]))  # not bash
@@ -208,11 +255,19 @@ def contended_repro(ws: Path, mon: Path, agent: Any, env: dict[str, str], rate: 
             f"dvc repro --force under contention failed:\n{repro.stdout.read()[-3000:]}"
         )
     log = (mon / "monitor.log").read_text()
-    return {"wall_s": round(wall, 1), "agent_peak_rss_mb": round(rss_mb(agent.proc.pid, "VmHWM")),
-            "monitor_peak_rss_mb": round(mon_rss), "agent_cores": agent_cpu / wall, "monitor_cores": mon_cpu / wall,
-            "monitor_runs": log.count("\nexit ") + log.startswith("exit "),
-            "agent_latency_ms": {"alone": quantiles(alone, busy), "beside_pipeline": quantiles(busy, end)},
-            "monitor_exits": sorted(set(line for line in log.splitlines() if line.startswith("exit ")))}  # fmt: skip
+    return {
+        "wall_s": round(wall, 1),
+        "agent_peak_rss_mb": round(rss_mb(agent.proc.pid, "VmHWM")),
+        "monitor_peak_rss_mb": round(mon_rss),
+        "agent_cores": agent_cpu / wall,
+        "monitor_cores": mon_cpu / wall,
+        "monitor_runs": log.count("\nexit ") + log.startswith("exit "),
+        "agent_latency_ms": {
+            "alone": quantiles(alone, busy),
+            "beside_pipeline": quantiles(busy, end),
+        },
+        "monitor_exits": sorted(set(line for line in log.splitlines() if line.startswith("exit "))),
+    }
 
 
 def latency_buckets(agent_url: str) -> dict[float, float]:
@@ -244,12 +299,19 @@ def predictions(agent_url: str) -> int:
 
     with urllib.request.urlopen(agent_url + "/metrics", timeout=5) as r:
         text = r.read().decode()
-    return int(sum(float(x.split()[-1]) for x in text.splitlines()
-                   if x.startswith("edgeops_predictions_total")))  # fmt: skip
+    return int(
+        sum(
+            float(x.split()[-1])
+            for x in text.splitlines()
+            if x.startswith("edgeops_predictions_total")
+        )
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rows", type=int, default=1_000_000, help="simulator rows of the pipeline")
     ap.add_argument(
         "--rate", type=float, default=100.0, help="1-row predicts a second to the agent"
@@ -277,9 +339,24 @@ def main() -> None:
         agent, token = start_agent(tmp, ws, pub)
         mon = monitoring_folder(tmp / "monitoring", ws, agent.url, pub, token)
         say("--- filling the agent's log (20,000 rows, not timed) ...")
-        subprocess.run([str(BIN / "edgeops"), "simulate", "--target", "bench", "--rows", "20000",
-                        "--batch", "500", "--seed", "4"], cwd=mon, env=env, check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                str(BIN / "edgeops"),
+                "simulate",
+                "--target",
+                "bench",
+                "--rows",
+                "20000",
+                "--batch",
+                "500",
+                "--seed",
+                "4",
+            ],
+            cwd=mon,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         say(f"--- dvc repro --force with traffic at {args.rate:g} req/s and monitoring ...")
         others = contended_repro(ws, mon, agent, env, args.rate)
         others["predictions"] = predictions(agent.url)
@@ -292,8 +369,19 @@ def main() -> None:
             agent.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     md = table(rows, judged, others)
-    write_json(args.out, {"rows": rows, "rate": args.rate, "busy_workloads": BUSY, "target": TARGET,
-                          "threads": threads, "stages": judged, "others": others, "table": md})  # fmt: skip
+    write_json(
+        args.out,
+        {
+            "rows": rows,
+            "rate": args.rate,
+            "busy_workloads": BUSY,
+            "target": TARGET,
+            "threads": threads,
+            "stages": judged,
+            "others": others,
+            "table": md,
+        },
+    )
     print(md)
     say(f"-> {args.out}")
 

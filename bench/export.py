@@ -114,8 +114,10 @@ def main() -> None:
         ),
     }
     results = {}
-    print(f"model: {type(pipe.steps[-1][1]).__name__}, ONNX {len(onnx_bytes) / 1e6:.2f} MB, "
-          f"onnxruntime {ort.__version__}, {platform.machine()}, {os.cpu_count()} CPUs")  # fmt: skip
+    print(
+        f"model: {type(pipe.steps[-1][1]).__name__}, ONNX {len(onnx_bytes) / 1e6:.2f} MB, "
+        f"onnxruntime {ort.__version__}, {platform.machine()}, {os.cpu_count()} CPUs"
+    )
     print(f"{'case':40s} {'sklearn p50':>12s} {'ORT p50':>10s} {'ratio':>8s}")
     for name, (sk, onx, reps) in cases.items():
         a, b = timed(sk, reps), timed(onx, reps)

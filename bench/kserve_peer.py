@@ -41,8 +41,13 @@ import fastapi  # noqa: E402
 
 # edgeops.edge.agent.FASTAPI_TELEMETRY_OFF: FastAPI >= 0.150 has OpenTelemetry built in
 # (`FASTAPI_OTEL_AUTO_CONFIGURE` adds OTLP exporters); the agent switches all of it off
-FASTAPI_TELEMETRY_OFF = {"tracing": False, "metrics": False, "logs": False,
-                         "operation_spans": False, "auto_configure": False}  # fmt: skip
+FASTAPI_TELEMETRY_OFF = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
 
 
 def fastapi_telemetry_off() -> bool:
@@ -101,8 +106,10 @@ class OnnxModel(kserve.Model):
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__(spec["name"])
         self.spec = spec
-        self.inputs = [{"name": i["name"], "input": i.get("input") or i["name"],
-                        "dtype": i["dtype"]} for i in spec["inputs"]]  # fmt: skip
+        self.inputs = [
+            {"name": i["name"], "input": i.get("input") or i["name"], "dtype": i["dtype"]}
+            for i in spec["inputs"]
+        ]
         self.classes = [str(c) for c in spec["classes"]]
         self.session: Any = None
         self.outputs: list[str] = []
@@ -119,8 +126,12 @@ class OnnxModel(kserve.Model):
         label, proba = self.session.run(self.outputs, feeds)
         labels = np.asarray(label).reshape(-1).tolist()
         probas = np.asarray(proba, dtype=np.float64).tolist()
-        return {"predictions": [{"label": lab, "probabilities": dict(zip(self.classes, p, strict=True))}
-                                for lab, p in zip(labels, probas, strict=True)]}  # fmt: skip
+        return {
+            "predictions": [
+                {"label": lab, "probabilities": dict(zip(self.classes, p, strict=True))}
+                for lab, p in zip(labels, probas, strict=True)
+            ]
+        }
 
 
 class LoopbackModelServer(kserve.ModelServer):
@@ -131,9 +142,12 @@ class LoopbackModelServer(kserve.ModelServer):
         config = self._rest_server.config
         config.host, config.access_log = "127.0.0.1", False
         loop = type(asyncio.get_running_loop())
-        print(f"kserve peer: kserve {version('kserve')} on {config.host}:{config.port},"
-              f" loop {loop.__module__}.{loop.__name__}, http {config.http},"
-              f" FastAPI telemetry {TELEMETRY}", flush=True)  # fmt: skip
+        print(
+            f"kserve peer: kserve {version('kserve')} on {config.host}:{config.port},"
+            f" loop {loop.__module__}.{loop.__name__}, http {config.http},"
+            f" FastAPI telemetry {TELEMETRY}",
+            flush=True,
+        )
         await super()._serve()
 
 
@@ -159,9 +173,14 @@ def main() -> None:
     model = OnnxModel(SPEC)
     model.load()
     server = LoopbackModelServer(
-        http_port=SPEC["port"], workers=1, enable_grpc=False, enable_docs_url=False,
-        enable_latency_logging=False, event_loop=SPEC.get("loop", "auto"), grace_period=5,
-    )  # fmt: skip
+        http_port=SPEC["port"],
+        workers=1,
+        enable_grpc=False,
+        enable_docs_url=False,
+        enable_latency_logging=False,
+        event_loop=SPEC.get("loop", "auto"),
+        grace_period=5,
+    )
     for name in ("kserve", "kserve.trace", "uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).setLevel(logging.WARNING)
     use_loop(SPEC.get("loop", "auto"))

@@ -16,22 +16,28 @@ REPO = Path(__file__).resolve().parents[1]
 KSERVE_VERSION = "0.21.0"
 KSERVE_EXCLUDE_NEWER = "2026-12-01T00:00:00Z"  # uv resolves KServe's dependencies as of this date
 KSERVE_VENV = REPO / ".venv-bench" / "kserve"
-KSERVE_CHECK = ("import json, importlib.metadata as m, kserve, numpy, onnxruntime; "
-                "print(json.dumps({p: m.version(p) for p in ('kserve', 'onnxruntime', 'numpy')}))")  # fmt: skip
+KSERVE_CHECK = (
+    "import json, importlib.metadata as m, kserve, numpy, onnxruntime; "
+    "print(json.dumps({p: m.version(p) for p in ('kserve', 'onnxruntime', 'numpy')}))"
+)
 
 
 def kserve_pins() -> dict[str, str]:
     """What the KServe venv holds: kserve as pinned here, onnxruntime and numpy as in this venv."""
     from importlib.metadata import version
 
-    return {"kserve": KSERVE_VERSION, "onnxruntime": version("onnxruntime"),
-            "numpy": version("numpy")}  # fmt: skip
+    return {
+        "kserve": KSERVE_VERSION,
+        "onnxruntime": version("onnxruntime"),
+        "numpy": version("numpy"),
+    }
 
 
 def _python_runs(python: Path, code: str) -> subprocess.CompletedProcess | None:
     try:
-        return subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True,
-                              timeout=300)  # fmt: skip
+        return subprocess.run(
+            [str(python), "-I", "-c", code], capture_output=True, text=True, timeout=300
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
 
@@ -56,20 +62,38 @@ def kserve_venv() -> dict[str, Any]:
     python, pins = KSERVE_VENV / "bin" / "python", kserve_pins()
     start = time.monotonic()
     if kserve_installed(python) == pins:
-        return {"python": str(python), "versions": pins, "created": False,
-                "seconds": time.monotonic() - start}  # fmt: skip
+        return {
+            "python": str(python),
+            "versions": pins,
+            "created": False,
+            "seconds": time.monotonic() - start,
+        }
     uv = uv_command()
     if uv is None:
         return {"skipped": "uv is not installed (pip install uv): no venv for KServe"}
-    steps = [[*uv, "pip", "install", "--no-config", "--python", str(python),
-              "--exclude-newer", KSERVE_EXCLUDE_NEWER, *(f"{k}=={v}" for k, v in pins.items())]]  # fmt: skip
+    steps = [
+        [
+            *uv,
+            "pip",
+            "install",
+            "--no-config",
+            "--python",
+            str(python),
+            "--exclude-newer",
+            KSERVE_EXCLUDE_NEWER,
+            *(f"{k}=={v}" for k, v in pins.items()),
+        ]
+    ]
     ok = _python_runs(python, "") if python.is_file() else None
     if not ok or ok.returncode:
         steps.insert(
             0, [*uv, "venv", "--no-config", "--clear", str(KSERVE_VENV), "--python", "3.11"]
         )
-    print(f"kserve: preparing {KSERVE_VENV.relative_to(REPO)} with uv "
-          f"({', '.join(f'{k} {v}' for k, v in pins.items())}) ...", flush=True)  # fmt: skip
+    print(
+        f"kserve: preparing {KSERVE_VENV.relative_to(REPO)} with uv "
+        f"({', '.join(f'{k} {v}' for k, v in pins.items())}) ...",
+        flush=True,
+    )
     env = dict(os.environ, UV_PYTHON_DOWNLOADS="never")  # Python 3.11 from this machine only
     for cmd in steps:
         what = "uv " + " ".join(cmd[len(uv) : len(uv) + 2])
@@ -87,5 +111,9 @@ def kserve_venv() -> dict[str, Any]:
     have = kserve_installed(python)
     if have != pins:
         return {"skipped": f"the KServe venv imports {have}, not {pins}"}
-    return {"python": str(python), "versions": pins, "created": True,
-            "seconds": time.monotonic() - start}  # fmt: skip
+    return {
+        "python": str(python),
+        "versions": pins,
+        "created": True,
+        "seconds": time.monotonic() - start,
+    }

@@ -66,13 +66,20 @@ def main() -> None:
         pipe = train(sample, schema, cfg)
         fit_s = time.perf_counter() - start
         got = scores(y_test, pipe.predict_proba(X_test), list(pipe.classes_), schema.positive)
-        row = {"fit_rows": n, "fit_s": round(fit_s, 1),
-               **{k: round(float(got[k]), 5) for k in ("roc_auc", "pr_auc", "f1") if k in got}}  # fmt: skip
+        row = {
+            "fit_rows": n,
+            "fit_s": round(fit_s, 1),
+            **{k: round(float(got[k]), 5) for k in ("roc_auc", "pr_auc", "f1") if k in got},
+        }
         results.append(row)
-        say(f"  fit on {n:>10,} rows: ROC AUC {row['roc_auc']:.5f}, PR AUC {row['pr_auc']:.5f}, "
-            f"F1 {row['f1']:.5f} ({fit_s:.0f} s)")  # fmt: skip
-    write_json(Path(args.out), {"rows": args.rows, "test_rows": len(test_df), "model": cfg.get("model"),
-                                "curve": results})  # fmt: skip
+        say(
+            f"  fit on {n:>10,} rows: ROC AUC {row['roc_auc']:.5f}, PR AUC {row['pr_auc']:.5f}, "
+            f"F1 {row['f1']:.5f} ({fit_s:.0f} s)"
+        )
+    write_json(
+        Path(args.out),
+        {"rows": args.rows, "test_rows": len(test_df), "model": cfg.get("model"), "curve": results},
+    )
     say(f"-> {args.out}")
 
 

@@ -116,10 +116,17 @@ def child_monitor(spec: dict[str, Any]) -> dict[str, Any]:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     worker = [json.loads(line) for line in worker_log.read_text().splitlines()]
     t = result["targets"][TARGET]
-    return {"marks": marks, "spans": dict(spans), "decision": result["decision"],
-            "cpu_main": ru.ru_utime + ru.ru_stime, "worker": worker,
-            "collected": (t.get("collected") or {}).get("rows"), "window": t.get("window"),
-            "drift": t.get("drift"), "reports": t.get("reports")}  # fmt: skip
+    return {
+        "marks": marks,
+        "spans": dict(spans),
+        "decision": result["decision"],
+        "cpu_main": ru.ru_utime + ru.ru_stime,
+        "worker": worker,
+        "collected": (t.get("collected") or {}).get("rows"),
+        "window": t.get("window"),
+        "drift": t.get("drift"),
+        "reports": t.get("reports"),
+    }
 
 
 def capture(run_drift: Any, out: Path) -> Any:
@@ -127,8 +134,15 @@ def capture(run_drift: Any, out: Path) -> Any:
     from edgeops.monitor.drift import PREDICTION
     from edgeops.schema import CATEGORICAL
 
-    def wrapper(current: Any, reference: Any, schema: Any, classes: list[Any], settings: Any,
-                *args: Any, **kw: Any) -> Any:  # fmt: skip
+    def wrapper(
+        current: Any,
+        reference: Any,
+        schema: Any,
+        classes: list[Any],
+        settings: Any,
+        *args: Any,
+        **kw: Any,
+    ) -> Any:
         # as run_drift builds its DataDefinition and DataDriftPreset
         numerical = [c.name for c in schema.features if c.type != CATEGORICAL]
         categorical = [c.name for c in schema.features if c.type == CATEGORICAL]
@@ -137,10 +151,16 @@ def capture(run_drift: Any, out: Path) -> Any:
         out.mkdir(parents=True, exist_ok=True)
         current[cols].to_parquet(out / "current.parquet", index=False)
         reference[cols].to_parquet(out / "reference.parquet", index=False)
-        report = {"columns": cols, "numerical": numerical, "categorical": categorical,
-                  "num_method": settings.num_method, "num_threshold": settings.num_threshold,
-                  "cat_method": settings.cat_method, "cat_threshold": settings.cat_threshold,
-                  "drift_share": max(settings.drift_share, 1e-9)}  # fmt: skip
+        report = {
+            "columns": cols,
+            "numerical": numerical,
+            "categorical": categorical,
+            "num_method": settings.num_method,
+            "num_threshold": settings.num_threshold,
+            "cat_method": settings.cat_method,
+            "cat_threshold": settings.cat_threshold,
+            "drift_share": max(settings.drift_share, 1e-9),
+        }
         (out / "report.json").write_text(json.dumps(report, indent=2))
         return run_drift(current, reference, schema, classes, settings, *args, **kw)
 
@@ -193,8 +213,18 @@ def instrument_worker(path: Path) -> None:
                 patch_evidently()
                 ru = resource.getrusage(resource.RUSAGE_SELF)
                 with open(path, "a") as fh:
-                    fh.write(json.dumps({"job": name, "pid": os.getpid(), "ready": ready,
-                                         "cpu": ru.ru_utime + ru.ru_stime, "spans": spans}) + "\n")  # fmt: skip
+                    fh.write(
+                        json.dumps(
+                            {
+                                "job": name,
+                                "pid": os.getpid(),
+                                "ready": ready,
+                                "cpu": ru.ru_utime + ru.ru_stime,
+                                "spans": spans,
+                            }
+                        )
+                        + "\n"
+                    )
 
         return wrapper
 
@@ -216,13 +246,17 @@ def child_evidently(spec: dict[str, Any]) -> dict[str, Any]:
     current = pd.read_parquet(frames / "current.parquet")
     reference = pd.read_parquet(frames / "reference.parquet")
     marks["read"] = time.time()
-    definition = DataDefinition(numerical_columns=cfg["numerical"],
-                                categorical_columns=cfg["categorical"])  # fmt: skip
+    definition = DataDefinition(
+        numerical_columns=cfg["numerical"], categorical_columns=cfg["categorical"]
+    )
     preset = DataDriftPreset(
-        columns=cfg["columns"], num_method=cfg["num_method"], num_threshold=cfg["num_threshold"],
-        cat_method=cfg["cat_method"], cat_threshold=cfg["cat_threshold"],
+        columns=cfg["columns"],
+        num_method=cfg["num_method"],
+        num_threshold=cfg["num_threshold"],
+        cat_method=cfg["cat_method"],
+        cat_threshold=cfg["cat_threshold"],
         drift_share=cfg["drift_share"],
-    )  # fmt: skip
+    )
     snap = Report([preset], include_tests=True).run(
         Dataset.from_pandas(current, data_definition=definition),
         Dataset.from_pandas(reference, data_definition=definition),
@@ -259,15 +293,24 @@ def child(kind: str, spec: dict[str, Any], cwd: Path, log: Path) -> dict[str, An
     """Run one case in a fresh interpreter; its JSON result plus wall and CPU seconds."""
     out = log.with_suffix(".json")
     out.unlink(missing_ok=True)
-    env = dict(os.environ, DO_NOT_TRACK="1", DVC_NO_ANALYTICS="1", EVIDENTLY_DISABLE_TELEMETRY="1",
-               ORT_DISABLE_TELEMETRY="1")  # fmt: skip
+    env = dict(
+        os.environ,
+        DO_NOT_TRACK="1",
+        DVC_NO_ANALYTICS="1",
+        EVIDENTLY_DISABLE_TELEMETRY="1",
+        ORT_DISABLE_TELEMETRY="1",
+    )
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start, t0 = time.time(), time.perf_counter()
     with open(log, "w") as fh:
         proc = subprocess.run(
             [sys.executable, __file__, "--child", kind, json.dumps({**spec, "out": str(out)})],
-            cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=600,
-        )  # fmt: skip
+            cwd=cwd,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+        )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0 or not out.is_file():
@@ -292,39 +335,64 @@ def monitor_figures(r: dict[str, Any]) -> dict[str, float]:
     ws = {k: sum(b - a for a, b in v) for k, v in w["spans"].items()}
     imp_end = w["spans"]["import"][0][1] if w["spans"].get("import") else rd_start
     ((job_start, job_end),) = w["spans"]["job"]
-    steps = ["load", "collect", "prepare", "quality_step", "drift_step", "performance_step",
-             "write_reports", "finish"]  # fmt: skip
+    steps = [
+        "load",
+        "collect",
+        "prepare",
+        "quality_step",
+        "drift_step",
+        "performance_step",
+        "write_reports",
+        "finish",
+    ]
     f = {
-        "wall": r["wall"], "cpu": r["cpu"],
+        "wall": r["wall"],
+        "cpu": r["cpu"],
         "import": marks["imported"] - start,  # interpreter start + edgeops.monitor imports
-        "load": span(r, "load"), "collect": span(r, "collect"),
+        "load": span(r, "load"),
+        "collect": span(r, "collect"),
         "collect_rows_per_s": (r["collected"] or 0) / max(span(r, "collect"), 1e-9),
-        "prepare": span(r, "prepare"), "quality": span(r, "quality_step"), "drift": drift,
+        "prepare": span(r, "prepare"),
+        "quality": span(r, "quality_step"),
+        "drift": drift,
         "drift_reference": span(r, "load_reference"),
         "drift_other": drift - run_drift - span(r, "load_reference"),
         "drift_worker": run_drift,
         "import_wait_in_drift": max(0.0, imp_end - rd_start),
         "to_worker": job_start - max(rd_start, imp_end),
-        "w_report_run": ws.get("report_run", 0.0), "w_save_html": ws.get("save_html", 0.0),
+        "w_report_run": ws.get("report_run", 0.0),
+        "w_save_html": ws.get("save_html", 0.0),
         "w_save_run": ws.get("save_run", 0.0),
-        "w_job_other": ws["job"] - ws.get("report_run", 0.0) - ws.get("save_html", 0.0)
-                       - ws.get("save_run", 0.0),
+        "w_job_other": ws["job"]
+        - ws.get("report_run", 0.0)
+        - ws.get("save_html", 0.0)
+        - ws.get("save_run", 0.0),
         "from_worker": rd_end - job_end,
         "evidently_import_bg": bg[0][1] - bg[0][0],
-        "worker_start": w["ready"] - bg[0][0], "worker_import": ws.get("import", 0.0),
-        "performance": span(r, "performance_step"), "reports_json": span(r, "write_reports"),
-        "finish": span(r, "finish"), "exit": r["wall"] - (marks["end"] - start),
-        "cpu_main": r["cpu_main"], "cpu_worker": w["cpu"],
-    }  # fmt: skip
+        "worker_start": w["ready"] - bg[0][0],
+        "worker_import": ws.get("import", 0.0),
+        "performance": span(r, "performance_step"),
+        "reports_json": span(r, "write_reports"),
+        "finish": span(r, "finish"),
+        "exit": r["wall"] - (marks["end"] - start),
+        "cpu_main": r["cpu_main"],
+        "cpu_worker": w["cpu"],
+    }
     f["rest"] = r["wall"] - f["import"] - f["exit"] - sum(span(r, s) for s in steps)
     return f
 
 
 def evidently_figures(r: dict[str, Any]) -> dict[str, float]:
     start, m = r["spawned"], r["marks"]
-    return {"wall": r["wall"], "cpu": r["cpu"], "import": m["imported"] - start,
-            "read": m["read"] - m["imported"], "run": m["run"] - m["read"],
-            "html": m["end"] - m["run"], "exit": r["wall"] - (m["end"] - start)}  # fmt: skip
+    return {
+        "wall": r["wall"],
+        "cpu": r["cpu"],
+        "import": m["imported"] - start,
+        "read": m["read"] - m["imported"],
+        "run": m["run"] - m["read"],
+        "html": m["end"] - m["run"],
+        "exit": r["wall"] - (m["end"] - start),
+    }
 
 
 ROWS_A = [
@@ -408,7 +476,9 @@ def check_split() -> None:
             )
 
 
-def median_table(title: str, rows: list[tuple[str, str]], rounds: list[dict[str, float]]) -> dict[str, float]:  # fmt: skip
+def median_table(
+    title: str, rows: list[tuple[str, str]], rounds: list[dict[str, float]]
+) -> dict[str, float]:
     med = {k: statistics.median(r[k] for r in rounds) for k, _ in rows}
     print(f"{title:52s}{'median':>9s}{'min':>9s}{'max':>9s}")
     for key, name in rows:
@@ -425,13 +495,22 @@ def main() -> None:
     ap.add_argument("--child", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
     ap.add_argument("--rows", type=int, default=100_000, help="production rows in the agent's log")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds of (a) and (b) per variant")
-    ap.add_argument("--max-rows", type=int, nargs="+", default=None,
-                    help="monitor.window.max_rows variants (default: 20000 and --rows)")  # fmt: skip
+    ap.add_argument(
+        "--max-rows",
+        type=int,
+        nargs="+",
+        default=None,
+        help="monitor.window.max_rows variants (default: 20000 and --rows)",
+    )
     ap.add_argument("--seed", type=int, default=7, help="simulator seed of the traffic")
     ap.add_argument("--out", default=str(REPO / "reports" / "bench" / "monitor.json"))
-    ap.add_argument("--workspace", type=Path, default=REPO,
-                    help="a workspace after `dvc repro` to take the bundle, split and params from "
-                    "(default: this checkout)")  # fmt: skip
+    ap.add_argument(
+        "--workspace",
+        type=Path,
+        default=REPO,
+        help="a workspace after `dvc repro` to take the bundle, split and params from "
+        "(default: this checkout)",
+    )
     args = ap.parse_args()
     if args.child:
         kind, spec = args.child[0], json.loads(args.child[1])
@@ -439,8 +518,12 @@ def main() -> None:
         Path(spec["out"]).write_text(json.dumps(result, default=str))
         return
 
-    os.environ.update(DO_NOT_TRACK="1", DVC_NO_ANALYTICS="1", ORT_DISABLE_TELEMETRY="1",
-                      EVIDENTLY_DISABLE_TELEMETRY="1")  # fmt: skip
+    os.environ.update(
+        DO_NOT_TRACK="1",
+        DVC_NO_ANALYTICS="1",
+        ORT_DISABLE_TELEMETRY="1",
+        EVIDENTLY_DISABLE_TELEMETRY="1",
+    )
     variants = args.max_rows or sorted({20_000, args.rows})
     global SRC
     SRC = args.workspace.resolve()
@@ -473,9 +556,16 @@ def main() -> None:
         agent.start()
         (tmp / "deploy.token").write_text(DEPLOY_TOKEN + "\n")
         target = Target(name=TARGET, url=agent.url, token_file=str(tmp / "deploy.token"))
-        (tmp / "targets.yaml").write_text(yaml.safe_dump(
-            {"public_key": str(pub), "targets": [{"name": TARGET, "url": agent.url,
-                                                  "token_file": str(tmp / "deploy.token")}]}))  # fmt: skip
+        (tmp / "targets.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "public_key": str(pub),
+                    "targets": [
+                        {"name": TARGET, "url": agent.url, "token_file": str(tmp / "deploy.token")}
+                    ],
+                }
+            )
+        )
         client = AgentClient(target)
         client.upload(tar_bundle(ws / "models" / "bundle"), "bench", "bench/monitor.py")
         active = (client.status().get("active") or {}).get("version")
@@ -488,13 +578,16 @@ def main() -> None:
         rows, labels, classes = build_rows(params, "baseline", args.rows, args.seed)
         built = time.perf_counter() - t0
         t0 = time.perf_counter()
-        sent = send_traffic(client, rows, labels, batch=1000, feedback_share=0.2,
-                            seed=args.seed, classes=classes)  # fmt: skip
+        sent = send_traffic(
+            client, rows, labels, batch=1000, feedback_share=0.2, seed=args.seed, classes=classes
+        )
         fill = time.perf_counter() - t0
         if sent["rows"] != args.rows or sent["errors"]:
             raise SystemExit(f"filling the agent's log failed: {sent}")
-        say(f"filled: {sent['rows']:,} rows in {sent['requests']} requests, feedback on "
-            f"{sent['feedback']:,} rows, in {fill:.0f} s (+ {built:.0f} s building rows; not timed)")  # fmt: skip
+        say(
+            f"filled: {sent['rows']:,} rows in {sent['requests']} requests, feedback on "
+            f"{sent['feedback']:,} rows, in {fill:.0f} s (+ {built:.0f} s building rows; not timed)"
+        )
 
         cases: dict[int, dict[str, Any]] = {}
         for max_rows in variants:
@@ -502,13 +595,22 @@ def main() -> None:
             vdir.mkdir()
             p = json.loads(json.dumps(params))
             mon = p.setdefault("monitor", {})
-            mon.update(store=str(vdir / "store"), reports=str(vdir / "reports"),
-                       workspace=str(vdir / "evidently"))  # fmt: skip
-            mon["window"] = {**(mon.get("window") or {}), "rows": args.rows, "hours": None,
-                             "max_rows": max_rows}  # fmt: skip
-            p.setdefault("deploy", {}).update(targets=str(tmp / "targets.yaml"),
-                                              registry=str(vdir / "registry.json"),
-                                              audit_log=str(vdir / "audit.jsonl"))  # fmt: skip
+            mon.update(
+                store=str(vdir / "store"),
+                reports=str(vdir / "reports"),
+                workspace=str(vdir / "evidently"),
+            )
+            mon["window"] = {
+                **(mon.get("window") or {}),
+                "rows": args.rows,
+                "hours": None,
+                "max_rows": max_rows,
+            }
+            p.setdefault("deploy", {}).update(
+                targets=str(tmp / "targets.yaml"),
+                registry=str(vdir / "registry.json"),
+                audit_log=str(vdir / "audit.jsonl"),
+            )
             params_path = ws / f"params-{max_rows}.yaml"
             params_path.write_text(yaml.safe_dump(p, sort_keys=False))
             spec_a = {"params": str(params_path), "targets": str(tmp / "targets.yaml")}
@@ -524,18 +626,25 @@ def main() -> None:
             ours["prediction"] = wa["drift"]["prediction"]["score"]
             diff = max(abs(round(wb["scores"][c], 6) - s) for c, s in ours.items())
             if diff > 1e-6:
-                raise SystemExit(f"(b) does not reproduce the monitor's drift scores: {ours} vs "
-                                 f"{wb['scores']}")  # fmt: skip
+                raise SystemExit(
+                    f"(b) does not reproduce the monitor's drift scores: {ours} vs {wb['scores']}"
+                )
             fa = monitor_figures(wa)
-            say(f"max_rows {max_rows:,}: warm-up (a) CPU {wa['cpu']:.1f} s measured, main "
+            say(
+                f"max_rows {max_rows:,}: warm-up (a) CPU {wa['cpu']:.1f} s measured, main "
                 f"{fa['cpu_main']:.1f} + worker {fa['cpu_worker']:.1f} s seen inside "
-                "(the worker must be counted: measured >= their sum)")  # fmt: skip
+                "(the worker must be counted: measured >= their sum)"
+            )
             if wa["cpu"] < fa["cpu_main"] + fa["cpu_worker"] - 0.05:
-                raise SystemExit("(a)'s Evidently worker was not reaped by the monitor child: "
-                                 "its CPU is missing from the measured figure")  # fmt: skip
-            say(f"max_rows {max_rows:,}: warm-up (a) {wa['wall']:.1f} s, (b) {wb['wall']:.1f} s; "
+                raise SystemExit(
+                    "(a)'s Evidently worker was not reaped by the monitor child: "
+                    "its CPU is missing from the measured figure"
+                )
+            say(
+                f"max_rows {max_rows:,}: warm-up (a) {wa['wall']:.1f} s, (b) {wb['wall']:.1f} s; "
                 f"Evidently got {wb['rows'][0]:,} current x {wb['rows'][1]:,} reference rows; "
-                f"same drift scores (max |diff| {diff:.1e})")  # fmt: skip
+                f"same drift scores (max |diff| {diff:.1e})"
+            )
 
             a_rounds, b_rounds = [], []
             for i in range(args.rounds):
@@ -546,66 +655,96 @@ def main() -> None:
                 rb = child("evidently", spec_b, ws, vdir / f"b-{i + 1}.log")
                 a_rounds.append(monitor_figures(ra))
                 b_rounds.append(evidently_figures(rb))
-                say(f"max_rows {max_rows:,} round {i + 1}: (a) {ra['wall']:.2f} s "
+                say(
+                    f"max_rows {max_rows:,} round {i + 1}: (a) {ra['wall']:.2f} s "
                     f"(collect {a_rounds[-1]['collect']:.2f}, drift {a_rounds[-1]['drift']:.2f}) "
-                    f"| (b) {rb['wall']:.2f} s | load {os.getloadavg()[0]:.1f}")  # fmt: skip
+                    f"| (b) {rb['wall']:.2f} s | load {os.getloadavg()[0]:.1f}"
+                )
             cases[max_rows] = {
-                "a": a_rounds, "b": b_rounds, "decision": ra["decision"], "window": ra["window"],
+                "a": a_rounds,
+                "b": b_rounds,
+                "decision": ra["decision"],
+                "window": ra["window"],
                 "evidently_rows": {"current": wb["rows"][0], "reference": wb["rows"][1]},
-                "drift_share": ra["drift"]["share"], "drift_score_max_diff": diff,
+                "drift_share": ra["drift"]["share"],
+                "drift_score_max_diff": diff,
                 "snapshot_dict_seconds_warmup_b": wb["dict_seconds"],
-            }  # fmt: skip
+            }
     finally:
         if agent is not None:
             agent.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"{args.rows:,} production rows (window {args.rows:,}), {args.rounds} rounds per case, "
-          f"fresh subprocess each, {os.cpu_count()} CPUs, load average "
-          f"{load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print(f"traffic: {sent['requests']} requests of 1,000 rows, feedback on {sent['feedback']:,} "
-          f"rows; model {version}; DVC versioning of the store not included")  # fmt: skip
+    print(
+        f"{args.rows:,} production rows (window {args.rows:,}), {args.rounds} rounds per case, "
+        f"fresh subprocess each, {os.cpu_count()} CPUs, load average "
+        f"{load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"traffic: {sent['requests']} requests of 1,000 rows, feedback on {sent['feedback']:,} "
+        f"rows; model {version}; DVC versioning of the store not included"
+    )
     report: dict[str, Any] = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "platform": platform.platform(),
-        "python": platform.python_version(), "cpus": os.cpu_count(), "rows": args.rows,
-        "rounds": args.rounds, "model": version, "bundle": source, "traffic": sent,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "rows": args.rows,
+        "rounds": args.rounds,
+        "model": version,
+        "bundle": source,
+        "traffic": sent,
         "loadavg_before_after": [load_before[0], os.getloadavg()[0]],
         "not_included": "DVC versioning of the store (edgeops monitor does it after the run); "
-                        "the CLI's own imports (typer; the CLI's spawned worker also re-runs the "
-                        "edgeops console script, hence imports edgeops.cli, as __mp_main__)",
+        "the CLI's own imports (typer; the CLI's spawned worker also re-runs the "
+        "edgeops console script, hence imports edgeops.cli, as __mp_main__)",
         "b_includes": "import evidently + pandas, read the frames, Report.run, save_html; "
-                      "not the Evidently workspace save",
-        "goal": {"seconds": GOAL_SECONDS, "ratio": GOAL_RATIO}, "variants": {},
-    }  # fmt: skip
+        "not the Evidently workspace save",
+        "goal": {"seconds": GOAL_SECONDS, "ratio": GOAL_RATIO},
+        "variants": {},
+    }
     for max_rows, c in cases.items():
         print()
         sampled = "default sampling" if max_rows < args.rows else "no sampling"
-        head = (f"max_rows {max_rows:,} ({sampled}): Evidently gets {c['evidently_rows']['current']:,} "
-                f"x {c['evidently_rows']['reference']:,} rows; decision {c['decision']}")  # fmt: skip
+        head = (
+            f"max_rows {max_rows:,} ({sampled}): Evidently gets {c['evidently_rows']['current']:,} "
+            f"x {c['evidently_rows']['reference']:,} rows; decision {c['decision']}"
+        )
         print(head)
-        print(f"(snapshot.dict(), in (a)'s worker 'other' figure: {c['snapshot_dict_seconds_warmup_b']:.2f} s "
-              "in (b)'s warm-up; (b) does not call it; (b) does not save to an Evidently workspace)")  # fmt: skip
+        print(
+            f"(snapshot.dict(), in (a)'s worker 'other' figure: {c['snapshot_dict_seconds_warmup_b']:.2f} s "
+            "in (b)'s warm-up; (b) does not call it; (b) does not save to an Evidently workspace)"
+        )
         med_a = median_table("seconds", ROWS_A, c["a"])
         med_b = median_table("", ROWS_B, c["b"])
         ratio = med_a["wall"] / med_b["wall"]
         ratios = [a["wall"] / b["wall"] for a, b in zip(c["a"], c["b"], strict=True)]
         cpu_ratio = med_a["cpu"] / med_b["cpu"]
         ok_s, ok_r = med_a["wall"] <= GOAL_SECONDS, ratio <= GOAL_RATIO
-        print(f"{'ratio (a) / (b), medians (per round: ' + ', '.join(f'{x:.2f}' for x in ratios) + ')':70s}"
-              f"{ratio:6.2f}")  # fmt: skip
+        print(
+            f"{'ratio (a) / (b), medians (per round: ' + ', '.join(f'{x:.2f}' for x in ratios) + ')':70s}"
+            f"{ratio:6.2f}"
+        )
         print(f"{'CPU ratio (a) / (b), medians':70s}{cpu_ratio:6.2f}")
         extra = med_a["wall"] - med_b["wall"]
         print(
             f"{'(a) - (b), medians: what the monitor adds to Evidently alone (s)':70s}{extra:6.2f}"
         )
-        print(f"goal (a) <= {GOAL_SECONDS:g} s: {'met' if ok_s else 'NOT met'} "
-              f"({med_a['wall']:.2f} s); (a) / (b) <= {GOAL_RATIO}: {'met' if ok_r else 'NOT met'} "
-              f"({ratio:.2f})")  # fmt: skip
+        print(
+            f"goal (a) <= {GOAL_SECONDS:g} s: {'met' if ok_s else 'NOT met'} "
+            f"({med_a['wall']:.2f} s); (a) / (b) <= {GOAL_RATIO}: {'met' if ok_r else 'NOT met'} "
+            f"({ratio:.2f})"
+        )
         report["variants"][str(max_rows)] = {
-            **c, "median_a": med_a, "median_b": med_b, "ratio_wall": ratio,
-            "ratio_wall_rounds": ratios, "ratio_cpu": cpu_ratio, "extra_wall": extra,
+            **c,
+            "median_a": med_a,
+            "median_b": med_b,
+            "ratio_wall": ratio,
+            "ratio_wall_rounds": ratios,
+            "ratio_cpu": cpu_ratio,
+            "extra_wall": extra,
             "goal_met": {"seconds": ok_s, "ratio": ok_r},
-        }  # fmt: skip
+        }
     report["bench_seconds"] = time.perf_counter() - bench_t0
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

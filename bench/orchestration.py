@@ -113,13 +113,24 @@ def flow_round(api: Api, deployment: str, ws: Path, bare: float) -> dict[str, An
     while alive(int(pid.rsplit(":", 1)[-1])) and time.monotonic() < deadline:
         time.sleep(0.1)  # the flow-run process exits before the next measurement
     return {
-        "run": run["name"], "bare": bare, "total": ended - created, "scheduling": running - created,
-        "poll_wait": pending - created, "process_start": running - pending,
-        "execution": execution, "stages_span": stages_span, "stages_sum": sum(durations),
-        "first_stage": durations[0], "other_stages_sum": sum(durations[1:]),
-        "push": push, "record": record, "rest": rest, "before_tasks": stage[0][0] - running,
-        "after_tasks": ended - spans["record"][1], "ratio": execution / bare,
-    }  # fmt: skip
+        "run": run["name"],
+        "bare": bare,
+        "total": ended - created,
+        "scheduling": running - created,
+        "poll_wait": pending - created,
+        "process_start": running - pending,
+        "execution": execution,
+        "stages_span": stages_span,
+        "stages_sum": sum(durations),
+        "first_stage": durations[0],
+        "other_stages_sum": sum(durations[1:]),
+        "push": push,
+        "record": record,
+        "rest": rest,
+        "before_tasks": stage[0][0] - running,
+        "after_tasks": ended - spans["record"][1],
+        "ratio": execution / bare,
+    }
 
 
 ROWS = [
@@ -154,8 +165,11 @@ def services(home: Path) -> dict[str, float]:
             float(next(x.split()[1] for x in status.splitlines() if x.startswith("VmRSS"))) / 1024
         )
 
-    return {"db_bytes": db, "server_rss_mb": rss(home / "run" / "server.pid"),
-            "worker_rss_mb": rss(home / "run" / "worker-1.pid")}  # fmt: skip
+    return {
+        "db_bytes": db,
+        "server_rss_mb": rss(home / "run" / "server.pid"),
+        "worker_rss_mb": rss(home / "run" / "worker-1.pid"),
+    }
 
 
 def leftovers(home: Path) -> list[int]:
@@ -175,8 +189,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds (bare repro + flow run)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     ap.add_argument("--rows", type=int, default=50_000, help="ingest.simulator.rows")
-    ap.add_argument("--poll", type=float, default=None,
-                    help="PREFECT_WORKER_QUERY_SECONDS (default: Prefect's own, 10 s)")  # fmt: skip
+    ap.add_argument(
+        "--poll",
+        type=float,
+        default=None,
+        help="PREFECT_WORKER_QUERY_SECONDS (default: Prefect's own, 10 s)",
+    )
     ap.add_argument("--out", default=str(REPO / "reports" / "bench" / "orchestration.json"))
     args = ap.parse_args()
 
@@ -188,8 +206,11 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="edgeops-bench-orch-"))
     ws, port = tmp / "workspace", free_port()
-    env = {k: v for k, v in tool_env().items()
-           if not k.startswith("PREFECT_") or k == "PREFECT_API_AUTH_STRING"}  # fmt: skip
+    env = {
+        k: v
+        for k, v in tool_env().items()
+        if not k.startswith("PREFECT_") or k == "PREFECT_API_AUTH_STRING"
+    }
     env.pop("EDGEOPS_WORKSPACE", None)
     env["EDGEOPS_KEY_DIR"] = str(tmp / "keys")
     if args.poll is not None:
@@ -233,19 +254,24 @@ def main() -> None:
             r = flow_round(api, deployment, ws, bare)
             if hashlib.sha256((ws / "dvc.lock").read_bytes()).hexdigest() != lock:
                 raise SystemExit("dvc.lock changed during the flow run: a stage re-ran")
-            say(f"{label}: bare {bare:.2f} s | {r['run']}: total {r['total']:.2f} s = "
-                f"scheduling {r['scheduling']:.2f} + execution {r['execution']:.2f}")  # fmt: skip
+            say(
+                f"{label}: bare {bare:.2f} s | {r['run']}: total {r['total']:.2f} s = "
+                f"scheduling {r['scheduling']:.2f} + execution {r['execution']:.2f}"
+            )
             if i >= args.warmup:
                 rounds.append(r)
         after = services(ws / ".prefect")
-        prefect = {"db_bytes_per_run": (after["db_bytes"] - before["db_bytes"]) / (i + 1),
-                   "server_rss_mb": round(after["server_rss_mb"]),
-                   "worker_rss_mb": round(after["worker_rss_mb"]),
-                   "db_bytes": after["db_bytes"]}  # fmt: skip
+        prefect = {
+            "db_bytes_per_run": (after["db_bytes"] - before["db_bytes"]) / (i + 1),
+            "server_rss_mb": round(after["server_rss_mb"]),
+            "worker_rss_mb": round(after["worker_rss_mb"]),
+            "db_bytes": after["db_bytes"],
+        }
     finally:
         if started:
-            proc = subprocess.run([edgeops, "down"], cwd=ws, env=env, capture_output=True,
-                                  text=True, timeout=180)  # fmt: skip
+            proc = subprocess.run(
+                [edgeops, "down"], cwd=ws, env=env, capture_output=True, text=True, timeout=180
+            )
             say(f"  down | {(proc.stdout + proc.stderr).strip()}")
             for sig in (signal.SIGTERM, signal.SIGKILL):  # none expected: down stops them all
                 time.sleep(2)
@@ -263,8 +289,10 @@ def main() -> None:
     }
     met = sum(r["ratio"] <= 1.2 for r in rounds)
     ok = med["ratio"] <= 1.2
-    print(f"{len(rounds)} rounds (+{args.warmup} warm-up), {args.rows:,} rows, unchanged data, "
-          f"deploy=False (no devices), worker poll {poll}, {os.cpu_count()} CPUs")  # fmt: skip
+    print(
+        f"{len(rounds)} rounds (+{args.warmup} warm-up), {args.rows:,} rows, unchanged data, "
+        f"deploy=False (no devices), worker poll {poll}, {os.cpu_count()} CPUs"
+    )
     print(f"{'seconds':54s}{'median':>8s}{'min':>8s}{'max':>8s}")
     for key, name in ROWS:
         vals = [r[key] for r in rounds]
@@ -272,16 +300,29 @@ def main() -> None:
     print()
     for name, value in ratios.items():
         print(f"{name:48s} {value:6.2f}")
-    print(f"goal total <= scheduling + 1.2 x bare: {'met' if ok else 'NOT met'} (median "
-          f"ratio {med['ratio']:.3f} vs 1.2; {met}/{len(rounds)} rounds met it)")  # fmt: skip
-    print(f"Prefect: the database grows {prefect['db_bytes_per_run'] / 1e3:.0f} kB per training run; "
-          f"server RSS {prefect['server_rss_mb']} MB, worker RSS {prefect['worker_rss_mb']} MB")  # fmt: skip
+    print(
+        f"goal total <= scheduling + 1.2 x bare: {'met' if ok else 'NOT met'} (median "
+        f"ratio {med['ratio']:.3f} vs 1.2; {met}/{len(rounds)} rounds met it)"
+    )
+    print(
+        f"Prefect: the database grows {prefect['db_bytes_per_run'] / 1e3:.0f} kB per training run; "
+        f"server RSS {prefect['server_rss_mb']} MB, worker RSS {prefect['worker_rss_mb']} MB"
+    )
 
-    report = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "platform": platform.platform(),
-              "cpus": os.cpu_count(), "rows": args.rows, "warmup": args.warmup,
-              "worker_query_seconds": poll, "deploy": False, "rounds": rounds, "median": med,
-              "ratios": ratios, "prefect": prefect, "goal": {"total <= scheduling + 1.2 * bare": ok,
-                                         "rounds_met": met}}  # fmt: skip
+    report = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "rows": args.rows,
+        "warmup": args.warmup,
+        "worker_query_seconds": poll,
+        "deploy": False,
+        "rounds": rounds,
+        "median": med,
+        "ratios": ratios,
+        "prefect": prefect,
+        "goal": {"total <= scheduling + 1.2 * bare": ok, "rounds_met": met},
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"-> {args.out}")

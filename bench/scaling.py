@@ -57,7 +57,7 @@ def run_at(rows: int, work: Path, env: dict[str, str], keep: Path | None = None)
             "raw": dir_bytes(repo / "data/raw"),
             "prepared": dir_bytes(repo / "data/prepared"),
             "models": dir_bytes(repo / "models"),
-        },  # fmt: skip
+        },
         "features": len(schema_from_params(params).features),
     }
     if keep is not None:
@@ -108,8 +108,13 @@ def beyond_memory(runs: list[dict[str, Any]], rows: int) -> str | None:
     profile = Profile(machine={}, features=0, threads=0, runs=runs, caps=caps())
     need = {s: profile.stage_fits(s)[1](profile.work_rows(s, rows, "memory")) for s in STAGES}
     stage, mb = max(need.items(), key=lambda kv: kv[1])
-    have_kb = int(next(x.split()[1] for x in Path("/proc/meminfo").read_text().splitlines()
-                       if x.startswith("MemAvailable")))  # fmt: skip
+    have_kb = int(
+        next(
+            x.split()[1]
+            for x in Path("/proc/meminfo").read_text().splitlines()
+            if x.startswith("MemAvailable")
+        )
+    )
     if mb * 1024 <= have_kb:
         return None
     return (
@@ -148,8 +153,9 @@ def plot(runs: list[dict[str, Any]], path: Path) -> bool:
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 5))
     for stage in STAGES:
         ax_t.plot(rows, [r["stages"][stage]["wall_s"] for r in runs], marker="o", label=stage)
-        ax_m.plot(rows, [r["stages"][stage]["peak_rss_mb"] / 1024 for r in runs], marker="o",
-                  label=stage)  # fmt: skip
+        ax_m.plot(
+            rows, [r["stages"][stage]["peak_rss_mb"] / 1024 for r in runs], marker="o", label=stage
+        )
     for ax, label in ((ax_t, "wall time (s)"), (ax_m, "peak memory (GB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -171,9 +177,13 @@ def main() -> None:
     ap.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000, 10_000_000])
     ap.add_argument("--huge", action="store_true", help="add 100M rows (hours; within 24 GB)")
     ap.add_argument("--out-dir", default=str(REPO / "reports/bench"))
-    ap.add_argument("--keep", nargs=2, metavar=("ROWS", "DIR"),
-                    help="keep the workspace of the run at ROWS rows in DIR (bench/stages.py and "
-                    "bench/contention.py --workspace DIR)")  # fmt: skip
+    ap.add_argument(
+        "--keep",
+        nargs=2,
+        metavar=("ROWS", "DIR"),
+        help="keep the workspace of the run at ROWS rows in DIR (bench/stages.py and "
+        "bench/contention.py --workspace DIR)",
+    )
     args = ap.parse_args()
     keep_rows, keep_dir = (int(args.keep[0]), Path(args.keep[1])) if args.keep else (None, None)
     sizes = sorted(set(args.rows + ([100_000_000] if args.huge else [])))
@@ -193,13 +203,21 @@ def main() -> None:
             print(f"--- {n:,} rows: cold dvc repro ...", flush=True)
             runs.append(run_at(n, work, env, keep_dir if n == keep_rows else None))
             r = runs[-1]
-            print(f"    {r['repro_wall_s']:.1f} s; " + ", ".join(
-                f"{s} {r['stages'][s]['wall_s']:.1f} s" for s in STAGES), flush=True)  # fmt: skip
+            print(
+                f"    {r['repro_wall_s']:.1f} s; "
+                + ", ".join(f"{s} {r['stages'][s]['wall_s']:.1f} s" for s in STAGES),
+                flush=True,
+            )
         log_row = inference_log_bytes_per_row(work)
-    profile = {"machine": machine(), "features": runs[0]["features"], "threads": runs[0]["threads"],
-               "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "runs": [{k: r[k] for k in ("rows", "stages", "bytes")} for r in runs],
-               "services": {"inference_log_bytes_per_row": round(log_row, 1)}, "caps": caps()}  # fmt: skip
+    profile = {
+        "machine": machine(),
+        "features": runs[0]["features"],
+        "threads": runs[0]["threads"],
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "runs": [{k: r[k] for k in ("rows", "stages", "bytes")} for r in runs],
+        "services": {"inference_log_bytes_per_row": round(log_row, 1)},
+        "caps": caps(),
+    }
     (out / "profile.json").write_text(json.dumps(profile, indent=2) + "\n")
     (out / "scaling.json").write_text(
         json.dumps({**profile, "runs": runs, "skipped": skipped}, indent=2) + "\n"

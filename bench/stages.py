@@ -37,7 +37,7 @@ from common import (  # noqa: E402
     tool_env,
     workspace,
     write_json,
-)  # fmt: skip
+)
 
 TARGET = 1.3
 
@@ -51,14 +51,23 @@ def stage_rounds(ws: Path, scratch: Path, env: dict[str, str], rounds: int) -> d
     times: dict[str, dict[str, list[float]]] = {s: {"stage": [], "library": []} for s in STAGES}
     for r in range(rounds):
         for stage in STAGES:
-            base = [sys.executable, str(Path(__file__).parent / "baselines.py"), stage,
-                    "--workspace", str(ws), "--scratch", str(scratch)]  # fmt: skip
+            base = [
+                sys.executable,
+                str(Path(__file__).parent / "baselines.py"),
+                stage,
+                "--workspace",
+                str(ws),
+                "--scratch",
+                str(scratch),
+            ]
             order = [("stage", cmds[stage]), ("library", base)]
             for side, argv in order if r % 2 == 0 else order[::-1]:
                 times[stage][side].append(round(timed_run(argv, ws, env), 3))
             t = times[stage]
-            say(f"  round {r + 1}/{rounds} {stage}: stage {t['stage'][-1]:.2f} s, "
-                f"library {t['library'][-1]:.2f} s")  # fmt: skip
+            say(
+                f"  round {r + 1}/{rounds} {stage}: stage {t['stage'][-1]:.2f} s, "
+                f"library {t['library'][-1]:.2f} s"
+            )
     out = {}
     for stage, t in times.items():
         s, lib = median(t["stage"]), median(t["library"])
@@ -78,19 +87,27 @@ def noop_rounds(ws: Path, env: dict[str, str], rounds: int) -> dict[str, Any]:
 
 
 def table(rows: int, stages: dict[str, Any], noop: dict[str, Any]) -> str:
-    lines = [f"| stage ({rows:,} rows) | edgeops | library alone | ratio (target <= {TARGET}) |",
-             "| --- | --- | --- | --- |"]  # fmt: skip
+    lines = [
+        f"| stage ({rows:,} rows) | edgeops | library alone | ratio (target <= {TARGET}) |",
+        "| --- | --- | --- | --- |",
+    ]
     for stage, f in stages.items():
         ok = "ok" if f["ratio"] <= TARGET else "MISSED"
-        lines.append(f"| {stage} | {f['stage_s']:.2f} s | {f['library_s']:.2f} s | {f['ratio']:.2f} {ok} |")  # fmt: skip
+        lines.append(
+            f"| {stage} | {f['stage_s']:.2f} s | {f['library_s']:.2f} s | {f['ratio']:.2f} {ok} |"
+        )
     ok = "ok" if noop["ratio"] <= TARGET else "MISSED"
-    lines.append(f"| no-op `dvc repro` vs `dvc status` | {noop['repro_s']:.2f} s | "
-                 f"{noop['status_s']:.2f} s | {noop['ratio']:.2f} {ok} |")  # fmt: skip
+    lines.append(
+        f"| no-op `dvc repro` vs `dvc status` | {noop['repro_s']:.2f} s | "
+        f"{noop['status_s']:.2f} s | {noop['ratio']:.2f} {ok} |"
+    )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rows", type=int, default=1_000_000, help="simulator rows of the workspace")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds of every stage and library")
     ap.add_argument("--noop-rounds", type=int, default=5, help="dvc status / no-op dvc repro pairs")
@@ -105,14 +122,19 @@ def main() -> None:
         if ws is None:
             say(f"--- a workspace at {args.rows:,} rows: cold dvc repro (not timed) ...")
             ws, _ = workspace(Path(tmp) / "ws", args.rows, env)
-        rows = int(__import__("yaml").safe_load((ws / "params.yaml").read_text())["ingest"]["simulator"]["rows"])  # fmt: skip
+        rows = int(
+            __import__("yaml").safe_load((ws / "params.yaml").read_text())["ingest"]["simulator"][
+                "rows"
+            ]
+        )
         say(f"--- each stage vs its library alone, {args.rounds} rounds ...")
         stages = stage_rounds(ws, Path(tmp) / "scratch", env, args.rounds)
         say(f"--- no-op dvc repro vs dvc status, {args.noop_rounds} rounds ...")
         noop = noop_rounds(ws, env, args.noop_rounds)
     md = table(rows, stages, noop)
-    write_json(args.out, {"rows": rows, "target": TARGET, "stages": stages, "noop": noop,
-                          "table": md})  # fmt: skip
+    write_json(
+        args.out, {"rows": rows, "target": TARGET, "stages": stages, "noop": noop, "table": md}
+    )
     print(md)
     say(f"-> {args.out}")
 

@@ -61,14 +61,18 @@ def agent_starts(n: int) -> list[float]:
     with tempfile.TemporaryDirectory(prefix="edgeops-bench-startup-") as tmp:
         tmp = Path(tmp)
         init_keys(tmp / "keys")
-        bundle = make_bundle(tmp / "bundle", tmp / "keys", "20261205.000000-bench001",
-                             model="hist_gradient_boosting")  # fmt: skip
+        bundle = make_bundle(
+            tmp / "bundle", tmp / "keys", "20261205.000000-bench001", model="hist_gradient_boosting"
+        )
         (tmp / "agent").mkdir()
         agent = AgentProcess(tmp / "agent" / "state", tmp / "keys" / "signing.pub")
         agent.start()
-        req = urllib.request.Request(agent.url + "/v1/bundles", data=tar_bundle(bundle), method="POST",
-                                     headers={"Authorization": f"Bearer {DEPLOY_TOKEN}",
-                                              "Content-Type": "application/gzip"})  # fmt: skip
+        req = urllib.request.Request(
+            agent.url + "/v1/bundles",
+            data=tar_bundle(bundle),
+            method="POST",
+            headers={"Authorization": f"Bearer {DEPLOY_TOKEN}", "Content-Type": "application/gzip"},
+        )
         with urllib.request.urlopen(req, timeout=120) as r:
             assert r.status in (200, 201), r.status
         agent.stop()
@@ -80,7 +84,9 @@ def agent_starts(n: int) -> list[float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--starts", type=int, default=5, help="agent starts")
     ap.add_argument("--helps", type=int, default=10, help="`edgeops --help` runs")
     ap.add_argument("--out", type=Path, default=OUT / "startup.json")
@@ -90,17 +96,27 @@ def main() -> None:
     helps = timed([str(BIN / "edgeops"), "--help"], args.helps)
     say(f"--- the agent, {args.starts} starts with a model deployed ...")
     starts = agent_starts(args.starts)
-    fig = {"python_s": median(bare), "help_s": median(helps), "agent_ready_s": median(starts),
-           "help_runs": helps, "agent_runs": starts}  # fmt: skip
-    md = "\n".join([
-        "| start-up | median | runs | baseline: `python -c pass` | target |",
-        "| --- | --- | --- | --- | --- |",
-        f"| `edgeops --help` | {fig['help_s']:.2f} s | {len(helps)} | {fig['python_s']:.2f} s | "
-        f"<= {HELP_TARGET} s {'ok' if fig['help_s'] <= HELP_TARGET else 'MISSED'} |",
-        f"| agent start -> ready (model deployed) | {fig['agent_ready_s']:.2f} s | {len(starts)} | "
-        f"{fig['python_s']:.2f} s | <= {AGENT_TARGET} s "
-        f"{'ok' if fig['agent_ready_s'] <= AGENT_TARGET else 'MISSED'} |",
-    ]) + "\n"  # fmt: skip
+    fig = {
+        "python_s": median(bare),
+        "help_s": median(helps),
+        "agent_ready_s": median(starts),
+        "help_runs": helps,
+        "agent_runs": starts,
+    }
+    md = (
+        "\n".join(
+            [
+                "| start-up | median | runs | baseline: `python -c pass` | target |",
+                "| --- | --- | --- | --- | --- |",
+                f"| `edgeops --help` | {fig['help_s']:.2f} s | {len(helps)} | {fig['python_s']:.2f} s | "
+                f"<= {HELP_TARGET} s {'ok' if fig['help_s'] <= HELP_TARGET else 'MISSED'} |",
+                f"| agent start -> ready (model deployed) | {fig['agent_ready_s']:.2f} s | {len(starts)} | "
+                f"{fig['python_s']:.2f} s | <= {AGENT_TARGET} s "
+                f"{'ok' if fig['agent_ready_s'] <= AGENT_TARGET else 'MISSED'} |",
+            ]
+        )
+        + "\n"
+    )
     write_json(args.out, {**fig, "table": md})
     print(md)
     say(f"-> {args.out}")

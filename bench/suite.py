@@ -44,20 +44,58 @@ def steps(ws: Path, huge: bool) -> dict[str, tuple[list[str], Path]]:
     """name -> (argv, cwd). Settings sized for the whole suite to fit about 20 minutes."""
     b = REPO / "bench"
     return {
-        "scaling": ([PY, str(b / "scaling.py"), "--out-dir", str(OUT), "--keep", "1000000", str(ws)]
-                    + (["--huge"] if huge else []), REPO),
-        "stages": ([PY, str(b / "stages.py"), "--workspace", str(ws), "--rounds", "2",
-                    "--noop-rounds", "3"], REPO),
+        "scaling": (
+            [PY, str(b / "scaling.py"), "--out-dir", str(OUT), "--keep", "1000000", str(ws)]
+            + (["--huge"] if huge else []),
+            REPO,
+        ),
+        "stages": (
+            [
+                PY,
+                str(b / "stages.py"),
+                "--workspace",
+                str(ws),
+                "--rounds",
+                "2",
+                "--noop-rounds",
+                "3",
+            ],
+            REPO,
+        ),
         "contention": ([PY, str(b / "contention.py"), "--workspace", str(ws)], REPO),
         "export": ([PY, str(b / "export.py"), "--out", str(OUT / "export.json")], ws),
-        "monitor": ([PY, str(b / "monitor.py"), "--workspace", str(ws), "--rounds", "2",
-                     "--max-rows", "20000"], REPO),
-        "agent": ([PY, str(b / "agent.py"), "--duration", "5", "--warmup", "1",
-                   "--out", str(OUT / "agent.json")], REPO),
+        "monitor": (
+            [
+                PY,
+                str(b / "monitor.py"),
+                "--workspace",
+                str(ws),
+                "--rounds",
+                "2",
+                "--max-rows",
+                "20000",
+            ],
+            REPO,
+        ),
+        "agent": (
+            [
+                PY,
+                str(b / "agent.py"),
+                "--duration",
+                "5",
+                "--warmup",
+                "1",
+                "--out",
+                str(OUT / "agent.json"),
+            ],
+            REPO,
+        ),
         "startup": ([PY, str(b / "startup.py")], REPO),
-        "orchestration": ([PY, str(b / "orchestration.py"), "--rounds", "2", "--warmup", "1",
-                           "--poll", "2"], REPO),
-    }  # fmt: skip
+        "orchestration": (
+            [PY, str(b / "orchestration.py"), "--rounds", "2", "--warmup", "1", "--poll", "2"],
+            REPO,
+        ),
+    }
 
 
 def run_step(name: str, argv: list[str], cwd: Path) -> dict[str, Any]:
@@ -66,16 +104,25 @@ def run_step(name: str, argv: list[str], cwd: Path) -> dict[str, Any]:
     with open(OUT / f"{name}.txt", "w") as out:
         proc = subprocess.run(argv, cwd=cwd, stdout=out, stderr=None, text=True)
     seconds = round(time.perf_counter() - t0, 1)
-    say(f"=== {name}: {'done' if proc.returncode == 0 else f'FAILED ({proc.returncode})'} "
-        f"in {seconds:.0f} s -> reports/bench/{name}.txt")  # fmt: skip
+    say(
+        f"=== {name}: {'done' if proc.returncode == 0 else f'FAILED ({proc.returncode})'} "
+        f"in {seconds:.0f} s -> reports/bench/{name}.txt"
+    )
     return {"seconds": seconds, "returncode": proc.returncode}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--huge", action="store_true", help="add 100M rows to the scaling run")
-    ap.add_argument("--only", nargs="+", metavar="NAME", help="run these benchmarks only "
-                    "(stages, contention, export and monitor need scaling's 1M workspace)")  # fmt: skip
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="run these benchmarks only "
+        "(stages, contention, export and monitor need scaling's 1M workspace)",
+    )
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="edgeops-bench-"))

@@ -52,8 +52,12 @@ def version_store(m: Any, targets: list[str], settings: Orchestration) -> list[s
 
     log = get_run_logger()
     try:
-        with workspace_slot(settings.concurrency_limit, log.info, timeout=60,
-                            lease_seconds=settings.crashed_after_seconds):  # fmt: skip
+        with workspace_slot(
+            settings.concurrency_limit,
+            log.info,
+            timeout=60,
+            lease_seconds=settings.crashed_after_seconds,
+        ):
             return add(m.workspace, m.settings.store, targets)
     except (TimeoutError, EdgeopsError) as exc:
         log.warning(f"collected rows stored, not yet versioned (the next run does it): {exc}")
@@ -100,14 +104,20 @@ def decision(m: Any, per_target: dict[str, dict[str, Any]]) -> dict[str, Any]:
     from edgeops.monitor.summary import markdown
 
     result = finish(m, per_target)
-    create_markdown_artifact(key="monitoring-summary", markdown=markdown(result),
-                             description=f"monitoring: {result['decision']}")  # fmt: skip
+    create_markdown_artifact(
+        key="monitoring-summary",
+        markdown=markdown(result),
+        description=f"monitoring: {result['decision']}",
+    )
     for name, t in per_target.items():
         html = (t.get("reports") or {}).get("drift_html")
         if html:
             key = "drift-report-" + re.sub(r"[^a-z0-9-]+", "-", name.lower())
-            create_link_artifact(key=key, link=Path(html).resolve().as_uri(),
-                                 link_text=f"Evidently drift report: {name}")  # fmt: skip
+            create_link_artifact(
+                key=key,
+                link=Path(html).resolve().as_uri(),
+                link_text=f"Evidently drift report: {name}",
+            )
     get_run_logger().info(f"decision: {result['decision']}: {'; '.join(result['reasons'])}")
     return result
 
@@ -121,10 +131,18 @@ def start_training(m: Any, result: dict[str, Any]) -> str:
     from edgeops.monitor.decision import TRIGGER_EVENT
 
     reason = "drift" if any("drift:" in r for r in result["reasons"]) else "performance"
-    run = run_deployment(name=TRAINING_DEPLOYMENT, parameters={"reason": reason}, timeout=0,
-                         as_subflow=False)  # fmt: skip
-    m.ctx.audit.append(TRIGGER_EVENT, model=m.model_name, reason=reason, reasons=result["reasons"],
-                       training_run=str(run.id), monitoring_run=str(flow_run.id), by="prefect")  # fmt: skip
+    run = run_deployment(
+        name=TRAINING_DEPLOYMENT, parameters={"reason": reason}, timeout=0, as_subflow=False
+    )
+    m.ctx.audit.append(
+        TRIGGER_EVENT,
+        model=m.model_name,
+        reason=reason,
+        reasons=result["reasons"],
+        training_run=str(run.id),
+        monitoring_run=str(flow_run.id),
+        by="prefect",
+    )
     get_run_logger().info(f"started {TRAINING_DEPLOYMENT} (reason {reason}): flow run {run.id}")
     return str(run.id)
 
@@ -160,8 +178,9 @@ def monitoring(targets: list[str] | None = None, retrain: bool = True) -> Any:
     os.chdir(root)
     settings = Orchestration.load(root / "params.yaml")
     late = settings.monitoring_max_lateness_minutes
-    skipped = skip_if_late(late / 60, f"monitoring_max_lateness_minutes={late:g}",
-                           get_run_logger().warning)  # fmt: skip
+    skipped = skip_if_late(
+        late / 60, f"monitoring_max_lateness_minutes={late:g}", get_run_logger().warning
+    )
     if skipped is not None:
         return skipped
     resources.apply(root / "params.yaml")  # before Evidently's worker starts: it inherits it
@@ -173,9 +192,11 @@ def monitoring(targets: list[str] | None = None, retrain: bool = True) -> Any:
     if collected:
         version_store(m, list(collected), settings)
     judged, down = each_answering(
-        chosen, lambda t: {**_judge(m, t), "collected": collected[t.name]},
-        get_run_logger().warning, down,
-    )  # fmt: skip
+        chosen,
+        lambda t: {**_judge(m, t), "collected": collected[t.name]},
+        get_run_logger().warning,
+        down,
+    )
     results = per_target(chosen, judged, down)
     result = decision(m, results)
     if result["retrain"] and retrain and m.settings.retrain:
@@ -184,6 +205,9 @@ def monitoring(targets: list[str] | None = None, retrain: bool = True) -> Any:
     if result["unreachable"]:  # the run is Failed so that it shows; the others were judged
         from prefect.states import Failed
 
-        return Failed(message=f"unreachable: {', '.join(result['unreachable'])}; the others: "
-                              f"{result['decision']}", data=summary)  # fmt: skip
+        return Failed(
+            message=f"unreachable: {', '.join(result['unreachable'])}; the others: "
+            f"{result['decision']}",
+            data=summary,
+        )
     return summary

@@ -47,8 +47,12 @@ def dvc_stage(ws: Any, stage: str) -> dict[str, Any]:
     return {"stage": stage, "ran": result.ran, "seconds": result.seconds}
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 30],
-      retry_condition_fn=_agent_unreachable)  # fmt: skip
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[10, 30],
+    retry_condition_fn=_agent_unreachable,
+)
 def gate(ctx: Any, bundle_dir: Path) -> dict[str, Any]:
     """Champion (the registry's production version) vs challenger (this bundle), on the
     holdout; the held-out production rows scored apart."""
@@ -61,25 +65,48 @@ def gate(ctx: Any, bundle_dir: Path) -> dict[str, Any]:
     return report
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 30],
-      retry_condition_fn=_agent_unreachable)  # fmt: skip
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[10, 30],
+    retry_condition_fn=_agent_unreachable,
+)
 def rollout(ctx: Any, bundle_dir: Path, reason: str, report: dict[str, Any]) -> dict[str, Any]:
     """Canary first, every target checked; any failure rolls back every target that switched."""
     from edgeops.deploy import operations
 
-    done = operations.deploy(ctx, bundle_dir, None, reason=reason, by="prefect",
-                             log=get_run_logger().info, gate_report=report)  # fmt: skip
+    done = operations.deploy(
+        ctx,
+        bundle_dir,
+        None,
+        reason=reason,
+        by="prefect",
+        log=get_run_logger().info,
+        gate_report=report,
+    )
     return {"targets": done["targets"]}
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 30],
-      retry_condition_fn=_agent_unreachable)  # fmt: skip
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[10, 30],
+    retry_condition_fn=_agent_unreachable,
+)
 def canary(ctx: Any, bundle_dir: Path, reason: str, report: dict[str, Any]) -> dict[str, Any]:
     """The first target only; the version waits in ``staging`` for a person's approval."""
     from edgeops.deploy import operations
 
-    return operations.deploy_phase(ctx, bundle_dir, None, "canary", reason=reason, by="prefect",
-                                   log=get_run_logger().info, gate_report=report)  # fmt: skip
+    return operations.deploy_phase(
+        ctx,
+        bundle_dir,
+        None,
+        "canary",
+        reason=reason,
+        by="prefect",
+        log=get_run_logger().info,
+        gate_report=report,
+    )
 
 
 @task(cache_policy=NO_CACHE)
@@ -89,12 +116,26 @@ def fleet(
     """The rest of the targets, after the approval; a failure rolls back the canary too."""
     from edgeops.deploy import operations
 
-    return operations.deploy_phase(ctx, bundle_dir, None, "fleet", reason=reason, by=by,
-                                   log=get_run_logger().info, before=before)  # fmt: skip
+    return operations.deploy_phase(
+        ctx,
+        bundle_dir,
+        None,
+        "fleet",
+        reason=reason,
+        by=by,
+        log=get_run_logger().info,
+        before=before,
+    )
 
 
-def _approved_rollout(ctx: Any, bundle_dir: Path, reason: str, report: dict[str, Any],
-                      facts: dict[str, Any], timeout_s: float) -> State | None:  # fmt: skip
+def _approved_rollout(
+    ctx: Any,
+    bundle_dir: Path,
+    reason: str,
+    report: dict[str, Any],
+    facts: dict[str, Any],
+    timeout_s: float,
+) -> State | None:
     """Canary -> pause for a person's answer -> fleet, or the canary rolled back."""
     from prefect.artifacts import create_markdown_artifact
     from prefect.exceptions import FlowPauseTimeout
@@ -113,8 +154,11 @@ def _approved_rollout(ctx: Any, bundle_dir: Path, reason: str, report: dict[str,
     )
     log = get_run_logger()
     try:
-        answer = pause_flow_run(wait_for_input=Approval.with_initial_data(description=ask),
-                                timeout=int(timeout_s), poll_interval=2)  # fmt: skip
+        answer = pause_flow_run(
+            wait_for_input=Approval.with_initial_data(description=ask),
+            timeout=int(timeout_s),
+            poll_interval=2,
+        )
     except FlowPauseTimeout:
         why = f"no approval within {timeout_s / 60:g} min"
         ctx.audit.append(
@@ -186,8 +230,11 @@ def summarize(ws: Any, facts: dict[str, Any], lineage_cfg: dict[str, Any]) -> No
         done = lineage.commit_records(ws.root, facts["model"], facts["version"], lineage_cfg)
         if done:
             get_run_logger().info(f"lineage: {done}")
-    create_markdown_artifact(key="training-summary", markdown=summary.markdown(facts),
-                             description=f"training run ({facts['reason']})")  # fmt: skip
+    create_markdown_artifact(
+        key="training-summary",
+        markdown=summary.markdown(facts),
+        description=f"training run ({facts['reason']})",
+    )
     rows = summary.metrics_table(facts.get("metrics"), facts.get("gate"))
     if rows:
         create_table_artifact(
@@ -195,8 +242,11 @@ def summarize(ws: Any, facts: dict[str, Any], lineage_cfg: dict[str, Any]) -> No
         )
     used = summary.resources_table(ws.read_json("reports/resources.json"), facts.get("stages"))
     if used:
-        create_table_artifact(key="training-resources", table=used,
-                              description="wall, CPU, peak memory and threads per stage")  # fmt: skip
+        create_table_artifact(
+            key="training-resources",
+            table=used,
+            description="wall, CPU, peak memory and threads per stage",
+        )
 
 
 def _rollout_steps(ctx: Any, ws: Any, facts: dict[str, Any], reason: str) -> State | None:
@@ -243,12 +293,16 @@ def training(reason: str = "manual", deploy: bool = True) -> Any:
     settings = Orchestration.load(root / "params.yaml")
     resources.apply(root / "params.yaml")  # the gate's scoring; each stage applies it again
     log = get_run_logger()
-    skipped = skip_if_late(settings.max_lateness_hours,
-                           f"max_lateness_hours={settings.max_lateness_hours:g}", log.warning)  # fmt: skip
+    skipped = skip_if_late(
+        settings.max_lateness_hours,
+        f"max_lateness_hours={settings.max_lateness_hours:g}",
+        log.warning,
+    )
     if skipped is not None:
         return skipped
-    with workspace_slot(settings.concurrency_limit, log.info,
-                        lease_seconds=settings.crashed_after_seconds):  # fmt: skip
+    with workspace_slot(
+        settings.concurrency_limit, log.info, lease_seconds=settings.crashed_after_seconds
+    ):
         ws = Workspace(root)
         ctx = DeployContext.load(root / "params.yaml") if deploy else None
         facts: dict[str, Any] = {"reason": reason, "started": time.time()}

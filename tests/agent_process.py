@@ -31,8 +31,13 @@ def free_port() -> int:
 class AgentProcess:
     """``edgeops edge serve`` as a child process; ``start``, ``kill`` (SIGKILL), ``stop``."""
 
-    def __init__(self, state_dir: Path, public_key: Path, config: dict[str, Any] | None = None,
-                 port: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        state_dir: Path,
+        public_key: Path,
+        config: dict[str, Any] | None = None,
+        port: int | None = None,
+    ) -> None:
         self.state_dir, self.public_key = Path(state_dir), Path(public_key)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -50,8 +55,19 @@ class AgentProcess:
             EDGEOPS_PREDICT_TOKEN=PREDICT_TOKEN,
             EDGEOPS_FEEDBACK_TOKEN=FEEDBACK_TOKEN,
         )
-        cmd = [EDGEOPS, "edge", "serve", "--state-dir", str(self.state_dir), "--public-key",
-               str(self.public_key), "--port", str(self.port), "--config", str(cfg_path)]  # fmt: skip
+        cmd = [
+            EDGEOPS,
+            "edge",
+            "serve",
+            "--state-dir",
+            str(self.state_dir),
+            "--public-key",
+            str(self.public_key),
+            "--port",
+            str(self.port),
+            "--config",
+            str(cfg_path),
+        ]
         with open(self.log_path, "ab") as out:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -88,8 +104,14 @@ class AgentProcess:
         self.stop()
 
 
-def http(url: str, method: str, path: str, body: bytes | None = None,
-         headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes]:  # fmt: skip
+def http(
+    url: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[int, bytes]:
     """One plain HTTP request (stdlib only): ``(status, body)``, 4xx/5xx included."""
     req = urllib.request.Request(url + path, data=body, method=method, headers=headers or {})
     try:
@@ -120,9 +142,14 @@ class Agents:
         if self.bundle is not None:
             from edgeops.edge.store import tar_bundle
 
-            status, body = http(agent.url, "POST", "/v1/bundles", tar_bundle(self.bundle),
-                                {"Authorization": f"Bearer {DEPLOY_TOKEN}",
-                                 "Content-Type": "application/gzip"}, timeout=60)  # fmt: skip
+            status, body = http(
+                agent.url,
+                "POST",
+                "/v1/bundles",
+                tar_bundle(self.bundle),
+                {"Authorization": f"Bearer {DEPLOY_TOKEN}", "Content-Type": "application/gzip"},
+                timeout=60,
+            )
             assert status == 201, body
         return agent
 

@@ -30,10 +30,20 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--disable-extensions", "--no-proxy-server",
-         "--remote-debugging-port=0"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--disable-extensions",
+    "--no-proxy-server",
+    "--remote-debugging-port=0",
+]
 # innerText is the rendered text: display:none, <script> and <style> are left out, but the labels
 # of all <option>s of a <select> are in (the Prefect UI's state filters list "Completed" etc.)
 VISIBLE_TEXT = "document.body ? document.body.innerText : ''"
@@ -135,8 +145,12 @@ def chromium(
         "about:blank",
     ]
     # HOME and XDG dirs too: else crashpad and dconf write under ~/.config and ~/.cache
-    env = dict(os.environ, HOME=str(profile), XDG_CONFIG_HOME=str(profile / "config"),
-               XDG_CACHE_HOME=str(profile / "cache"))  # fmt: skip
+    env = dict(
+        os.environ,
+        HOME=str(profile),
+        XDG_CONFIG_HOME=str(profile / "config"),
+        XDG_CACHE_HOME=str(profile / "cache"),
+    )
     proc: subprocess.Popen[bytes] | None = None
     cdp: Cdp | None = None
     try:
@@ -147,8 +161,13 @@ def chromium(
             )
         cdp = Cdp(_page_ws_url(profile, proc, time.monotonic() + timeout), timeout)
         width, height = (int(n) for n in window.split(","))  # the viewport, exactly
-        cdp.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
-                 deviceScaleFactor=1, mobile=False)  # fmt: skip
+        cdp.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
         yield cdp
     finally:
         if cdp is not None:
@@ -158,10 +177,17 @@ def chromium(
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def render(url: str, screenshot: Path, expect: list[str], timeout: float = 60.0,
-           window: str = "1400,1000", offline: Literal[True] = True,
-           requests: list[dict[str, Any]] | None = None, ready: str | None = None,
-           allow_blocked: frozenset[str] = frozenset()) -> str:  # fmt: skip
+def render(
+    url: str,
+    screenshot: Path,
+    expect: list[str],
+    timeout: float = 60.0,
+    window: str = "1400,1000",
+    offline: Literal[True] = True,
+    requests: list[dict[str, Any]] | None = None,
+    ready: str | None = None,
+    allow_blocked: frozenset[str] = frozenset(),
+) -> str:
     """Load url in headless Chromium, offline, until every string in `expect` is in the page's
     visible text (retrying/polling until timeout), save a PNG screenshot, return the visible text.
     Raises AssertionError naming the missing strings and the text seen, on timeout, and naming
@@ -254,8 +280,15 @@ def _poll(cdp: Cdp, wanted: dict[str, str], ready: str | None) -> tuple[str, lis
     return text, missing
 
 
-def _render(cdp: Cdp, url: str, screenshot: Path, wanted: dict[str, str], ready: str | None,
-            deadline: float, timeout: float) -> str:  # fmt: skip
+def _render(
+    cdp: Cdp,
+    url: str,
+    screenshot: Path,
+    wanted: dict[str, str],
+    ready: str | None,
+    deadline: float,
+    timeout: float,
+) -> str:
     """Navigate, poll the visible text until ``wanted`` is in it, take the screenshot."""
     nav = cdp.call("Page.navigate", url=url)
     if nav.get("errorText"):  # e.g. net::ERR_CONNECTION_REFUSED: the server is not up
@@ -275,6 +308,7 @@ def _render(cdp: Cdp, url: str, screenshot: Path, wanted: dict[str, str], ready:
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     screenshot.write_bytes(base64.b64decode(shot["data"]))
     if missing:
-        raise AssertionError(f"{url}: after {timeout:.0f}s still missing {missing}; "
-                             f"visible text:\n{text}")  # fmt: skip
+        raise AssertionError(
+            f"{url}: after {timeout:.0f}s still missing {missing}; visible text:\n{text}"
+        )
     return text

@@ -32,26 +32,50 @@ def plant_split(rows: int = 3000, seed: int = 11):
     return split(simulate(rows=rows, seed=seed), plant_schema(), 0.25, 0)
 
 
-def _sign_and_write(out: Path, key_dir: Path, onnx_bytes: bytes, classes: list[Any], version: str,
-                    export_report: dict[str, Any], metrics: dict[str, Any],
-                    name: str = "plant-failure", schema: Schema | None = None) -> Path:  # fmt: skip
+def _sign_and_write(
+    out: Path,
+    key_dir: Path,
+    onnx_bytes: bytes,
+    classes: list[Any],
+    version: str,
+    export_report: dict[str, Any],
+    metrics: dict[str, Any],
+    name: str = "plant-failure",
+    schema: Schema | None = None,
+) -> Path:
     schema = schema or plant_schema()
     _, test_df = plant_split()
     model = OnnxModel(onnx_bytes, input_specs(schema), classes)
     golden = golden_examples(model, schema, test_df, n=10)
     private = load_private_key(Path(key_dir) / "signing.key")
     manifest = build_manifest(
-        onnx_bytes, schema, classes, golden, name=name, version=version,
-        created_at="2026-11-21T00:00:00Z", commit="test", data={"sha256": "test", "rows": 3000},
-        metrics=metrics, export_report=export_report, tolerance=1e-5,
+        onnx_bytes,
+        schema,
+        classes,
+        golden,
+        name=name,
+        version=version,
+        created_at="2026-11-21T00:00:00Z",
+        commit="test",
+        data={"sha256": "test", "rows": 3000},
+        metrics=metrics,
+        export_report=export_report,
+        tolerance=1e-5,
         signing_key_id=key_id(private.public_key()),
-    )  # fmt: skip
+    )
     return write_bundle(out, onnx_bytes, manifest, private)
 
 
-def make_bundle(out: Path, key_dir: Path, version: str, model: str = "logistic_regression",
-                C: float = 1.0, shuffle_labels: bool = False, name: str = "plant-failure",
-                drop: tuple[str, ...] = ()) -> Path:  # fmt: skip
+def make_bundle(
+    out: Path,
+    key_dir: Path,
+    version: str,
+    model: str = "logistic_regression",
+    C: float = 1.0,
+    shuffle_labels: bool = False,
+    name: str = "plant-failure",
+    drop: tuple[str, ...] = (),
+) -> Path:
     """A signed bundle of a real trained plant model, written to ``out``.
 
     ``shuffle_labels`` trains on permuted labels: a model no better than chance (for gate tests).
@@ -73,8 +97,17 @@ def make_bundle(out: Path, key_dir: Path, version: str, model: str = "logistic_r
     pipe = train(train_df, schema, cfg)
     onnx_bytes, report = export(pipe, schema, test_df, {**PARAMS["export"], "latency_repeats": 0})
     metrics, _ = evaluate(pipe, test_df, schema)
-    return _sign_and_write(out, key_dir, onnx_bytes, [int(c) for c in pipe.classes_], version,
-                           report, metrics, name, schema)  # fmt: skip
+    return _sign_and_write(
+        out,
+        key_dir,
+        onnx_bytes,
+        [int(c) for c in pipe.classes_],
+        version,
+        report,
+        metrics,
+        name,
+        schema,
+    )
 
 
 def make_failing_bundle(out: Path, key_dir: Path, version: str) -> Path:
@@ -87,9 +120,11 @@ def make_failing_bundle(out: Path, key_dir: Path, version: str) -> Path:
     schema = plant_schema()
     specs = input_specs(schema)
     inputs = [
-        helper.make_tensor_value_info(s.name, TensorProto.FLOAT if s.dtype == "float32" else TensorProto.STRING, [None, 1])
+        helper.make_tensor_value_info(
+            s.name, TensorProto.FLOAT if s.dtype == "float32" else TensorProto.STRING, [None, 1]
+        )
         for s in specs
-    ]  # fmt: skip
+    ]
     nodes = [
         helper.make_node("Sqrt", ["torque_nm"], ["root"]),
         helper.make_node("Sub", ["root", "five"], ["shifted"]),

@@ -31,10 +31,16 @@ def tool_env() -> dict[str, str]:
 def copy_repo(dest: Path) -> Path:
     """A fresh git repository holding this checkout's tracked and untracked-but-not-ignored files,
     as they are in the working tree (so uncommitted changes are tested too), committed once."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
-        cwd=REPO, check=True, capture_output=True,
-    ).stdout.decode().split("\0")  # fmt: skip
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, files):
         src = REPO / rel
         if not src.is_file() or rel == "dvc.lock":
@@ -67,8 +73,13 @@ def run_tool():
 
     def _run(args: list[str], cwd: Path, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
         return subprocess.run(
-            args, cwd=cwd, env=kw.pop("env", tool_env()), capture_output=True, text=True,
-            timeout=timeout, **kw,
-        )  # fmt: skip
+            args,
+            cwd=cwd,
+            env=kw.pop("env", tool_env()),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kw,
+        )
 
     return _run

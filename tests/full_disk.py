@@ -39,13 +39,25 @@ class FullDiskRun:
     free_before: int  # bytes free on the filesystem when the command started
 
 
-def on_full_disk(directory: Path, cmd: list[str], *, free: int, cwd: Path, env: dict[str, str],
-                 timeout: float = 300) -> FullDiskRun:  # fmt: skip
+def on_full_disk(
+    directory: Path,
+    cmd: list[str],
+    *,
+    free: int,
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float = 300,
+) -> FullDiskRun:
     """Run ``cmd`` with ``directory`` on a tmpfs that has only ``free`` bytes left."""
     spec = {"dir": str(directory), "cmd": cmd, "free": free, "cwd": str(cwd), "timeout": timeout}
     unshare = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
-    proc = subprocess.run([*unshare, sys.executable, __file__, json.dumps(spec)], env=env,
-                          capture_output=True, text=True, timeout=timeout + 60)  # fmt: skip
+    proc = subprocess.run(
+        [*unshare, sys.executable, __file__, json.dumps(spec)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout + 60,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"the full-disk driver failed ({proc.returncode}):\n{proc.stderr}")
     return FullDiskRun(**json.loads(proc.stdout))
@@ -61,8 +73,11 @@ def _hashes(root: Path) -> dict[str, str]:
 
 def _leftovers(root: Path) -> list[str]:
     """Hidden temporary writes: ``.name.*.tmp`` files and ``.name.*`` directories."""
-    return sorted(str(p.relative_to(root)) for p in root.rglob(".*")
-                  if p.name != FILLER and (p.is_dir() or p.name.endswith(".tmp")))  # fmt: skip
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob(".*")
+        if p.name != FILLER and (p.is_dir() or p.name.endswith(".tmp"))
+    )
 
 
 def _drive(spec: dict[str, Any]) -> dict[str, Any]:
@@ -73,8 +88,10 @@ def _drive(spec: dict[str, Any]) -> dict[str, Any]:
     target.mkdir(parents=True, exist_ok=True)
     used = sum(p.stat().st_size for p in keep.rglob("*") if p.is_file())
     size = (used // 4096 + 64) * 4096 + spec["free"] + (1 << 20)  # data, metadata, slack
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "edgeops-full",
-                    str(target)], check=True)  # fmt: skip
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "edgeops-full", str(target)],
+        check=True,
+    )
     shutil.copytree(keep, target, dirs_exist_ok=True, symlinks=True)
     shutil.rmtree(keep)
     fill = shutil.disk_usage(target).free - spec["free"]
@@ -85,11 +102,18 @@ def _drive(spec: dict[str, Any]) -> dict[str, Any]:
             fill -= fh.write(chunk[: min(len(chunk), fill)])
     before, hidden = _hashes(target), set(_leftovers(target))
     free_before = shutil.disk_usage(target).free
-    proc = subprocess.run(spec["cmd"], cwd=spec["cwd"], capture_output=True, text=True,
-                          timeout=spec["timeout"])  # fmt: skip
-    return {"returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr,
-            "before": before, "after": _hashes(target), "leftovers": [p for p in _leftovers(target) if p not in hidden],
-            "free_before": free_before}  # fmt: skip
+    proc = subprocess.run(
+        spec["cmd"], cwd=spec["cwd"], capture_output=True, text=True, timeout=spec["timeout"]
+    )
+    return {
+        "returncode": proc.returncode,
+        "stdout": proc.stdout,
+        "stderr": proc.stderr,
+        "before": before,
+        "after": _hashes(target),
+        "leftovers": [p for p in _leftovers(target) if p not in hidden],
+        "free_before": free_before,
+    }
 
 
 if __name__ == "__main__":

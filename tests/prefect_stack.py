@@ -39,10 +39,16 @@ def set_params_file(path: Path, changes: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def sh(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True,
-       timeout: float = 900) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    proc = subprocess.run(args, cwd=cwd, env=env or tool_env(), capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+def sh(
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        args, cwd=cwd, env=env or tool_env(), capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -70,11 +76,16 @@ class Stack:
         self.port = free_port()
         self.remote = root / "dvc-remote"
         self.env = tool_env() | {"PREFECT_WORKER_QUERY_SECONDS": "2"}  # faster pick-up in tests
-        set_params(self.repo, **{
-            "ingest.simulator.rows": 6000, "orchestration.port": self.port,
-            "orchestration.work_pool": f"edgeops-test-{self.port}", "deploy.watch_seconds": 0.5,
-            **params,
-        })  # fmt: skip
+        set_params(
+            self.repo,
+            **{
+                "ingest.simulator.rows": 6000,
+                "orchestration.port": self.port,
+                "orchestration.work_pool": f"edgeops-test-{self.port}",
+                "deploy.watch_seconds": 0.5,
+                **params,
+            },
+        )
         sh([DVC, "remote", "add", "-f", "-d", "localstore", str(self.remote)], self.repo)
         pause_hourly_monitoring(self.repo)
         sh(["git", "commit", "-qam", "test workspace"], self.repo)
@@ -87,8 +98,13 @@ class Stack:
     def home(self) -> Path:
         return self.repo / ".prefect"
 
-    def edgeops(self, *args: str, check: bool = True, env: dict[str, str] | None = None,
-                timeout: float = 900) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    def edgeops(
+        self,
+        *args: str,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+        timeout: float = 900,
+    ) -> subprocess.CompletedProcess[str]:
         return sh([EDGEOPS, *args], self.repo, env=env or self.env, check=check, timeout=timeout)
 
     def up(self, *args: str) -> subprocess.CompletedProcess[str]:

@@ -108,18 +108,25 @@ class Profile:
             if p.is_file():
                 try:
                     data = json.loads(p.read_text())
-                    prof = cls(machine=data["machine"], features=int(data["features"]),
-                               threads=int(data["threads"]), runs=list(data["runs"]),
-                               services=dict(data.get("services") or {}), source=str(p),
-                               caps=dict(data.get("caps") or {}))  # fmt: skip
+                    prof = cls(
+                        machine=data["machine"],
+                        features=int(data["features"]),
+                        threads=int(data["threads"]),
+                        runs=list(data["runs"]),
+                        services=dict(data.get("services") or {}),
+                        source=str(p),
+                        caps=dict(data.get("caps") or {}),
+                    )
                 except (ValueError, KeyError, TypeError) as exc:
                     raise EdgeopsError(
                         f"{p} is not a capacity profile ({exc})",
                         fix="measure one: make bench (writes reports/bench/profile.json)",
                     ) from None
                 if len(prof.runs) < 2:
-                    raise EdgeopsError(f"{p} holds {len(prof.runs)} run(s); a fit needs 2 or more",
-                                       fix="make bench (runs the pipeline at several sizes)")  # fmt: skip
+                    raise EdgeopsError(
+                        f"{p} holds {len(prof.runs)} run(s); a fit needs 2 or more",
+                        fix="make bench (runs the pipeline at several sizes)",
+                    )
                 return prof
         raise EdgeopsError(
             "no capacity profile: " + " or ".join(str(p) for p in candidates) + " not found",
@@ -134,8 +141,10 @@ class Profile:
         measured = [(int(r["rows"]), r["stages"][stage]) for r in self.runs if stage in r["stages"]]
         rows_t = [self.work_rows(stage, n, "time") for n, _ in measured]
         rows_m = [self.work_rows(stage, n, "memory") for n, _ in measured]
-        return (fit_growth(rows_t, [float(s["wall_s"]) for _, s in measured]),
-                fit_linear(rows_m, [float(s["peak_rss_mb"]) for _, s in measured]))  # fmt: skip
+        return (
+            fit_growth(rows_t, [float(s["wall_s"]) for _, s in measured]),
+            fit_linear(rows_m, [float(s["peak_rss_mb"]) for _, s in measured]),
+        )
 
     def work_rows(
         self, stage: str, rows: int, kind: str, caps: dict[str, dict[str, int]] | None = None
@@ -146,8 +155,11 @@ class Profile:
         return min(rows, int(cap)) if cap else rows
 
     def bytes_fit(self, what: str) -> Fit:
-        sized = [(int(r["rows"]), float(r["bytes"][what])) for r in self.runs
-                 if what in r.get("bytes", {})]  # fmt: skip
+        sized = [
+            (int(r["rows"]), float(r["bytes"][what]))
+            for r in self.runs
+            if what in r.get("bytes", {})
+        ]
         if len(sized) < 2:
             return Fit(0.0, 0.0, 1.0)
         return fit_linear([n for n, _ in sized], [b for _, b in sized])
@@ -194,8 +206,10 @@ def plan(
     ``caps``: the rows each stage holds or works on at most under the company's own params
     (:func:`stage_caps`; default: the profile's). The fits are always in the profile's caps."""
     if need.rows < 1:
-        raise EdgeopsError(f"--rows {need.rows}: give the rows of one training snapshot",
-                           fix="e.g. edgeops capacity --rows 5000000")  # fmt: skip
+        raise EdgeopsError(
+            f"--rows {need.rows}: give the rows of one training snapshot",
+            fix="e.g. edgeops capacity --rows 5000000",
+        )
     scale = (need.features or profile.features) / profile.features
     stages = {}
     for stage in STAGES:
@@ -205,13 +219,23 @@ def plan(
         n_time, n_mem = (profile.work_rows(stage, need.rows, k, caps) for k in ("time", "memory"))
         wall = time_fit.t0 + (time_fit(n_time) - time_fit.t0) * scale
         peak = mem_fit.t0 + mem_fit.a * n_mem * scale
-        stages[stage] = {"wall_s": round(wall, 1), "peak_rss_mb": round(peak),
-                         "growth_exponent": round(time_fit.b, 2)}  # fmt: skip
+        stages[stage] = {
+            "wall_s": round(wall, 1),
+            "peak_rss_mb": round(peak),
+            "growth_exponent": round(time_fit.b, 2),
+        }
     total_s = sum(s["wall_s"] for s in stages.values())
     peak_mb = max(s["peak_rss_mb"] for s in stages.values())
     svc = profile.services
-    side_mb = sum(svc.get(k, 0.0) for k in ("agent_rss_mb", "prefect_server_rss_mb",
-                                            "prefect_worker_rss_mb", "monitor_peak_rss_mb"))  # fmt: skip
+    side_mb = sum(
+        svc.get(k, 0.0)
+        for k in (
+            "agent_rss_mb",
+            "prefect_server_rss_mb",
+            "prefect_worker_rss_mb",
+            "monitor_peak_rss_mb",
+        )
+    )
     ram_gb = (peak_mb + side_mb) * HEADROOM / 1024
     per_retrain = sum(
         profile.bytes_fit(k)(need.rows * scale) for k in ("raw", "prepared", "models")
@@ -232,21 +256,37 @@ def plan(
         * (retrains_year + 24 * 365)
         / 1e6,  # one training per retrain, hourly monitoring
     }
-    disk_year_gb = (2 * disk["dvc_cache_per_year_gb"] + disk["production_rows_per_year_gb"]
-                    + disk["prefect_db_per_year_mb"] / 1e3)  # fmt: skip
+    disk_year_gb = (
+        2 * disk["dvc_cache_per_year_gb"]
+        + disk["production_rows_per_year_gb"]
+        + disk["prefect_db_per_year_mb"] / 1e3
+    )
     cores = max(2, profile.threads + 1)  # the training threads + one for agent, server, monitor
     result: dict[str, Any] = {
-        "rows": need.rows, "features": need.features or profile.features,
-        "profile": {"source": profile.source, "machine": profile.machine,
-                    "rows_measured": profile.rows(), "threads": profile.threads},
-        "stages": stages, "pipeline_s": round(total_s, 1), "peak_stage_mb": peak_mb,
-        "plan": {"cores": cores, "ram_gb": round(max(ram_gb, 1.0), 1),
-                 "disk_first_year_gb": round(disk_year_gb, 1)},
+        "rows": need.rows,
+        "features": need.features or profile.features,
+        "profile": {
+            "source": profile.source,
+            "machine": profile.machine,
+            "rows_measured": profile.rows(),
+            "threads": profile.threads,
+        },
+        "stages": stages,
+        "pipeline_s": round(total_s, 1),
+        "peak_stage_mb": peak_mb,
+        "plan": {
+            "cores": cores,
+            "ram_gb": round(max(ram_gb, 1.0), 1),
+            "disk_first_year_gb": round(disk_year_gb, 1),
+        },
         "disk": {k: round(v, 3) for k, v in disk.items()},
-    }  # fmt: skip
-    result["capped"] = [(stage, kind, int(cap))
-                        for kind, by_stage in sorted((profile.caps if caps is None else caps).items())
-                        for stage, cap in sorted(by_stage.items()) if need.rows > cap]  # fmt: skip
+    }
+    result["capped"] = [
+        (stage, kind, int(cap))
+        for kind, by_stage in sorted((profile.caps if caps is None else caps).items())
+        for stage, cap in sorted(by_stage.items())
+        if need.rows > cap
+    ]
     result["warnings"] = warnings(result, profile, need)
     return result
 
@@ -256,25 +296,37 @@ def warnings(result: dict[str, Any], profile: Profile, need: Need) -> list[str]:
     out = []
     biggest = max(profile.rows())
     if need.rows > 10 * biggest:
-        out.append(f"{need.rows:,} rows is over 10x the largest measured run ({biggest:,}): "
-                   "the figures are extrapolated; measure closer with bench/scaling.py --rows")  # fmt: skip
+        out.append(
+            f"{need.rows:,} rows is over 10x the largest measured run ({biggest:,}): "
+            "the figures are extrapolated; measure closer with bench/scaling.py --rows"
+        )
     p = result["plan"]
     if need.memory_gb is not None and result["peak_stage_mb"] / 1024 > need.memory_gb:
-        out.append(f"will not do: the largest stage needs {result['peak_stage_mb'] / 1024:.1f} GB "
-                   f"of memory, the machine has {need.memory_gb:g} GB")  # fmt: skip
+        out.append(
+            f"will not do: the largest stage needs {result['peak_stage_mb'] / 1024:.1f} GB "
+            f"of memory, the machine has {need.memory_gb:g} GB"
+        )
     elif need.memory_gb is not None and p["ram_gb"] > need.memory_gb:
-        out.append(f"tight: {p['ram_gb']:g} GB planned (pipeline + agent + Prefect + monitoring, "
-                   f"+25 %), the machine has {need.memory_gb:g} GB")  # fmt: skip
+        out.append(
+            f"tight: {p['ram_gb']:g} GB planned (pipeline + agent + Prefect + monitoring, "
+            f"+25 %), the machine has {need.memory_gb:g} GB"
+        )
     if need.cores is not None:
         hours = result["pipeline_s"] / 3600 * max(1.0, profile.threads / need.cores)
         if hours > need.window_hours:
-            out.append(f"will not do: a retrain takes about {hours:.1f} h on {need.cores} "
-                       f"core(s), more than the {need.window_hours:g} h window")  # fmt: skip
+            out.append(
+                f"will not do: a retrain takes about {hours:.1f} h on {need.cores} "
+                f"core(s), more than the {need.window_hours:g} h window"
+            )
         if need.cores < p["cores"]:
-            out.append(f"tight: {need.cores} core(s) for the pipeline's {profile.threads} "
-                       "threads plus the agent, server and monitoring: they will take turns")  # fmt: skip
+            out.append(
+                f"tight: {need.cores} core(s) for the pipeline's {profile.threads} "
+                "threads plus the agent, server and monitoring: they will take turns"
+            )
     if need.disk_gb is not None and p["disk_first_year_gb"] > need.disk_gb:
-        out.append(f"will not do: the first year needs {p['disk_first_year_gb']:g} GB of disk "
-                   f"(DVC cache + remote, collected rows, Prefect), the machine has "
-                   f"{need.disk_gb:g} GB")  # fmt: skip
+        out.append(
+            f"will not do: the first year needs {p['disk_first_year_gb']:g} GB of disk "
+            f"(DVC cache + remote, collected rows, Prefect), the machine has "
+            f"{need.disk_gb:g} GB"
+        )
     return out

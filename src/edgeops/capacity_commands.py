@@ -81,9 +81,17 @@ def capacity(
             "--devices and --requests-per-day must be 0 or more, --retrain-every above 0",
             fix="e.g. --devices 12 --requests-per-day 86400 --retrain-every 7",
         )
-    need = Need(rows=rows, features=features, retrain_every_days=retrain_every, devices=devices,
-                requests_per_day=requests_per_day, cores=cores, memory_gb=memory_gb,
-                disk_gb=disk_gb, window_hours=window_hours)  # fmt: skip
+    need = Need(
+        rows=rows,
+        features=features,
+        retrain_every_days=retrain_every,
+        devices=devices,
+        requests_per_day=requests_per_day,
+        cores=cores,
+        memory_gb=memory_gb,
+        disk_gb=disk_gb,
+        window_hours=window_hours,
+    )
     caps = None
     if params.is_file():
         from edgeops.params import load_params
@@ -109,8 +117,10 @@ def render(result: dict[str, Any], need: Any) -> str:
         f"{'stage':<10} {'time':>10} {'peak memory':>12} {'growth':>7}",
     ]
     for stage, s in result["stages"].items():
-        lines.append(f"{stage:<10} {_dur(s['wall_s']):>10} {s['peak_rss_mb'] / 1024:>9.2f} GB "
-                     f"{'n^' + format(s['growth_exponent'], 'g'):>7}")  # fmt: skip
+        lines.append(
+            f"{stage:<10} {_dur(s['wall_s']):>10} {s['peak_rss_mb'] / 1024:>9.2f} GB "
+            f"{'n^' + format(s['growth_exponent'], 'g'):>7}"
+        )
     lines += [
         f"{'pipeline':<10} {_dur(result['pipeline_s']):>10} "
         f"{result['peak_stage_mb'] / 1024:>9.2f} GB   (stages run one after another)",
@@ -127,15 +137,23 @@ def render(result: dict[str, Any], need: Any) -> str:
         f"per day (the agent caps it: log_max_rows, log_max_bytes)",
     ]
     if d["prefect_db_per_year_mb"]:
-        lines.append(f"          Prefect database {d['prefect_db_per_year_mb']:.0f} MB a year, kept "
-                     "unless its vacuum deletes old runs (docs/data-protection.md)")  # fmt: skip
+        lines.append(
+            f"          Prefect database {d['prefect_db_per_year_mb']:.0f} MB a year, kept "
+            "unless its vacuum deletes old runs (docs/data-protection.md)"
+        )
     else:
         lines.append("          Prefect database: not in this profile (bench/orchestration.py)")
-    lines += ["", "Assumes: time and memory per row grow with the feature count; a retrain "
-              "stores new versions of every output (DVC keeps the old)."]  # fmt: skip
+    lines += [
+        "",
+        "Assumes: time and memory per row grow with the feature count; a retrain "
+        "stores new versions of every output (DVC keeps the old).",
+    ]
     if capped := result.get("capped"):
-        lines.append("Capped as measured (the stage samples or streams beyond): " + ", ".join(
-            f"{stage} {kind} at {rows:,} rows" for stage, kind, rows in capped) + ".")  # fmt: skip
+        lines.append(
+            "Capped as measured (the stage samples or streams beyond): "
+            + ", ".join(f"{stage} {kind} at {rows:,} rows" for stage, kind, rows in capped)
+            + "."
+        )
     if result["warnings"]:
         lines += ["", *[f"WARNING: {w}" for w in result["warnings"]]]
     return "\n".join(lines)

@@ -35,8 +35,21 @@ if TYPE_CHECKING:
     import pandas as pd
 
 #: values of a binary target that name the event a model is for (case-insensitive)
-POSITIVE_WORDS = ("1", "true", "yes", "ja", "oui", "si", "sì", "failure", "fail", "defect",
-                  "fehler", "ausfall", "positive")  # fmt: skip
+POSITIVE_WORDS = (
+    "1",
+    "true",
+    "yes",
+    "ja",
+    "oui",
+    "si",
+    "sì",
+    "failure",
+    "fail",
+    "defect",
+    "fehler",
+    "ausfall",
+    "positive",
+)
 #: names of identifier columns: id, order_id, OrderID, Auftrag Nr, Seriennummer, uuid ...
 _ID_NAME = re.compile(
     r"(?:^|[_\s.\-#])(?:id|nr|no|nummer|number|uuid|guid)$|^(?:id|nr|uuid|guid|index)(?:[_\s.\-]|$)"

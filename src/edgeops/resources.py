@@ -107,8 +107,13 @@ def thread_pools() -> list[dict[str, Any]]:
         from threadpoolctl import threadpool_info
 
         for lib in threadpool_info():
-            pools.append({"api": lib["user_api"] + "/" + lib["internal_api"],
-                          "library": Path(lib["filepath"]).name, "threads": lib["num_threads"]})  # fmt: skip
+            pools.append(
+                {
+                    "api": lib["user_api"] + "/" + lib["internal_api"],
+                    "library": Path(lib["filepath"]).name,
+                    "threads": lib["num_threads"],
+                }
+            )
     if "pyarrow" in sys.modules:
         import pyarrow
 
@@ -120,8 +125,14 @@ def note_session(session: Any) -> None:
     """Record an onnxruntime session's threads and spinning (the stages that score with one)."""
     options = session.get_session_options()
     spinning = options.get_session_config_entry("session.intra_op.allow_spinning") or "1"
-    _sessions.append({"api": "onnxruntime", "library": "onnxruntime",
-                      "threads": options.intra_op_num_threads, "spinning": spinning == "1"})  # fmt: skip
+    _sessions.append(
+        {
+            "api": "onnxruntime",
+            "library": "onnxruntime",
+            "threads": options.intra_op_num_threads,
+            "spinning": spinning == "1",
+        }
+    )
 
 
 class Usage:
@@ -140,8 +151,10 @@ class Usage:
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
     def figures(self) -> dict[str, float]:
-        peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)  # fmt: skip
+        peak_kb = max(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+        )
         return {
             "wall_s": round(time.perf_counter() - self.wall0, 3),
             "cpu_s": round(self._cpu() - self.cpu0, 3),
@@ -157,8 +170,12 @@ def record(stage: str, usage: Usage, threads: int, report: Path = REPORT) -> Non
 
     from edgeops import atomic
 
-    entry = {**usage.figures(), "threads": threads, "thread_pools": thread_pools(),
-             "finished": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+    entry = {
+        **usage.figures(),
+        "threads": threads,
+        "thread_pools": thread_pools(),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     report.parent.mkdir(parents=True, exist_ok=True)
     with open(report.with_name(".resources.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

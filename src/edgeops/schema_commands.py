@@ -124,8 +124,13 @@ def schema_infer(
     from edgeops.sources.csv import describe_dialect
     from edgeops.stages.ingest import tidy_columns
 
-    given = {"sep": sep, "decimal": decimal, "thousands": thousands, "encoding": encoding,
-             "date_format": date_format}  # fmt: skip
+    given = {
+        "sep": sep,
+        "decimal": decimal,
+        "thousands": thousands,
+        "encoding": encoding,
+        "date_format": date_format,
+    }
     flags = {k: v for k, v in given.items() if v is not None}
     if path is not None and sql:
         raise EdgeopsError("give either a PATH or --sql, not both")
@@ -149,9 +154,14 @@ def schema_infer(
     if detected.get("csv"):
         log(f"  csv: {describe_dialect(detected['csv'])}")
     proposal = propose(
-        df, target, source=name, drop=tuple(drop or ()), id_columns=tuple(id_columns or ()),
-        max_categories=max_categories, test_size=test_size,
-    )  # fmt: skip
+        df,
+        target,
+        source=name,
+        drop=tuple(drop or ()),
+        id_columns=tuple(id_columns or ()),
+        max_categories=max_categories,
+        test_size=test_size,
+    )
     for line in proposal.summary():
         log(f"  {line}")
     header = (
@@ -168,8 +178,10 @@ def schema_infer(
         log(f"updated {params}: {', '.join(changed)} (review it: git diff {params})")
         csv_path = (ingest_update or {}).get("csv", {}).get("path")
         if csv_path and not _is_under(Path(csv_path), WATCHED, params):
-            log(f"  note: dvc.yaml's ingest stage watches {WATCHED}/: new rows in {csv_path} "
-                "re-run the pipeline only with `dvc repro -f -s ingest`")  # fmt: skip
+            log(
+                f"  note: dvc.yaml's ingest stage watches {WATCHED}/: new rows in {csv_path} "
+                "re-run the pipeline only with `dvc repro -f -s ingest`"
+            )
         if sql and _has_password(sql):
             log(f"  warning: {params} now holds the database password: keep it out of git")
     if out is None and not apply:
@@ -177,9 +189,14 @@ def schema_infer(
 
 
 def _load(
-    path: Path | None, sql: str | None, table: str | None, query: str | None,
-    given: dict[str, str | None], params: Path, cfg: dict[str, Any],
-) -> tuple[Any, dict[str, Any], str, str, dict[str, Any] | None]:  # fmt: skip
+    path: Path | None,
+    sql: str | None,
+    table: str | None,
+    query: str | None,
+    given: dict[str, str | None],
+    params: Path,
+    cfg: dict[str, Any],
+) -> tuple[Any, dict[str, Any], str, str, dict[str, Any] | None]:
     """Read the data as ingest would: (frame, what was detected, a name for the model, a
     description for messages, what --apply writes under ``ingest``)."""
     import copy

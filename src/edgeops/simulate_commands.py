@@ -109,10 +109,19 @@ def simulate(
         records, labels, classes = traffic.build_rows(p, scenario, rows or 1000, seed)
         with traffic.progress_bar(len(records), f"{target} ({scenario})") as (progress, log):
             summary = traffic.send_traffic(
-                AgentClient(t), records, labels, rate=rate, feedback_share=feedback_share,
-                feedback_delay=feedback_delay, batch=batch, seed=seed, label_flip=label_flip,
-                classes=classes, progress=progress, log=log,
-            )  # fmt: skip
+                AgentClient(t),
+                records,
+                labels,
+                rate=rate,
+                feedback_share=feedback_share,
+                feedback_delay=feedback_delay,
+                batch=batch,
+                seed=seed,
+                label_flip=label_flip,
+                classes=classes,
+                progress=progress,
+                log=log,
+            )
         typer.echo(traffic.format_summary(summary, target))
         return
     from edgeops import atomic

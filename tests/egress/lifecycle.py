@@ -89,8 +89,9 @@ class Steps:
             self.write()
 
     def write(self) -> None:
-        self.result.write_text(json.dumps({"steps": self.steps, "leftovers": self.leftovers},
-                                          indent=2))  # fmt: skip
+        self.result.write_text(
+            json.dumps({"steps": self.steps, "leftovers": self.leftovers}, indent=2)
+        )
 
 
 def run_id_of(output: str) -> str:
@@ -189,12 +190,14 @@ def lifecycle(root: Path, steps: Steps) -> None:
 
         with steps.step("edgeops deploy, edgeops predict") as s:
             stack.edgeops("deploy", "--all", "--reason", "egress test", timeout=steps.left(120))
-            code, body = http(agent.url, "GET", "/v1/status", None,
-                              {"Authorization": f"Bearer {DEPLOY_TOKEN}"})  # fmt: skip
+            code, body = http(
+                agent.url, "GET", "/v1/status", None, {"Authorization": f"Bearer {DEPLOY_TOKEN}"}
+            )
             active = json.loads(body)["active"]["version"]
             assert (code, active) == (200, version), (code, body[:500])
-            answer = json.loads(stack.edgeops("predict", "--target", "line-1",
-                                              timeout=steps.left(60)).stdout)  # fmt: skip
+            answer = json.loads(
+                stack.edgeops("predict", "--target", "line-1", timeout=steps.left(60)).stdout
+            )
             s["answer"] = answer
             assert version in json.dumps(answer), answer
 
@@ -203,22 +206,46 @@ def lifecycle(root: Path, steps: Steps) -> None:
             s["prefect"] = stack.api_url
 
         with steps.step("edgeops run training (through the server and worker)") as s:
-            out = stack.edgeops("run", "training", "--reason", "egress test",
-                                timeout=steps.left(300))  # fmt: skip
+            out = stack.edgeops(
+                "run", "training", "--reason", "egress test", timeout=steps.left(300)
+            )
             run = stack.wait_final(run_id_of(out.stderr), timeout=steps.left(60))
             s["state"] = run["state"]["type"]
             assert s["state"] == "COMPLETED", run["state"]
             tasks = {t["name"].rsplit("-", 1)[0] for t in stack.finished_task_runs(run["id"])}
             s["tasks"] = sorted(tasks)
-            assert tasks >= {"ingest", "validate", "split", "train", "evaluate", "export",
-                             "bundle", "gate", "rollout", "push", "record"}, tasks  # fmt: skip
+            assert tasks >= {
+                "ingest",
+                "validate",
+                "split",
+                "train",
+                "evaluate",
+                "export",
+                "bundle",
+                "gate",
+                "rollout",
+                "push",
+                "record",
+            }, tasks
 
         with steps.step("edgeops simulate, edgeops monitor") as s:
-            stack.edgeops("simulate", "--target", "line-1", "--rows", str(TRAFFIC_ROWS),
-                          "--batch", "50", "--seed", "7", "--feedback-share", "0.3",
-                          timeout=steps.left(120))  # fmt: skip
-            out = stack.edgeops("monitor", "--target", "line-1", "--json", check=False,
-                                timeout=steps.left(180))  # fmt: skip
+            stack.edgeops(
+                "simulate",
+                "--target",
+                "line-1",
+                "--rows",
+                str(TRAFFIC_ROWS),
+                "--batch",
+                "50",
+                "--seed",
+                "7",
+                "--feedback-share",
+                "0.3",
+                timeout=steps.left(120),
+            )
+            out = stack.edgeops(
+                "monitor", "--target", "line-1", "--json", check=False, timeout=steps.left(180)
+            )
             assert out.returncode in (0, 5), f"exit {out.returncode}:\n{out.stdout}\n{out.stderr}"
             s["decision"] = json.loads(out.stdout)["decision"]  # keep (0) or retrain (5): a verdict
             assert (stack.repo / ".evidently").is_dir()
@@ -226,9 +253,14 @@ def lifecycle(root: Path, steps: Steps) -> None:
         with steps.step("edgeops monitor ui started; edgeops run monitoring") as s:
             ui_port = free_port()
             with open(root / "evidently-ui.log", "wb") as log:  # ready while the flow runs
-                ui = subprocess.Popen([EDGEOPS, "monitor", "ui", "--port", str(ui_port)],
-                                      cwd=stack.repo, env=stack.env, stdout=log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                ui = subprocess.Popen(
+                    [EDGEOPS, "monitor", "ui", "--port", str(ui_port)],
+                    cwd=stack.repo,
+                    env=stack.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             # --no-retrain: a "retrain" verdict would start a second training run (time, not proof)
             out = stack.edgeops("run", "monitoring", "--no-retrain", timeout=steps.left(300))
             run = stack.wait_final(run_id_of(out.stderr), timeout=steps.left(60))
@@ -252,9 +284,11 @@ def lifecycle(root: Path, steps: Steps) -> None:
     finally:
         with steps.step("cleanup: UI, edgeops down, agent, the rest") as s:
             errors = []
-            for what, stop in (("Evidently UI", lambda: stop_group(ui)),
-                               ("edgeops down", stack and stack.down),
-                               ("agent", agent and agent.stop)):  # fmt: skip
+            for what, stop in (
+                ("Evidently UI", lambda: stop_group(ui)),
+                ("edgeops down", stack and stack.down),
+                ("agent", agent and agent.stop),
+            ):
                 try:
                     if stop:
                         stop()
@@ -272,8 +306,10 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=360, help="seconds for everything")
     args = parser.parse_args()
     if not in_the_namespace():
-        print("run this through tests/integration/test_egress.py (a namespace traced by strace)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "run this through tests/integration/test_egress.py (a namespace traced by strace)",
+            file=sys.stderr,
+        )
         return 2
     args.root.mkdir(parents=True, exist_ok=True)
     steps = Steps(args.result, args.budget)

@@ -59,8 +59,20 @@ def namespace_command(argv: list[str], strace_log: Path) -> list[str]:
     unshare = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
     if os.geteuid() != 0:
         unshare.append("--map-root-user")
-    strace = ["strace", "-f", "--seccomp-bpf", "-qq", "-e", "signal=none", "-s", "4096",
-              "-e", f"trace={SYSCALLS}", "-o", str(strace_log)]  # fmt: skip
+    strace = [
+        "strace",
+        "-f",
+        "--seccomp-bpf",
+        "-qq",
+        "-e",
+        "signal=none",
+        "-s",
+        "4096",
+        "-e",
+        f"trace={SYSCALLS}",
+        "-o",
+        str(strace_log),
+    ]
     return [*unshare, *strace, *argv]
 
 
@@ -70,17 +82,23 @@ def namespace_env(env: dict[str, str], record: Path) -> dict[str, str]:
     return env | {"PYTHONPATH": os.pathsep.join(paths), RECORD_ENV: str(record)}
 
 
-def run_in_namespace(argv: list[str], workdir: Path, env: dict[str, str], cwd: Path,
-                     timeout: float) -> tuple[subprocess.CompletedProcess[bytes], Path, Path]:  # fmt: skip
+def run_in_namespace(
+    argv: list[str], workdir: Path, env: dict[str, str], cwd: Path, timeout: float
+) -> tuple[subprocess.CompletedProcess[bytes], Path, Path]:
     """Run ``argv`` recorded in the namespace; return the process (output in ``workdir/out.log``),
     the audit record and the strace log."""
     workdir.mkdir(parents=True, exist_ok=True)
     record, strace_log = workdir / "audit.jsonl", workdir / "strace.log"
     # output to a file, not a pipe: nothing waits on a descriptor a stray daemon could hold open
     with open(workdir / "out.log", "wb") as out:
-        proc = subprocess.run(namespace_command(argv, strace_log), cwd=cwd,
-                              env=namespace_env(env, record), stdout=out, stderr=subprocess.STDOUT,
-                              timeout=timeout)  # fmt: skip
+        proc = subprocess.run(
+            namespace_command(argv, strace_log),
+            cwd=cwd,
+            env=namespace_env(env, record),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+        )
     return proc, record, strace_log
 
 

@@ -23,12 +23,26 @@ import sys
 
 RECORD_ENV = "EDGEOPS_EGRESS_RECORD"
 
-_WATCHED = frozenset({
-    "socket.connect", "socket.sendto", "socket.sendmsg", "socket.bind",
-    "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr", "socket.getnameinfo",
-    "urllib.Request", "http.client.connect", "ftplib.connect", "smtplib.connect",
-    "imaplib.open", "poplib.connect", "nntplib.connect", "telnetlib.Telnet.open",
-})  # fmt: skip
+_WATCHED = frozenset(
+    {
+        "socket.connect",
+        "socket.sendto",
+        "socket.sendmsg",
+        "socket.bind",
+        "socket.getaddrinfo",
+        "socket.gethostbyname",
+        "socket.gethostbyaddr",
+        "socket.getnameinfo",
+        "urllib.Request",
+        "http.client.connect",
+        "ftplib.connect",
+        "smtplib.connect",
+        "imaplib.open",
+        "poplib.connect",
+        "nntplib.connect",
+        "telnetlib.Telnet.open",
+    }
+)
 
 
 def _plain(value: object) -> object:

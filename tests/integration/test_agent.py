@@ -346,8 +346,13 @@ def test_serve_feedback_logs_switch_rollback_and_metrics(agents: Agents, v1: Pat
             if rows == logged_rows or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        for name in ("edgeops_requests_total", "edgeops_model_info", "edgeops_predictions_total",
-                     "edgeops_request_seconds_bucket", "edgeops_inference_log_rows"):  # fmt: skip
+        for name in (
+            "edgeops_requests_total",
+            "edgeops_model_info",
+            "edgeops_predictions_total",
+            "edgeops_request_seconds_bucket",
+            "edgeops_inference_log_rows",
+        ):
             assert name in text
         assert sample(samples, "edgeops_model_info", version=V2, model="plant-failure") == 1.0
         assert sample(samples, "edgeops_model_info", version=V1, model="plant-failure") is None
@@ -467,7 +472,7 @@ REJECTIONS = {
         "application/json",
         415,
         "unsupported_media_type",
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -490,9 +495,14 @@ def _device_view(st: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("case", sorted(REJECTIONS))
 def test_rejected_upload_leaves_everything_unchanged(
-    case: str, serving_agent: AgentProcess, candidate: Path, v2: Path, signing_keys: Path,
-    other_keys: Path, tmp_path: Path,
-):  # fmt: skip
+    case: str,
+    serving_agent: AgentProcess,
+    candidate: Path,
+    v2: Path,
+    signing_keys: Path,
+    other_keys: Path,
+    tmp_path: Path,
+):
     damage, content_type, want_status, want_code = REJECTIONS[case]
     damaged = Path(shutil.copytree(candidate, tmp_path / "damaged"))
     body = damage(damaged, signing_keys, other_keys)
@@ -720,8 +730,12 @@ def test_requests_without_a_valid_token_are_refused(
 ):
     with client(limited_agent) as c:
         for headers in ({}, auth("not-the-token"), {"Authorization": DEPLOY_TOKEN}):
-            r = c.request(method, path, headers={**headers, "Content-Type": "application/json"},
-                          content=b"{}" if method == "POST" else None)  # fmt: skip
+            r = c.request(
+                method,
+                path,
+                headers={**headers, "Content-Type": "application/json"},
+                content=b"{}" if method == "POST" else None,
+            )
             assert r.status_code == 401, (headers, r.text)
             assert error_of(r)["code"] == "unauthorized"
             assert r.headers["www-authenticate"] == "Bearer"
@@ -740,8 +754,12 @@ def test_the_predict_token_cannot_deploy_roll_back_or_read_logs(
 ):
     with client(limited_agent) as c:
         ctype = "application/gzip" if path == "/v1/bundles" else "application/json"
-        r = c.request(method, path, headers={**auth(token), "Content-Type": ctype},
-                      content=b"{}" if method == "POST" else None)  # fmt: skip
+        r = c.request(
+            method,
+            path,
+            headers={**auth(token), "Content-Type": ctype},
+            content=b"{}" if method == "POST" else None,
+        )
         assert r.status_code == 403, r.text
         assert error_of(r)["code"] == "forbidden"
         assert active_version(c) == V1
@@ -752,10 +770,15 @@ def test_the_predict_token_cannot_deploy_roll_back_or_read_logs(
 
 def _row(**changes: Any) -> dict[str, Any]:
     row = {
-        "machine_type": "M", "product_line": "pump", "air_temp_k": 300.1, "process_temp_k": 310.2,
-        "spindle_speed_rpm": 1500.0, "torque_nm": 40.0, "tool_wear_min": 100.0,
+        "machine_type": "M",
+        "product_line": "pump",
+        "air_temp_k": 300.1,
+        "process_temp_k": 310.2,
+        "spindle_speed_rpm": 1500.0,
+        "torque_nm": 40.0,
+        "tool_wear_min": 100.0,
         "vibration_mm_s": 2.5,
-    }  # fmt: skip
+    }
     row.update(changes)
     return {k: v for k, v in row.items() if v is not ...}
 
@@ -767,48 +790,137 @@ def _json_body(obj: Any) -> bytes:
 ROW_JSON = json.dumps(_row())
 BAD_PREDICTS = {
     # case: (body, content type, status, error code, fields the error must name)
-    "body_over_limit": (_json_body({"rows": [_row(product_line="x" * 3000)]}),
-                        "application/json", 413, "body_too_large", set()),
-    "too_many_rows": (_json_body({"rows": [_row()] * 4}), "application/json", 413,
-                      "too_many_rows", set()),
-    "malformed_json": (b'{"rows": [' + ROW_JSON.encode(), "application/json", 400,
-                       "invalid_json", set()),
+    "body_over_limit": (
+        _json_body({"rows": [_row(product_line="x" * 3000)]}),
+        "application/json",
+        413,
+        "body_too_large",
+        set(),
+    ),
+    "too_many_rows": (
+        _json_body({"rows": [_row()] * 4}),
+        "application/json",
+        413,
+        "too_many_rows",
+        set(),
+    ),
+    "malformed_json": (
+        b'{"rows": [' + ROW_JSON.encode(),
+        "application/json",
+        400,
+        "invalid_json",
+        set(),
+    ),
     "empty_body": (b"", "application/json", 400, "invalid_json", set()),
     "not_utf8": (b'{"rows": "\xff\xfe"}', "application/json", 400, "invalid_json", set()),
-    "wrong_content_type": (_json_body({"rows": [_row()]}), "text/plain", 415,
-                           "unsupported_media_type", set()),
-    "form_content_type": (b"rows=1", "application/x-www-form-urlencoded", 415,
-                          "unsupported_media_type", set()),
-    "nan_literal": (('{"rows": [' + ROW_JSON.replace("40.0", "NaN") + "]}").encode(),
-                    "application/json", 422, "invalid_value", set()),
-    "infinity_literal": (('{"rows": [' + ROW_JSON.replace("40.0", "-Infinity") + "]}").encode(),
-                         "application/json", 422, "invalid_value", set()),
-    "string_for_number": (_json_body({"rows": [_row(torque_nm="40")]}), "application/json", 422,
-                          "invalid_rows", {"torque_nm"}),
-    "bool_for_number": (_json_body({"rows": [_row(tool_wear_min=True)]}), "application/json",
-                        422, "invalid_rows", {"tool_wear_min"}),
-    "number_for_category": (_json_body({"rows": [_row(machine_type=1)]}), "application/json",
-                            422, "invalid_rows", {"machine_type"}),
-    "huge_number": (_json_body({"rows": [_row(torque_nm=1e300)]}), "application/json", 422,
-                    "invalid_rows", {"torque_nm"}),
-    "null_not_allowed": (_json_body({"rows": [_row(torque_nm=None)]}), "application/json", 422,
-                         "invalid_rows", {"torque_nm"}),
-    "missing_field": (_json_body({"rows": [_row(tool_wear_min=...)]}), "application/json", 422,
-                      "invalid_rows", {"tool_wear_min"}),
-    "extra_field": (_json_body({"rows": [_row(colour="red")]}), "application/json", 422,
-                    "invalid_rows", {"colour"}),
-    "unknown_category": (_json_body({"rows": [_row(machine_type="XL")]}), "application/json",
-                         422, "invalid_rows", {"machine_type"}),
+    "wrong_content_type": (
+        _json_body({"rows": [_row()]}),
+        "text/plain",
+        415,
+        "unsupported_media_type",
+        set(),
+    ),
+    "form_content_type": (
+        b"rows=1",
+        "application/x-www-form-urlencoded",
+        415,
+        "unsupported_media_type",
+        set(),
+    ),
+    "nan_literal": (
+        ('{"rows": [' + ROW_JSON.replace("40.0", "NaN") + "]}").encode(),
+        "application/json",
+        422,
+        "invalid_value",
+        set(),
+    ),
+    "infinity_literal": (
+        ('{"rows": [' + ROW_JSON.replace("40.0", "-Infinity") + "]}").encode(),
+        "application/json",
+        422,
+        "invalid_value",
+        set(),
+    ),
+    "string_for_number": (
+        _json_body({"rows": [_row(torque_nm="40")]}),
+        "application/json",
+        422,
+        "invalid_rows",
+        {"torque_nm"},
+    ),
+    "bool_for_number": (
+        _json_body({"rows": [_row(tool_wear_min=True)]}),
+        "application/json",
+        422,
+        "invalid_rows",
+        {"tool_wear_min"},
+    ),
+    "number_for_category": (
+        _json_body({"rows": [_row(machine_type=1)]}),
+        "application/json",
+        422,
+        "invalid_rows",
+        {"machine_type"},
+    ),
+    "huge_number": (
+        _json_body({"rows": [_row(torque_nm=1e300)]}),
+        "application/json",
+        422,
+        "invalid_rows",
+        {"torque_nm"},
+    ),
+    "null_not_allowed": (
+        _json_body({"rows": [_row(torque_nm=None)]}),
+        "application/json",
+        422,
+        "invalid_rows",
+        {"torque_nm"},
+    ),
+    "missing_field": (
+        _json_body({"rows": [_row(tool_wear_min=...)]}),
+        "application/json",
+        422,
+        "invalid_rows",
+        {"tool_wear_min"},
+    ),
+    "extra_field": (
+        _json_body({"rows": [_row(colour="red")]}),
+        "application/json",
+        422,
+        "invalid_rows",
+        {"colour"},
+    ),
+    "unknown_category": (
+        _json_body({"rows": [_row(machine_type="XL")]}),
+        "application/json",
+        422,
+        "invalid_rows",
+        {"machine_type"},
+    ),
     "empty_rows": (_json_body({"rows": []}), "application/json", 422, "invalid_rows", {"rows"}),
-    "rows_not_a_list": (_json_body({"rows": {"a": 1}}), "application/json", 422,
-                        "invalid_rows", {"rows"}),
-    "no_rows_key": (_json_body({"data": [_row()]}), "application/json", 422,
-                    "invalid_request", {"rows"}),
-    "extra_top_level_key": (_json_body({"rows": [_row()], "debug": True}), "application/json",
-                            422, "invalid_request", {"debug"}),
-    "not_an_object": (_json_body([_row()]), "application/json", 422, "invalid_request",
-                      {"rows"}),
-}  # fmt: skip
+    "rows_not_a_list": (
+        _json_body({"rows": {"a": 1}}),
+        "application/json",
+        422,
+        "invalid_rows",
+        {"rows"},
+    ),
+    "no_rows_key": (
+        _json_body({"data": [_row()]}),
+        "application/json",
+        422,
+        "invalid_request",
+        {"rows"},
+    ),
+    "extra_top_level_key": (
+        _json_body({"rows": [_row()], "debug": True}),
+        "application/json",
+        422,
+        "invalid_request",
+        {"debug"},
+    ),
+    "not_an_object": (_json_body([_row()]), "application/json", 422, "invalid_request", {"rows"}),
+}
 
 
 @pytest.mark.parametrize("case", sorted(BAD_PREDICTS))
@@ -817,8 +929,7 @@ def test_bad_predict_requests_get_a_json_error_and_change_nothing(
 ):
     body, content_type, want_status, want_code, want_fields = BAD_PREDICTS[case]
     with client(limited_agent) as c:
-        r = c.post("/v1/predict", content=body,
-                   headers={**PREDICT, "Content-Type": content_type})  # fmt: skip
+        r = c.post("/v1/predict", content=body, headers={**PREDICT, "Content-Type": content_type})
         assert r.status_code == want_status, r.text
         err = error_of(r)
         assert err["code"] == want_code, err
@@ -838,8 +949,9 @@ def test_oversized_chunked_body_is_refused(limited_agent: AgentProcess, v1: Path
         yield b"]}"
 
     with client(limited_agent) as c:
-        r = c.post("/v1/predict", content=chunks(),
-                   headers={**PREDICT, "Content-Type": "application/json"})  # fmt: skip
+        r = c.post(
+            "/v1/predict", content=chunks(), headers={**PREDICT, "Content-Type": "application/json"}
+        )
         assert r.status_code == 413, r.text
         assert error_of(r)["code"] == "body_too_large"
         predict_golden(c, v1, n=3)
@@ -918,8 +1030,9 @@ def test_inference_log_drops_and_hashes_configured_fields(agents: Agents, v1: Pa
 
 
 # ---- 7. collecting the log by cursor: rows once, late feedback on its own cursor --------------
-def _collect(read: Callable[..., dict[str, Any]], after: int, limit: int, log_id: str,
-             last: int) -> tuple[list[dict[str, Any]], list[int], int]:  # fmt: skip
+def _collect(
+    read: Callable[..., dict[str, Any]], after: int, limit: int, log_id: str, last: int
+) -> tuple[list[dict[str, Any]], list[int], int]:
     """Page ``read`` (AgentClient.logs or .feedback_log) to the end: (items, page sizes, cursor)."""
     items: list[dict[str, Any]] = []
     sizes: list[int] = []
@@ -977,8 +1090,10 @@ def test_logs_and_late_feedback_are_collected_exactly_once_by_cursor(
         )
         assert all(e["feedback_ts"] is not None for e in events)
         by_id = {r["id"]: r for r in rows}
-        assert all((by_id[e["id"]]["request_id"], by_id[e["id"]]["row"])
-                   == (e["request_id"], e["row"]) for e in events)  # fmt: skip
+        assert all(
+            (by_id[e["id"]]["request_id"], by_id[e["id"]]["row"]) == (e["request_id"], e["row"])
+            for e in events
+        )
         # the same with a limit larger than the log: one page
         assert _collect(api.feedback_log, 0, 5000, log_id, last=3)[0] == events
 
@@ -988,8 +1103,10 @@ def test_logs_and_late_feedback_are_collected_exactly_once_by_cursor(
         assert [(e["id"], e["feedback"], e["seq"]) for e in again["items"]] == [(32, "1", 4)]
         assert again["next"] == again["last"] == 4
         _, samples = metric_samples(c)
-        assert (sample(samples, "edgeops_requests_total", endpoint="/v1/logs/feedback",
-                       status="200") or 0) >= 5  # fmt: skip
+        assert (
+            sample(samples, "edgeops_requests_total", endpoint="/v1/logs/feedback", status="200")
+            or 0
+        ) >= 5
 
     # a restart keeps the log, its id and both cursors
     agent.stop()

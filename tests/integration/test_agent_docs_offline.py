@@ -36,16 +36,25 @@ def agent(tmp_path_factory, signing_keys: Path):
     state.mkdir()
     with AgentProcess(state, signing_keys / "signing.pub", {}) as proc:
         with httpx.Client(base_url=proc.url, timeout=30.0, trust_env=False) as c:
-            r = c.post("/v1/bundles", content=tar_bundle(bundle),
-                       headers={"Authorization": f"Bearer {DEPLOY_TOKEN}", "Content-Type": "application/gzip"})  # fmt: skip
+            r = c.post(
+                "/v1/bundles",
+                content=tar_bundle(bundle),
+                headers={
+                    "Authorization": f"Bearer {DEPLOY_TOKEN}",
+                    "Content-Type": "application/gzip",
+                },
+            )
             assert r.status_code == 201, r.text
         yield proc
 
 
 def assert_loaded_from_agent(requests: list[dict], agent: AgentProcess, *names: str) -> None:
     for name in names:
-        hits = [r for r in requests if r["url"].startswith(agent.url + "/docs/assets/")
-                and r["url"].endswith("/" + name)]  # fmt: skip
+        hits = [
+            r
+            for r in requests
+            if r["url"].startswith(agent.url + "/docs/assets/") and r["url"].endswith("/" + name)
+        ]
         assert hits, f"{name} was not loaded from the agent: {[r['url'] for r in requests]}"
         assert all(r["failed"] is None for r in hits), hits
 
@@ -72,9 +81,12 @@ def test_the_pages_name_no_other_host_and_assets_are_cached_for_good(agent: Agen
 def test_swagger_ui_renders_offline_with_the_predict_operation(agent: AgentProcess) -> None:
     assert chromium_path(), "Debian's chromium is needed (.ci/run installs it)"
     requests: list[dict] = []
-    text = render(f"{agent.url}/docs", ARTIFACTS / "agent-docs-swagger.png",
-                  expect=["/v1/predict", "/v1/bundles", "edgeops agent"],
-                  requests=requests)  # fmt: skip
+    text = render(
+        f"{agent.url}/docs",
+        ARTIFACTS / "agent-docs-swagger.png",
+        expect=["/v1/predict", "/v1/bundles", "edgeops agent"],
+        requests=requests,
+    )
     assert "Authorize" in text  # the bearer security scheme
     assert_loaded_from_agent(requests, agent, "swagger-ui-bundle.js", "swagger-ui.css")
 
@@ -82,7 +94,11 @@ def test_swagger_ui_renders_offline_with_the_predict_operation(agent: AgentProce
 def test_redoc_renders_offline(agent: AgentProcess) -> None:
     assert chromium_path(), "Debian's chromium is needed (.ci/run installs it)"
     requests: list[dict] = []
-    render(f"{agent.url}/redoc", ARTIFACTS / "agent-docs-redoc.png",
-           expect=["edgeops agent", "Predict", "/v1/predict", "Array of objects (Row)"],
-           requests=requests, allow_blocked=frozenset({"csp"}))  # fmt: skip
+    render(
+        f"{agent.url}/redoc",
+        ARTIFACTS / "agent-docs-redoc.png",
+        expect=["edgeops agent", "Predict", "/v1/predict", "Array of objects (Row)"],
+        requests=requests,
+        allow_blocked=frozenset({"csp"}),
+    )
     assert_loaded_from_agent(requests, agent, "redoc.standalone.js")

@@ -41,8 +41,11 @@ def client(agent: AgentProcess, source: str | None = None, timeout: float = 10.0
 def golden_rows(bundle: Path, n: int = 2) -> list[dict[str, Any]]:
     manifest = json.loads((bundle / "manifest.json").read_text())
     cats = {i["name"]: set(i["categories"]) for i in manifest["inputs"] if "categories" in i}
-    rows = [ex["inputs"] for ex in manifest["golden"]["examples"]
-            if all(ex["inputs"][k] is None or ex["inputs"][k] in ok for k, ok in cats.items())]  # fmt: skip
+    rows = [
+        ex["inputs"]
+        for ex in manifest["golden"]["examples"]
+        if all(ex["inputs"][k] is None or ex["inputs"][k] in ok for k, ok in cats.items())
+    ]
     return rows[:n]
 
 
@@ -155,8 +158,11 @@ def test_idle_and_slow_clients_are_dropped_on_time_and_starve_nobody(
 
         threading.Thread(target=dribble, daemon=True).start()
         with client(agent) as c:
-            wait_for(lambda: (metric(c, "edgeops_connections") or 0) >= IDLE_SOCKETS + SLOW_SOCKETS,
-                     2.0, "the agent to accept every connection")  # fmt: skip
+            wait_for(
+                lambda: (metric(c, "edgeops_connections") or 0) >= IDLE_SOCKETS + SLOW_SOCKETS,
+                2.0,
+                "the agent to accept every connection",
+            )
             # the uvicorn default of old (limit_concurrency=256) answered everything 503 here
             for path in ("/healthz", "/readyz"):
                 t0 = time.monotonic()
@@ -197,8 +203,9 @@ def test_idle_and_slow_clients_are_dropped_on_time_and_starve_nobody(
 
 
 def test_keep_alive_malformed_oversized_and_too_many_connections(start_agent: Any) -> None:
-    agent = start_agent({"idle_timeout_seconds": IDLE_S, "max_header_bytes": 8192,
-                         "max_connections": 100})  # fmt: skip
+    agent = start_agent(
+        {"idle_timeout_seconds": IDLE_S, "max_header_bytes": 8192, "max_connections": 100}
+    )
     # a keep-alive connection is closed the idle timeout after its last response
     s = connect(agent)
     s.sendall(b"GET /healthz HTTP/1.1\r\nHost: agent\r\n\r\n")
@@ -240,9 +247,12 @@ def test_keep_alive_malformed_oversized_and_too_many_connections(start_agent: An
 def hold(agent: AgentProcess, source: str) -> socket.socket:
     """A predict with a token whose body never finishes: in flight until the socket closes."""
     s = connect(agent, source)
-    s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: agent\r\nAuthorization: Bearer "
-              + PREDICT_TOKEN.encode() + b"\r\nContent-Type: application/json\r\n"
-              b"Content-Length: 1000\r\n\r\n{\"rows\": [")  # fmt: skip
+    s.sendall(
+        b"POST /v1/predict HTTP/1.1\r\nHost: agent\r\nAuthorization: Bearer "
+        + PREDICT_TOKEN.encode()
+        + b"\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 1000\r\n\r\n{"rows": ['
+    )
     return s
 
 
@@ -287,11 +297,15 @@ def test_in_flight_limits_answer_json_503_and_spare_the_probes(
         # a burst of 100 keep-alive clients at once: 200 or the JSON 503, never plain text
         async def burst() -> list[httpx.Response]:
             limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-            async with httpx.AsyncClient(base_url=agent.url, timeout=30, trust_env=False,
-                                         limits=limits) as ac:  # fmt: skip
-                return await asyncio.gather(*(
-                    ac.post("/v1/predict", json={"rows": rows}, headers=PREDICT) for _ in range(100)
-                ))  # fmt: skip
+            async with httpx.AsyncClient(
+                base_url=agent.url, timeout=30, trust_env=False, limits=limits
+            ) as ac:
+                return await asyncio.gather(
+                    *(
+                        ac.post("/v1/predict", json={"rows": rows}, headers=PREDICT)
+                        for _ in range(100)
+                    )
+                )
 
         answers = asyncio.run(burst())
         assert {r.status_code for r in answers} <= {200, 503}

@@ -32,8 +32,13 @@ pytestmark = pytest.mark.integration
 MIN_REQUESTS = 500
 SEED = int(os.environ.get("EDGEOPS_FUZZ_SEED", "20261121"))
 # examples per operation and generation mode; /v1/predict gets the most
-EXAMPLES = {"/v1/predict": 150, "/v1/feedback": 60, "/v1/rollback": 40, "/v1/logs": 40,
-            "/v1/bundles": 30}  # fmt: skip
+EXAMPLES = {
+    "/v1/predict": 150,
+    "/v1/feedback": 60,
+    "/v1/rollback": 40,
+    "/v1/logs": 40,
+    "/v1/bundles": 30,
+}
 DEFAULT_EXAMPLES = 15
 RANDOM_REQUESTS = 120
 ROW_REQUESTS = 150
@@ -101,8 +106,13 @@ def agent(tmp_path_factory, signing_keys: Path):
     state = tmp / "state"
     state.mkdir()
     with AgentProcess(state, signing_keys / "signing.pub", {}) as proc:
-        status, body = http(proc.url, "POST", "/v1/bundles", tar_bundle(bundle),
-                            {**bearer(DEPLOY_TOKEN), "Content-Type": "application/gzip"})  # fmt: skip
+        status, body = http(
+            proc.url,
+            "POST",
+            "/v1/bundles",
+            tar_bundle(bundle),
+            {**bearer(DEPLOY_TOKEN), "Content-Type": "application/gzip"},
+        )
         assert status == 201, body
         manifest = json.loads((bundle / "manifest.json").read_text())
         yield proc, manifest
@@ -128,15 +138,22 @@ def fuzz_spec(url: str, rec: Recorder) -> None:
         label = f"{op.method.upper()} {op.path} [{mode.value}]"
 
         @seed(SEED)
-        @settings(max_examples=EXAMPLES.get(op.path, DEFAULT_EXAMPLES), deadline=None,
-                  database=None, phases=[Phase.generate, Phase.shrink],
-                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @settings(
+            max_examples=EXAMPLES.get(op.path, DEFAULT_EXAMPLES),
+            deadline=None,
+            database=None,
+            phases=[Phase.generate, Phase.shrink],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=op.as_strategy(mode), auth=st.sampled_from(AUTH_CHOICES))
         def run(case: Any, auth: str) -> None:
-            r = case.call(base_url=url, session=session, headers=auth_headers(op.path, auth),
-                          timeout=15)  # fmt: skip
-            what = (f"{label} auth={auth} body={getattr(case, 'body', None)!r:.300} "
-                    f"query={case.query!r:.200} path={case.path_parameters!r:.200}")  # fmt: skip
+            r = case.call(
+                base_url=url, session=session, headers=auth_headers(op.path, auth), timeout=15
+            )
+            what = (
+                f"{label} auth={auth} body={getattr(case, 'body', None)!r:.300} "
+                f"query={case.query!r:.200} path={case.path_parameters!r:.200}"
+            )
             rec.check(label, r.status_code, r.headers, r.content, what)
 
         return run
@@ -149,8 +166,10 @@ def fuzz_spec(url: str, rec: Recorder) -> None:
                 # hypothesis gives up on a mode with nothing to vary (e.g. negative cases for
                 # an operation without parameters): that is not a finding
                 if mode is GenerationMode.NEGATIVE and type(exc).__name__ in (
-                    "Unsatisfiable", "Unsupported", "SkipTest"
-                ):  # fmt: skip
+                    "Unsatisfiable",
+                    "Unsupported",
+                    "SkipTest",
+                ):
                     continue
                 raise
 
@@ -168,10 +187,14 @@ def fuzz_rows(url: str, rec: Recorder, manifest: dict[str, Any]) -> None:
     inputs = {i["name"]: i for i in manifest["inputs"]}
     names = sorted(inputs)
     anything = st.one_of(
-        st.none(), st.booleans(), st.text(max_size=20),
-        st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**130), 2**130),
-        st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
-    )  # fmt: skip
+        st.none(),
+        st.booleans(),
+        st.text(max_size=20),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.integers(-(2**130), 2**130),
+        st.lists(st.integers(), max_size=3),
+        st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+    )
     number = st.one_of(
         st.floats(allow_nan=False, allow_infinity=False, width=32),  # incl. +-3.4e38, subnormals
         st.integers(-(2**24), 2**24),
@@ -197,8 +220,13 @@ def fuzz_rows(url: str, rec: Recorder, manifest: dict[str, Any]) -> None:
         return r
 
     @seed(SEED)
-    @settings(max_examples=ROW_REQUESTS, deadline=None, database=None,
-              phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck))  # fmt: skip
+    @settings(
+        max_examples=ROW_REQUESTS,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate, Phase.shrink],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(rows=st.lists(row(), min_size=1, max_size=4), auth=st.sampled_from(AUTH_CHOICES))
     def run(rows: list[dict[str, Any]], auth: str) -> None:
         headers = {**auth_headers("/v1/predict", auth), "Content-Type": "application/json"}
@@ -222,8 +250,19 @@ def fuzz_random(url: str, rec: Recorder) -> None:
     from hypothesis import strategies as st
 
     session = requests.Session()
-    known = ["/v1/predict", "/v1/feedback", "/v1/bundles", "/v1/rollback", "/v1/logs",
-             "/v1/status", "/healthz", "/readyz", "/metrics", "/v1/bundles/1.0.0", "/openapi.json"]  # fmt: skip
+    known = [
+        "/v1/predict",
+        "/v1/feedback",
+        "/v1/bundles",
+        "/v1/rollback",
+        "/v1/logs",
+        "/v1/status",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/bundles/1.0.0",
+        "/openapi.json",
+    ]
     segment = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12).map(
         lambda s: requests.utils.quote(s, safe="")
     )
@@ -240,13 +279,26 @@ def fuzz_random(url: str, rec: Recorder) -> None:
     body = st.one_of(
         st.none(), st.binary(max_size=200), json_value.map(lambda v: json.dumps(v).encode())
     )
-    ctype = st.sampled_from([None, "application/json", "application/gzip", "text/plain",
-                             "multipart/form-data; boundary=x", "application/json; charset=utf-8"])  # fmt: skip
+    ctype = st.sampled_from(
+        [
+            None,
+            "application/json",
+            "application/gzip",
+            "text/plain",
+            "multipart/form-data; boundary=x",
+            "application/json; charset=utf-8",
+        ]
+    )
     method = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
 
     @seed(SEED)
-    @settings(max_examples=RANDOM_REQUESTS, deadline=None, database=None,
-              phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck))  # fmt: skip
+    @settings(
+        max_examples=RANDOM_REQUESTS,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate, Phase.shrink],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(
         method=method,
         path=path,
@@ -281,8 +333,13 @@ def test_fuzz_the_published_spec_gets_no_5xx(agent) -> None:
 
     # still serving: a golden example predicts as signed, the agent is ready, and it counted no 5xx
     example = manifest["golden"]["examples"][0]
-    status, body = http(proc.url, "POST", "/v1/predict", json.dumps({"rows": [example["inputs"]]}).encode(),
-                        {**bearer(PREDICT_TOKEN), "Content-Type": "application/json"})  # fmt: skip
+    status, body = http(
+        proc.url,
+        "POST",
+        "/v1/predict",
+        json.dumps({"rows": [example["inputs"]]}).encode(),
+        {**bearer(PREDICT_TOKEN), "Content-Type": "application/json"},
+    )
     assert status == 200, body
     pred = json.loads(body)["predictions"][0]
     assert pred["label"] == example["label"]

@@ -60,8 +60,11 @@ def bundles(tmp_path_factory, signing_keys: Path) -> Callable[[str, str], Path]:
     def make(version: str, created_at: str) -> Path:
         if (version, created_at) not in made:
             out = Path(shutil.copytree(base, root / f"{version}-{created_at[:10]}"))
-            resign(out, signing_keys,
-                   lambda m: m["model"].update(version=version, created_at=created_at))  # fmt: skip
+            resign(
+                out,
+                signing_keys,
+                lambda m: m["model"].update(version=version, created_at=created_at),
+            )
             made[version, created_at] = out
         return made[version, created_at]
 
@@ -93,8 +96,9 @@ def reset_peak(agent: AgentProcess) -> int:
     return memory(agent)["VmRSS"]
 
 
-def assert_unchanged(c: httpx.Client, agent: AgentProcess, before: dict[str, str],
-                     serving: Path) -> None:  # fmt: skip
+def assert_unchanged(
+    c: httpx.Client, agent: AgentProcess, before: dict[str, str], serving: Path
+) -> None:
     """Nothing on the device changed, nothing is left in incoming/, ``serving`` still serves."""
     assert snapshot(agent.state_dir) == before
     assert list((agent.state_dir / "incoming").iterdir()) == []
@@ -107,8 +111,12 @@ def log_lines_since(agent: AgentProcess, offset: int) -> list[str]:
 
 # ---- 1. downgrade protection -----------------------------------------------------------------
 def test_an_older_signed_bundle_is_refused_but_a_rollback_is_allowed(agents: Agents, bundles):
-    old, mid, same_time, new = (bundles("1.0.0", OLD), bundles("2.0.0", MID),
-                                bundles("2.1.0", MID), bundles("3.0.0", NEW))  # fmt: skip
+    old, mid, same_time, new = (
+        bundles("1.0.0", OLD),
+        bundles("2.0.0", MID),
+        bundles("2.1.0", MID),
+        bundles("3.0.0", NEW),
+    )
     agent = agents.start({"keep_versions": 2, "probation_requests": 1})
     with client(agent) as c:
         deploy(c, old)
@@ -224,8 +232,9 @@ def test_ambiguous_versions_serve_nothing_and_say_how_to_choose(agents: Agents, 
         assert "2.0.0" in problem and "2.1.0" in problem and MID in problem, problem
         assert 'POST /v1/rollback {"version": V}' in problem and "edgeops rollback" in problem
         assert c.get("/readyz").status_code == 503
-        assert any("NOTHING ACTIVATED" in ln and "ERROR" in ln
-                   for ln in log_lines_since(agent, offset))  # fmt: skip
+        assert any(
+            "NOTHING ACTIVATED" in ln and "ERROR" in ln for ln in log_lines_since(agent, offset)
+        )
         assert len(list(agent.state_dir.glob("state.json.damaged-*"))) == 1
 
     # still so after a restart (the rebuilt state says no active version, loudly)
@@ -272,8 +281,10 @@ def test_concurrent_uploads_one_at_a_time_in_bounded_memory(agents: Agents, bund
         with httpx.Client(base_url=agent.url, timeout=60, trust_env=False) as uc:
             headers = {**DEPLOY, "Content-Type": "application/gzip", "Content-Length": str(size)}
             start = time.monotonic()
-            results[name] = (uc.post("/v1/bundles", content=body, headers=headers),
-                             time.monotonic() - start)  # fmt: skip
+            results[name] = (
+                uc.post("/v1/bundles", content=body, headers=headers),
+                time.monotonic() - start,
+            )
 
     first = threading.Thread(target=send, args=("first", slow_body(size, 4.0)))
     first.start()
@@ -313,8 +324,11 @@ def test_incoming_is_emptied_on_every_way_out(agents: Agents, bundles, signing_k
     with client(agent) as c:
         deploy(c, v1)
         # over the cap while streaming (chunked: no Content-Length to refuse up front)
-        r = c.post("/v1/bundles", content=fast_body(12 * MB),
-                   headers={**DEPLOY, "Content-Type": "application/gzip"})  # fmt: skip
+        r = c.post(
+            "/v1/bundles",
+            content=fast_body(12 * MB),
+            headers={**DEPLOY, "Content-Type": "application/gzip"},
+        )
         assert r.status_code == 413 and error_of(r)["code"] == "body_too_large", r.text
         assert list(incoming.iterdir()) == []
         # refused after unpacking (409 already active)
@@ -324,9 +338,14 @@ def test_incoming_is_emptied_on_every_way_out(agents: Agents, bundles, signing_k
 
     # the client goes away in the middle of its body
     with socket.create_connection(("127.0.0.1", agent.port)) as s:
-        s.sendall(b"POST /v1/bundles HTTP/1.1\r\nHost: x\r\nContent-Type: application/gzip\r\n"
-                  b"Authorization: Bearer " + DEPLOY_TOKEN.encode() +
-                  b"\r\nContent-Length: 6000000\r\n\r\n" + b"\x1f\x8b" + b"\x00" * 2_000_000)  # fmt: skip
+        s.sendall(
+            b"POST /v1/bundles HTTP/1.1\r\nHost: x\r\nContent-Type: application/gzip\r\n"
+            b"Authorization: Bearer "
+            + DEPLOY_TOKEN.encode()
+            + b"\r\nContent-Length: 6000000\r\n\r\n"
+            + b"\x1f\x8b"
+            + b"\x00" * 2_000_000
+        )
         deadline = time.monotonic() + 10
         while not any(incoming.iterdir()) and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -373,8 +392,11 @@ def many_dirs(n: int = 300_000) -> bytes:
     return gz(parts())
 
 
-def archive(files: list[tuple[str, bytes]], extra: Callable[[tarfile.TarFile], None] | None = None,
-            fmt: int = tarfile.PAX_FORMAT) -> bytes:  # fmt: skip
+def archive(
+    files: list[tuple[str, bytes]],
+    extra: Callable[[tarfile.TarFile], None] | None = None,
+    fmt: int = tarfile.PAX_FORMAT,
+) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", format=fmt) as tf:
         for name, data in files:
@@ -411,19 +433,33 @@ ARCHIVES: dict[str, tuple[Callable[[Path], bytes], int, str]] = {
     "hardlink": (lambda b: archive(files_of(b), _hardlink), 400, "bad_archive"),
     "file_twice": (lambda b: archive([*files_of(b), files_of(b)[-1]]), 400, "bad_archive"),
     "deep_path": (lambda b: archive([(f"a/b/{n}", d) for n, d in files_of(b)]), 400, "bad_archive"),
-    "unlisted_file_last": (lambda b: archive([*files_of(b), ("run.sh", b"#!/bin/sh\n")]),
-                           422, "unlisted_file"),
-    "unlisted_file_first": (lambda b: archive([("aaa.sh", b"#!/bin/sh\n"), *files_of(b)]),
-                            422, "unlisted_file"),
-    "no_manifest": (lambda b: archive([f for f in files_of(b) if f[0] != "manifest.json"]),
-                    422, "missing_file"),
-    "manifest_over_4mb": (lambda b: archive([("manifest.json", b" " * (5 * MB))]), 400, "bad_archive"),
-}  # fmt: skip
+    "unlisted_file_last": (
+        lambda b: archive([*files_of(b), ("run.sh", b"#!/bin/sh\n")]),
+        422,
+        "unlisted_file",
+    ),
+    "unlisted_file_first": (
+        lambda b: archive([("aaa.sh", b"#!/bin/sh\n"), *files_of(b)]),
+        422,
+        "unlisted_file",
+    ),
+    "no_manifest": (
+        lambda b: archive([f for f in files_of(b) if f[0] != "manifest.json"]),
+        422,
+        "missing_file",
+    ),
+    "manifest_over_4mb": (
+        lambda b: archive([("manifest.json", b" " * (5 * MB))]),
+        400,
+        "bad_archive",
+    ),
+}
 
 
 @pytest.mark.parametrize("case", sorted(ARCHIVES))
-def test_hostile_archives_are_refused_in_bounded_memory(target: AgentProcess, candidate: Path,
-                                                        bundles, case: str):  # fmt: skip
+def test_hostile_archives_are_refused_in_bounded_memory(
+    target: AgentProcess, candidate: Path, bundles, case: str
+):
     make, want_status, want_code = ARCHIVES[case]
     body = make(candidate)
     offset = target.log_path.stat().st_size
@@ -436,8 +472,10 @@ def test_hostile_archives_are_refused_in_bounded_memory(target: AgentProcess, ca
         assert r.status_code == want_status, r.text
         assert error_of(r)["code"] == want_code, r.text
         peak = memory(target)["VmHWM"]
-        print(f"{case}: {len(body) / MB:.1f} MB upload, {seconds:.2f} s, agent RSS {rss} MB, "
-              f"peak {peak} MB")  # fmt: skip
+        print(
+            f"{case}: {len(body) / MB:.1f} MB upload, {seconds:.2f} s, agent RSS {rss} MB, "
+            f"peak {peak} MB"
+        )
         assert peak - rss < 40, (rss, peak)
         assert seconds < 10
         assert_unchanged(c, target, before, bundles("1.0.0", MID))
@@ -456,7 +494,10 @@ def test_a_bundle_with_its_model_before_its_manifest_is_accepted(agents: Agents,
         assert r.status_code == 201, r.text
         predict_golden(c, v2)
         assert sorted(p.name for p in (agent.state_dir / "versions" / "2.0.0").iterdir()) == [
-            "manifest.json", "manifest.sig", "model.onnx"]  # fmt: skip
+            "manifest.json",
+            "manifest.sig",
+            "model.onnx",
+        ]
 
 
 # ---- 5. malformed but signed manifests: 422 invalid_manifest naming the field ----------------
@@ -489,13 +530,17 @@ MANIFESTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "input_without_name": (_set("inputs.0.name", KeyError), "inputs[0].name"),
     "classes_an_object": (_set("classes", {"0": 0}), "classes"),
     "no_golden": (_set("golden", KeyError), "golden"),
-    "golden_probabilities": (_set("golden.examples.0.probabilities", [1.0]),
-                             "golden.examples[0].probabilities"),
-    "golden_input_type": (_set("golden.examples.0.inputs.torque_nm", "forty"),
-                          "golden.examples[0].inputs.torque_nm"),
+    "golden_probabilities": (
+        _set("golden.examples.0.probabilities", [1.0]),
+        "golden.examples[0].probabilities",
+    ),
+    "golden_input_type": (
+        _set("golden.examples.0.inputs.torque_nm", "forty"),
+        "golden.examples[0].inputs.torque_nm",
+    ),
     "files_a_list": (_set("files", ["model.onnx"]), "files"),
     "sha256_not_hex": (_set("files.model.onnx", {"sha256": "z" * 64}), "files.model.onnx.sha256"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", sorted(MANIFESTS))
@@ -551,14 +596,22 @@ def make_slow_bundle(out: Path, key_dir: Path, version: str) -> Path:
     def model(iterations: int) -> bytes:
         f = TensorProto.FLOAT
         body = helper.make_graph(
-            [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
-             helper.make_node("Add", ["x_in", "zero"], ["x_out"])], "body",
-            [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-             helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
-             helper.make_tensor_value_info("x_in", f, None)],
-            [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
-             helper.make_tensor_value_info("x_out", f, None)],
-            [helper.make_tensor("zero", f, [], [0.0])])  # fmt: skip
+            [
+                helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+                helper.make_node("Add", ["x_in", "zero"], ["x_out"]),
+            ],
+            "body",
+            [
+                helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                helper.make_tensor_value_info("x_in", f, None),
+            ],
+            [
+                helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+                helper.make_tensor_value_info("x_out", f, None),
+            ],
+            [helper.make_tensor("zero", f, [], [0.0])],
+        )
         nodes = [
             helper.make_node("Loop", ["trips", "true", "torque_nm"], ["looped"], body=body),
             helper.make_node("Sub", ["looped", "forty"], ["shifted"]),
@@ -567,14 +620,22 @@ def make_slow_bundle(out: Path, key_dir: Path, version: str) -> Path:
             helper.make_node("Concat", ["p0", "p1"], ["probabilities"], axis=1),
             helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
         ]
-        inits = [helper.make_tensor("trips", TensorProto.INT64, [], [iterations]),
-                 helper.make_tensor("true", TensorProto.BOOL, [], [True]),
-                 helper.make_tensor("forty", f, [1], [40.0]),
-                 helper.make_tensor("one", f, [1], [1.0])]  # fmt: skip
-        inputs = [helper.make_tensor_value_info(s.name, f if s.dtype == "float32"
-                                                else TensorProto.STRING, [None, 1]) for s in specs]  # fmt: skip
-        outputs = [helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
-                   helper.make_tensor_value_info("probabilities", f, [None, 2])]  # fmt: skip
+        inits = [
+            helper.make_tensor("trips", TensorProto.INT64, [], [iterations]),
+            helper.make_tensor("true", TensorProto.BOOL, [], [True]),
+            helper.make_tensor("forty", f, [1], [40.0]),
+            helper.make_tensor("one", f, [1], [1.0]),
+        ]
+        inputs = [
+            helper.make_tensor_value_info(
+                s.name, f if s.dtype == "float32" else TensorProto.STRING, [None, 1]
+            )
+            for s in specs
+        ]
+        outputs = [
+            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("probabilities", f, [None, 2]),
+        ]
         graph = helper.make_graph(nodes, "slow", inputs, outputs, inits)
         m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         m.ir_version = 8
@@ -586,11 +647,20 @@ def make_slow_bundle(out: Path, key_dir: Path, version: str) -> Path:
     golden = golden_examples(OnnxModel(fast, specs, [0, 1]), schema, test_df, n=10)
     private = load_private_key(key_dir / "signing.key")
     manifest = build_manifest(
-        slow, schema, [0, 1], golden, name="plant-failure", version=version, created_at=NEW,
-        commit="test", data={"sha256": "test", "rows": 3000}, metrics={"roc_auc": 0.5},
-        export_report={"parity_test": {"max_abs_diff": 0.0}, "opset": {"": 17}}, tolerance=1e-5,
+        slow,
+        schema,
+        [0, 1],
+        golden,
+        name="plant-failure",
+        version=version,
+        created_at=NEW,
+        commit="test",
+        data={"sha256": "test", "rows": 3000},
+        metrics={"roc_auc": 0.5},
+        export_report={"parity_test": {"max_abs_diff": 0.0}, "opset": {"": 17}},
+        tolerance=1e-5,
         signing_key_id=key_id(private.public_key()),
-    )  # fmt: skip
+    )
     return write_bundle(out, slow, manifest, private)
 
 

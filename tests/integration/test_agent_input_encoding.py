@@ -26,8 +26,12 @@ DEPLOY = {"Authorization": f"Bearer {DEPLOY_TOKEN}"}
 PREDICT = {"Authorization": f"Bearer {PREDICT_TOKEN}", "Content-Type": "application/json"}
 LONE = "\ud800"
 # a version on probation is rolled back after 3 requests if over 20% of them failed
-CONFIG = {"unknown_categories": "accept", "probation_min_requests": 3,
-          "probation_max_error_rate": 0.2, "probation_requests": 1000}  # fmt: skip
+CONFIG = {
+    "unknown_categories": "accept",
+    "probation_min_requests": 3,
+    "probation_max_error_rate": 0.2,
+    "probation_requests": 1000,
+}
 
 
 def post_json(c: httpx.Client, path: str, payload: Any) -> httpx.Response:
@@ -46,8 +50,10 @@ def problems(r: httpx.Response) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory, signing_keys: Path) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("encoding-bundles")
-    return (make_bundle(tmp / "v1", signing_keys, "1.0.0"),
-            make_bundle(tmp / "v2", signing_keys, "2.0.0", C=0.5))  # fmt: skip
+    return (
+        make_bundle(tmp / "v1", signing_keys, "1.0.0"),
+        make_bundle(tmp / "v2", signing_keys, "2.0.0", C=0.5),
+    )
 
 
 def test_a_lone_surrogate_is_a_422_and_probation_keeps_the_new_version(
@@ -57,11 +63,16 @@ def test_a_lone_surrogate_is_a_422_and_probation_keeps_the_new_version(
     row = dict(json.loads((v1 / "manifest.json").read_text())["golden"]["examples"][0]["inputs"])
     state = tmp_path / "state"
     state.mkdir()
-    with (AgentProcess(state, signing_keys / "signing.pub", CONFIG) as agent,
-          httpx.Client(base_url=agent.url, timeout=30.0, trust_env=False) as c):  # fmt: skip
+    with (
+        AgentProcess(state, signing_keys / "signing.pub", CONFIG) as agent,
+        httpx.Client(base_url=agent.url, timeout=30.0, trust_env=False) as c,
+    ):
         for bundle in (v1, v2):
-            r = c.post("/v1/bundles", content=tar_bundle(bundle),
-                       headers={**DEPLOY, "Content-Type": "application/gzip"})  # fmt: skip
+            r = c.post(
+                "/v1/bundles",
+                content=tar_bundle(bundle),
+                headers={**DEPLOY, "Content-Type": "application/gzip"},
+            )
             assert r.status_code == 201, r.text
         assert c.get("/v1/status", headers=DEPLOY).json()["probation"]["version"] == "2.0.0"
 
@@ -92,8 +103,11 @@ def test_a_lone_surrogate_is_a_422_and_probation_keeps_the_new_version(
         assert status["probation"] is not None and status["probation"]["errors"] == 0, status
         assert status["errors"] == 0, status["requests"]  # no 5xx answered
         assert not [h for h in status["history"] if h.get("event") == "rollback"], status["history"]
-        rollbacks = [line for line in c.get("/metrics").text.splitlines()
-                     if line.startswith('edgeops_rollbacks_total{trigger="probation"}')]  # fmt: skip
+        rollbacks = [
+            line
+            for line in c.get("/metrics").text.splitlines()
+            if line.startswith('edgeops_rollbacks_total{trigger="probation"}')
+        ]
         assert all(line.endswith(" 0.0") for line in rollbacks), rollbacks
         # and the version still predicts
         r = post_json(c, "/v1/predict", {"rows": [row]})

@@ -92,8 +92,11 @@ def fill(agent: AgentProcess, bundle: Path, requests: int) -> str:
     """Start the agent, deploy ``bundle``, log ``requests`` × 1,000 rows, stop; return the log id."""
     agent.start()
     with client(agent) as c:
-        r = c.post("/v1/bundles", content=tar_bundle(bundle),
-                   headers={**DEPLOY, "Content-Type": "application/gzip"})  # fmt: skip
+        r = c.post(
+            "/v1/bundles",
+            content=tar_bundle(bundle),
+            headers={**DEPLOY, "Content-Type": "application/gzip"},
+        )
         assert r.status_code == 201, r.text
         for _ in range(requests):
             predict(c, rows_of(bundle, ROWS))
@@ -123,8 +126,11 @@ def _not_a_database(db: Path) -> None:
     db.write_text("this is not an SQLite database\n" * 500)
 
 
-@pytest.mark.parametrize("damage", [_truncate, _random_pages, _not_a_database],
-                         ids=["truncated_to_0", "random_pages_in_the_middle", "not_a_database"])  # fmt: skip
+@pytest.mark.parametrize(
+    "damage",
+    [_truncate, _random_pages, _not_a_database],
+    ids=["truncated_to_0", "random_pages_in_the_middle", "not_a_database"],
+)
 def test_a_log_damaged_while_stopped_is_moved_aside_and_the_model_served(agent, v1, damage):
     old_id = fill(agent, v1, 3)
     db = agent.state_dir / "inference.db"
@@ -234,10 +240,12 @@ def test_memory_stays_bounded_under_many_large_predictions(agent, v1, writer):
             time.sleep(1.0)
             last, previous = logs(c, limit=1)["last"], last
     dropped = ROWS * (ok + 1) - last  # the warm-up request too
-    print(f"\nwriter {writer}: {ok} requests x {ROWS} rows in {LOAD_SECONDS:.0f} s by {CLIENTS} "
-          f"clients; RSS before {base >> 10} MB, VmHWM {peak >> 10} MB (caps {MEMORY_CAP >> 20} MB, "
-          f"+{GROWTH_CAP >> 20} MB); "
-          f"rows logged {last}, dropped {dropped}")  # fmt: skip
+    print(
+        f"\nwriter {writer}: {ok} requests x {ROWS} rows in {LOAD_SECONDS:.0f} s by {CLIENTS} "
+        f"clients; RSS before {base >> 10} MB, VmHWM {peak >> 10} MB (caps {MEMORY_CAP >> 20} MB, "
+        f"+{GROWTH_CAP >> 20} MB); "
+        f"rows logged {last}, dropped {dropped}"
+    )
     assert failed == 0 and ok > 0
     assert peak * 1024 < MEMORY_CAP, f"VmHWM {peak >> 10} MB"
     assert (peak - base) * 1024 < GROWTH_CAP, f"VmHWM {peak >> 10} MB, {base >> 10} MB before"

@@ -36,10 +36,22 @@ def generate_client(spec: dict, out: Path) -> str:
     path = out.parent / "openapi.json"
     path.write_text(json.dumps(spec))
     proc = subprocess.run(
-        [str(BIN / "openapi-python-client"), "generate", "--path", str(path),
-         "--output-path", str(out), "--meta", "none", "--overwrite"],
-        env=tool_env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            str(BIN / "openapi-python-client"),
+            "generate",
+            "--path",
+            str(path),
+            "--output-path",
+            str(out),
+            "--meta",
+            "none",
+            "--overwrite",
+        ],
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     return output
@@ -50,14 +62,23 @@ def test_a_generated_client_predicts_and_uploads_a_bundle(tmp_path: Path, signin
     v2 = make_bundle(tmp_path / "v2", signing_keys, "2.0.0", C=0.5)
     manifest = json.loads((v1 / "manifest.json").read_text())
     cats = {i["name"]: set(i["categories"]) for i in manifest["inputs"] if "categories" in i}
-    examples = [ex for ex in manifest["golden"]["examples"]  # not the probes of unseen categories
-                if all(ex["inputs"][k] in known for k, known in cats.items())][:3]  # fmt: skip
+    examples = [
+        ex
+        for ex in manifest["golden"]["examples"]  # not the probes of unseen categories
+        if all(ex["inputs"][k] in known for k, known in cats.items())
+    ][:3]
     state = tmp_path / "state"
     state.mkdir()
     with AgentProcess(state, signing_keys / "signing.pub", {}) as agent:
         with httpx.Client(base_url=agent.url, timeout=30.0, trust_env=False) as c:
-            r = c.post("/v1/bundles", content=tar_bundle(v1),
-                       headers={"Authorization": f"Bearer {DEPLOY_TOKEN}", "Content-Type": "application/gzip"})  # fmt: skip
+            r = c.post(
+                "/v1/bundles",
+                content=tar_bundle(v1),
+                headers={
+                    "Authorization": f"Bearer {DEPLOY_TOKEN}",
+                    "Content-Type": "application/gzip",
+                },
+            )
             assert r.status_code == 201, r.text
             spec = c.get("/openapi.json").json()
 
@@ -75,14 +96,16 @@ def test_a_generated_client_predicts_and_uploads_a_bundle(tmp_path: Path, signin
             sys.path.remove(str(tmp_path / "gen"))
 
         def client(token: str):
-            return gen.AuthenticatedClient(base_url=agent.url, token=token,
-                                           httpx_args={"trust_env": False})  # fmt: skip
+            return gen.AuthenticatedClient(
+                base_url=agent.url, token=token, httpx_args={"trust_env": False}
+            )
 
         # the row model has the bundle's columns: its categories are enums
         rows = [models.Row.from_dict(ex["inputs"]) for ex in examples]
         assert isinstance(rows[0].machine_type, models.RowMachineType)
-        answer = predict.sync_detailed(client=client(PREDICT_TOKEN),
-                                       body=models.PredictRequest(rows=rows))  # fmt: skip
+        answer = predict.sync_detailed(
+            client=client(PREDICT_TOKEN), body=models.PredictRequest(rows=rows)
+        )
         assert answer.status_code == 200, answer.content
         body = answer.parsed
         assert isinstance(body, models.PredictResponse), body
@@ -97,12 +120,17 @@ def test_a_generated_client_predicts_and_uploads_a_bundle(tmp_path: Path, signin
                 assert probs[str(cls)] == pytest.approx(p, abs=1e-5)
 
         label = models.FeedbackLabelType0(examples[0]["label"])
-        fb = feedback.sync(client=client(FEEDBACK_TOKEN),
-                           body=models.FeedbackRequest(request_id=body.request_id, label=label, row=0))  # fmt: skip
+        fb = feedback.sync(
+            client=client(FEEDBACK_TOKEN),
+            body=models.FeedbackRequest(request_id=body.request_id, label=label, row=0),
+        )
         assert isinstance(fb, models.FeedbackResponse) and fb.updated == 1, fb
 
-        archive = types.File(payload=io.BytesIO(tar_bundle(v2)), file_name="bundle.tar.gz",
-                             mime_type="application/gzip")  # fmt: skip
+        archive = types.File(
+            payload=io.BytesIO(tar_bundle(v2)),
+            file_name="bundle.tar.gz",
+            mime_type="application/gzip",
+        )
         refused = upload.sync_detailed(client=client(PREDICT_TOKEN), body=archive)
         assert refused.status_code == 403 and isinstance(refused.parsed, models.Error)
         assert refused.parsed.error.code == "forbidden"

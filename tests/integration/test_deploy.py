@@ -52,9 +52,12 @@ def world(tmp_path_factory, signing_keys: Path):
 def context(world) -> operations.DeployContext:
     root = world["root"]
     ctx = operations.DeployContext.load(
-        REPO / "params.yaml", targets=root / "targets.yaml", registry=root / "registry.json",
-        audit=root / "audit.jsonl", test_data=root / "test.parquet",
-    )  # fmt: skip
+        REPO / "params.yaml",
+        targets=root / "targets.yaml",
+        registry=root / "registry.json",
+        audit=root / "audit.jsonl",
+        test_data=root / "test.parquet",
+    )
     ctx.gate_report = root / "gate.json"
     ctx.cfg.update(watch_seconds=0.5, floors={"roc_auc": 0.6})
     return ctx
@@ -136,21 +139,29 @@ def test_the_whole_story(world) -> None:
     assert reg["versions"]["2.0.0"]["data_sha256"] and reg["versions"]["2.0.0"]["bundle_sha256"]
     deployments = [(d["action"], d["target"], d["version"]) for d in reg["deployments"]]
     assert deployments == [
-        ("deploy", "line-a", "1.0.0"), ("deploy", "line-b", "1.0.0"),
-        ("deploy", "line-a", "2.0.0"), ("deploy", "line-b", "2.0.0"),
-        ("rollback", "line-a", "1.0.0"), ("rollback", "line-a", "2.0.0"),
+        ("deploy", "line-a", "1.0.0"),
+        ("deploy", "line-b", "1.0.0"),
+        ("deploy", "line-a", "2.0.0"),
+        ("deploy", "line-b", "2.0.0"),
+        ("rollback", "line-a", "1.0.0"),
+        ("rollback", "line-a", "2.0.0"),
         ("rollback", "line-a", "2.0.0"),  # the failed 4.0.0 rollout undone on the canary
-    ]  # fmt: skip
+    ]
     assert all(d["by"] for d in reg["deployments"])
     audit = [json.loads(x) for x in (world["root"] / "audit.jsonl").read_text().splitlines()]
     story = [(e["event"], e.get("version")) for e in audit]
     assert story == [
-        ("gate", "1.0.0"), ("deploy", "1.0.0"),
-        ("gate", "2.0.0"), ("deploy", "2.0.0"),
+        ("gate", "1.0.0"),
+        ("deploy", "1.0.0"),
+        ("gate", "2.0.0"),
+        ("deploy", "2.0.0"),
         ("gate", "3.0.0"),
-        ("rollback", "1.0.0"), ("rollback", "2.0.0"),
-        ("gate", "4.0.0"), ("rollback", "2.0.0"), ("rollout_failed", "4.0.0"),
-    ]  # fmt: skip
+        ("rollback", "1.0.0"),
+        ("rollback", "2.0.0"),
+        ("gate", "4.0.0"),
+        ("rollback", "2.0.0"),
+        ("rollout_failed", "4.0.0"),
+    ]
     assert [e["promote"] for e in audit if e["event"] == "gate"] == [True, True, False, True]
     assert audit[-1]["target"] == "line-b" and "unreachable" in audit[-1]["error"]
 
@@ -173,9 +184,13 @@ def test_bad_input_changes_nothing(world, tmp_path) -> None:
     (world["root"] / "bad.token").write_text("not-the-token\n")
     targets = (world["root"] / "targets.yaml").read_text().replace("deploy.token", "bad.token")
     (tmp_path / "targets.yaml").write_text(targets)
-    bad = operations.DeployContext.load(REPO / "params.yaml", targets=tmp_path / "targets.yaml",
-                                        registry=world["root"] / "registry.json", audit=world["root"] / "audit.jsonl",
-                                        test_data=world["root"] / "test.parquet")  # fmt: skip
+    bad = operations.DeployContext.load(
+        REPO / "params.yaml",
+        targets=tmp_path / "targets.yaml",
+        registry=world["root"] / "registry.json",
+        audit=world["root"] / "audit.jsonl",
+        test_data=world["root"] / "test.parquet",
+    )
     with pytest.raises(EdgeopsError, match="401.*deploy token"):
         operations.deploy(bad, world["bundles"]["v4"], None)
     assert (world["root"] / "registry.json").read_bytes() == registry_before
@@ -185,8 +200,12 @@ def test_bad_input_changes_nothing(world, tmp_path) -> None:
     reg["models"]["plant-failure"]["versions"]["1.0.0"]["stage"] = "production"  # two in production
     broken.write_text(json.dumps(reg))
     with pytest.raises(EdgeopsError, match="invalid state.*2 production versions"):
-        operations.DeployContext.load(REPO / "params.yaml", targets=world["root"] / "targets.yaml",
-                                      registry=broken, audit=tmp_path / "audit.jsonl")  # fmt: skip
+        operations.DeployContext.load(
+            REPO / "params.yaml",
+            targets=world["root"] / "targets.yaml",
+            registry=broken,
+            audit=tmp_path / "audit.jsonl",
+        )
     assert actives(ctx) == {"line-a": "2.0.0", "line-b": "2.0.0"}
 
 
@@ -195,10 +214,12 @@ def test_records_deleted_whole_leave_no_champion_and_the_gate_refuses(world, tmp
     run a model, so the champion is unknown: the gate refuses rather than judge on the baseline
     alone, and says how to go on. Nothing changes on a device."""
     ctx = operations.DeployContext.load(
-        REPO / "params.yaml", targets=world["root"] / "targets.yaml",
-        registry=tmp_path / "registry.json", audit=tmp_path / "audit.jsonl",
+        REPO / "params.yaml",
+        targets=world["root"] / "targets.yaml",
+        registry=tmp_path / "registry.json",
+        audit=tmp_path / "audit.jsonl",
         test_data=world["root"] / "test.parquet",
-    )  # fmt: skip
+    )
     ctx.gate_report = tmp_path / "gate.json"
     before = actives(ctx)
     assert all(before.values())
@@ -222,9 +243,11 @@ def test_an_approval_counts_only_for_an_open_canary(world, tmp_path) -> None:
     """approval_granted after the canary was withdrawn (or rejected, timed out) opens nothing;
     a new canary needs a new approval; and the version must be in staging."""
     ctx = operations.DeployContext.load(
-        REPO / "params.yaml", targets=world["root"] / "targets.yaml",
-        registry=tmp_path / "registry.json", audit=tmp_path / "audit.jsonl",
-    )  # fmt: skip
+        REPO / "params.yaml",
+        targets=world["root"] / "targets.yaml",
+        registry=tmp_path / "registry.json",
+        audit=tmp_path / "audit.jsonl",
+    )
     manifest = json.loads((world["bundles"]["v4"] / "manifest.json").read_text())
     ctx.registry.register(manifest, "ab" * 32, "test")
     ctx.registry.set_stage("plant-failure", "4.0.0", "staging", "test")

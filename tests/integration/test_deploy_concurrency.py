@@ -28,16 +28,28 @@ def test_concurrent_deploys_are_serialized_and_keep_every_version(
         _, test_df = plant_split()
         test_df.to_parquet(tmp_path / "test.parquet")
         params = json.loads(json.dumps(PARAMS))
-        params["deploy"].update(test_data=str(tmp_path / "test.parquet"), watch_seconds=2,
-                                gate_report=str(tmp_path / "gate.json"))  # fmt: skip
+        params["deploy"].update(
+            test_data=str(tmp_path / "test.parquet"),
+            watch_seconds=2,
+            gate_report=str(tmp_path / "gate.json"),
+        )
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         bundles = [
             make_bundle(tmp_path / v, signing_keys, v, C=c)
             for v, c in (("1.0.0", 1.0), ("2.0.0", 0.5))
         ]
-        common = ["--all", "--force", "--params", str(tmp_path / "params.yaml"),
-                  "--targets", str(tmp_path / "targets.yaml"), "--registry", str(tmp_path / "registry.json"),
-                  "--audit-log", str(tmp_path / "audit.jsonl")]  # fmt: skip
+        common = [
+            "--all",
+            "--force",
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--targets",
+            str(tmp_path / "targets.yaml"),
+            "--registry",
+            str(tmp_path / "registry.json"),
+            "--audit-log",
+            str(tmp_path / "audit.jsonl"),
+        ]
         procs = [
             subprocess.Popen(
                 [EDGEOPS, "deploy", "--bundle", str(b), *common], stderr=subprocess.PIPE, text=True

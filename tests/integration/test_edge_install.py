@@ -29,8 +29,19 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 # the [pipeline] extra and what it pulls in: none of it belongs on a device
-HEAVY = ["sklearn", "pandas", "skl2onnx", "prefect", "dvc", "great_expectations", "evidently",
-         "onnx", "pyarrow", "sqlalchemy", "scipy"]  # fmt: skip
+HEAVY = [
+    "sklearn",
+    "pandas",
+    "skl2onnx",
+    "prefect",
+    "dvc",
+    "great_expectations",
+    "evidently",
+    "onnx",
+    "pyarrow",
+    "sqlalchemy",
+    "scipy",
+]
 NETWORK_HINT = (
     "this test installs the package into a fresh venv with uv: it needs uv's cache or the "
     "package index (is the network available?)"
@@ -53,8 +64,10 @@ def run(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
 
 def must(proc: subprocess.CompletedProcess, what: str) -> str:
     if proc.returncode != 0:
-        pytest.fail(f"{what} failed (exit {proc.returncode}): {NETWORK_HINT}\n"
-                    f"$ {' '.join(map(str, proc.args))}\n{proc.stdout}\n{proc.stderr}")  # fmt: skip
+        pytest.fail(
+            f"{what} failed (exit {proc.returncode}): {NETWORK_HINT}\n"
+            f"$ {' '.join(map(str, proc.args))}\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc.stdout
 
 
@@ -173,13 +186,22 @@ def test_base_install_serves_a_bundle_built_by_the_full_install(
     # accept unknown categories: one golden example probes an unseen category on purpose
     config = {"unknown_categories": "accept"}
     with AgentProcess(state, signing_keys / "signing.pub", config) as agent:
-        status, body = http(agent.url, "POST", "/v1/bundles", tar_bundle(bundle),
-                            {"Authorization": f"Bearer {DEPLOY_TOKEN}", "Content-Type": "application/gzip"})  # fmt: skip
+        status, body = http(
+            agent.url,
+            "POST",
+            "/v1/bundles",
+            tar_bundle(bundle),
+            {"Authorization": f"Bearer {DEPLOY_TOKEN}", "Content-Type": "application/gzip"},
+        )
         assert status == 201, body
         examples = manifest["golden"]["examples"]
-        status, body = http(agent.url, "POST", "/v1/predict",
-                            json.dumps({"rows": [e["inputs"] for e in examples]}).encode(),
-                            {"Authorization": f"Bearer {PREDICT_TOKEN}", "Content-Type": "application/json"})  # fmt: skip
+        status, body = http(
+            agent.url,
+            "POST",
+            "/v1/predict",
+            json.dumps({"rows": [e["inputs"] for e in examples]}).encode(),
+            {"Authorization": f"Bearer {PREDICT_TOKEN}", "Content-Type": "application/json"},
+        )
         assert status == 200, body
         answer = json.loads(body)
         assert answer["model_version"] == "1.0.0"

@@ -107,8 +107,17 @@ def test_the_whole_lifecycle_completes_offline_and_nothing_leaves_loopback(
     tmp_path: Path, signing_keys: Path
 ) -> None:
     result = tmp_path / "lifecycle.json"
-    argv = [sys.executable, "-m", "tests.egress.lifecycle", "--root", str(tmp_path / "lifecycle"),
-            "--result", str(result), "--budget", str(LIFECYCLE_BUDGET)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "tests.egress.lifecycle",
+        "--root",
+        str(tmp_path / "lifecycle"),
+        "--result",
+        str(result),
+        "--budget",
+        str(LIFECYCLE_BUDGET),
+    ]
     code, output, report = _recorded(tmp_path, argv, timeout=LIFECYCLE_BUDGET + 60)
     steps = json.loads(result.read_text())["steps"] if result.exists() else []
     for step in steps:

@@ -27,8 +27,14 @@ pytestmark = pytest.mark.integration
 
 PROJECT = "plant-failure"
 CATEGORICAL = ["machine_type", "product_line"]
-NUMERICAL = ["air_temp_k", "process_temp_k", "spindle_speed_rpm", "torque_nm", "tool_wear_min",
-             "vibration_mm_s"]  # fmt: skip
+NUMERICAL = [
+    "air_temp_k",
+    "process_temp_k",
+    "spindle_speed_rpm",
+    "torque_nm",
+    "tool_wear_min",
+    "vibration_mm_s",
+]
 FEATURES = [*CATEGORICAL, *NUMERICAL]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 RUNS = [("baseline", "press-1"), ("hot_summer", "press-1"), ("biased_sensor", "press-2")]
@@ -57,10 +63,16 @@ def _drift(current, reference):
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    definition = DataDefinition(numerical_columns=[*NUMERICAL, "prediction"],
-                                categorical_columns=CATEGORICAL)  # fmt: skip
-    preset = DataDriftPreset(columns=[*FEATURES, "prediction"], num_method="wasserstein",
-                             cat_method="jensenshannon", num_threshold=0.15, cat_threshold=0.1)  # fmt: skip
+    definition = DataDefinition(
+        numerical_columns=[*NUMERICAL, "prediction"], categorical_columns=CATEGORICAL
+    )
+    preset = DataDriftPreset(
+        columns=[*FEATURES, "prediction"],
+        num_method="wasserstein",
+        cat_method="jensenshannon",
+        num_threshold=0.15,
+        cat_threshold=0.1,
+    )
     return Report([preset], include_tests=True).run(
         Dataset.from_pandas(current, data_definition=definition),
         Dataset.from_pandas(reference, data_definition=definition),
@@ -68,8 +80,11 @@ def _drift(current, reference):
 
 
 def _share(snapshot) -> float:
-    return next(m["value"]["share"] for m in snapshot.dict()["metrics"]
-                if m["metric_name"].startswith("DriftedColumnsCount"))  # fmt: skip
+    return next(
+        m["value"]["share"]
+        for m in snapshot.dict()["metrics"]
+        if m["metric_name"].startswith("DriftedColumnsCount")
+    )
 
 
 def _free_port() -> int:
@@ -106,11 +121,17 @@ def _wait_ready(proc: subprocess.Popen, base: str, log: Path, timeout: float = 9
 
 def _series(client: httpx.Client, project_id: str, panel: dict) -> dict:
     """A panel's data, requested as the dashboard page does (one filter per panel value)."""
-    body = {"series_filter": [
-        {"metric": v["metric"], "tags": v.get("tags") or [], "metadata": v.get("metadata") or {},
-         "metric_labels": v.get("metric_labels") or {}}
-        for v in panel["values"]
-    ]}  # fmt: skip
+    body = {
+        "series_filter": [
+            {
+                "metric": v["metric"],
+                "tags": v.get("tags") or [],
+                "metadata": v.get("metadata") or {},
+                "metric_labels": v.get("metric_labels") or {},
+            }
+            for v in panel["values"]
+        ]
+    }
     r = client.post(f"/api/v2/snapshots/{project_id}/data_series_batch", json=body)
     r.raise_for_status()
     return r.json()
@@ -150,8 +171,13 @@ def test_ui_shows_saved_runs_and_drift_over_time(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "evidently-ui.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(ui_command(ws_dir, "127.0.0.1", port), env=ui_env(),
-                                stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)  # fmt: skip
+        proc = subprocess.Popen(
+            ui_command(ws_dir, "127.0.0.1", port),
+            env=ui_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
     client = httpx.Client(base_url=base, timeout=30)
     try:
         _wait_ready(proc, base, log)
@@ -223,11 +249,16 @@ def test_ui_shows_saved_runs_and_drift_over_time(tmp_path: Path) -> None:
         # what a person sees, in Chromium with every host but loopback unreachable: the project
         # list, and the project's dashboard with its panels drawn (screenshots kept)
         render(f"{base}/", ARTIFACTS / "evidently-ui-projects.png", expect=[PROJECT])
-        render(f"{base}/projects/{project_id}", ARTIFACTS / "evidently-ui-dashboard.png",
-               expect=["Share of drifted columns (latest run)",
-                       "Share of drifted columns (all runs)",
-                       "Drift score of the model output (prediction, all runs)"],
-               ready=PANELS_DRAWN)  # fmt: skip
+        render(
+            f"{base}/projects/{project_id}",
+            ARTIFACTS / "evidently-ui-dashboard.png",
+            expect=[
+                "Share of drifted columns (latest run)",
+                "Share of drifted columns (all runs)",
+                "Drift score of the model output (prediction, all runs)",
+            ],
+            ready=PANELS_DRAWN,
+        )
     finally:
         client.close()
         proc.terminate()

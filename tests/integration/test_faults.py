@@ -62,8 +62,15 @@ def test_dvc_repro_killed_mid_stage_is_rebuilt_by_the_next_run(ws: Path) -> None
     set_params(ws, **{"train.hist_gradient_boosting.max_iter": 60})  # train must run again
     old_lock = (ws / "dvc.lock").read_text()
     # its own session: DVC and the stage's python are killed together, as a crash would
-    proc = subprocess.Popen([DVC, "repro"], cwd=ws, env=tool_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [DVC, "repro"],
+        cwd=ws,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     seen = []
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -116,8 +123,15 @@ def test_a_corrupted_remote_object_fails_dvc_pull_and_nothing_trains_on_it(
     assert not (clone / "data/prepared/train.parquet").exists()  # not checked out
     assert not (clone / ".dvc/cache/files/md5" / digest[:2] / digest[2:]).exists()  # not kept
     # the documented way to reproduce a run stops at the pull: training never starts on it
-    chained = subprocess.run(f"{DVC} pull && {DVC} repro", shell=True, cwd=clone,
-                             env=tool_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    chained = subprocess.run(
+        f"{DVC} pull && {DVC} repro",
+        shell=True,
+        cwd=clone,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert chained.returncode != 0 and "Running stage" not in chained.stdout
     assert (
         not (clone / "models/model.joblib").exists()
@@ -140,8 +154,15 @@ def test_a_full_disk_while_writing_a_bundle_keeps_the_previous_one(ws: Path) -> 
 
 def test_a_full_disk_while_writing_a_report_keeps_the_previous_one(ws: Path) -> None:
     reports = ws / "reports"
-    cmd = [PY, "-m", "edgeops.stages.evaluate", "--metrics", str(reports / "metrics.json"),
-           "--plots-dir", str(reports / "plots")]  # fmt: skip
+    cmd = [
+        PY,
+        "-m",
+        "edgeops.stages.evaluate",
+        "--metrics",
+        str(reports / "metrics.json"),
+        "--plots-dir",
+        str(reports / "plots"),
+    ]
     before = (reports / "metrics.json").read_bytes()
     run = on_full_disk(reports, cmd, free=0, cwd=ws, env=tool_env())
     assert run.returncode == 2, run.stderr

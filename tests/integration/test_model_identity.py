@@ -34,8 +34,9 @@ def world(tmp_path_factory, signing_keys: Path):
     _, test_df = plant_split()
     test_df.to_parquet(root / "test.parquet")
     params = json.loads(json.dumps(PARAMS))
-    params["deploy"].update(test_data=str(root / "test.parquet"), gate_report=str(root / "gate.json"),
-                            watch_seconds=0.2)  # fmt: skip
+    params["deploy"].update(
+        test_data=str(root / "test.parquet"), gate_report=str(root / "gate.json"), watch_seconds=0.2
+    )
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     bundles = {
         "v1": make_bundle(root / "v1", signing_keys, "1.0.0"),
@@ -50,11 +51,26 @@ def world(tmp_path_factory, signing_keys: Path):
 def deploy_cli(world, bundle: str, *extra: str) -> subprocess.CompletedProcess:
     root = world["root"]
     return subprocess.run(
-        [EDGEOPS, "deploy", "--all", "--bundle", str(world["bundles"][bundle]),
-         "--params", str(root / "params.yaml"), "--targets", str(root / "targets.yaml"),
-         "--registry", str(root / "registry.json"), "--audit-log", str(root / "audit.jsonl"), *extra],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            EDGEOPS,
+            "deploy",
+            "--all",
+            "--bundle",
+            str(world["bundles"][bundle]),
+            "--params",
+            str(root / "params.yaml"),
+            "--targets",
+            str(root / "targets.yaml"),
+            "--registry",
+            str(root / "registry.json"),
+            "--audit-log",
+            str(root / "audit.jsonl"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def active(world) -> str | None:
@@ -76,8 +92,10 @@ def test_another_model_is_refused_unless_replaced_on_purpose(world) -> None:
     assert active(world) == "2.0.0"
 
     # another name, then another input schema: refused by `edgeops deploy`, nothing changes
-    for bundle, words in (("renamed", "model name 'penguin-species'"),
-                          ("fewer", "inputs without ['vibration_mm_s']")):  # fmt: skip
+    for bundle, words in (
+        ("renamed", "model name 'penguin-species'"),
+        ("fewer", "inputs without ['vibration_mm_s']"),
+    ):
         r = deploy_cli(world, bundle)
         assert r.returncode == 3, r.stderr
         assert words in r.stderr and "--replace-model" in r.stderr, r.stderr
@@ -86,8 +104,11 @@ def test_another_model_is_refused_unless_replaced_on_purpose(world) -> None:
 
     # ... and by the agent itself (an upload that bypasses the CLI)
     with httpx.Client(base_url=world["agent"].url, trust_env=False, timeout=60) as c:
-        up = c.post("/v1/bundles", content=tar_bundle(world["bundles"]["fewer"]),
-                    headers={"Authorization": f"Bearer {DEPLOY_TOKEN}", "Content-Type": "application/gzip"})  # fmt: skip
+        up = c.post(
+            "/v1/bundles",
+            content=tar_bundle(world["bundles"]["fewer"]),
+            headers={"Authorization": f"Bearer {DEPLOY_TOKEN}", "Content-Type": "application/gzip"},
+        )
         assert up.status_code == 409, up.text
         assert up.json()["error"]["code"] == "model_mismatch"
         assert "X-Edgeops-Replace-Model" in up.json()["error"]["message"]
@@ -113,8 +134,14 @@ def test_clients_may_send_the_whole_row(world, signing_keys: Path, tmp_path: Pat
     agent = AgentProcess(tmp_path / "state", signing_keys / "signing.pub").start()
     try:
         with httpx.Client(base_url=agent.url, trust_env=False, timeout=60) as c:
-            up = c.post("/v1/bundles", content=tar_bundle(world["bundles"]["fewer"]),
-                        headers={"Authorization": f"Bearer {DEPLOY_TOKEN}", "Content-Type": "application/gzip"})  # fmt: skip
+            up = c.post(
+                "/v1/bundles",
+                content=tar_bundle(world["bundles"]["fewer"]),
+                headers={
+                    "Authorization": f"Bearer {DEPLOY_TOKEN}",
+                    "Content-Type": "application/gzip",
+                },
+            )
             assert up.status_code == 201, up.text
             # the journal (systemd keeps the agent's stderr) records every switch
             assert (

@@ -53,10 +53,16 @@ WINDOWS = 20
 RATES_FILE = REPO / "test-artifacts" / "monitor-rates.json"
 
 
-def sh(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True,
-       timeout: float = 900) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    proc = subprocess.run(args, cwd=cwd, env=env or tool_env(), capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+def sh(
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        args, cwd=cwd, env=env or tool_env(), capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -71,25 +77,41 @@ def plant(tmp_path_factory, signing_keys: Path):
     for leftover in (ws / "data/production").glob("*.dvc"):
         sh(["git", "rm", "-q", "--cached", str(leftover)], ws)
         leftover.unlink()
-    set_params(ws, **{
-        "ingest.simulator.rows": 20000, "export.latency_repeats": 0,
-        "train.hist_gradient_boosting.max_iter": 100, "deploy.watch_seconds": 0.5,
-        "monitor.window.rows": 1000, "monitor.window.min_rows": 500,
-        "monitor.reference_rows": 10000, "monitor.cooldown_hours": 0,
-    })  # fmt: skip
+    set_params(
+        ws,
+        **{
+            "ingest.simulator.rows": 20000,
+            "export.latency_repeats": 0,
+            "train.hist_gradient_boosting.max_iter": 100,
+            "deploy.watch_seconds": 0.5,
+            "monitor.window.rows": 1000,
+            "monitor.window.min_rows": 500,
+            "monitor.reference_rows": 10000,
+            "monitor.cooldown_hours": 0,
+        },
+    )
     sh(["git", "commit", "-qam", "monitor test workspace"], ws)
     sh([DVC, "repro"], ws)
 
     agents = {}
     for name in AGENTS:
         agents[name] = AgentProcess(
-            root / f"agent-{name}" / "state", signing_keys / "signing.pub",
+            root / f"agent-{name}" / "state",
+            signing_keys / "signing.pub",
             AGENT_CONFIG.get(name, {}),
-        )  # fmt: skip
+        )
         agents[name].state_dir.parent.mkdir(parents=True)
         agents[name].start()
-    targets = [{"name": n, "url": a.url, "site": "plant-1", "token_env": TOKEN_ENV,
-                "canary": n == AGENTS[0]} for n, a in agents.items()]  # fmt: skip
+    targets = [
+        {
+            "name": n,
+            "url": a.url,
+            "site": "plant-1",
+            "token_env": TOKEN_ENV,
+            "canary": n == AGENTS[0],
+        }
+        for n, a in agents.items()
+    ]
     (ws / "deploy/targets.yaml").write_text(
         yaml.safe_dump({"public_key": str(signing_keys / "signing.pub"), "targets": targets})
     )
@@ -99,8 +121,14 @@ def plant(tmp_path_factory, signing_keys: Path):
     old_token = os.environ.get(TOKEN_ENV)
     os.environ[TOKEN_ENV] = DEPLOY_TOKEN  # for the in-process clients and monitor runs
     try:
-        yield {"ws": ws, "root": root, "agents": agents, "env": env, "version": version,
-               "keys": signing_keys}  # fmt: skip
+        yield {
+            "ws": ws,
+            "root": root,
+            "agents": agents,
+            "env": env,
+            "version": version,
+            "keys": signing_keys,
+        }
     finally:
         for a in agents.values():
             a.stop()
@@ -114,8 +142,9 @@ def client(plant: dict[str, Any], name: str) -> AgentClient:
     return AgentClient(Target(name=name, url=plant["agents"][name].url, token_env=TOKEN_ENV))
 
 
-def traffic(plant: dict[str, Any], name: str, rows: int, seed: int, scenario: str = "baseline",
-            **kw: Any) -> dict[str, Any]:  # fmt: skip
+def traffic(
+    plant: dict[str, Any], name: str, rows: int, seed: int, scenario: str = "baseline", **kw: Any
+) -> dict[str, Any]:
     """Simulated plant rows to one agent (the `edgeops simulate --target` code path)."""
     params = yaml.safe_load((plant["ws"] / "params.yaml").read_text())
     records, labels, classes = build_rows(params, scenario, rows, seed)
@@ -127,8 +156,9 @@ def traffic(plant: dict[str, Any], name: str, rows: int, seed: int, scenario: st
 
 def monitor(plant: dict[str, Any], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """`edgeops monitor ...` in the workspace, as a person runs it."""
-    return sh([EDGEOPS, "monitor", *args], plant["ws"], env=plant["env"], check=False,
-              timeout=timeout)  # fmt: skip
+    return sh(
+        [EDGEOPS, "monitor", *args], plant["ws"], env=plant["env"], check=False, timeout=timeout
+    )
 
 
 def agent_rows(c: AgentClient) -> list[dict[str, Any]]:
@@ -205,12 +235,23 @@ def test_detection_rates_of_the_simulator_scenarios(plant, monkeypatch) -> None:
             assert t["performance"]["verdict"] == "not_enough_labels"
     elapsed = time.monotonic() - started
 
-    rates = {s: {"flagged": sum(v), "of": len(v), "drifted_columns": dict(columns[s]),
-                 "seeds": seeds[s]} for s, v in flagged.items()}  # fmt: skip
+    rates = {
+        s: {"flagged": sum(v), "of": len(v), "drifted_columns": dict(columns[s]), "seeds": seeds[s]}
+        for s, v in flagged.items()
+    }
     RATES_FILE.parent.mkdir(exist_ok=True)
-    RATES_FILE.write_text(json.dumps({"window_rows": 1000, "reference_rows": 10000,
-                                      "thresholds": m.settings.thresholds()["drift"],
-                                      "elapsed_s": round(elapsed, 1), "rates": rates}, indent=2))  # fmt: skip
+    RATES_FILE.write_text(
+        json.dumps(
+            {
+                "window_rows": 1000,
+                "reference_rows": 10000,
+                "thresholds": m.settings.thresholds()["drift"],
+                "elapsed_s": round(elapsed, 1),
+                "rates": rates,
+            },
+            indent=2,
+        )
+    )
     print("\ndrift detection rates (windows flagged of 20):")
     for s, r in rates.items():
         print(f"  {s:16s} {r['flagged']:2d}/{r['of']}  {r['drifted_columns']}")
@@ -221,12 +262,15 @@ def test_detection_rates_of_the_simulator_scenarios(plant, monkeypatch) -> None:
         assert rates[scenario]["flagged"] >= 19, (scenario, rates[scenario])
         # the report names what moved: a moved column drifted in every flagged window
         assert sum(columns[scenario][c] for c in moved) >= rates[scenario]["flagged"], (
-            scenario, columns[scenario])  # fmt: skip
+            scenario,
+            columns[scenario],
+        )
 
 
 # ---- 2. exactly once under SIGKILL -----------------------------------------------------------
-def feedback_on(c: AgentClient, items: list[dict[str, Any]], rng: random.Random,
-                share: float) -> int:  # fmt: skip
+def feedback_on(
+    c: AgentClient, items: list[dict[str, Any]], rng: random.Random, share: float
+) -> int:
     """Ground truth for a share of the requests in ``items``: per row for some, per request for
     others (one feedback event labelling all its rows). Returns the rows labelled."""
     by_request: dict[str, list[dict[str, Any]]] = {}
@@ -353,8 +397,14 @@ def running(p: tuple[int, str]) -> bool:
 BETWEEN_KILLS = [2000 if k in (1, 3, 5) else 300 for k in range(20)]
 
 
-def kill_twenty_times(plant: dict[str, Any], params: Path, c: AgentClient, rng: random.Random,
-                      kills: list[dict[str, Any]], orphans: list[tuple[int, str]]) -> None:  # fmt: skip
+def kill_twenty_times(
+    plant: dict[str, Any],
+    params: Path,
+    c: AgentClient,
+    rng: random.Random,
+    kills: list[dict[str, Any]],
+    orphans: list[tuple[int, str]],
+) -> None:
     """Start `edgeops monitor`, SIGKILL it (four runs right after their first stored page, so load on
     the machine cannot decide whether kills land mid-collection; the others after a random delay);
     new traffic and labels between."""
@@ -371,9 +421,12 @@ def kill_twenty_times(plant: dict[str, Any], params: Path, c: AgentClient, rng: 
         err_path = plant["root"] / f"kill-{k}.log"
         with open(err_path, "w") as err_file:
             proc = subprocess.Popen(
-                [EDGEOPS, "monitor", "--target", name, "--params", str(params)], cwd=ws,
-                env=plant["env"], stdout=subprocess.DEVNULL, stderr=err_file,
-            )  # fmt: skip
+                [EDGEOPS, "monitor", "--target", name, "--params", str(params)],
+                cwd=ws,
+                env=plant["env"],
+                stdout=subprocess.DEVNULL,
+                stderr=err_file,
+            )
         if k % 2 == 0 and k < 8:  # four runs: SIGKILL just after they stored their first page
             deadline = time.monotonic() + 60
             while cursors() == before and proc.poll() is None and time.monotonic() < deadline:
@@ -439,11 +492,20 @@ def test_bad_input_is_one_clear_message(plant, tmp_path) -> None:
 
     # an unreachable agent: one error line, exit 2
     dead = tmp_path / "targets-dead.yaml"
-    dead.write_text(yaml.safe_dump({
-        "public_key": str(plant["keys"] / "signing.pub"),
-        "targets": [{"name": "line-gone", "url": f"http://127.0.0.1:{free_port()}",
-                     "token_env": TOKEN_ENV}],
-    }))  # fmt: skip
+    dead.write_text(
+        yaml.safe_dump(
+            {
+                "public_key": str(plant["keys"] / "signing.pub"),
+                "targets": [
+                    {
+                        "name": "line-gone",
+                        "url": f"http://127.0.0.1:{free_port()}",
+                        "token_env": TOKEN_ENV,
+                    }
+                ],
+            }
+        )
+    )
     proc = monitor(plant, "--target", "line-gone", "--targets", str(dead))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert len(error_lines(proc)) == 1 and "unreachable" in error_lines(proc)[0], proc.stderr
@@ -576,8 +638,13 @@ def test_a_full_disk_while_storing_rows_is_one_error_and_keeps_the_stored_ones(p
 
     ws, name = plant["ws"], "line-edge"
     traffic(plant, name, 400, seed=7001, batch=40)
-    run = on_full_disk(ws / "data/production", [EDGEOPS, "monitor", "--target", name], free=0,
-                       cwd=ws, env=plant["env"])  # fmt: skip
+    run = on_full_disk(
+        ws / "data/production",
+        [EDGEOPS, "monitor", "--target", name],
+        free=0,
+        cwd=ws,
+        env=plant["env"],
+    )
     assert run.returncode == 2, run.stdout + run.stderr
     lines = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "no space left on the device writing" in lines[0], run.stderr

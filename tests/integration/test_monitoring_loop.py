@@ -28,14 +28,18 @@ def stack(tmp_path_factory, signing_keys: Path):
     pub = signing_keys / "signing.pub"
     agents = [AgentProcess(root / f"agent-{i}", pub).start() for i in (1, 2)]
     (root / "deploy.token").write_text(DEPLOY_TOKEN + "\n")
-    st = Stack(root, **{
-        "monitor.window.rows": 1000, "monitor.window.min_rows": 500,
-        "monitor.performance.min_labelled": 100000,  # drift alone decides here (see test_monitor)
-        "monitor.cooldown_hours": 24,
-        # on 6,000 rows a retrain's ROC AUC moves by ~0.01 either way: the gate's tolerance is
-        # the plant's to choose, and these tests are about the loop, not the gate refusing
-        "deploy.gate.tolerance": 0.05,
-    })  # fmt: skip
+    st = Stack(
+        root,
+        **{
+            "monitor.window.rows": 1000,
+            "monitor.window.min_rows": 500,
+            "monitor.performance.min_labelled": 100000,  # drift alone decides here (see test_monitor)
+            "monitor.cooldown_hours": 24,
+            # on 6,000 rows a retrain's ROC AUC moves by ~0.01 either way: the gate's tolerance is
+            # the plant's to choose, and these tests are about the loop, not the gate refusing
+            "deploy.gate.tolerance": 0.05,
+        },
+    )
     token = root / "deploy.token"
     (st.repo / "deploy/targets.yaml").write_text(
         "targets:\n"
@@ -44,8 +48,10 @@ def stack(tmp_path_factory, signing_keys: Path):
     )
     sh(["git", "commit", "-qam", "targets: two test agents"], st.repo)
     st.agents = agents
-    st.clients = [AgentClient(Target(f"line-{i}", a.url, token_file=str(token)))
-                  for i, a in enumerate(agents, 1)]  # fmt: skip
+    st.clients = [
+        AgentClient(Target(f"line-{i}", a.url, token_file=str(token)))
+        for i, a in enumerate(agents, 1)
+    ]
     try:
         st.up()
         st.edgeops("run", "training", "--reason", "first model")
@@ -61,8 +67,21 @@ def active(st: Stack) -> list[str]:
 
 
 def traffic(st: Stack, target: str, scenario: str, seed: int, rows: int = 1000) -> None:
-    st.edgeops("simulate", "--target", target, "--scenario", scenario, "--rows", str(rows),
-               "--batch", "50", "--seed", str(seed), "--feedback-share", "0.5")  # fmt: skip
+    st.edgeops(
+        "simulate",
+        "--target",
+        target,
+        "--scenario",
+        scenario,
+        "--rows",
+        str(rows),
+        "--batch",
+        "50",
+        "--seed",
+        str(seed),
+        "--feedback-share",
+        "0.5",
+    )
 
 
 def runs_of(st: Stack, flow_name: str) -> list[dict[str, Any]]:
@@ -105,8 +124,9 @@ def test_baseline_traffic_starts_no_training_run(stack: Stack) -> None:
     assert len(runs_of(stack, "training")) == before
     # the monitoring run's artifacts: the summary and a link to each drift report
     run = runs_of(stack, "monitoring")[-1]
-    code, artifacts = stack.api("POST", "/artifacts/filter",
-                                {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})  # fmt: skip
+    code, artifacts = stack.api(
+        "POST", "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}
+    )
     keys = {a["key"] for a in artifacts}
     assert {"monitoring-summary", "drift-report-line-1", "drift-report-line-2"} <= keys
     assert (stack.repo / "data/production/line-1.dvc").is_file()  # versioned with DVC
@@ -138,9 +158,12 @@ def test_the_drift_report_renders_offline_with_its_drift_table(stack: Stack) -> 
     from tests.conftest import REPO
 
     html = stack.repo / "reports/monitoring/line-1/drift.html"
-    text = render(html.as_uri(), REPO / "test-artifacts/monitoring-drift-report.png",
-                  ["Data Drift Summary", "air_temp_k", "Wasserstein distance (normed)", "Detected"],
-                  offline=True)  # fmt: skip
+    text = render(
+        html.as_uri(),
+        REPO / "test-artifacts/monitoring-drift-report.png",
+        ["Data Drift Summary", "air_temp_k", "Wasserstein distance (normed)", "Detected"],
+        offline=True,
+    )
     assert "Drift is detected for" in text
 
 
@@ -199,8 +222,11 @@ def test_a_rejection_ends_the_run_with_the_canary_rolled_back(stack: Stack) -> N
     run_id, before = _paused_training(stack, 501)
     new = json.loads((stack.repo / "models/bundle/manifest.json").read_text())["model"]["version"]
     assert active(stack)[0] == new
-    resume(stack, run_id, {"approve": False, "approver": "Beat Keller",
-                           "comment": "vibration looks off on line 1"})  # fmt: skip
+    resume(
+        stack,
+        run_id,
+        {"approve": False, "approver": "Beat Keller", "comment": "vibration looks off on line 1"},
+    )
     final = stack.wait_final(run_id, timeout=300)
     assert final["state"]["type"] == "CANCELLED", final["state"]
     assert "rejected by Beat Keller" in final["state"]["message"]

@@ -56,17 +56,25 @@ def test_render_counts_every_request_off_loopback_even_a_failed_one() -> None:
         {"url": "http://127.0.0.1:8000/api", "failed": None, "blocked": None},
         {"url": "ws://localhost:4200/events", "failed": None, "blocked": None},
         {"url": "http://[::1]:9000/", "failed": None, "blocked": None},
-        {"url": "https://cdn.jsdelivr.net/npm/vega@5", "failed": "net::ERR_NAME_NOT_RESOLVED",
-         "blocked": None},
+        {
+            "url": "https://cdn.jsdelivr.net/npm/vega@5",
+            "failed": "net::ERR_NAME_NOT_RESOLVED",
+            "blocked": None,
+        },
         {"url": "http://10.0.0.5/logo.svg", "failed": None, "blocked": None},
-        {"url": "https://cdn.redoc.ly/logo.svg", "failed": "net::ERR_BLOCKED_BY_CLIENT",
-         "blocked": "csp"},
-    ]  # fmt: skip
+        {
+            "url": "https://cdn.redoc.ly/logo.svg",
+            "failed": "net::ERR_BLOCKED_BY_CLIENT",
+            "blocked": "csp",
+        },
+    ]
     assert [r["url"] for r in outside_requests(requests)] == [
-        "https://cdn.jsdelivr.net/npm/vega@5", "http://10.0.0.5/logo.svg",
+        "https://cdn.jsdelivr.net/npm/vega@5",
+        "http://10.0.0.5/logo.svg",
         "https://cdn.redoc.ly/logo.svg",
-    ]  # fmt: skip
+    ]
     allowed = outside_requests(requests, allow_blocked=frozenset({"csp"}))
     assert [r["url"] for r in allowed] == [
-        "https://cdn.jsdelivr.net/npm/vega@5", "http://10.0.0.5/logo.svg",
-    ]  # fmt: skip
+        "https://cdn.jsdelivr.net/npm/vega@5",
+        "http://10.0.0.5/logo.svg",
+    ]

@@ -31,8 +31,9 @@ def stack(tmp_path_factory, signing_keys: Path):
     root = tmp_path_factory.mktemp("orchestration")
     agent = AgentProcess(root / "agent-state", signing_keys / "signing.pub").start()
     (root / "deploy.token").write_text(DEPLOY_TOKEN + "\n")
-    st = Stack(root, **{"orchestration.lineage.commit": True,
-                        "orchestration.crashed_after_seconds": 90})  # fmt: skip
+    st = Stack(
+        root, **{"orchestration.lineage.commit": True, "orchestration.crashed_after_seconds": 90}
+    )
     (st.repo / "deploy/targets.yaml").write_text(
         "targets:\n"
         f"  - {{name: line-1, url: '{agent.url}', canary: true, token_file: '{root / 'deploy.token'}'}}\n"
@@ -67,8 +68,10 @@ def test_up_applies_the_deployment_with_its_cron_schedule(stack: Stack) -> None:
     assert dep["work_pool_name"] == f"edgeops-test-{stack.port}"
     assert dep["parameters"] == {"reason": "manual", "deploy": True}
     # the server's scheduler has put the next runs on the calendar: Sundays 02:00 in Zurich
-    body = {"deployments": {"id": {"any_": [dep["id"]]}},
-            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}  # fmt: skip
+    body = {
+        "deployments": {"id": {"any_": [dep["id"]]}},
+        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+    }
     deadline = time.monotonic() + 60
     while not (upcoming := stack.api("POST", "/flow_runs/filter", body)[1]):
         assert time.monotonic() < deadline, "the scheduler created no run (sqlalchemy pin?)"
@@ -98,13 +101,14 @@ def test_a_triggered_run_completes_deploys_and_leaves_its_artifacts(stack: Stack
                 f"{stack.agent.url}/v1/status",
             ],
             stack.repo,
-        ).stdout  # fmt: skip
+        ).stdout
     )
     assert status["active"]["version"] == version
     # the artifacts, read back through the API
     run = [r for r in stack.flow_runs() if r["parameters"].get("reason") == "first model"][0]
-    code, artifacts = stack.api("POST", "/artifacts/filter",
-                                {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})  # fmt: skip
+    code, artifacts = stack.api(
+        "POST", "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}
+    )
     assert code == 200
     by_key = {a["key"]: a for a in artifacts}
     summary = by_key["training-summary"]["data"]
@@ -117,8 +121,15 @@ def test_a_triggered_run_completes_deploys_and_leaves_its_artifacts(stack: Stack
     assert {row["metric"] for row in table} >= {"roc_auc", "pr_auc", "f1"}
     used = by_key["training-resources"]["data"]
     used = json.loads(used) if isinstance(used, str) else used
-    assert [row["stage"] for row in used] == ["ingest", "validate", "split", "train", "evaluate",
-                                              "export", "bundle"]  # fmt: skip
+    assert [row["stage"] for row in used] == [
+        "ingest",
+        "validate",
+        "split",
+        "train",
+        "evaluate",
+        "export",
+        "bundle",
+    ]
     assert all(row["ran"] == "yes" and row["wall_s"] > 0 and row["threads"] >= 1 for row in used)
     # one task per DVC stage, named like the stage
     tasks = {t["name"].rsplit("-", 1)[0]: t for t in stack.finished_task_runs(run["id"])}
@@ -173,7 +184,7 @@ def test_two_runs_triggered_together_both_complete_one_after_the_other(stack: St
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-        )  # fmt: skip
+        )
         for i in (1, 2)
     ]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
@@ -208,8 +219,9 @@ def test_a_past_run_reproduces_from_its_tag_on_a_fresh_clone(stack: Stack, tmp_p
     repro = sh([DVC, "repro"], clone).stdout
     assert "Data and pipelines are up to date" in repro and "Running stage" not in repro
     assert bundle_sha256(clone / "models/bundle") == v1_hash
-    diff = sh([DVC, "metrics", "diff", f"plant-failure/{v1}", f"plant-failure/{v2}", "--json"],
-              stack.repo).stdout  # fmt: skip
+    diff = sh(
+        [DVC, "metrics", "diff", f"plant-failure/{v1}", f"plant-failure/{v2}", "--json"], stack.repo
+    ).stdout
     assert "roc_auc" in json.loads(diff)["reports/metrics.json"]
 
 
@@ -257,10 +269,25 @@ def test_a_failed_push_deploys_nothing(stack: Stack) -> None:
 
 
 def test_a_run_on_data_that_fails_validation_fails_and_deploys_nothing(stack: Stack) -> None:
-    before = json.loads(sh(["curl", "-sf", "-H", f"Authorization: Bearer {DEPLOY_TOKEN}",
-                            f"{stack.agent.url}/v1/status"], stack.repo).stdout)  # fmt: skip
-    downstream = ("data/prepared/train.parquet", "models/model.joblib", "models/bundle/manifest.json",
-                  "reports/metrics.json", "deploy/registry.json")  # fmt: skip
+    before = json.loads(
+        sh(
+            [
+                "curl",
+                "-sf",
+                "-H",
+                f"Authorization: Bearer {DEPLOY_TOKEN}",
+                f"{stack.agent.url}/v1/status",
+            ],
+            stack.repo,
+        ).stdout
+    )
+    downstream = (
+        "data/prepared/train.parquet",
+        "models/model.joblib",
+        "models/bundle/manifest.json",
+        "reports/metrics.json",
+        "deploy/registry.json",
+    )
     written = {p: (stack.repo / p).read_bytes() for p in downstream}
     set_params(stack.repo, **{"validate.schema.min_rows": 10_000_000})
     try:
@@ -275,8 +302,18 @@ def test_a_run_on_data_that_fails_validation_fails_and_deploys_nothing(stack: St
     assert "validate failed" in out.stderr
     names = {t["name"].rsplit("-", 1)[0] for t in stack.finished_task_runs(run["id"])}
     assert "split" not in names and "gate" not in names and "rollout" not in names
-    after = json.loads(sh(["curl", "-sf", "-H", f"Authorization: Bearer {DEPLOY_TOKEN}",
-                           f"{stack.agent.url}/v1/status"], stack.repo).stdout)  # fmt: skip
+    after = json.loads(
+        sh(
+            [
+                "curl",
+                "-sf",
+                "-H",
+                f"Authorization: Bearer {DEPLOY_TOKEN}",
+                f"{stack.agent.url}/v1/status",
+            ],
+            stack.repo,
+        ).stdout
+    )
     assert after["active"] == before["active"]
     assert {p: (stack.repo / p).read_bytes() for p in downstream} == written  # nothing rewritten
 
@@ -284,10 +321,14 @@ def test_a_run_on_data_that_fails_validation_fails_and_deploys_nothing(stack: St
 def test_a_scheduled_run_missed_for_days_is_cancelled_not_caught_up(stack: Stack) -> None:
     dep = stack.deployment()
     due = (datetime.now(UTC) - timedelta(days=3)).isoformat()
-    code, run = stack.api("POST", f"/deployments/{dep['id']}/create_flow_run", {
-        "parameters": {"reason": "scheduled"},
-        "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": due}},
-    })  # fmt: skip
+    code, run = stack.api(
+        "POST",
+        f"/deployments/{dep['id']}/create_flow_run",
+        {
+            "parameters": {"reason": "scheduled"},
+            "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": due}},
+        },
+    )
     assert code in (200, 201), run
     final = stack.wait_final(run["id"])
     assert final["state"]["type"] == "CANCELLED"
@@ -298,8 +339,9 @@ def test_a_scheduled_run_missed_for_days_is_cancelled_not_caught_up(stack: Stack
 
 def test_a_parameter_of_the_wrong_type_is_refused_with_the_reason(stack: Stack) -> None:
     dep = stack.deployment()
-    code, body = stack.api("POST", f"/deployments/{dep['id']}/create_flow_run",
-                           {"parameters": {"deploy": "maybe"}})  # fmt: skip
+    code, body = stack.api(
+        "POST", f"/deployments/{dep['id']}/create_flow_run", {"parameters": {"deploy": "maybe"}}
+    )
     assert 400 <= code < 500, body
     assert "deploy" in json.dumps(body)
 
@@ -319,13 +361,19 @@ def test_the_prefect_ui_shows_the_deployment_schedule_and_a_completed_run(stack:
     done = [r for r in stack.flow_runs() if r["state"]["type"] == "COMPLETED"][-1]
     ui = stack.api_url.removesuffix("/api")
     # the deployment page: its name, work pool and the schedule in words
-    render(f"{ui}/deployments/deployment/{dep['id']}", artifacts / "prefect-ui-deployment.png",
-           expect=["training", dep["work_pool_name"], "At 02:00 AM, only on Sunday"])  # fmt: skip
+    render(
+        f"{ui}/deployments/deployment/{dep['id']}",
+        artifacts / "prefect-ui-deployment.png",
+        expect=["training", dep["work_pool_name"], "At 02:00 AM, only on Sunday"],
+    )
     # the runs list, and the completed run's own page with its final log line
     render(f"{ui}/runs", artifacts / "prefect-ui-runs.png", expect=[done["name"], "Completed"])
     # the run itself, with its log
-    render(f"{ui}/runs/flow-run/{done['id']}", artifacts / "prefect-ui-run.png",
-           expect=[done["name"], "Finished in state Completed()"])  # fmt: skip
+    render(
+        f"{ui}/runs/flow-run/{done['id']}",
+        artifacts / "prefect-ui-run.png",
+        expect=[done["name"], "Finished in state Completed()"],
+    )
 
 
 # ---- faults: a worker killed, the server restarted, runs missed while it was down -----------
@@ -337,8 +385,11 @@ def versions(stack: Stack) -> set[str]:
 
 
 def start_run(stack: Stack, reason: str, **params: Any) -> str:
-    code, run = stack.api("POST", f"/deployments/{stack.deployment()['id']}/create_flow_run",
-                          {"parameters": {"reason": reason, **params}})  # fmt: skip
+    code, run = stack.api(
+        "POST",
+        f"/deployments/{stack.deployment()['id']}/create_flow_run",
+        {"parameters": {"reason": reason, **params}},
+    )
     assert code in (200, 201), run
     return run["id"]
 
@@ -377,8 +428,9 @@ def test_a_worker_killed_mid_run_leaves_it_crashed_and_a_rerun_adds_one_version(
     before = versions(stack)
     # train runs again (long enough to be caught at work), and its model is deployed whatever
     # its quality against the champion
-    set_params(stack.repo, **{"train.hist_gradient_boosting.max_iter": 400,
-                              "deploy.gate.tolerance": 1.0})  # fmt: skip
+    set_params(
+        stack.repo, **{"train.hist_gradient_boosting.max_iter": 400, "deploy.gate.tolerance": 1.0}
+    )
     sh(["git", "commit", "-qam", "fault test: retrain"], stack.repo)
     killed = start_run(stack, "fault: worker killed")
     worker = int((stack.home / "run/worker-1.pid").read_text().split()[0])
@@ -403,13 +455,18 @@ def test_a_worker_killed_mid_run_leaves_it_crashed_and_a_rerun_adds_one_version(
     (new,) = versions(stack) - before  # exactly one new version, deployed
     assert manifest(stack.repo)["model"]["version"] == new
     took = datetime.fromisoformat(done["end_time"]) - datetime.fromisoformat(done["start_time"])
-    print(f"worker killed: Crashed {crashed_in:.0f} s after the kill; the rerun took "
-          f"{took.total_seconds():.0f} s (its slot wait included) and deployed {new}")  # fmt: skip
+    print(
+        f"worker killed: Crashed {crashed_in:.0f} s after the kill; the rerun took "
+        f"{took.total_seconds():.0f} s (its slot wait included) and deployed {new}"
+    )
 
 
 def stack_crashed_after(stack: Stack) -> float:
-    return float(yaml.safe_load((stack.repo / "params.yaml").read_text())["orchestration"]
-                 ["crashed_after_seconds"])  # fmt: skip
+    return float(
+        yaml.safe_load((stack.repo / "params.yaml").read_text())["orchestration"][
+            "crashed_after_seconds"
+        ]
+    )
 
 
 def test_the_server_restarted_mid_run_the_run_ends_and_schedules_resume(stack: Stack) -> None:
@@ -419,8 +476,9 @@ def test_the_server_restarted_mid_run_the_run_ends_and_schedules_resume(stack: S
     sh(["git", "commit", "-qam", "fault test: server restart"], stack.repo)
     run = start_run(stack, "fault: server restart", deploy=False)
     wait_for_task(stack, run, "train")
-    wait_for_stage_process(int((stack.home / "run/worker-1.pid").read_text().split()[0]),
-                           "edgeops.stages.train")  # fmt: skip
+    wait_for_stage_process(
+        int((stack.home / "run/worker-1.pid").read_text().split()[0]), "edgeops.stages.train"
+    )
     stopped = processes.stop(stack.home / "run/server.pid", "server")
     assert stopped is not None
     time.sleep(3)
@@ -436,9 +494,13 @@ def test_the_server_restarted_mid_run_the_run_ends_and_schedules_resume(stack: S
     missed = []
     for hours in (3, 2):
         due = (datetime.now(UTC) - timedelta(hours=hours)).isoformat()
-        code, late = stack.api("POST", f"/deployments/{dep['id']}/create_flow_run", {
-            "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": due}},
-        })  # fmt: skip
+        code, late = stack.api(
+            "POST",
+            f"/deployments/{dep['id']}/create_flow_run",
+            {
+                "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": due}},
+            },
+        )
         assert code in (200, 201), late
         missed.append(late["id"])
     for run_id in missed:
@@ -451,6 +513,9 @@ def test_the_server_restarted_mid_run_the_run_ends_and_schedules_resume(stack: S
     planned = stack.api("POST", "/flow_runs/filter", body)[1]
     now = datetime.now(UTC)
     assert any(r["deployment_id"] == stack.deployment()["id"] for r in planned)
-    overdue = [r for r in planned
-               if datetime.fromisoformat(r["expected_start_time"]) < now - timedelta(minutes=2)]  # fmt: skip
+    overdue = [
+        r
+        for r in planned
+        if datetime.fromisoformat(r["expected_start_time"]) < now - timedelta(minutes=2)
+    ]
     assert overdue == []

@@ -31,22 +31,41 @@ def test_training_runs_on_postgres_and_a_second_worker_takes_over(pg, tmp_path: 
     try:
         assert "PostgreSQL" in st.up().stderr
         st.edgeops("run", "training", "--no-deploy", "--reason", "on postgres")
-        run = st.flow_run(next(r["id"] for r in st.flow_runs()
-                               if r["parameters"].get("reason") == "on postgres"))  # fmt: skip
+        run = st.flow_run(
+            next(r["id"] for r in st.flow_runs() if r["parameters"].get("reason") == "on postgres")
+        )
         assert run["state"]["type"] == "COMPLETED"
         rows = pg.query("SELECT count(*) FROM flow_run WHERE state_type = 'COMPLETED'", "prefect")
         assert int(rows) >= 1  # the run is in PostgreSQL, not in a SQLite file
         assert not (st.home / "prefect.db").exists()
 
         # a second worker joins the pool, as documented for another machine
-        env = st.env | {"PREFECT_API_URL": st.api_url, "PREFECT_HOME": str(tmp_path / "home-2"),
-                        "EDGEOPS_WORKSPACE": str(st.repo)}  # fmt: skip
+        env = st.env | {
+            "PREFECT_API_URL": st.api_url,
+            "PREFECT_HOME": str(tmp_path / "home-2"),
+            "EDGEOPS_WORKSPACE": str(st.repo),
+        }
         log = open(tmp_path / "worker-2.log", "wb")  # noqa: SIM115 (closed below)
         second = subprocess.Popen(
-            [PREFECT, "worker", "start", "--pool", f"edgeops-test-{st.port}", "--type", "process",
-             "--name", "second-machine", "--install-policy", "never"],
-            cwd=st.repo, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [
+                PREFECT,
+                "worker",
+                "start",
+                "--pool",
+                f"edgeops-test-{st.port}",
+                "--type",
+                "process",
+                "--name",
+                "second-machine",
+                "--install-policy",
+                "never",
+            ],
+            cwd=st.repo,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         # the first worker goes away
         assert processes.stop(st.home / "run/worker-1.pid", "worker")
         st.edgeops("run", "training", "--no-deploy", "--reason", "second worker")

@@ -28,14 +28,23 @@ from tests.integration.test_pipeline import set_params
 pytestmark = pytest.mark.integration
 
 GERMAN = {
-    "timestamp": "Zeitstempel", "machine_type": "Maschinentyp", "product_line": "Produktlinie",
-    "air_temp_k": "Lufttemperatur K", "process_temp_k": "Prozesstemperatur K",
-    "spindle_speed_rpm": "Drehzahl U/min", "torque_nm": "Drehmoment Nm",
-    "tool_wear_min": "Werkzeugverschleiss min", "vibration_mm_s": "Vibration mm/s",
+    "timestamp": "Zeitstempel",
+    "machine_type": "Maschinentyp",
+    "product_line": "Produktlinie",
+    "air_temp_k": "Lufttemperatur K",
+    "process_temp_k": "Prozesstemperatur K",
+    "spindle_speed_rpm": "Drehzahl U/min",
+    "torque_nm": "Drehmoment Nm",
+    "tool_wear_min": "Werkzeugverschleiss min",
+    "vibration_mm_s": "Vibration mm/s",
     "failure": "Ausfall",
-}  # fmt: skip
-PRODUCTS = {"gearbox": "Getriebe", "pump": "Pumpe", "valve": "Ventil DN 50",
-            "spindle": "Drehkörper"}  # fmt: skip
+}
+PRODUCTS = {
+    "gearbox": "Getriebe",
+    "pump": "Pumpe",
+    "valve": "Ventil DN 50",
+    "spindle": "Drehkörper",
+}
 TYPES = {"L": "Leicht", "M": "Mittel", "H": "Schwer"}
 
 
@@ -77,8 +86,16 @@ def write_excel_export(df: pd.DataFrame, path: Path) -> None:
 def sh(
     cmd: str | list[str], cwd: Path, env: dict[str, str], timeout: float = 900
 ) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, shell=isinstance(cmd, str), capture_output=True,
-                          text=True, timeout=timeout, executable="/bin/bash" if isinstance(cmd, str) else None)  # fmt: skip
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=env,
+        shell=isinstance(cmd, str),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        executable="/bin/bash" if isinstance(cmd, str) else None,
+    )
     assert proc.returncode == 0, f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc
 
@@ -132,8 +149,9 @@ def test_the_same_rows_as_utf8_csv_and_sqlite_give_the_same_model(clone) -> None
     plain["Zeitstempel"] = plain["Zeitstempel"].dt.strftime("%Y-%m-%d %H:%M")
     (repo / "data/utf8").mkdir()
     # as Excel's "CSV UTF-8" writes it: comma, decimal point, a BOM, CRLF
-    plain.to_csv(repo / "data/utf8/maschinen.csv", index=False, encoding="utf-8-sig",
-                 lineterminator="\r\n")  # fmt: skip
+    plain.to_csv(
+        repo / "data/utf8/maschinen.csv", index=False, encoding="utf-8-sig", lineterminator="\r\n"
+    )
     set_params(repo, **{"ingest.csv.path": "data/utf8/maschinen.csv"})
     sh(["dvc", "repro"], repo, env)
     assert json.loads((repo / "reports/ingest.json").read_text())["csv"]["encoding"] == "utf-8-sig"
@@ -144,8 +162,15 @@ def test_the_same_rows_as_utf8_csv_and_sqlite_give_the_same_model(clone) -> None
 
     with sqlite3.connect(repo / "data/external/maschinen.db") as db:
         plain.to_sql("messungen", db, index=False)
-    set_params(repo, **{"ingest.source": "sql", "ingest.sql.url": "sqlite:///data/external/maschinen.db",
-                        "ingest.sql.table": "messungen", "ingest.sql.query": None})  # fmt: skip
+    set_params(
+        repo,
+        **{
+            "ingest.source": "sql",
+            "ingest.sql.url": "sqlite:///data/external/maschinen.db",
+            "ingest.sql.table": "messungen",
+            "ingest.sql.query": None,
+        },
+    )
     sh(["dvc", "repro"], repo, env)
     assert json.loads((repo / "reports/metrics.json").read_text()) == first
     assert json.loads((repo / "reports/ingest.json").read_text())["sha256"] == snapshot

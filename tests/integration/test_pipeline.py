@@ -27,8 +27,10 @@ DVC = str(BIN / "dvc")
 EDGEOPS = str(BIN / "edgeops")
 ARTIFACTS = REPO / "test-artifacts"
 # every plot of dvc.yaml drawn by Vega (canvas by default, svg if configured)
-PLOTS_DRAWN = ("document.querySelectorAll('.vega-embed').length === 3 && "
-               "document.querySelectorAll('.vega-embed canvas, .vega-embed svg.marks').length === 3")  # fmt: skip
+PLOTS_DRAWN = (
+    "document.querySelectorAll('.vega-embed').length === 3 && "
+    "document.querySelectorAll('.vega-embed canvas, .vega-embed svg.marks').length === 3"
+)
 
 
 def sh(args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None):
@@ -66,8 +68,14 @@ def demo_repo(tmp_path_factory) -> Path:
     sh(["git", "commit", "-qam", "smaller demo for tests"], repo)
     first = sh([DVC, "repro"], repo)
     assert ran_stages(first.stdout) == [
-        "ingest", "validate", "split", "train", "evaluate", "export", "bundle"
-    ]  # fmt: skip
+        "ingest",
+        "validate",
+        "split",
+        "train",
+        "evaluate",
+        "export",
+        "bundle",
+    ]
     return repo
 
 
@@ -95,9 +103,13 @@ def test_the_validation_report_renders_offline(demo_repo: Path) -> None:
     assert chromium_path(), "Debian's chromium is needed (.ci/run installs it)"
     summary = json.loads((demo_repo / "reports/validation/summary.json").read_text())
     page = demo_repo / "reports/validation/report.html"
-    expect = ["Data validation PASSED", f"all {len(summary['expectations'])} expectations met",
-              "data/raw/dataset.parquet", f"{summary['rows']:,} ({len(summary['columns'])} columns)",
-              *{e["expectation"] for e in summary["expectations"]}]  # fmt: skip
+    expect = [
+        "Data validation PASSED",
+        f"all {len(summary['expectations'])} expectations met",
+        "data/raw/dataset.parquet",
+        f"{summary['rows']:,} ({len(summary['columns'])} columns)",
+        *{e["expectation"] for e in summary["expectations"]},
+    ]
     requests: list[dict] = []
     text = render(page.as_uri(), ARTIFACTS / "validation-report.png", expect, requests=requests)
     assert [r["url"] for r in requests] == [page.as_uri()]
@@ -228,21 +240,44 @@ def test_every_stage_records_its_resources_and_runs_with_the_thread_setting(
     try:
         assert ran_stages(sh([DVC, "repro"], demo_repo).stdout) == []
         # the stages themselves (outputs beside, DVC's state untouched): every pool has 1 thread
-        train = ["bin/python", "-m", "edgeops.stages.train", "--data",
-                 "data/prepared/train.parquet", "--model", str(tmp_path / "model.joblib"),
-                 "--report", str(tmp_path / "train.json")]  # fmt: skip
+        train = [
+            "bin/python",
+            "-m",
+            "edgeops.stages.train",
+            "--data",
+            "data/prepared/train.parquet",
+            "--model",
+            str(tmp_path / "model.joblib"),
+            "--report",
+            str(tmp_path / "train.json"),
+        ]
         sh(train, demo_repo)
         pools = stage_pools(demo_repo, "train")
         assert pools["openmp/openmp"]["threads"] == 1  # scikit-learn's HistGradientBoosting
         assert {p["threads"] for p in pools.values()} == {1}, pools
-        export = ["bin/python", "-m", "edgeops.stages.export", "--model",
-                  str(tmp_path / "model.joblib"), "--data", "data/prepared/test.parquet",
-                  "--onnx", str(tmp_path / "model.onnx"), "--report", str(tmp_path / "e.json"),
-                  "--metrics", str(tmp_path / "p.json")]  # fmt: skip
+        export = [
+            "bin/python",
+            "-m",
+            "edgeops.stages.export",
+            "--model",
+            str(tmp_path / "model.joblib"),
+            "--data",
+            "data/prepared/test.parquet",
+            "--onnx",
+            str(tmp_path / "model.onnx"),
+            "--report",
+            str(tmp_path / "e.json"),
+            "--metrics",
+            str(tmp_path / "p.json"),
+        ]
         sh(export, demo_repo)
         pools = stage_pools(demo_repo, "export")
-        assert pools["onnxruntime"] == {"api": "onnxruntime", "library": "onnxruntime",
-                                        "threads": 1, "spinning": False}  # fmt: skip
+        assert pools["onnxruntime"] == {
+            "api": "onnxruntime",
+            "library": "onnxruntime",
+            "threads": 1,
+            "spinning": False,
+        }
         assert {p["threads"] for p in pools.values()} == {1}, pools
         # auto: the cores the process is given (a worker pinned to one core by its unit)
         set_params(demo_repo, **{"resources.threads": "auto"})

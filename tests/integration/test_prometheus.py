@@ -80,27 +80,38 @@ def test_agent_metrics_pass_promtool_and_follow_the_conventions(agent_with: Any)
         r = c.get("/metrics")  # open on the main port by default
     assert r.status_code == 200
     text = r.text
-    check = subprocess.run([tool("promtool"), "check", "metrics"], input=r.content,
-                           capture_output=True, timeout=30)  # fmt: skip
+    check = subprocess.run(
+        [tool("promtool"), "check", "metrics"], input=r.content, capture_output=True, timeout=30
+    )
     assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), check
 
     names = metric_names(text)
     assert not [n for n in names if n.endswith("_created")]
-    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "python_info",
-            "edgeops_inference_log_dropped_total", "edgeops_connections"} <= names  # fmt: skip
+    assert {
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "python_info",
+        "edgeops_inference_log_dropped_total",
+        "edgeops_connections",
+    } <= names
     assert "# TYPE edgeops_inference_log_dropped_total counter" in text
     from edgeops import __version__
 
     assert f'edgeops_build_info{{version="{__version__}"}} 1.0' in text
-    assert re.search(r'edgeops_model_info\{(model="plant-failure",version="1\.0\.0"|'
-                     r'version="1\.0\.0",model="plant-failure")\} 1\.0', text), text  # fmt: skip
+    assert re.search(
+        r'edgeops_model_info\{(model="plant-failure",version="1\.0\.0"|'
+        r'version="1\.0\.0",model="plant-failure")\} 1\.0',
+        text,
+    ), text
     assert 'edgeops_request_seconds_bucket{endpoint="/v1/predict",le="5e-05"}' in text
     assert 'edgeops_rollbacks_total{trigger="probation"} 0.0' in text  # there before the first
 
 
 def test_shipped_prometheus_files_pass_promtool() -> None:
-    for args in (["check", "rules", str(SHIPPED / "alerts.yml")],
-                 ["check", "config", str(SHIPPED / "prometheus.yml")]):  # fmt: skip
+    for args in (
+        ["check", "rules", str(SHIPPED / "alerts.yml")],
+        ["check", "config", str(SHIPPED / "prometheus.yml")],
+    ):
         out = subprocess.run([tool("promtool"), *args], capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stdout + out.stderr
     dashboard = json.loads((SHIPPED / "grafana-dashboard.json").read_text())
@@ -139,9 +150,13 @@ class Prometheus:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Prometheus:
-        cmd = [tool("prometheus"), f"--config.file={self.work / 'prometheus.yml'}",
-               f"--storage.tsdb.path={self.work / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-               "--log.level=warn"]  # fmt: skip
+        cmd = [
+            tool("prometheus"),
+            f"--config.file={self.work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={self.work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--log.level=warn",
+        ]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.work)
         self.wait(lambda: self._ready(), 30, "Prometheus to be ready")

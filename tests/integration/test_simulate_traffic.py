@@ -48,7 +48,7 @@ def plant(tmp_path_factory, signing_keys: Path):
                     },
                 ]
             }
-        )  # fmt: skip
+        )
     )
     bundle = make_bundle(root / "v1", signing_keys, "1.0.0")
     env = {**tool_env(), TOKEN_ENV: DEPLOY_TOKEN}
@@ -60,8 +60,15 @@ def plant(tmp_path_factory, signing_keys: Path):
 
 
 def simulate(plant: dict[str, Any], *args: str) -> subprocess.CompletedProcess:
-    cmd = [EDGEOPS, "simulate", "--params", str(REPO / "params.yaml"), "--targets",
-           str(plant["root"] / "targets.yaml"), *args]  # fmt: skip
+    cmd = [
+        EDGEOPS,
+        "simulate",
+        "--params",
+        str(REPO / "params.yaml"),
+        "--targets",
+        str(plant["root"] / "targets.yaml"),
+        *args,
+    ]
     return subprocess.run(cmd, env=plant["env"], capture_output=True, text=True, timeout=120)
 
 
@@ -96,11 +103,21 @@ def truth(rows: int, seed: int, scenario: str = "baseline") -> list[Any]:
 
 
 def test_rows_reach_the_log_and_a_share_gets_its_true_label(plant) -> None:
-    proc, items = new_log_items(plant["client"], lambda: simulate(
-        plant, "--target", "line-1", "--rows", "300", "--seed", "5", "--feedback-share", "0.3"))  # fmt: skip
+    proc, items = new_log_items(
+        plant["client"],
+        lambda: simulate(
+            plant, "--target", "line-1", "--rows", "300", "--seed", "5", "--feedback-share", "0.3"
+        ),
+    )
     c = counts(proc)
-    assert c == {"requests": 300, "rows": 300, "feedback": 90, "flipped": 0, "errors": 0,
-                 "answered": 300}  # fmt: skip
+    assert c == {
+        "requests": 300,
+        "rows": 300,
+        "feedback": 90,
+        "flipped": 0,
+        "errors": 0,
+        "answered": 300,
+    }
     assert "seed 5" in proc.stderr and "Traceback" not in proc.stderr
     assert len(items) == 300 and all(sorted(i["features"]) == sorted(FEATURES) for i in items)
     labelled = [(k, i) for k, i in enumerate(items) if i["feedback"] is not None]
@@ -111,9 +128,24 @@ def test_rows_reach_the_log_and_a_share_gets_its_true_label(plant) -> None:
 
 def test_delayed_feedback_arrives_after_the_delay(plant) -> None:
     start = time.monotonic()
-    proc, items = new_log_items(plant["client"], lambda: simulate(
-        plant, "--target", "line-1", "--rows", "40", "--batch", "4", "--feedback-share", "0.5",
-        "--feedback-delay", "1.5", "--scenario", "hot_summer"))  # fmt: skip
+    proc, items = new_log_items(
+        plant["client"],
+        lambda: simulate(
+            plant,
+            "--target",
+            "line-1",
+            "--rows",
+            "40",
+            "--batch",
+            "4",
+            "--feedback-share",
+            "0.5",
+            "--feedback-delay",
+            "1.5",
+            "--scenario",
+            "hot_summer",
+        ),
+    )
     assert time.monotonic() - start >= 1.5
     c = counts(proc)
     assert c["requests"] == 10 and c["rows"] == 40 and c["feedback"] == 20  # 5 requests x 4 rows
@@ -128,9 +160,24 @@ def test_delayed_feedback_arrives_after_the_delay(plant) -> None:
 
 
 def test_label_flip_changes_the_labels(plant) -> None:
-    proc, items = new_log_items(plant["client"], lambda: simulate(
-        plant, "--target", "line-1", "--rows", "50", "--seed", "9", "--feedback-share", "1",
-        "--label-flip", "1", "--rate", "200"))  # fmt: skip
+    proc, items = new_log_items(
+        plant["client"],
+        lambda: simulate(
+            plant,
+            "--target",
+            "line-1",
+            "--rows",
+            "50",
+            "--seed",
+            "9",
+            "--feedback-share",
+            "1",
+            "--label-flip",
+            "1",
+            "--rate",
+            "200",
+        ),
+    )
     c = counts(proc)
     assert c["feedback"] == c["flipped"] == 50
     y = truth(50, 9)

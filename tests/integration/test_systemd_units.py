@@ -27,8 +27,15 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 UNITS = sorted((REPO / "deploy").glob("*.service"))
 MAX_EXPOSURE = 3.0
-EXEC_KEYS = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload",
-             "ExecStop", "ExecStopPost")  # fmt: skip
+EXEC_KEYS = (
+    "ExecCondition",
+    "ExecStartPre",
+    "ExecStart",
+    "ExecStartPost",
+    "ExecReload",
+    "ExecStop",
+    "ExecStopPost",
+)
 #: What the install steps copy to /etc/edgeops (docs/operations.md, section 5).
 INSTALLED = {"/etc/edgeops/telemetry-off.env": REPO / "src/edgeops/telemetry-off.env"}
 HOST_UNITS = next(
@@ -95,8 +102,10 @@ def verify(root: Path, name: str) -> tuple[int, str]:
     """``systemd-analyze verify`` of a unit installed in ``root``: exit code, its own messages."""
     proc = subprocess.run(
         [systemd_analyze(), "verify", "--man=no", f"--root={root}", name],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # warnings ("Unknown key ..., ignoring") leave the exit code 0: any line about the unit counts
     own = [line for line in (proc.stdout + proc.stderr).splitlines() if name in line]
     return proc.returncode, "\n".join(own)
@@ -105,23 +114,29 @@ def verify(root: Path, name: str) -> tuple[int, str]:
 def exposure(unit: Path) -> float:
     proc = subprocess.run(
         [systemd_analyze(), "security", "--offline=true", str(unit)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     m = re.search(r"Overall exposure level for (\S+): (\d+(?:\.\d+)?)", proc.stdout)
     assert m and m.group(1) == unit.name, f"no score for {unit.name}:\n{proc.stdout}{proc.stderr}"
     return float(m.group(2))
 
 
 def test_the_units_are_found():
-    assert {"edgeops-agent.service", "edgeops-prefect-server.service",
-            "edgeops-prefect-worker.service"} <= {u.name for u in UNITS}  # fmt: skip
+    assert {
+        "edgeops-agent.service",
+        "edgeops-prefect-server.service",
+        "edgeops-prefect-worker.service",
+    } <= {u.name for u in UNITS}
 
 
 def test_exec_commands_are_read_from_the_units():
     assert exec_commands(REPO / "deploy/edgeops-agent.service") == ["/opt/edgeops/bin/edgeops"]
     assert exec_commands(REPO / "deploy/edgeops-prefect-server.service") == [
-        "/srv/edgeops/.venv/bin/prefect", "/bin/sh",
-    ]  # fmt: skip
+        "/srv/edgeops/.venv/bin/prefect",
+        "/bin/sh",
+    ]
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
@@ -134,8 +149,11 @@ def test_unit_passes_systemd_analyze_verify(fake_root: Path, unit: Path):
 def test_required_environment_files_are_the_installed_ones(fake_root: Path, unit: Path):
     """An EnvironmentFile= without '-' must exist or the start fails: only files the install
     steps put there (and every unit reads the telemetry switches)."""
-    required = [v for k, v in unit_settings(unit.read_text()) if k == "EnvironmentFile"
-                and not v.startswith("-")]  # fmt: skip
+    required = [
+        v
+        for k, v in unit_settings(unit.read_text())
+        if k == "EnvironmentFile" and not v.startswith("-")
+    ]
     assert "/etc/edgeops/telemetry-off.env" in required, f"{unit.name}: no telemetry switches"
     for path in required:
         assert path in INSTALLED, f"{unit.name}: {path} is required but no install step copies it"

@@ -20,8 +20,12 @@ from edgeops.edge.runtime import Runtime
 def cfg(tmp_path: Path, signing_keys: Path) -> AgentConfig:
     state = tmp_path / "state"
     state.mkdir()
-    return AgentConfig(state_dir=state, public_key=signing_keys / "signing.pub",
-                       deploy_token="d" * 24, predict_token="p" * 24)  # fmt: skip
+    return AgentConfig(
+        state_dir=state,
+        public_key=signing_keys / "signing.pub",
+        deploy_token="d" * 24,
+        predict_token="p" * 24,
+    )
 
 
 def test_the_boot_runs_in_its_own_thread_and_the_start_waits_for_it(cfg, monkeypatch):

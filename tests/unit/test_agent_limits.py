@@ -28,8 +28,9 @@ def test_in_flight_limits_per_client_and_overall(tmp_path: Path) -> None:
         await send({"type": "http.response.body", "body": b"ok"})
 
     metrics = Metrics()
-    limit = InflightLimitMiddleware(app, cfg(tmp_path, max_inflight_requests=4,
-                                             max_inflight_per_client=2), metrics)  # fmt: skip
+    limit = InflightLimitMiddleware(
+        app, cfg(tmp_path, max_inflight_requests=4, max_inflight_per_client=2), metrics
+    )
 
     async def call(client: str, path: str = "/v1/predict") -> list[dict]:
         sent: list[dict] = []
@@ -91,8 +92,9 @@ def test_metrics_token_from_a_file_or_the_environment(tmp_path: Path, monkeypatc
         load_config(None, metrics_token_file=str(tmp_path / "missing"), **base)
 
 
-@pytest.mark.parametrize("bad", [{"idle_timeout_seconds": 0}, {"max_connections": -1},
-                                 {"metrics_port": 8710}])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad", [{"idle_timeout_seconds": 0}, {"max_connections": -1}, {"metrics_port": 8710}]
+)
 def test_bad_limits_are_refused(tmp_path: Path, bad: dict[str, Any]) -> None:
     (tmp_path / "signing.pub").write_text("key")
     with pytest.raises(ConfigError):

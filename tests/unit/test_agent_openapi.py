@@ -34,8 +34,11 @@ GOOD = {"machine_type": "L", "zone": "north", "torque_nm": 40.5, "air_temp_k": N
 
 def stand_in(version: str = "1.0.0", classes: tuple[Any, ...] = (0, 1)) -> Any:
     """What row_schema, RowValidator and the OpenAPI read of a VerifiedBundle."""
-    manifest = {"model": {"name": "plant-failure", "version": version},
-                "passthrough": ["timestamp"], "classes": list(classes)}  # fmt: skip
+    manifest = {
+        "model": {"name": "plant-failure", "version": version},
+        "passthrough": ["timestamp"],
+        "classes": list(classes),
+    }
     model = SimpleNamespace(inputs=INPUTS, classes=list(classes))
     return SimpleNamespace(manifest=manifest, model=model, version=version)
 
@@ -94,8 +97,13 @@ def test_text_that_is_not_utf8_is_refused_by_row_and_field() -> None:
 
 @pytest.fixture
 def app_client(tmp_path: Path, signing_keys: Path):
-    cfg = AgentConfig(state_dir=tmp_path / "state", public_key=signing_keys / "signing.pub",
-                      deploy_token="d" * 24, predict_token="p" * 24, max_rows=50)  # fmt: skip
+    cfg = AgentConfig(
+        state_dir=tmp_path / "state",
+        public_key=signing_keys / "signing.pub",
+        deploy_token="d" * 24,
+        predict_token="p" * 24,
+        max_rows=50,
+    )
     cfg.state_dir.mkdir()
     app = create_app(cfg)
     with TestClient(app) as client:
@@ -107,8 +115,11 @@ def test_the_document_types_every_body_and_error_and_follows_the_active_bundle(a
     doc = client.get("/openapi.json").json()
     schemas = doc["components"]["schemas"]
     assert schemas["Row"]["type"] == "object" and "properties" not in schemas["Row"]  # no model yet
-    assert doc["components"]["securitySchemes"]["bearer"] == {**doc["components"]["securitySchemes"]["bearer"],
-                                                              "type": "http", "scheme": "bearer"}  # fmt: skip
+    assert doc["components"]["securitySchemes"]["bearer"] == {
+        **doc["components"]["securitySchemes"]["bearer"],
+        "type": "http",
+        "scheme": "bearer",
+    }
     refs = json.dumps(doc)
     assert "HTTPValidationError" not in refs
     ops = {(path, method): op for path, item in doc["paths"].items() for method, op in item.items()}
@@ -116,16 +127,28 @@ def test_the_document_types_every_body_and_error_and_follows_the_active_bundle(a
         assert op["operationId"].isidentifier(), op["operationId"]
         for status, answer in op["responses"].items():
             if int(status) >= 400:
-                assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}, (path, status)  # fmt: skip
+                assert answer["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/Error"
+                }, (path, status)
         assert ("security" in op) == path.startswith("/v1/"), path
     predict = ops[("/v1/predict", "post")]
     assert predict["operationId"] == "predict"
-    assert predict["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/PredictRequest"}  # fmt: skip
-    assert predict["responses"]["200"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/PredictResponse"  # fmt: skip
+    assert predict["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/PredictRequest"
+    }
+    assert (
+        predict["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+        == "#/components/schemas/PredictResponse"
+    )
     assert schemas["PredictRequest"]["properties"]["rows"]["maxItems"] == 50
     upload = ops[("/v1/bundles", "post")]
-    assert upload["requestBody"]["content"]["application/gzip"]["schema"] == {"type": "string", "format": "binary"}  # fmt: skip
-    assert upload["responses"]["201"]["content"]["application/json"]["schema"]["$ref"].endswith("/DeployResponse")  # fmt: skip
+    assert upload["requestBody"]["content"]["application/gzip"]["schema"] == {
+        "type": "string",
+        "format": "binary",
+    }
+    assert upload["responses"]["201"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/DeployResponse"
+    )
     assert {"401", "403"} <= set(upload["responses"])
     assert (
         "security" not in ops[("/healthz", "get")]

@@ -82,8 +82,11 @@ def run(which: str, tmp_path: Path) -> dict:
     pub = Path(env["EDGEOPS_KEY_DIR"]) / "signing.pub"
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT, which, str(tmp_path), str(pub)],
-        capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -24,8 +24,11 @@ def test_stage_commands_write_every_output_under_scratch_and_read_the_workspace(
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for name, st in stages.items():
         argv = cmds[name]
-        outs = {next(iter(o)) if isinstance(o, dict) else o
-                for key in ("outs", "metrics", "plots") for o in st.get(key, [])}  # fmt: skip
+        outs = {
+            next(iter(o)) if isinstance(o, dict) else o
+            for key in ("outs", "metrics", "plots")
+            for o in st.get(key, [])
+        }
         for dep in st.get("deps", []):
             if dep not in outs and any(dep == a for a in cmds[name]):
                 assert str(scratch / dep) not in argv  # inputs stay the workspace's
@@ -50,8 +53,15 @@ def _write(out: Path, name: str, data: dict) -> None:
 def test_the_summary_names_each_target_missed_and_met(tmp_path):
     stage = {"stage_s": 10.0, "library_s": 9.0, "ratio": 1.11}
     slow = {"stage_s": 14.0, "library_s": 10.0, "ratio": 1.4}
-    _write(tmp_path, "stages", {"rows": 1_000_000, "stages": {"train": stage, "validate": slow},
-                                "noop": {"repro_s": 1.2, "status_s": 1.0, "ratio": 1.2}})  # fmt: skip
+    _write(
+        tmp_path,
+        "stages",
+        {
+            "rows": 1_000_000,
+            "stages": {"train": stage, "validate": slow},
+            "noop": {"repro_s": 1.2, "status_s": 1.0, "ratio": 1.2},
+        },
+    )
     _write(tmp_path, "startup", {"help_s": 0.2, "agent_ready_s": 1.4, "python_s": 0.02})
     md = summary(tmp_path, {"stages": {"returncode": 0}, "agent": {"returncode": 1}}, 600)
     lines = md.splitlines()
@@ -74,13 +84,21 @@ def test_the_service_figures_go_into_the_capacity_profile(tmp_path):
     _write(
         tmp_path, "contention", {"others": {"agent_peak_rss_mb": 190, "monitor_peak_rss_mb": 900}}
     )
-    _write(tmp_path, "orchestration", {"prefect": {"server_rss_mb": 300, "worker_rss_mb": 150,
-                                                   "db_bytes_per_run": 81234.5}})  # fmt: skip
+    _write(
+        tmp_path,
+        "orchestration",
+        {"prefect": {"server_rss_mb": 300, "worker_rss_mb": 150, "db_bytes_per_run": 81234.5}},
+    )
     services(tmp_path)
     svc = json.loads((tmp_path / "profile.json").read_text())["services"]
-    assert svc == {"inference_log_bytes_per_row": 560, "agent_rss_mb": 190, "monitor_peak_rss_mb": 900,
-                   "prefect_server_rss_mb": 300, "prefect_worker_rss_mb": 150,
-                   "prefect_db_bytes_per_run": 81234}  # fmt: skip
+    assert svc == {
+        "inference_log_bytes_per_row": 560,
+        "agent_rss_mb": 190,
+        "monitor_peak_rss_mb": 900,
+        "prefect_server_rss_mb": 300,
+        "prefect_worker_rss_mb": 150,
+        "prefect_db_bytes_per_run": 81234,
+    }
 
     from edgeops.capacity import Need, Profile, plan
 
@@ -106,13 +124,28 @@ def test_scaling_skips_a_size_only_when_the_rows_a_stage_holds_will_not_fit() ->
     fits a sample above train.max_rows, so 100M rows are planned at the cap, not at 100M."""
     from scaling import beyond_memory, caps
 
-    have_mb = int(next(x.split()[1] for x in Path("/proc/meminfo").read_text().splitlines()
-                       if x.startswith("MemAvailable"))) / 1024  # fmt: skip
+    have_mb = (
+        int(
+            next(
+                x.split()[1]
+                for x in Path("/proc/meminfo").read_text().splitlines()
+                if x.startswith("MemAvailable")
+            )
+        )
+        / 1024
+    )
     cap = caps()["memory"]["train"]
     per_row = have_mb / cap / 2  # at the cap: half the memory there is; at 100M: far beyond it
-    runs = [{"rows": n, "stages": {s: {"peak_rss_mb": (per_row * n if s == "train" else 100.0),
-                                       "wall_s": n / 1e5} for s in STAGES}}
-            for n in (1_000_000, 10_000_000)]  # fmt: skip
+    runs = [
+        {
+            "rows": n,
+            "stages": {
+                s: {"peak_rss_mb": (per_row * n if s == "train" else 100.0), "wall_s": n / 1e5}
+                for s in STAGES
+            },
+        }
+        for n in (1_000_000, 10_000_000)
+    ]
     assert 2 * cap < 100_000_000 and beyond_memory(runs, 100_000_000) is None
     assert beyond_memory(runs, 4 * cap) is None  # still the cap: fits
     no_cap = [{**r, "stages": {**r["stages"], "split": r["stages"]["train"]}} for r in runs]

@@ -50,11 +50,20 @@ def built(tmp_path_factory, keys) -> Path:
     from edgeops.edge.bundle import key_id
 
     manifest = build_manifest(
-        onnx_bytes, schema, classes, golden, name="plant-failure", version="1.0.0",
-        created_at="2026-11-21T00:00:00Z", commit="abc", data={"sha256": "x", "rows": 2000},
-        metrics={"roc_auc": 0.9}, export_report=report, tolerance=1e-5,
+        onnx_bytes,
+        schema,
+        classes,
+        golden,
+        name="plant-failure",
+        version="1.0.0",
+        created_at="2026-11-21T00:00:00Z",
+        commit="abc",
+        data={"sha256": "x", "rows": 2000},
+        metrics={"roc_auc": 0.9},
+        export_report=report,
+        tolerance=1e-5,
         signing_key_id=key_id(private.public_key()),
-    )  # fmt: skip
+    )
     return write_bundle(tmp_path_factory.mktemp("b") / "bundle", onnx_bytes, manifest, private)
 
 
@@ -95,8 +104,20 @@ def test_keys_are_never_created_inside_a_git_work_tree() -> None:
 
 def test_manifest_carries_what_the_device_needs(built: Path) -> None:
     m = json.loads((built / "manifest.json").read_text())
-    for key in ("format_version", "model", "data", "inputs", "outputs", "classes", "metrics",
-                "parity", "runtime", "files", "golden", "signing_key_id"):  # fmt: skip
+    for key in (
+        "format_version",
+        "model",
+        "data",
+        "inputs",
+        "outputs",
+        "classes",
+        "metrics",
+        "parity",
+        "runtime",
+        "files",
+        "golden",
+        "signing_key_id",
+    ):
         assert key in m, key
     assert m["model"]["version"] == "1.0.0" and m["classes"] == [0, 1]
     names = {i["name"]: i for i in m["inputs"]}

@@ -25,10 +25,20 @@ def profile_data(train_b: float = 1.0) -> dict:
         for s in STAGES:
             grow = (n / 1e6) ** (train_b if s == "train" else 1.0)
             stages[s] = {"wall_s": 2.0 + 10.0 * grow, "cpu_s": 1.0, "peak_rss_mb": 200 + 0.0004 * n}
-        runs.append({"rows": n, "stages": stages,
-                     "bytes": {"raw": 40 * n, "prepared": 40 * n, "models": 1_000_000}})  # fmt: skip
-    return {"machine": {"cores": 2, "memory_gb": 24}, "features": 8, "threads": 2, "runs": runs,
-            "services": {"inference_log_bytes_per_row": 300.0}}  # fmt: skip
+        runs.append(
+            {
+                "rows": n,
+                "stages": stages,
+                "bytes": {"raw": 40 * n, "prepared": 40 * n, "models": 1_000_000},
+            }
+        )
+    return {
+        "machine": {"cores": 2, "memory_gb": 24},
+        "features": 8,
+        "threads": 2,
+        "runs": runs,
+        "services": {"inference_log_bytes_per_row": 300.0},
+    }
 
 
 def write(tmp_path: Path, data: dict, name: str = "profile.json") -> Path:
@@ -61,8 +71,10 @@ def test_the_plan_comes_from_the_profile(tmp_path: Path) -> None:
     # more features: more time and memory per row; more devices: more disk
     wide = plan(Profile.load(write(tmp_path, profile_data())), Need(rows=5_000_000, features=16))
     assert wide["pipeline_s"] > linear["pipeline_s"] * 1.8
-    fleet = plan(Profile.load(write(tmp_path, profile_data())),
-                 Need(rows=5_000_000, devices=10, requests_per_day=86_400))  # fmt: skip
+    fleet = plan(
+        Profile.load(write(tmp_path, profile_data())),
+        Need(rows=5_000_000, devices=10, requests_per_day=86_400),
+    )
     assert fleet["disk"]["inference_log_per_device_per_day_mb"] == pytest.approx(86_400 * 300 / 1e6)
     assert fleet["plan"]["disk_first_year_gb"] > linear["plan"]["disk_first_year_gb"]
     assert linear["warnings"] == []
@@ -75,19 +87,23 @@ def test_a_machine_too_small_gets_the_warning_and_exit_3(tmp_path: Path) -> None
     assert "will not do: the largest stage needs" in text and "4 GB" in text
     assert "will not do: a retrain takes about" in text
     assert "extrapolated" in text  # 50x the largest run
-    out = CliRunner().invoke(app, ["capacity", "--rows", "50000000", "--memory-gb", "4",
-                                   "--profile", str(path)])  # fmt: skip
+    out = CliRunner().invoke(
+        app, ["capacity", "--rows", "50000000", "--memory-gb", "4", "--profile", str(path)]
+    )
     assert out.exit_code == 3, out.output
     assert "WARNING: will not do" in out.output and "Plan:" in out.output
-    ok = CliRunner().invoke(app, ["capacity", "--rows", "5000000", "--memory-gb", "64",
-                                  "--profile", str(path)])  # fmt: skip
+    ok = CliRunner().invoke(
+        app, ["capacity", "--rows", "5000000", "--memory-gb", "64", "--profile", str(path)]
+    )
     assert ok.exit_code == 0, ok.output
     assert "train" in ok.output and "pipeline" in ok.output and "WARNING" not in ok.output
 
 
 def test_the_committed_reference_profile_gives_a_plan() -> None:
-    out = CliRunner().invoke(app, ["capacity", "--rows", "5000000", "--json",
-                                   "--profile", str(REPO / "bench/profile.json")])  # fmt: skip
+    out = CliRunner().invoke(
+        app,
+        ["capacity", "--rows", "5000000", "--json", "--profile", str(REPO / "bench/profile.json")],
+    )
     assert out.exit_code == 0, out.output
     result = json.loads(out.output)
     assert set(result["stages"]) == set(STAGES)
@@ -112,8 +128,18 @@ def test_a_bad_profile_is_one_clear_error(tmp_path: Path, mutate, message: str) 
 def test_no_profile_and_bad_numbers_say_what_to_do(tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["capacity", "--rows", "5", "--profile", str(tmp_path / "x")])
     assert missing.exit_code == 2 and "make bench" in missing.output
-    bad = CliRunner().invoke(app, ["capacity", "--rows", "1000", "--devices", "-1",
-                                   "--profile", str(write(tmp_path, profile_data()))])  # fmt: skip
+    bad = CliRunner().invoke(
+        app,
+        [
+            "capacity",
+            "--rows",
+            "1000",
+            "--devices",
+            "-1",
+            "--profile",
+            str(write(tmp_path, profile_data())),
+        ],
+    )
     assert bad.exit_code == 2 and "--devices" in bad.output
 
 
@@ -149,10 +175,13 @@ def test_a_stage_capped_in_rows_is_planned_at_its_cap(tmp_path: Path) -> None:
 
     data = profile_data()
     free = plan(Profile.load(write(tmp_path, data)), Need(rows=100_000_000))
-    capped = plan(Profile.load(write(tmp_path, {**data, "caps": caps}, "capped.json")),
-                  Need(rows=100_000_000))  # fmt: skip
-    at_cap = plan(Profile.load(write(tmp_path, {**data, "caps": caps}, "capped.json")),
-                  Need(rows=caps["time"]["train"]))  # fmt: skip
+    capped = plan(
+        Profile.load(write(tmp_path, {**data, "caps": caps}, "capped.json")), Need(rows=100_000_000)
+    )
+    at_cap = plan(
+        Profile.load(write(tmp_path, {**data, "caps": caps}, "capped.json")),
+        Need(rows=caps["time"]["train"]),
+    )
     assert capped["stages"]["train"] == at_cap["stages"]["train"]
     assert capped["stages"]["train"]["peak_rss_mb"] < free["stages"]["train"]["peak_rss_mb"]
     assert capped["stages"]["train"]["wall_s"] < free["stages"]["train"]["wall_s"]
@@ -160,6 +189,9 @@ def test_a_stage_capped_in_rows_is_planned_at_its_cap(tmp_path: Path) -> None:
     assert ("train", "time", caps["time"]["train"]) in capped["capped"] and not free["capped"]
     # the plan predicts in the company's own params: a CSV source is read whole, max_rows 0 fits all
     own = stage_caps({"ingest": {"source": "csv"}, "train": {"max_rows": 0}})
-    mine = plan(Profile.load(write(tmp_path, {**data, "caps": caps}, "capped.json")),
-                Need(rows=100_000_000), own)  # fmt: skip
+    mine = plan(
+        Profile.load(write(tmp_path, {**data, "caps": caps}, "capped.json")),
+        Need(rows=100_000_000),
+        own,
+    )
     assert mine["stages"]["train"] == free["stages"]["train"] and not mine["capped"]

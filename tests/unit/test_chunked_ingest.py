@@ -36,8 +36,10 @@ def test_chunks_continue_the_clock_and_concatenate_to_simulate(monkeypatch) -> N
 def test_chunked_ingest_writes_the_rows_and_the_production_rows_last(tmp_path: Path, monkeypatch):
     series = tmp_path / "store/line-1/abcdef0123456789"
     write_part(series, "rows", 1, 40, rows_frame(_items(1, 40)))
-    fb = [{"id": i, "request_id": f"r{i}", "row": 0, "feedback": "1", "feedback_ts": 1.8e9, "seq": i}
-          for i in range(1, 11)]  # fmt: skip
+    fb = [
+        {"id": i, "request_id": f"r{i}", "row": 0, "feedback": "1", "feedback_ts": 1.8e9, "seq": i}
+        for i in range(1, 11)
+    ]
     write_part(series, "feedback", 1, 10, feedback_frame(fb))
     production = {"include": True, "path": str(tmp_path / "store")}
     monkeypatch.setattr(sim, "CHUNK_ROWS", 400)

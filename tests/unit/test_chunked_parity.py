@@ -47,8 +47,9 @@ def old_parity(pipe: Any, model: OnnxModel, X: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def old_golden_examples(model: OnnxModel, schema: Any, test: pd.DataFrame, n: int = 12,
-                        seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+def old_golden_examples(
+    model: OnnxModel, schema: Any, test: pd.DataFrame, n: int = 12, seed: int = 0
+) -> list[dict[str, Any]]:
     """bundle.golden_examples as it was before reading the split in pieces."""
     per_class = max(1, n // (2 * max(1, len(schema.classes))))
     picks = []
@@ -60,15 +61,18 @@ def old_golden_examples(model: OnnxModel, schema: Any, test: pd.DataFrame, n: in
     X_edge = edge_cases(schema, test)
     rest = max(0, n - len(picks))
     X = pd.concat(
-        [feature_frame(test.loc[picks], schema),
-         X_edge.iloc[:: max(1, len(X_edge) // max(1, rest))].head(rest)],
+        [
+            feature_frame(test.loc[picks], schema),
+            X_edge.iloc[:: max(1, len(X_edge) // max(1, rest))].head(rest),
+        ],
         ignore_index=True,
-    )  # fmt: skip
+    )
     return _examples(model, X)  # turning rows into examples is unchanged
 
 
-def _trained(schema: Any, train_df: pd.DataFrame, test_df: pd.DataFrame, model: str,
-             out: Path, classes=int) -> tuple[Any, OnnxModel, Path, dict[str, Any]]:  # fmt: skip
+def _trained(
+    schema: Any, train_df: pd.DataFrame, test_df: pd.DataFrame, model: str, out: Path, classes=int
+) -> tuple[Any, OnnxModel, Path, dict[str, Any]]:
     cfg = {**PARAMS["train"], "model": model}
     cfg["hist_gradient_boosting"] = {**cfg["hist_gradient_boosting"], "max_iter": 30}
     pipe = train(train_df, schema, cfg)
@@ -92,8 +96,11 @@ def multiclass(wear_band, tmp_path_factory) -> tuple:
     df, schema = wear_band
     train_df, test_df = split(df, schema, 0.25, 0)
     out = tmp_path_factory.mktemp("wear")
-    return (schema, test_df,
-            *_trained(schema, train_df, test_df, "logistic_regression", out, classes=str))  # fmt: skip
+    return (
+        schema,
+        test_df,
+        *_trained(schema, train_df, test_df, "logistic_regression", out, classes=str),
+    )
 
 
 @pytest.fixture

@@ -62,15 +62,17 @@ def test_the_bash_completion_script_completes_commands_and_options(tmp_path: Pat
             f'COMP_CWORD={len(words) - 1}; _edgeops_completion edgeops; printf "%s\\n" '
             '"${COMPREPLY[@]}"'
         )
-        proc = subprocess.run(["bash", "-c", shell], capture_output=True, text=True,
-                              env=subprocess_env(), timeout=60)  # fmt: skip
+        proc = subprocess.run(
+            ["bash", "-c", shell], capture_output=True, text=True, env=subprocess_env(), timeout=60
+        )
         return proc.stdout.split()
 
     assert complete("edgeops", "dep") == ["deploy"]
     assert complete("edgeops", "status", "--js") == ["--json"]
     for shell in ("zsh", "fish"):
-        proc = subprocess.run([EDGEOPS, "completion", shell], capture_output=True, text=True,
-                              env=subprocess_env())  # fmt: skip
+        proc = subprocess.run(
+            [EDGEOPS, "completion", shell], capture_output=True, text=True, env=subprocess_env()
+        )
         assert proc.returncode == 0 and f"_EDGEOPS_COMPLETE=complete_{shell}" in proc.stdout
 
 
@@ -174,8 +176,16 @@ def fleet(tmp_path: Path) -> dict[str, Any]:
         f" token_file: '{tmp_path / 'deploy.token'}'}}\n"
         f"  - {{name: line-2, url: 'http://127.0.0.1:{port}', token_file: '{tmp_path / 'deploy.token'}'}}\n"
     )
-    options = ["--params", REPO / "params.yaml", "--targets", tmp_path / "targets.yaml",
-               "--registry", tmp_path / "registry.json", "--audit-log", tmp_path / "audit.jsonl"]  # fmt: skip
+    options = [
+        "--params",
+        REPO / "params.yaml",
+        "--targets",
+        tmp_path / "targets.yaml",
+        "--registry",
+        tmp_path / "registry.json",
+        "--audit-log",
+        tmp_path / "audit.jsonl",
+    ]
     return {"root": tmp_path, "options": [str(o) for o in options]}
 
 
@@ -227,10 +237,16 @@ def test_status_exits_9_after_the_whole_table_when_a_target_is_unreachable(
 
 def test_status_exits_0_when_every_target_is_ready(fleet: dict[str, Any], monkeypatch) -> None:
     monkeypatch.setattr(operations, "AgentClient", FakeAgent)
-    monkeypatch.setattr(FakeAgent, "ANSWERS", {
-        "line-1": agent_status("1.0.0", probation={"version": "1.0.0", "requests": 3, "errors": 0}),
-        "line-2": agent_status("1.0.0"),
-    })  # fmt: skip
+    monkeypatch.setattr(
+        FakeAgent,
+        "ANSWERS",
+        {
+            "line-1": agent_status(
+                "1.0.0", probation={"version": "1.0.0", "requests": 3, "errors": 0}
+            ),
+            "line-2": agent_status("1.0.0"),
+        },
+    )
     result = CliRunner().invoke(app, ["status", "--json", *fleet["options"]])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -245,10 +261,13 @@ def test_status_exits_0_when_every_target_is_ready(fleet: dict[str, Any], monkey
     ("answer", "health", "problem"),
     [
         (agent_status(None), "no model", "serves no model yet"),
-        (agent_status("2.0.0", {"version": "2.0.0", "requests": 12, "errors": 2}),
-         "probation errors", "2 model error(s) in 12 requests on probation of 2.0.0"),
+        (
+            agent_status("2.0.0", {"version": "2.0.0", "requests": 12, "errors": 2}),
+            "probation errors",
+            "2 model error(s) in 12 requests on probation of 2.0.0",
+        ),
     ],
-)  # fmt: skip
+)
 def test_status_exits_9_for_an_unhealthy_target(
     fleet: dict[str, Any], monkeypatch, answer: dict[str, Any], health: str, problem: str
 ) -> None:

@@ -36,16 +36,30 @@ AGENT_UNIT = "edgeops-agent.service"
 #: DVC's built-in defaults for keys .dvc/config may leave unset (`dvc config cache.dir`)
 DVC_DEFAULTS = {"cache.dir": ".dvc/cache"}
 #: params.yaml keys that decide where data is stored or whether production data is kept
-STORAGE_PARAMS = {"ingest.csv.path", "ingest.production.include", "ingest.production.path",
-                  "validate.schema.drop", "bundle.golden_examples", "monitor.store",
-                  "monitor.reports", "monitor.workspace", "deploy.registry", "deploy.audit_log",
-                  "orchestration.home"}  # fmt: skip
+STORAGE_PARAMS = {
+    "ingest.csv.path",
+    "ingest.production.include",
+    "ingest.production.path",
+    "validate.schema.drop",
+    "bundle.golden_examples",
+    "monitor.store",
+    "monitor.reports",
+    "monitor.workspace",
+    "deploy.registry",
+    "deploy.audit_log",
+    "orchestration.home",
+}
 #: Prefect server settings that delete old data or keep log lines out of its database
-PREFECT_RETENTION = {"PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED",
-                     "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD",
-                     "PREFECT_SERVER_EVENTS_RETENTION_PERIOD", "PREFECT_LOGGING_TO_API_ENABLED"}  # fmt: skip
-PARAM_TOKEN = re.compile(r"(ingest|validate|split|train|evaluate|export|bundle|deploy|monitor|"
-                         r"orchestration)(\.[a-z_]+)+")  # fmt: skip
+PREFECT_RETENTION = {
+    "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED",
+    "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD",
+    "PREFECT_SERVER_EVENTS_RETENTION_PERIOD",
+    "PREFECT_LOGGING_TO_API_ENABLED",
+}
+PARAM_TOKEN = re.compile(
+    r"(ingest|validate|split|train|evaluate|export|bundle|deploy|monitor|"
+    r"orchestration)(\.[a-z_]+)+"
+)
 FILE_SUFFIX = re.compile(r"\.(parquet|jsonl?|py|ya?ml|md|html|db|dvc|log|joblib|onnx)$")
 
 
@@ -85,9 +99,18 @@ def inventory() -> list[Row]:
             break
         data, where, setting, default, mode, unit = (c for c in line.strip().strip("|").split("|"))
         source, _, key = (code(setting) or "").partition(":")
-        rows.append(Row(number, data.strip(), code(where) or "", source or None, key or None,
-                        code(default), int(code(mode) or "-1", 8) if code(mode) else None,
-                        code(unit)))  # fmt: skip
+        rows.append(
+            Row(
+                number,
+                data.strip(),
+                code(where) or "",
+                source or None,
+                key or None,
+                code(default),
+                int(code(mode) or "-1", 8) if code(mode) else None,
+                code(unit),
+            )
+        )
     return rows
 
 
@@ -142,10 +165,20 @@ def prefect(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Prefect's settings as environment variables: ``defaults`` (in a clean environment) and
     ``names``."""
     pytest.importorskip("prefect")
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path_factory.mktemp("home")),
-           "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect")), "DO_NOT_TRACK": "1"}  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", PREFECT_SCRIPT], env=env, capture_output=True,
-                         text=True, check=True, timeout=120).stdout  # fmt: skip
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path_factory.mktemp("home")),
+        "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect")),
+        "DO_NOT_TRACK": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", PREFECT_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
     found = json.loads(out.strip().splitlines()[-1])
     return {"defaults": found["defaults"], "names": set(found["names"]) | set(found["defaults"])}
 
@@ -157,8 +190,14 @@ def test_the_inventory_is_found_and_well_formed() -> None:
     assert len(ROWS) >= 20
     for r in ROWS:
         assert r.where, f"{r}: no path"
-        assert r.source in {None, "params.yaml", "agent.yaml", "dvc.yaml", ".dvc/config",
-                            "prefect.env"}, f"{r}: unknown setting source"  # fmt: skip
+        assert r.source in {
+            None,
+            "params.yaml",
+            "agent.yaml",
+            "dvc.yaml",
+            ".dvc/config",
+            "prefect.env",
+        }, f"{r}: unknown setting source"
         assert (r.mode is None) == (r.unit is None), f"{r}: a mode needs the unit that writes it"
 
 
@@ -166,8 +205,11 @@ def test_dvc_rows_are_outputs_of_their_stage() -> None:
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for r in rows("dvc.yaml"):
         assert r.key in stages, f"{r}: no stage {r.key} in dvc.yaml"
-        outs = [next(iter(o)) if isinstance(o, dict) else o
-                for kind in ("outs", "metrics", "plots") for o in stages[r.key].get(kind, [])]  # fmt: skip
+        outs = [
+            next(iter(o)) if isinstance(o, dict) else o
+            for kind in ("outs", "metrics", "plots")
+            for o in stages[r.key].get(kind, [])
+        ]
         assert r.where.rstrip("/") in outs, f"{r}: not an output of {r.key}: {outs}"
         assert r.default is None
 
@@ -308,10 +350,15 @@ def test_the_signing_key_is_private_whatever_the_umask(tmp_path: Path) -> None:
 
 
 def test_every_retention_and_logging_setting_is_in_the_inventory() -> None:
-    agent = {f.name for f in dataclasses.fields(AgentConfig)
-             if f.name.startswith("log_")} | {"keep_versions", "state_dir"}  # fmt: skip
-    for source, wanted in (("agent.yaml", agent), ("params.yaml", STORAGE_PARAMS),
-                           ("prefect.env", PREFECT_RETENTION)):  # fmt: skip
+    agent = {f.name for f in dataclasses.fields(AgentConfig) if f.name.startswith("log_")} | {
+        "keep_versions",
+        "state_dir",
+    }
+    for source, wanted in (
+        ("agent.yaml", agent),
+        ("params.yaml", STORAGE_PARAMS),
+        ("prefect.env", PREFECT_RETENTION),
+    ):
         missing = wanted - {r.key for r in rows(source)}
         assert not missing, f"docs/data-protection.md, section 2: add {source} {sorted(missing)}"
 
@@ -346,9 +393,13 @@ def test_prefect_names_in_the_text_exist(prefect: dict[str, Any]) -> None:
 
 def test_the_retention_sentences_match_the_defaults() -> None:
     d, text = AgentConfig.defaults(), " ".join(DOC.read_text().split())
-    wanted = [f"{d['log_retention_days']:g} days", f"{d['log_max_rows']:,} rows",
-              f"{d['log_max_bytes'] >> 30} GiB", f"every {d['log_purge_interval_seconds']:g} s",
-              f"the newest {d['keep_versions']}"]  # fmt: skip
+    wanted = [
+        f"{d['log_retention_days']:g} days",
+        f"{d['log_max_rows']:,} rows",
+        f"{d['log_max_bytes'] >> 30} GiB",
+        f"every {d['log_purge_interval_seconds']:g} s",
+        f"the newest {d['keep_versions']}",
+    ]
     for phrase in wanted:
         assert phrase in text, f"docs/data-protection.md, section 3: says no {phrase!r}"
 
@@ -356,8 +407,12 @@ def test_the_retention_sentences_match_the_defaults() -> None:
 def test_the_hash_is_what_the_document_says(tmp_path: Path) -> None:
     from edgeops.edge.inference_log import InferenceLog
 
-    log = InferenceLog(tmp_path / "inference.db", drop_fields=["note"], hash_fields=["operator"],
-                       hash_salt="pepper")  # fmt: skip
+    log = InferenceLog(
+        tmp_path / "inference.db",
+        drop_fields=["note"],
+        hash_fields=["operator"],
+        hash_salt="pepper",
+    )
     try:
         row = log.minimise({"operator": "4711", "note": "free text", "torque_nm": 40.0})
     finally:

@@ -88,8 +88,11 @@ def test_the_encoding_setting_wins(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sep", [",", ";", "\t", "|"])
 def test_separators(tmp_path: Path, sep: str) -> None:
-    rows = [["Zeit Stempel", "Typ", "Wert"], ["2026-01-05 06:00:00", "Gerät A", "1"],
-            ["2026-01-05 06:01:00", "B", "2"]]  # fmt: skip
+    rows = [
+        ["Zeit Stempel", "Typ", "Wert"],
+        ["2026-01-05 06:00:00", "Gerät A", "1"],
+        ["2026-01-05 06:01:00", "B", "2"],
+    ]
     path = write(tmp_path / "x.csv", "\n".join(sep.join(r) for r in rows) + "\n", crlf=True)
     df, dialect = read_with_dialect(path)
     assert dialect["sep"] == sep
@@ -149,8 +152,11 @@ def test_a_separator_at_the_end_of_every_line(tmp_path: Path) -> None:
 
 
 def test_decimal_comma_with_thousands_dots(tmp_path: Path) -> None:
-    path = write(tmp_path / "x.csv", "Drehzahl;Temp;Datum\n1.450;297,8;05.01.2026\n12;-3,25;06.01.2026\n"
-                 "2.000.000;0,125;07.01.2026\n")  # fmt: skip
+    path = write(
+        tmp_path / "x.csv",
+        "Drehzahl;Temp;Datum\n1.450;297,8;05.01.2026\n12;-3,25;06.01.2026\n"
+        "2.000.000;0,125;07.01.2026\n",
+    )
     df, dialect = read_with_dialect(path)
     assert (dialect["decimal"], dialect["thousands"]) == (",", ".")
     assert df["Drehzahl"].tolist() == [1450, 12, 2_000_000]
@@ -243,10 +249,14 @@ def test_day_first_dates_in_every_form(tmp_path: Path) -> None:
     df, dialect = read_with_dialect(path)
     assert df["Tag"].tolist() == [pd.Timestamp("2026-01-05"), pd.Timestamp("2025-12-31")]
     assert df["Zeit"].iloc[0] == pd.Timestamp("2026-01-05 06:00") and pd.isna(df["Zeit"].iloc[1])
-    assert df["Genau"].tolist() == [pd.Timestamp("2026-01-05 06:00:30"),
-                                    pd.Timestamp("2026-02-01 07:05:00")]  # fmt: skip
-    assert df["Gemischt"].tolist() == [pd.Timestamp("2026-01-05 06:00"),
-                                       pd.Timestamp("2026-01-06 07:00:15")]  # fmt: skip
+    assert df["Genau"].tolist() == [
+        pd.Timestamp("2026-01-05 06:00:30"),
+        pd.Timestamp("2026-02-01 07:05:00"),
+    ]
+    assert df["Gemischt"].tolist() == [
+        pd.Timestamp("2026-01-05 06:00"),
+        pd.Timestamp("2026-01-06 07:00:15"),
+    ]
     assert df["Text"].dtype == object  # not every value is a date
     assert dialect["dates"] == {
         "Tag": "%d.%m.%Y",
@@ -267,8 +277,10 @@ def test_the_date_format_setting_wins(tmp_path: Path) -> None:
     path = write(tmp_path / "x.csv", "Tag;n\n01/05/2026 06:00;1\n01/06/2026 07:00;2\n")
     assert read_files(path)["Tag"].dtype == object
     df, dialect = read_with_dialect(path, {"date_format": "%m/%d/%Y %H:%M"})
-    assert df["Tag"].tolist() == [pd.Timestamp("2026-01-05 06:00"),
-                                  pd.Timestamp("2026-01-06 07:00")]  # fmt: skip
+    assert df["Tag"].tolist() == [
+        pd.Timestamp("2026-01-05 06:00"),
+        pd.Timestamp("2026-01-06 07:00"),
+    ]
     assert dialect["dates"] == {"Tag": "%m/%d/%Y %H:%M"}
 
 

@@ -55,8 +55,11 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "store").mkdir()
     write_dvc_config(ws, "../../store")  # relative to .dvc/, as DVC reads it
     (ws / "deploy").mkdir()
-    targets = {"targets": [{"name": "line-1", "url": f"http://127.0.0.1:{free_port()}",
-                            "token_env": TOKEN_ENV}]}  # fmt: skip
+    targets = {
+        "targets": [
+            {"name": "line-1", "url": f"http://127.0.0.1:{free_port()}", "token_env": TOKEN_ENV}
+        ]
+    }
     (ws / "deploy" / "targets.yaml").write_text(yaml.safe_dump(targets))
     monkeypatch.setenv(TOKEN_ENV, "some-token")
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
@@ -89,9 +92,14 @@ def test_without_a_server_one_fail_names_edgeops_up_and_nothing_cascades(workspa
 
 
 def test_the_console_script_prints_one_line_per_check_and_exits_1(workspace: Path) -> None:
-    proc = subprocess.run([EDGEOPS, "doctor", "--params", workspace / "params.yaml"],
-                          cwd=workspace, env=subprocess_env(), capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [EDGEOPS, "doctor", "--params", workspace / "params.yaml"],
+        cwd=workspace,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert all(LINE.match(line) for line in lines), lines
@@ -238,7 +246,9 @@ def test_a_check_that_breaks_becomes_one_fail_line() -> None:
 
 
 def test_importing_the_doctor_loads_neither_prefect_nor_dvc(tmp_path: Path, run_cmd) -> None:
-    code = ("import sys, edgeops.orchestration.doctor; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'dvc', 'httpx'}))")  # fmt: skip
+    code = (
+        "import sys, edgeops.orchestration.doctor; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'dvc', 'httpx'}))"
+    )
     proc = run_cmd([sys.executable, "-c", code], cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr

@@ -106,9 +106,11 @@ def test_scaler_in_front_of_a_tree_model_is_refused(binary_data) -> None:
     schema, train_df, _ = binary_data
     num = Pipeline([("scale", StandardScaler())])
     pre = ColumnTransformer(
-        [("num", num, schema.numeric_features),
-         ("cat", OneHotEncoder(handle_unknown="ignore"), schema.categorical_features)]
-    )  # fmt: skip
+        [
+            ("num", num, schema.numeric_features),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), schema.categorical_features),
+        ]
+    )
     pipe = Pipeline([("pre", pre), ("clf", RandomForestClassifier(n_estimators=5))])
     X = feature_frame(train_df, schema).fillna(0)
     pipe.fit(X, target_series(train_df, schema))
@@ -153,11 +155,14 @@ def test_any_column_name_works_from_training_to_the_device(tmp_path: Path) -> No
             if c not in ("target", "Herkunft Region")
         ]
         + [
-            {"name": "Herkunft Region", "type": "categorical",
-             "categories": ["Zürich Nord", "Genève", "Bern"]},
+            {
+                "name": "Herkunft Region",
+                "type": "categorical",
+                "categories": ["Zürich Nord", "Genève", "Bern"],
+            },
             {"name": "target", "type": "categorical", "categories": ["rot", "weiss", "rosé"]},
         ],
-    }  # fmt: skip
+    }
     schema = schema_from_dict(raw)
     names = schema.input_names
     assert names["od280/od315_of_diluted_wines"] == "od280_od315_of_diluted_wines"
@@ -177,16 +182,27 @@ def test_any_column_name_works_from_training_to_the_device(tmp_path: Path) -> No
     model = OnnxModel(onnx_bytes, input_specs(schema), classes)
     golden = golden_examples(model, schema, test_df, n=6)
     manifest = build_manifest(
-        onnx_bytes, schema, classes, golden, name="wine", version="1.0.0",
-        created_at="2026-11-22T00:00:00Z", commit="test", data={}, metrics={},
-        export_report=report, tolerance=1e-5, signing_key_id=key_id(private.public_key()),
-    )  # fmt: skip
+        onnx_bytes,
+        schema,
+        classes,
+        golden,
+        name="wine",
+        version="1.0.0",
+        created_at="2026-11-22T00:00:00Z",
+        commit="test",
+        data={},
+        metrics={},
+        export_report=report,
+        tolerance=1e-5,
+        signing_key_id=key_id(private.public_key()),
+    )
     by_name = {d["name"]: d["input"] for d in manifest["inputs"]}
     assert by_name["od280/od315_of_diluted_wines"] == "od280_od315_of_diluted_wines"
     assert set(golden[0]["inputs"]) == {c.name for c in schema.features}  # original names
 
-    bundle = verify_bundle(write_bundle(tmp_path / "bundle", onnx_bytes, manifest, private),
-                           private.public_key())  # fmt: skip
+    bundle = verify_bundle(
+        write_bundle(tmp_path / "bundle", onnx_bytes, manifest, private), private.public_key()
+    )
     rows = test_df.head(5)
     columns = {c.name: rows[c.name].tolist() for c in schema.features}  # original names
     labels, proba = bundle.model.predict(columns)
@@ -213,8 +229,10 @@ def test_categories_become_the_strings_the_device_sends_once_per_distinct_value(
     }
     for name, s in columns.items():
         got = list(category_strings(s))
-        want = ["" if v is None or (not isinstance(v, str) and pd.isna(v)) else category_str(v)
-                for v in s.astype(object)]  # fmt: skip
+        want = [
+            "" if v is None or (not isinstance(v, str) and pd.isna(v)) else category_str(v)
+            for v in s.astype(object)
+        ]
         assert got == want, name
     assert list(category_strings(columns["mixed"])) == ["True", "1", "1", "1", ""]
     assert list(category_strings(columns["nullable"])) == ["a", "", "b"]

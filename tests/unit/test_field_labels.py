@@ -148,21 +148,40 @@ def test_labels_status_names_a_held_device_and_release_lets_it_join(tmp_path, si
     params = REPO / "params.yaml"
     (tmp_path / "params.yaml").write_text(params.read_text())
     (tmp_path / "deploy").mkdir()
-    (tmp_path / "deploy/targets.yaml").write_text(yaml.safe_dump({
-        "public_key": str(signing_keys / "signing.pub"),
-        "targets": [{"name": "line-1", "url": "http://127.0.0.1:9", "token_env": "X"}],
-    }))  # fmt: skip
+    (tmp_path / "deploy/targets.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "public_key": str(signing_keys / "signing.pub"),
+                "targets": [{"name": "line-1", "url": "http://127.0.0.1:9", "token_env": "X"}],
+            }
+        )
+    )
     store = tmp_path / "data/production"
     for target, first, label in (("line-1", 1, "0"), ("line-2", 1001, "1")):  # model says "0"
         series = store / target / ("ab" * 8)
         write_part(series, "rows", first, first + 299, rows_frame(_items(first, 300)))
-        fb = [{"id": i, "request_id": f"r{i}", "row": 0, "feedback": label, "feedback_ts": 1.8e9,
-               "seq": i} for i in range(first, first + 300)]  # fmt: skip
+        fb = [
+            {
+                "id": i,
+                "request_id": f"r{i}",
+                "row": 0,
+                "feedback": label,
+                "feedback_ts": 1.8e9,
+                "seq": i,
+            }
+            for i in range(first, first + 300)
+        ]
         write_part(series, "feedback", first, first + 299, feedback_frame(fb))
 
     def edgeops(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(BIN / "edgeops"), "labels", *args], cwd=tmp_path,
-                              env=tool_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+        return subprocess.run(
+            [str(BIN / "edgeops"), "labels", *args],
+            cwd=tmp_path,
+            env=tool_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     status = edgeops("status")
     assert status.returncode == 0, status.stderr
@@ -188,6 +207,9 @@ def test_labels_status_names_a_held_device_and_release_lets_it_join(tmp_path, si
         simulate(rows=5000, seed=1), {**cfg, "path": str(store)}, SCHEMA
     )
     assert report["line-2"]["joined"] == 300 and report["line-2"]["quarantined"] == []
-    (entry,) = [e for e in AuditLog(tmp_path / "deploy/audit.jsonl").read()
-                if e["event"] == "labels_released"]  # fmt: skip
+    (entry,) = [
+        e
+        for e in AuditLog(tmp_path / "deploy/audit.jsonl").read()
+        if e["event"] == "labels_released"
+    ]
     assert entry["reason"] == "labels checked – the model was wrong" and entry["target"] == "line-2"

@@ -28,8 +28,15 @@ def four_classes() -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
-    X, y = make_classification(n_samples=2000, n_features=10, n_informative=6, n_redundant=2,
-                               n_classes=4, n_clusters_per_class=1, random_state=3)  # fmt: skip
+    X, y = make_classification(
+        n_samples=2000,
+        n_features=10,
+        n_informative=6,
+        n_redundant=2,
+        n_classes=4,
+        n_clusters_per_class=1,
+        random_state=3,
+    )
     labels = np.asarray(["bearing", "none", "seal", "tool"], dtype=object)[y]
     X_train, X_test, y_train, y_test = train_test_split(
         X, labels, test_size=0.4, stratify=labels, random_state=0

@@ -148,8 +148,9 @@ def test_numbers_with_placeholders_are_dropped_saying_how_to_fix_the_export() ->
 )
 def test_positive_class(labels: list[Any], minority: Any, positive: Any) -> None:
     major = next(v for v in labels if v != minority)
-    df = pd.DataFrame({"x": np.arange(60) % 7 * 1.5,
-                       "y": [minority if i % 3 == 0 else major for i in range(60)]})  # fmt: skip
+    df = pd.DataFrame(
+        {"x": np.arange(60) % 7 * 1.5, "y": [minority if i % 3 == 0 else major for i in range(60)]}
+    )
     p = propose(df, "y")
     assert p.schema.positive_class == positive
     schema = reviewed(p)  # through YAML: "yes" stays the string 'yes', not True
@@ -204,33 +205,56 @@ def _awkward(n: int = 80) -> dict[str, pd.DataFrame]:
     rng = np.random.default_rng(3)
     i = np.arange(n)
     label = np.where(i % 4 == 0, "Fehler", "OK")
-    nulls = pd.DataFrame({
-        "temp": np.where(i % 3 == 0, np.nan, rng.normal(20, 1, n)),
-        "typ": np.where(i % 5 == 0, None, np.where(i % 2, "A", "B")),
-        "ts": pd.Series(pd.date_range("2026-01-01", periods=n, freq="h")).where(i % 7 != 0),
-        "label": label,
-    })  # fmt: skip
-    negatives = pd.DataFrame({
-        "below": -rng.uniform(1, 50, n), "across": rng.uniform(-5, 5, n),
-        "at_zero": np.where(i % 2, 0.0, -0.0), "label": label,
-    })  # fmt: skip
-    single = pd.DataFrame({
-        "zero": np.zeros(n), "minus": np.full(n, -7.5), "big": np.full(n, 1e12),
-        "tiny": 1e-9 + i * 1e-12, "one_cat": ["nur ein Wert"] * n, "flag": i % 2 == 0,
-        "label": label,
-    })  # fmt: skip
-    umlauts = pd.DataFrame({
-        "Maschinentyp": rng.choice(["Gerät A", "Wärmetauscher B", "Öl-Pumpe", " führend"], n),
-        "Stufe": rng.choice([1, 2, 3], n), "Druck bar": rng.uniform(1, 2, n),
-        "label": np.where(i % 4 == 0, "ja", "nein"),
-    })  # fmt: skip
-    timestamps = pd.DataFrame({
-        "Zeit": pd.date_range("2026-03-29 00:00", periods=n, freq="37min"),
-        "Tag": pd.date_range("2026-01-01", periods=n, freq="D"),
-        "wert": rng.normal(0, 1, n), "label": i % 4 == 0,
-    })  # fmt: skip
-    return {"nulls": nulls, "negatives": negatives, "single_values": single,
-            "umlauts": umlauts, "timestamps": timestamps}  # fmt: skip
+    nulls = pd.DataFrame(
+        {
+            "temp": np.where(i % 3 == 0, np.nan, rng.normal(20, 1, n)),
+            "typ": np.where(i % 5 == 0, None, np.where(i % 2, "A", "B")),
+            "ts": pd.Series(pd.date_range("2026-01-01", periods=n, freq="h")).where(i % 7 != 0),
+            "label": label,
+        }
+    )
+    negatives = pd.DataFrame(
+        {
+            "below": -rng.uniform(1, 50, n),
+            "across": rng.uniform(-5, 5, n),
+            "at_zero": np.where(i % 2, 0.0, -0.0),
+            "label": label,
+        }
+    )
+    single = pd.DataFrame(
+        {
+            "zero": np.zeros(n),
+            "minus": np.full(n, -7.5),
+            "big": np.full(n, 1e12),
+            "tiny": 1e-9 + i * 1e-12,
+            "one_cat": ["nur ein Wert"] * n,
+            "flag": i % 2 == 0,
+            "label": label,
+        }
+    )
+    umlauts = pd.DataFrame(
+        {
+            "Maschinentyp": rng.choice(["Gerät A", "Wärmetauscher B", "Öl-Pumpe", " führend"], n),
+            "Stufe": rng.choice([1, 2, 3], n),
+            "Druck bar": rng.uniform(1, 2, n),
+            "label": np.where(i % 4 == 0, "ja", "nein"),
+        }
+    )
+    timestamps = pd.DataFrame(
+        {
+            "Zeit": pd.date_range("2026-03-29 00:00", periods=n, freq="37min"),
+            "Tag": pd.date_range("2026-01-01", periods=n, freq="D"),
+            "wert": rng.normal(0, 1, n),
+            "label": i % 4 == 0,
+        }
+    )
+    return {
+        "nulls": nulls,
+        "negatives": negatives,
+        "single_values": single,
+        "umlauts": umlauts,
+        "timestamps": timestamps,
+    }
 
 
 @pytest.mark.parametrize("case", list(_awkward()))
@@ -440,8 +464,16 @@ def test_cli_reads_an_sql_table(tmp_path: Path) -> None:
     with sqlite3.connect(db) as conn:
         machines().to_sql("readings", conn, index=False)
     conn.close()
-    result = infer("--sql", f"sqlite:///{db}", "--table", "readings", "-t", "Ausfall",
-                   "--params", tmp_path / "none.yaml")  # fmt: skip
+    result = infer(
+        "--sql",
+        f"sqlite:///{db}",
+        "--table",
+        "readings",
+        "-t",
+        "Ausfall",
+        "--params",
+        tmp_path / "none.yaml",
+    )
     assert result.exit_code == 0, result.stderr
     assert "read table readings: 60 rows x 6 columns" in result.stderr
     schema = schema_from_dict(yaml.safe_load(result.stdout))
@@ -469,19 +501,51 @@ def test_cli_help_has_an_example() -> None:
     result = runner.invoke(app, ["schema", "infer", "--help"])
     assert result.exit_code == 0
     assert "edgeops schema infer data/external/ --target failure" in result.stdout
-    for flag in ("--sql", "--table", "--query", "--drop", "--id-columns", "--sep", "--decimal",
-                 "--encoding", "--date-format", "--apply"):  # fmt: skip
+    for flag in (
+        "--sql",
+        "--table",
+        "--query",
+        "--drop",
+        "--id-columns",
+        "--sep",
+        "--decimal",
+        "--encoding",
+        "--date-format",
+        "--apply",
+    ):
         assert flag in result.stdout
 
 
-AWKWARD_TEXT = ["Temp, °C", "a: b", "#hash", "yes", "no", "off", "007", "1.5", "null", "~",
-                "Gerät A", " führend", "[x]", "{y}", "'quote'", '"dq"', "Y", "2026-01-05"]  # fmt: skip
+AWKWARD_TEXT = [
+    "Temp, °C",
+    "a: b",
+    "#hash",
+    "yes",
+    "no",
+    "off",
+    "007",
+    "1.5",
+    "null",
+    "~",
+    "Gerät A",
+    " führend",
+    "[x]",
+    "{y}",
+    "'quote'",
+    '"dq"',
+    "Y",
+    "2026-01-05",
+]
 
 
 def test_awkward_names_and_categories_survive_the_yaml_and_apply(tmp_path: Path) -> None:
     n = len(AWKWARD_TEXT) * 4
-    df = pd.DataFrame({name: [AWKWARD_TEXT[(i + k) % len(AWKWARD_TEXT)] for i in range(n)]
-                       for k, name in enumerate(AWKWARD_TEXT[:6])})  # fmt: skip
+    df = pd.DataFrame(
+        {
+            name: [AWKWARD_TEXT[(i + k) % len(AWKWARD_TEXT)] for i in range(n)]
+            for k, name in enumerate(AWKWARD_TEXT[:6])
+        }
+    )
     df["label"] = ["ja", "nein"] * (n // 2)
     p = propose(df, "label")
     schema = reviewed(p)

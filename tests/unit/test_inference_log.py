@@ -375,10 +375,14 @@ def test_estimate_bytes_is_near_what_python_holds(open_log):
     """The estimate is within a factor of 1.5 of tracemalloc's figure, long strings included."""
     rnd = random.Random(3)
     cases = {
-        "plant rows": lambda i: {"timestamp": f"2026-11-21T10:00:{i % 60:02d}", "machine_type": "L",
-                                 "product_line": "pump", **{f"n{k}": rnd.random() for k in range(6)}},
+        "plant rows": lambda i: {
+            "timestamp": f"2026-11-21T10:00:{i % 60:02d}",
+            "machine_type": "L",
+            "product_line": "pump",
+            **{f"n{k}": rnd.random() for k in range(6)},
+        },
         "long strings": lambda i: {"note": "x" * rnd.randint(500, 3000), "v": rnd.random()},
-    }  # fmt: skip
+    }
     for name, make in cases.items():
         body = json.dumps({"rows": [make(i) for i in range(1000)]})
         tracemalloc.start()
@@ -456,8 +460,22 @@ def test_each_row_is_stored_as_the_compact_json_of_the_row_and_its_rounded_proba
     """The writer encodes in C (json's encoder, no Python per row): the text is exactly what
     ``compact_json`` gives, minimised fields included, for every kind of JSON value."""
     rnd = random.Random(7)
-    values = [0.1 + 0.2, -1e-300, 1e300, 5e-324, 12, -(2**70), True, False, None, "", "L",
-              'quote " and \\ backslash', "ünïcödé \u2028", "x" * 300]  # fmt: skip
+    values = [
+        0.1 + 0.2,
+        -1e-300,
+        1e300,
+        5e-324,
+        12,
+        -(2**70),
+        True,
+        False,
+        None,
+        "",
+        "L",
+        'quote " and \\ backslash',
+        "ünïcödé \u2028",
+        "x" * 300,
+    ]
     requests = []
     for k in range(40):
         n = 1 if k % 4 == 0 else rnd.randint(2, 40)  # several chunks of a batch; one-row requests
@@ -475,11 +493,16 @@ def test_each_row_is_stored_as_the_compact_json_of_the_row_and_its_rounded_proba
             "SELECT request_id, row_index, features, label, probabilities FROM inference ORDER BY id"
         ).fetchall()
     expected = [
-        (rid, i, compact_json(log.minimise(row)), str(labels[i]),
-         compact_json([round(p, 7) for p in probas[i]]))
+        (
+            rid,
+            i,
+            compact_json(log.minimise(row)),
+            str(labels[i]),
+            compact_json([round(p, 7) for p in probas[i]]),
+        )
         for rid, rows, labels, probas in requests
         for i, row in enumerate(rows)
-    ]  # fmt: skip
+    ]
     assert stored == expected
 
 

@@ -38,11 +38,23 @@ def test_the_repo_settings_load_and_bad_ones_name_the_field() -> None:
 
 
 def _drift(drifted: list[str]) -> dict:
-    cols = {c: {"method": "wasserstein", "score": 0.5 if c in drifted else 0.01, "threshold": 0.15,
-                "drifted": c in drifted} for c in ("a", "b", "c", "d")}  # fmt: skip
+    cols = {
+        c: {
+            "method": "wasserstein",
+            "score": 0.5 if c in drifted else 0.01,
+            "threshold": 0.15,
+            "drifted": c in drifted,
+        }
+        for c in ("a", "b", "c", "d")
+    }
     share = len(drifted) / 4
-    return {"columns": cols, "drifted_columns": drifted, "share": share, "share_threshold": 0.1,
-            "dataset_drift": bool(drifted)}  # fmt: skip
+    return {
+        "columns": cols,
+        "drifted_columns": drifted,
+        "share": share,
+        "share_threshold": 0.1,
+        "dataset_drift": bool(drifted),
+    }
 
 
 def test_a_small_window_is_not_enough_data_never_no_drift() -> None:
@@ -51,8 +63,9 @@ def test_a_small_window_is_not_enough_data_never_no_drift() -> None:
     assert reasons == ["not enough data (n=120 < min 1000): no verdict on drift"]
     # an empty window (nothing logged since the deploy): no drift step ran, no verdict either
     assert dec.target_decision(0, 1000, None, None) == (
-        dec.NOT_ENOUGH, ["not enough data (n=0 < min 1000): no verdict on drift"]
-    )  # fmt: skip
+        dec.NOT_ENOUGH,
+        ["not enough data (n=0 < min 1000): no verdict on drift"],
+    )
 
 
 def test_drift_or_a_performance_drop_each_decide_retrain() -> None:
@@ -68,8 +81,10 @@ def test_drift_or_a_performance_drop_each_decide_retrain() -> None:
 
 def test_the_cooldown_holds_a_retrain_back_and_then_lets_it_go(tmp_path: Path) -> None:
     audit = tmp_path / "audit.jsonl"
-    per = {"line-1": {"decision": dec.RETRAIN, "reasons": ["drift: x"]},
-           "line-2": {"decision": dec.KEEP, "reasons": ["no drift above the thresholds"]}}  # fmt: skip
+    per = {
+        "line-1": {"decision": dec.RETRAIN, "reasons": ["drift: x"]},
+        "line-2": {"decision": dec.KEEP, "reasons": ["no drift above the thresholds"]},
+    }
     assert dec.overall(per, 24, audit)["decision"] == dec.RETRAIN  # no trigger yet
     AuditLog(audit).append(dec.TRIGGER_EVENT, reason="drift")
     held = dec.overall(per, 24, audit)
@@ -127,10 +142,21 @@ def test_an_unreachable_target_is_named_and_the_others_decide(tmp_path: Path) ->
 def _items(first: int, n: int, feedback: str | None = None) -> list[dict]:
     df = simulate(rows=n, seed=first)
     feats = df[[c.name for c in SCHEMA.features]].astype(object).where(df.notna(), None)
-    return [{"id": first + i, "ts": 1.7e9 + first + i, "request_id": f"r{first + i}", "row": 0,
-             "model_version": "v1", "features": feats.iloc[i].to_dict(), "label": "0",
-             "probabilities": [0.9, 0.1], "feedback": feedback, "feedback_ts": None}
-            for i in range(n)]  # fmt: skip
+    return [
+        {
+            "id": first + i,
+            "ts": 1.7e9 + first + i,
+            "request_id": f"r{first + i}",
+            "row": 0,
+            "model_version": "v1",
+            "features": feats.iloc[i].to_dict(),
+            "label": "0",
+            "probabilities": [0.9, 0.1],
+            "feedback": feedback,
+            "feedback_ts": None,
+        }
+        for i in range(n)
+    ]
 
 
 def test_the_cursor_is_the_stored_parts_and_late_feedback_wins(tmp_path: Path) -> None:
@@ -140,8 +166,10 @@ def test_the_cursor_is_the_stored_parts_and_late_feedback_wins(tmp_path: Path) -
     write_part(series, "rows", 51, 80, rows_frame(_items(51, 30)))
     (series / ".rows-000000000081-000000000090.parquet.x.tmp").write_bytes(b"half")  # a killed run
     assert cursor(series, "rows") == 80
-    fb = [{"id": i, "request_id": f"r{i}", "row": 0, "feedback": "1", "feedback_ts": 1.8e9, "seq": s}
-          for s, i in enumerate((3, 60, 3), 1)]  # fmt: skip
+    fb = [
+        {"id": i, "request_id": f"r{i}", "row": 0, "feedback": "1", "feedback_ts": 1.8e9, "seq": s}
+        for s, i in enumerate((3, 60, 3), 1)
+    ]
     fb[2]["feedback"] = "0"  # a corrected label for row 3 arrives later
     write_part(series, "feedback", 1, 3, feedback_frame(fb))
     store = ProductionStore(tmp_path / "store")
@@ -156,8 +184,10 @@ def test_the_cursor_is_the_stored_parts_and_late_feedback_wins(tmp_path: Path) -
 def test_labelled_production_rows_join_the_source_shaped_like_it(tmp_path: Path) -> None:
     series = tmp_path / "store/line-1/abcdef0123456789"
     write_part(series, "rows", 1, 40, rows_frame(_items(1, 40)))
-    fb = [{"id": i, "request_id": f"r{i}", "row": 0, "feedback": "1", "feedback_ts": 1.8e9, "seq": i}
-          for i in range(1, 11)]  # fmt: skip
+    fb = [
+        {"id": i, "request_id": f"r{i}", "row": 0, "feedback": "1", "feedback_ts": 1.8e9, "seq": i}
+        for i in range(1, 11)
+    ]
     write_part(series, "feedback", 1, 10, feedback_frame(fb))
     source = simulate(rows=200, seed=3)
     cfg = {"include": True, "path": str(tmp_path / "store")}
@@ -200,8 +230,17 @@ def test_production_rows_keep_their_side_of_the_split_as_more_arrive() -> None:
 def test_decision_json_is_what_the_summary_renders() -> None:
     from edgeops.monitor.summary import markdown
 
-    result = {"decision": "keep", "reasons": ["line-1: no drift above the thresholds"], "model": "m",
-              "targets": {"line-1": {"decision": "keep", "version": "v1",
-                                     "window": {"rows": 10, "by": "newest 10 rows"}}}}  # fmt: skip
+    result = {
+        "decision": "keep",
+        "reasons": ["line-1: no drift above the thresholds"],
+        "model": "m",
+        "targets": {
+            "line-1": {
+                "decision": "keep",
+                "version": "v1",
+                "window": {"rows": 10, "by": "newest 10 rows"},
+            }
+        },
+    }
     text = markdown(json.loads(json.dumps(result)))
     assert text.startswith("# Monitoring m: **keep**") and "## line-1: keep" in text

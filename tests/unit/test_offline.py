@@ -27,8 +27,15 @@ ETC_ENV_FILE = "/etc/edgeops/telemetry-off.env"
 #: The files allowed to name a switch's value: the source and its parser.
 SOURCES = {REL_ENV_FILE, "src/edgeops/offline.py"}
 #: Every entry point's files: they must take the switches from the source, not set them.
-SCANNED = ("Makefile", ".ci/run", "bin/*", "deploy/*.service", "prefect.yaml", "src/**/*.py",
-           "flows/*.py")  # fmt: skip
+SCANNED = (
+    "Makefile",
+    ".ci/run",
+    "bin/*",
+    "deploy/*.service",
+    "prefect.yaml",
+    "src/**/*.py",
+    "flows/*.py",
+)
 
 # a switch's name says which value is "off": DO_NOT_TRACK / *_DISABLE_* want it true,
 # *_ENABLED wants it false
@@ -70,9 +77,15 @@ def test_every_switch_is_explained_by_a_comment_above_it() -> None:
 
 @pytest.mark.parametrize(
     "line",
-    ['DO_NOT_TRACK="1"', "export DO_NOT_TRACK=1", "DO_NOT_TRACK=1  # off", "DO_NOT_TRACK = 1",
-     "do_not_track=1", "DO_NOT_TRACK"],
-)  # fmt: skip
+    [
+        'DO_NOT_TRACK="1"',
+        "export DO_NOT_TRACK=1",
+        "DO_NOT_TRACK=1  # off",
+        "DO_NOT_TRACK = 1",
+        "do_not_track=1",
+        "DO_NOT_TRACK",
+    ],
+)
 def test_lines_bash_make_and_systemd_would_read_differently_are_refused(line: str) -> None:
     with pytest.raises(ValueError, match="not a plain KEY=value line"):
         parse_env_file(f"# ok\n{line}\n")
@@ -86,8 +99,11 @@ def test_a_switch_set_twice_is_refused() -> None:
 def test_bash_reads_the_same_values() -> None:
     out = subprocess.run(
         ["bash", "-c", f"set -a; . {ENV_FILE}; set +a; env -0"],
-        env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     env = dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
     assert {k: env.get(k) for k in TELEMETRY_OFF} == TELEMETRY_OFF
 
@@ -144,9 +160,14 @@ def test_no_other_file_sets_a_telemetry_switch() -> None:
 
 
 def test_the_scan_finds_each_way_of_setting_a_switch() -> None:
-    lines = ['export DO_NOT_TRACK := 1', 'Environment=A=1 DVC_NO_ANALYTICS=1',
-             'os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")', "env['OTEL_SDK_DISABLED'] = 'x'",
-             'dict(os.environ, DO_NOT_TRACK="1")', 'env.update({"GX_ANALYTICS_ENABLED": "false"})']  # fmt: skip
+    lines = [
+        "export DO_NOT_TRACK := 1",
+        "Environment=A=1 DVC_NO_ANALYTICS=1",
+        'os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")',
+        "env['OTEL_SDK_DISABLED'] = 'x'",
+        'dict(os.environ, DO_NOT_TRACK="1")',
+        'env.update({"GX_ANALYTICS_ENABLED": "false"})',
+    ]
     for line in lines:
         assert any(p.search(line) for name in TELEMETRY_OFF for p in setting_patterns(name)), line
     harmless = ['if env.get("DO_NOT_TRACK") == "1":', 'UI_FORCED_OFF = ("DO_NOT_TRACK",)']
@@ -183,10 +204,22 @@ def test_the_makefile_includes_the_file() -> None:
 @pytest.mark.skipif(not shutil.which("make"), reason="GNU make not installed")
 def test_make_exports_every_switch_to_what_it_starts() -> None:
     out = subprocess.run(
-        ["make", "-s", "--no-print-directory", "-f", "Makefile", "--eval",
-         "_telemetry_env: ; @env -0", "_telemetry_env"],
-        cwd=REPO, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            "make",
+            "-s",
+            "--no-print-directory",
+            "-f",
+            "Makefile",
+            "--eval",
+            "_telemetry_env: ; @env -0",
+            "_telemetry_env",
+        ],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     env = dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
     assert {k: env.get(k) for k in TELEMETRY_OFF} == TELEMETRY_OFF
 
@@ -200,8 +233,14 @@ def test_ci_sources_the_file_before_the_tests() -> None:
 
 def test_python_entry_points_call_telemetry_off() -> None:
     # the CLI's command wrapper, every stage's main, the agent, the flows run by a worker
-    for rel in ("src/edgeops/cli.py", "src/edgeops/stages/runner.py", "src/edgeops/edge/agent.py",
-                "src/edgeops/edge/inference.py", "flows/training.py", "flows/monitoring.py"):  # fmt: skip
+    for rel in (
+        "src/edgeops/cli.py",
+        "src/edgeops/stages/runner.py",
+        "src/edgeops/edge/agent.py",
+        "src/edgeops/edge/inference.py",
+        "flows/training.py",
+        "flows/monitoring.py",
+    ):
         assert "telemetry_off()" in (REPO / rel).read_text(), rel
 
 

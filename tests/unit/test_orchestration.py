@@ -78,9 +78,14 @@ def test_stage_error_is_the_stages_own_message_in_one_line() -> None:
 def test_captured_output_reads_child_processes_and_forwards_only_stage_lines() -> None:
     forwarded: list[str] = []
     with captured_output(forwarded.append) as lines:
-        subprocess.run([sys.executable, "-c",
-                        "import sys; print('edgeops train: fitting'); print('noise', file=sys.stderr)"],
-                       check=True)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; print('edgeops train: fitting'); print('noise', file=sys.stderr)",
+            ],
+            check=True,
+        )
     assert "edgeops train: fitting" in lines and "noise" in lines
     assert forwarded == ["edgeops train: fitting"]
     assert not INTERESTING.match("06:01:22.123 | INFO | Task run 'train' - edgeops train: x")
@@ -88,16 +93,22 @@ def test_captured_output_reads_child_processes_and_forwards_only_stage_lines() -
 
 def test_summary_names_the_decision_and_the_metrics_against_the_champion() -> None:
     facts = {
-        "reason": "scheduled", "version": "20261122.1-abc", "model": "plant-failure",
+        "reason": "scheduled",
+        "version": "20261122.1-abc",
+        "model": "plant-failure",
         "ingest": {"rows": 6000, "source": "simulator", "sha256": "ab" * 32},
         "validation": {"success": True, "expectations": [{}] * 30, "failures": []},
         "stages": [{"stage": "ingest", "ran": False, "seconds": 0.1}],
         "metrics": {"roc_auc": 0.95, "f1": 0.5},
-        "gate": {"promote": False, "reason": "roc_auc 0.95 < champion 0.97 - tolerance 0.005",
-                 "champion": {"version": "old", "metrics": {"roc_auc": 0.97, "f1": 0.52}}},
-        "deploy": {"note": "the gate refused the model"}, "push": 3,
+        "gate": {
+            "promote": False,
+            "reason": "roc_auc 0.95 < champion 0.97 - tolerance 0.005",
+            "champion": {"version": "old", "metrics": {"roc_auc": 0.97, "f1": 0.52}},
+        },
+        "deploy": {"note": "the gate refused the model"},
+        "push": 3,
         "lineage": {"committed": False, "reason": "orchestration.lineage.commit is false"},
-    }  # fmt: skip
+    }
     md = summary.markdown(facts)
     assert "**Why:** scheduled" in md and "6,000 rows from `simulator`" in md
     assert "decision: **refuse**: roc_auc 0.95 < champion 0.97" in md
@@ -108,23 +119,50 @@ def test_summary_names_the_decision_and_the_metrics_against_the_champion() -> No
 
 
 def test_the_resources_table_names_each_stage_and_whether_it_ran() -> None:
-    record = {"stages": {
-        "ingest": {"wall_s": 1.5, "cpu_s": 1.2, "peak_rss_mb": 170.0, "threads": 2, "finished": "t1"},
-        "train": {"wall_s": 9.0, "cpu_s": 16.0, "peak_rss_mb": 400.0, "threads": 2, "finished": "t2"},
-    }}  # fmt: skip
-    stages = [{"stage": "ingest", "ran": False}, {"stage": "train", "ran": True},
-              {"stage": "bundle", "ran": True}]  # fmt: skip
+    record = {
+        "stages": {
+            "ingest": {
+                "wall_s": 1.5,
+                "cpu_s": 1.2,
+                "peak_rss_mb": 170.0,
+                "threads": 2,
+                "finished": "t1",
+            },
+            "train": {
+                "wall_s": 9.0,
+                "cpu_s": 16.0,
+                "peak_rss_mb": 400.0,
+                "threads": 2,
+                "finished": "t2",
+            },
+        }
+    }
+    stages = [
+        {"stage": "ingest", "ran": False},
+        {"stage": "train", "ran": True},
+        {"stage": "bundle", "ran": True},
+    ]
     rows = summary.resources_table(record, stages)
     assert [r["stage"] for r in rows] == ["ingest", "train"]  # bundle has no record yet
     assert rows[0]["ran"] == "no (up to date)" and rows[1]["ran"] == "yes"
-    assert rows[1] == {"stage": "train", "ran": "yes", "wall_s": 9.0, "cpu_s": 16.0,
-                            "peak_rss_mb": 400.0, "threads": 2, "finished": "t2"}  # fmt: skip
+    assert rows[1] == {
+        "stage": "train",
+        "ran": "yes",
+        "wall_s": 9.0,
+        "cpu_s": 16.0,
+        "peak_rss_mb": 400.0,
+        "threads": 2,
+        "finished": "t2",
+    }
     assert summary.resources_table(None, stages) == []
 
 
 def _git_repo(path: Path) -> Path:
-    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "t@e.invalid"],
-                ["git", "config", "user.name", "t"]):  # fmt: skip
+    for cmd in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "config", "user.email", "t@e.invalid"],
+        ["git", "config", "user.name", "t"],
+    ):
         subprocess.run(cmd, cwd=path, check=True)
     (path / "params.yaml").write_text("a: 1\n")
     (path / "notes.txt").write_text("mine\n")
@@ -139,8 +177,9 @@ def test_lineage_commits_only_its_files_and_tags_the_version_once(tmp_path: Path
     (repo / "notes.txt").write_text("an unrelated edit stays uncommitted\n")
     first = lineage.record(repo, "plant-failure", "v1", "scheduled", {"commit": True})
     assert first.committed and first.tag == "plant-failure/v1"
-    shown = subprocess.run(["git", "show", "--stat", "--format=%s", "HEAD"], cwd=repo,
-                           capture_output=True, text=True).stdout  # fmt: skip
+    shown = subprocess.run(
+        ["git", "show", "--stat", "--format=%s", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout
     assert "dvc.lock" in shown and "notes.txt" not in shown and "(scheduled)" in shown
     again = lineage.record(repo, "plant-failure", "v1", "manual", {"commit": True})
     assert not again.committed and "tagged already" in again.reason

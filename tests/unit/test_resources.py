@@ -46,8 +46,9 @@ print(json.dumps({"pools": resources.thread_pools(), "child": child,
                   "wait": os.environ["OMP_WAIT_POLICY"]}))
 """
     env = {k: v for k, v in os.environ.items() if "THREADS" not in k and k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
     seen = json.loads(out.strip().splitlines()[-1])
     assert seen["child"] == "1" and seen["current"] == 1 and seen["wait"] == "PASSIVE"
     apis = {p["api"] for p in seen["pools"]}
@@ -56,8 +57,10 @@ print(json.dumps({"pools": resources.thread_pools(), "child": child,
 
 
 def test_auto_follows_the_cpu_affinity_of_the_process() -> None:
-    code = "import os; os.sched_setaffinity(0, {0}); from edgeops import resources; " \
-        "print(resources.configured_threads({'resources': {'threads': 'auto'}}))"  # fmt: skip
+    code = (
+        "import os; os.sched_setaffinity(0, {0}); from edgeops import resources; "
+        "print(resources.configured_threads({'resources': {'threads': 'auto'}}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1"
 

@@ -40,8 +40,12 @@ class FakeClock:
 class FakeAgent:
     """Records every call with the fake time; fails the requests listed in ``fail``."""
 
-    def __init__(self, clock: FakeClock, fail: dict[int, int | None] | None = None,
-                 feedback_seconds: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        clock: FakeClock,
+        fail: dict[int, int | None] | None = None,
+        feedback_seconds: float = 0.0,
+    ) -> None:
         self.clock, self.feedback_seconds = clock, feedback_seconds
         self.fail = fail or {}  # predict call number -> HTTP status (None: unreachable)
         self.calls: list[tuple[str, float, Any]] = []
@@ -268,9 +272,18 @@ def test_many_errors_in_a_row_stop_the_run() -> None:
 
 def test_the_summary_line() -> None:
     line = traffic.format_summary(
-        {"requests": 3, "rows": 6, "feedback": 2, "flipped": 1, "errors": 0, "elapsed_s": 1.25,
-         "model_versions": {"1.0.0": 2, "2.0.0": 1}, "last_error": None}, "line-1",
-    )  # fmt: skip
+        {
+            "requests": 3,
+            "rows": 6,
+            "feedback": 2,
+            "flipped": 1,
+            "errors": 0,
+            "elapsed_s": 1.25,
+            "model_versions": {"1.0.0": 2, "2.0.0": 1},
+            "last_error": None,
+        },
+        "line-1",
+    )
     assert line == (
         "line-1: 3 request(s), 6 row(s), feedback on 2 row(s), 1 flipped, 0 error(s), 1.2 s, "
         "model version(s) 1.0.0 (2), 2.0.0 (1)"
@@ -291,8 +304,18 @@ def test_simulate_to_an_unknown_target_is_one_clear_error(tmp_path: Path) -> Non
         "targets:\n  - {name: line-1, url: 'http://127.0.0.1:9'}\n"
     )
     result = CliRunner().invoke(
-        app, ["simulate", "--target", "nope", "--rows", "5", "--params", str(REPO / "params.yaml"),
-              "--targets", str(tmp_path / "targets.yaml")],
-    )  # fmt: skip
+        app,
+        [
+            "simulate",
+            "--target",
+            "nope",
+            "--rows",
+            "5",
+            "--params",
+            str(REPO / "params.yaml"),
+            "--targets",
+            str(tmp_path / "targets.yaml"),
+        ],
+    )
     assert result.exit_code == 2 and "unknown target(s) ['nope']" in result.output
     assert "Traceback" not in result.output

@@ -475,7 +475,7 @@ def test_the_ingest_stage_logs_and_records_the_dialect_and_the_drops(
                         "name": "Maschinentyp",
                         "type": "categorical",
                         "categories": ["Gerät A", "Wärmetauscher B", "Öl-Pumpe"],
-                    },  # fmt: skip
+                    },
                     {"name": "Stufe", "type": "numeric"},
                     {"name": "Ausfall", "type": "categorical", "categories": ["ja", "nein"]},
                 ],

@@ -136,19 +136,29 @@ def _timestamp_as_text(df):
 @pytest.mark.parametrize(
     ("damage", "column", "count", "expected"),
     [
-        (_out_of_range, "torque_nm", 7, "7 of 3,000 rows fail (e.g. [150.0]); allowed range [0.0, 100.0]"),
+        (
+            _out_of_range,
+            "torque_nm",
+            7,
+            "7 of 3,000 rows fail (e.g. [150.0]); allowed range [0.0, 100.0]",
+        ),
         (_missing_column, None, None, "missing columns ['vibration_mm_s'], unexpected columns []"),
         (_extra_column, None, None, "missing columns [], unexpected columns ['operator']"),
         (_unknown_category, "machine_type", 5, "5 of 3,000 rows fail (e.g. ['XL'])"),
         (_one_class, "failure", None, "the target has 1 distinct value(s)"),
-        (_text_in_numeric, "spindle_speed_rpm", 4, "4 of 3,000 rows are not numbers (e.g. ['fast'])"),
+        (
+            _text_in_numeric,
+            "spindle_speed_rpm",
+            4,
+            "4 of 3,000 rows are not numbers (e.g. ['fast'])",
+        ),
         (_too_many_nulls, "vibration_mm_s", None, "rows are missing (allowed share 0.030)"),
         (_missing_labels, "failure", 3, "3 of 3,000 rows are missing"),
         (_too_few_rows, None, None, "observed 500"),
         (_timestamp_as_text, "timestamp", None, "expected timestamps"),
     ],
     ids=lambda v: v.__name__.lstrip("_") if callable(v) else None,
-)  # fmt: skip
+)
 def test_validate_reports_what_is_wrong(
     plant_df, plant_schema, damage, column, count, expected: str
 ) -> None:
@@ -391,8 +401,9 @@ def test_evaluate_plots(fitted, tmp_path: Path) -> None:
         (a, p) for a in classes for p in classes
     ]
     predicted = pipe.classes_[pipe.predict_proba(feature_frame(test_df, schema)).argmax(1)]
-    pairs = pd.DataFrame({"actual": test_df[schema.target].astype(str),
-                          "predicted": predicted.astype(str)})  # fmt: skip
+    pairs = pd.DataFrame(
+        {"actual": test_df[schema.target].astype(str), "predicted": predicted.astype(str)}
+    )
     expected = pairs.value_counts().to_dict()
     got = {(a, p): n for a, p, n in confusion.itertuples(index=False)}
     assert got == {pair: expected.get(pair, 0) for pair in got}

@@ -80,9 +80,13 @@ def test_limits_are_checked_from_the_header() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "problem"),
-    [(tarfile.SYMTYPE, "not a plain file"), (tarfile.LNKTYPE, "not a plain file"),
-     (tarfile.FIFOTYPE, "not a plain file"), (tarfile.CHRTYPE, "not a plain file")],
-)  # fmt: skip
+    [
+        (tarfile.SYMTYPE, "not a plain file"),
+        (tarfile.LNKTYPE, "not a plain file"),
+        (tarfile.FIFOTYPE, "not a plain file"),
+        (tarfile.CHRTYPE, "not a plain file"),
+    ],
+)
 def test_links_and_devices_are_refused(kind: bytes, problem: str) -> None:
     info = tarfile.TarInfo("model.onnx")
     info.type, info.linkname = kind, "/etc/passwd"
@@ -106,7 +110,12 @@ def test_unsafe_paths_are_refused(name: str) -> None:
 
 def test_bundle_names_at_the_top_or_in_one_folder() -> None:
     assert [bundle_name(n) for n in ("model.onnx", "./model.onnx", "b/model.onnx", "b/", ".")] == [
-        "model.onnx", "model.onnx", "model.onnx", "b", None]  # fmt: skip
+        "model.onnx",
+        "model.onnx",
+        "model.onnx",
+        "b",
+        None,
+    ]
 
 
 def test_unpack_verifies_the_manifest_before_keeping_files(tmp_path: Path) -> None:
@@ -125,8 +134,10 @@ def test_unpack_verifies_the_manifest_before_keeping_files(tmp_path: Path) -> No
     assert seen == [(b"{}", b"s")]
     assert sorted(p.name for p in dest.iterdir()) == ["manifest.json", "manifest.sig", "model.onnx"]
 
-    for members in ([("x.sh", b"1"), ("manifest.json", b"{}"), ("manifest.sig", b"s")],
-                    [("manifest.json", b"{}"), ("manifest.sig", b"s"), ("x.sh", b"1")]):  # fmt: skip
+    for members in (
+        [("x.sh", b"1"), ("manifest.json", b"{}"), ("manifest.sig", b"s")],
+        [("manifest.json", b"{}"), ("manifest.sig", b"s"), ("x.sh", b"1")],
+    ):
         archive.write_bytes(tar(members))
         out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
         out.mkdir()
@@ -141,14 +152,19 @@ def test_unpack_verifies_the_manifest_before_keeping_files(tmp_path: Path) -> No
 
 
 GOOD = {
-    "format_version": 1, "model": {"name": "m", "version": "1.0.0", "created_at": "2026-01-01T00:00:00Z"},
+    "format_version": 1,
+    "model": {"name": "m", "version": "1.0.0", "created_at": "2026-01-01T00:00:00Z"},
     "files": {"model.onnx": {"sha256": "0" * 64}},
-    "inputs": [{"name": "t", "dtype": "float32", "nullable": False, "min": 0, "max": 1},
-               {"name": "c", "dtype": "string", "categories": ["a"]}],
+    "inputs": [
+        {"name": "t", "dtype": "float32", "nullable": False, "min": 0, "max": 1},
+        {"name": "c", "dtype": "string", "categories": ["a"]},
+    ],
     "classes": [0, 1],
-    "golden": {"tolerance": 1e-5, "examples": [{"inputs": {"t": 0.5, "c": None}, "label": 0,
-                                                "probabilities": [0.6, 0.4]}]},
-}  # fmt: skip
+    "golden": {
+        "tolerance": 1e-5,
+        "examples": [{"inputs": {"t": 0.5, "c": None}, "label": 0, "probabilities": [0.6, 0.4]}],
+    },
+}
 
 
 def test_a_well_formed_manifest_has_no_problems() -> None:
@@ -160,13 +176,22 @@ def test_a_well_formed_manifest_has_no_problems() -> None:
 
 @pytest.mark.parametrize(
     ("path", "value", "field"),
-    [("model.version", "a\x00b", "model.version"), ("model.version", ".hidden", "model.version"),
-     ("model.created_at", 20260101, "model.created_at"), ("inputs", [], "inputs"),
-     ("inputs.0.min", float("nan"), "inputs[0].min"), ("classes", [0, "0"], "classes"),
-     ("golden.examples.0.probabilities", [0.5, float("inf")], "golden.examples[0].probabilities"),
-     ("golden.examples.0.inputs.c", 3, "golden.examples[0].inputs.c"),
-     ("files.model.onnx", None, "files.model.onnx.sha256")],
-)  # fmt: skip
+    [
+        ("model.version", "a\x00b", "model.version"),
+        ("model.version", ".hidden", "model.version"),
+        ("model.created_at", 20260101, "model.created_at"),
+        ("inputs", [], "inputs"),
+        ("inputs.0.min", float("nan"), "inputs[0].min"),
+        ("classes", [0, "0"], "classes"),
+        (
+            "golden.examples.0.probabilities",
+            [0.5, float("inf")],
+            "golden.examples[0].probabilities",
+        ),
+        ("golden.examples.0.inputs.c", 3, "golden.examples[0].inputs.c"),
+        ("files.model.onnx", None, "files.model.onnx.sha256"),
+    ],
+)
 def test_malformed_manifests_name_the_field(path: str, value: object, field: str) -> None:
     import copy
 

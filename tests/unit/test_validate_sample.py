@@ -173,16 +173,18 @@ def test_the_sample_has_the_dtypes_read_parquet_gives(tmp_path: Path) -> None:
     kinds = pd.Categorical(
         rng.choice(["L", "M", "H", None], size=n), categories=["L", "M", "H", "XL"]
     )
-    df = pd.DataFrame({
-        "timestamp": pd.date_range("2026-01-01", periods=n, freq="min"),
-        "utc": pd.date_range("2026-01-01", periods=n, freq="min", tz="UTC"),
-        "kind": kinds,  # a string categorical with nulls and an unused category
-        "text": pd.Series(rng.choice(["a", "b", None], size=n), dtype=object),
-        "count": np.arange(n, dtype="int64"),
-        "maybe": pd.array([1, None, 3, 4] * (n // 4), dtype="Int64"),
-        "value": np.where(rng.random(n) < 0.1, np.nan, rng.random(n)),
-        "flag": rng.random(n) < 0.5,
-    })  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2026-01-01", periods=n, freq="min"),
+            "utc": pd.date_range("2026-01-01", periods=n, freq="min", tz="UTC"),
+            "kind": kinds,  # a string categorical with nulls and an unused category
+            "text": pd.Series(rng.choice(["a", "b", None], size=n), dtype=object),
+            "count": np.arange(n, dtype="int64"),
+            "maybe": pd.array([1, None, 3, 4] * (n // 4), dtype="Int64"),
+            "value": np.where(rng.random(n) < 0.1, np.nan, rng.random(n)),
+            "flag": rng.random(n) < 0.5,
+        }
+    )
     path = write(df, tmp_path / "types.parquet", group=64)
     whole = pd.read_parquet(path)
     sample = read_sample(path, 300)
@@ -244,8 +246,14 @@ def test_the_sample_rows_param(params: dict[str, Any]) -> None:
 
 def test_the_report_says_what_the_sample_finds() -> None:
     when = datetime(2026, 11, 1, tzinfo=UTC)
-    html = render_html([], dataset="data/raw/dataset.parquet", rows=100_000_000, columns=11,
-                       when=when, checked_rows=2_000_000)  # fmt: skip
+    html = render_html(
+        [],
+        dataset="data/raw/dataset.parquet",
+        rows=100_000_000,
+        columns=11,
+        when=when,
+        checked_rows=2_000_000,
+    )
     assert (
         "Checked a uniform random sample of 2,000,000 of 100,000,000 rows (validate.sample_rows); "
         "a problem in a share p of the rows is found with probability 1-(1-p)^N, N = 2,000,000: "
@@ -255,6 +263,7 @@ def test_the_report_says_what_the_sample_finds() -> None:
     # 231 bad rows of 100M are found with at least 99 % probability, 230 just miss it
     assert 1 - (1 - 231e-8) ** 2_000_000 >= 0.99 > 1 - (1 - 230e-8) ** 2_000_000
     for checked in (None, 100_000_000):
-        html = render_html([], dataset="d", rows=100_000_000, columns=11, when=when,
-                           checked_rows=checked)  # fmt: skip
+        html = render_html(
+            [], dataset="d", rows=100_000_000, columns=11, when=when, checked_rows=checked
+        )
         assert "sample" not in html

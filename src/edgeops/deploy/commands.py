@@ -62,8 +62,14 @@ def register(app: typer.Typer, command: Callable[..., Any]) -> None:
     app.add_typer(audit_app, name="audit")
 
 
-def _ctx(params: Path, targets: Path | None, registry: Path | None, audit: Path | None, public_key: Path | None,
-         test_data: Path | None = None):  # fmt: skip
+def _ctx(
+    params: Path,
+    targets: Path | None,
+    registry: Path | None,
+    audit: Path | None,
+    public_key: Path | None,
+    test_data: Path | None = None,
+):
     from edgeops.deploy.operations import DeployContext
 
     return DeployContext.load(params, targets, registry, audit, public_key, test_data)
@@ -153,8 +159,15 @@ def deploy_cmd(
     if bool(target) == all_targets:
         raise EdgeopsError("choose the targets: --target NAME (repeatable) or --all")
     ctx = _ctx(params, targets, registry, audit_log, public_key)
-    operations.deploy(ctx, bundle, None if all_targets else target, force=force, reason=reason,
-                      log=lambda m: typer.echo(m, err=True), replace_model=replace_model)  # fmt: skip
+    operations.deploy(
+        ctx,
+        bundle,
+        None if all_targets else target,
+        force=force,
+        reason=reason,
+        log=lambda m: typer.echo(m, err=True),
+        replace_model=replace_model,
+    )
 
 
 def rollback_cmd(

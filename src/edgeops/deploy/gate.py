@@ -169,8 +169,10 @@ def decide(
             below_base.append(f"{name} {value:.4f} < baseline {ref:.4f} + margin {margin}")
     if below_base:
         n = (base or {}).get("n_test", "?")
-        failed.append(f"not clearly better than the baseline: {'; '.join(below_base)} "
-                      f"({BASELINE_NAME} on the same {n} test rows)")  # fmt: skip
+        failed.append(
+            f"not clearly better than the baseline: {'; '.join(below_base)} "
+            f"({BASELINE_NAME} on the same {n} test rows)"
+        )
     if failed:
         return False, "; ".join(failed)
     if champion is None:
@@ -191,13 +193,17 @@ def limits(cfg: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
     out = []
     for key, raw in (("floors", cfg.get("floors")), ("over_baseline", margins)):
         if raw is not None and not isinstance(raw, dict):
-            raise EdgeopsError(f"deploy.gate.{key} must map metric names to numbers, not {raw!r}",
-                               fix="e.g. {roc_auc: 0.1}, or {} for none")  # fmt: skip
+            raise EdgeopsError(
+                f"deploy.gate.{key} must map metric names to numbers, not {raw!r}",
+                fix="e.g. {roc_auc: 0.1}, or {} for none",
+            )
         checked = {}
         for name, v in (raw or {}).items():
             if name not in GATED_METRICS:
-                raise EdgeopsError(f"deploy.gate.{key}: unknown metric {name!r}",
-                                   fix=f"use one of {', '.join(GATED_METRICS)}")  # fmt: skip
+                raise EdgeopsError(
+                    f"deploy.gate.{key}: unknown metric {name!r}",
+                    fix=f"use one of {', '.join(GATED_METRICS)}",
+                )
             if isinstance(v, bool) or not isinstance(v, int | float):
                 raise EdgeopsError(f"deploy.gate.{key}.{name} must be a number, not {v!r}")
             checked[name] = float(v)

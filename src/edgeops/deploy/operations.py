@@ -39,9 +39,15 @@ class DeployContext:
     production_test_data: Path | None = None
 
     @classmethod
-    def load(cls, params_path: str | Path = "params.yaml", targets: str | Path | None = None,
-             registry: str | Path | None = None, audit: str | Path | None = None,
-             public_key: str | Path | None = None, test_data: str | Path | None = None) -> DeployContext:  # fmt: skip
+    def load(
+        cls,
+        params_path: str | Path = "params.yaml",
+        targets: str | Path | None = None,
+        registry: str | Path | None = None,
+        audit: str | Path | None = None,
+        public_key: str | Path | None = None,
+        test_data: str | Path | None = None,
+    ) -> DeployContext:
         from edgeops.keys import PUBLIC_NAME, default_key_dir
 
         params = load_params(params_path)
@@ -63,8 +69,12 @@ class DeployContext:
             registry=Registry(registry, seal),
             audit=AuditLog(audit, seal),
             public_key=pub,
-            cfg={**(cfg.get("gate") or {}), "primary_metric": section(params, "evaluate").get("primary_metric", "roc_auc"),
-                 "watch_seconds": cfg.get("watch_seconds", 3), "max_error_rate": cfg.get("max_error_rate", 0.0)},
+            cfg={
+                **(cfg.get("gate") or {}),
+                "primary_metric": section(params, "evaluate").get("primary_metric", "roc_auc"),
+                "watch_seconds": cfg.get("watch_seconds", 3),
+                "max_error_rate": cfg.get("max_error_rate", 0.0),
+            },
             primary_metric=section(params, "evaluate").get("primary_metric", "roc_auc"),
             test_data=Path(test_data or cfg.get("test_data", "data/prepared/test.parquet")),
             production_test_data=Path(
@@ -72,7 +82,7 @@ class DeployContext:
             ),
             gate_report=Path(cfg.get("gate_report", "reports/gate.json")),
             target_column=section(params, "validate")["schema"]["target"],
-        )  # fmt: skip
+        )
 
     def verify_records(self) -> State:
         """The registry and audit log as edgeops last signed them, else :class:`RecordsBroken`
@@ -130,27 +140,60 @@ def _gate(
         registered=ctx.registry.data["models"].get(name, {}).get("versions", {}),
     )
     atomic.write_json(ctx.gate_report, report)
-    ctx.audit.append("gate", model=name, version=bundle.version, champion=report["champion"]["version"],
-                     promote=report["promote"], reason=report["reason"], by=by)  # fmt: skip
+    ctx.audit.append(
+        "gate",
+        model=name,
+        version=bundle.version,
+        champion=report["champion"]["version"],
+        promote=report["promote"],
+        reason=report["reason"],
+        by=by,
+    )
     return report
 
 
-def deploy(ctx: DeployContext, bundle_dir: Path, names: list[str] | None, force: bool = False,
-           reason: str = "manual", by: str | None = None, log: Any = print,
-           gate_report: dict[str, Any] | None = None, replace_model: bool = False) -> dict[str, Any]:  # fmt: skip
+def deploy(
+    ctx: DeployContext,
+    bundle_dir: Path,
+    names: list[str] | None,
+    force: bool = False,
+    reason: str = "manual",
+    by: str | None = None,
+    log: Any = print,
+    gate_report: dict[str, Any] | None = None,
+    replace_model: bool = False,
+) -> dict[str, Any]:
     """Gate (unless forced), then the staged rollout. Raises EdgeopsError (exit 3 or 4) on refusal/failure.
 
     ``gate_report``: the report :func:`gate` just wrote for this bundle and these targets (the
     training flow runs the gate as a step of its own); the gate is then not run a second time."""
-    return deploy_phase(ctx, bundle_dir, names, "all", force=force, reason=reason, by=by,
-                        log=log, gate_report=gate_report, replace_model=replace_model)  # fmt: skip
+    return deploy_phase(
+        ctx,
+        bundle_dir,
+        names,
+        "all",
+        force=force,
+        reason=reason,
+        by=by,
+        log=log,
+        gate_report=gate_report,
+        replace_model=replace_model,
+    )
 
 
-def deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None, phase: str,
-                 force: bool = False, reason: str = "manual", by: str | None = None,
-                 log: Any = print, gate_report: dict[str, Any] | None = None,
-                 before: dict[str, str | None] | None = None,
-                 replace_model: bool = False) -> dict[str, Any]:  # fmt: skip
+def deploy_phase(
+    ctx: DeployContext,
+    bundle_dir: Path,
+    names: list[str] | None,
+    phase: str,
+    force: bool = False,
+    reason: str = "manual",
+    by: str | None = None,
+    log: Any = print,
+    gate_report: dict[str, Any] | None = None,
+    before: dict[str, str | None] | None = None,
+    replace_model: bool = False,
+) -> dict[str, Any]:
     """:func:`deploy` in one go (``all``) or in two phases for a person's approval in between:
     ``canary`` (gate, then the first target only; the version stays in ``staging``) and
     ``fleet`` (the rest, with ``before`` = what every target ran before the canary phase).
@@ -159,15 +202,34 @@ def deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None, 
     refused unless ``replace_model`` (recorded in the audit log; the gate then has no champion).
     Holds the registry's lock throughout: a second deploy waits for this one (and says so)."""
     with ctx.registry.locked(log=log):
-        return _deploy_phase(ctx, bundle_dir, names, phase, force=force, reason=reason, by=by,
-                             log=log, gate_report=gate_report, before=before,
-                             replace_model=replace_model)  # fmt: skip
+        return _deploy_phase(
+            ctx,
+            bundle_dir,
+            names,
+            phase,
+            force=force,
+            reason=reason,
+            by=by,
+            log=log,
+            gate_report=gate_report,
+            before=before,
+            replace_model=replace_model,
+        )
 
 
-def _deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None, phase: str,
-                  force: bool, reason: str, by: str | None, log: Any,
-                  gate_report: dict[str, Any] | None, before: dict[str, str | None] | None,
-                  replace_model: bool) -> dict[str, Any]:  # fmt: skip
+def _deploy_phase(
+    ctx: DeployContext,
+    bundle_dir: Path,
+    names: list[str] | None,
+    phase: str,
+    force: bool,
+    reason: str,
+    by: str | None,
+    log: Any,
+    gate_report: dict[str, Any] | None,
+    before: dict[str, str | None] | None,
+    replace_model: bool,
+) -> dict[str, Any]:
     """:func:`deploy_phase` with the registry's lock held."""
     by = by or whoami()
     ctx.verify_records()  # nothing on a device changes on records that do not verify
@@ -189,8 +251,19 @@ def _deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None,
             f"deploying {name} {version} to the fleet: {', '.join(t.name for t in targets[1:])} "
             f"(approved by {approval.get('approver')})"
         )
-        done = rollout(bundle, bundle_dir, targets, ctx.registry, ctx.audit, ctx.cfg, reason, by,
-                       before, log, switched_already=(targets[0].name,))  # fmt: skip
+        done = rollout(
+            bundle,
+            bundle_dir,
+            targets,
+            ctx.registry,
+            ctx.audit,
+            ctx.cfg,
+            reason,
+            by,
+            before,
+            log,
+            switched_already=(targets[0].name,),
+        )
         return {"targets": done, "before": before}
     first = targets[:1] if phase == "canary" else targets
     log(f"deploying {name} {version} to {', '.join(t.name for t in first)}")
@@ -198,13 +271,19 @@ def _deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None,
     replaced = other_models(targets, bundle, replace_model)
     if replaced:
         log(f"replacing another model on {', '.join(replaced)} (--replace-model)")
-        ctx.audit.append("replace_model", model=name, version=version, targets=replaced,
-                         reason=reason, by=by)  # fmt: skip
+        ctx.audit.append(
+            "replace_model", model=name, version=version, targets=replaced, reason=reason, by=by
+        )
     ctx.registry.register(bundle.manifest, bundle_sha256(bundle_dir), by)
     ctx.registry.save()
     if force:
-        report = {"promote": True, "forced": True, "reason": "--force: the gate was skipped",
-                  "challenger": {"version": version}, "targets": before}  # fmt: skip
+        report = {
+            "promote": True,
+            "forced": True,
+            "reason": "--force: the gate was skipped",
+            "challenger": {"version": version},
+            "targets": before,
+        }
         atomic.write_json(ctx.gate_report, report)
         ctx.audit.append("gate_skipped", model=name, version=version, reason=reason, by=by)
     else:
@@ -222,12 +301,34 @@ def _deploy_phase(ctx: DeployContext, bundle_dir: Path, names: list[str] | None,
                 exit_code=EXIT_REJECTED,
             )
     if phase == "canary":
-        done = rollout(bundle, bundle_dir, targets[:1], ctx.registry, ctx.audit, ctx.cfg, reason,
-                       by, before, log, final=False)  # fmt: skip
+        done = rollout(
+            bundle,
+            bundle_dir,
+            targets[:1],
+            ctx.registry,
+            ctx.audit,
+            ctx.cfg,
+            reason,
+            by,
+            before,
+            log,
+            final=False,
+        )
         log(f"{name} {version} runs on the canary {targets[0].name}; the fleet waits for approval")
         return {"gate": report, "targets": done, "before": before}
-    done = rollout(bundle, bundle_dir, targets, ctx.registry, ctx.audit, ctx.cfg, reason, by,
-                   before, log, replace_model=bool(replaced))  # fmt: skip
+    done = rollout(
+        bundle,
+        bundle_dir,
+        targets,
+        ctx.registry,
+        ctx.audit,
+        ctx.cfg,
+        reason,
+        by,
+        before,
+        log,
+        replace_model=bool(replaced),
+    )
     log(f"{name} {version} is in production on {len(targets)} target(s)")
     return {"gate": report, "targets": done, "before": before}
 
@@ -338,8 +439,14 @@ def withdraw_unfinished(ctx: DeployContext, log: Any = print, by: str = "prefect
     return withdrawn
 
 
-def withdraw_canary(ctx: DeployContext, bundle_dir: Path, before: dict[str, str | None], why: str,
-                    by: str, log: Any = print) -> list[str]:  # fmt: skip
+def withdraw_canary(
+    ctx: DeployContext,
+    bundle_dir: Path,
+    before: dict[str, str | None],
+    why: str,
+    by: str,
+    log: Any = print,
+) -> list[str]:
     """Roll the canary back to what it ran before (approval refused or not given in time)."""
     targets = ctx.targets.select(None)
     bundle = verify_local(bundle_dir, ctx.public_key)
@@ -349,8 +456,16 @@ def withdraw_canary(ctx: DeployContext, bundle_dir: Path, before: dict[str, str 
         return _withdraw(ctx, targets, before, name, version, why, by, log)
 
 
-def _withdraw(ctx: DeployContext, targets: list[Target], before: dict[str, str | None], name: str,
-              version: str, why: str, by: str, log: Any) -> list[str]:  # fmt: skip
+def _withdraw(
+    ctx: DeployContext,
+    targets: list[Target],
+    before: dict[str, str | None],
+    name: str,
+    version: str,
+    why: str,
+    by: str,
+    log: Any,
+) -> list[str]:
     from edgeops.deploy.rollout import undo
 
     undone = undo(targets[:1], before, name, version, ctx.registry, ctx.audit, by, why, log)
@@ -359,8 +474,13 @@ def _withdraw(ctx: DeployContext, targets: list[Target], before: dict[str, str |
     return undone
 
 
-def rollback(ctx: DeployContext, target_name: str, to: str | None, reason: str = "manual rollback",
-             by: str | None = None) -> dict[str, Any]:  # fmt: skip
+def rollback(
+    ctx: DeployContext,
+    target_name: str,
+    to: str | None,
+    reason: str = "manual rollback",
+    by: str | None = None,
+) -> dict[str, Any]:
     """Roll one target back (to its previous version, or ``to``) and record it (after any deploy
     in progress: the registry's lock)."""
     with ctx.registry.locked():
@@ -384,8 +504,16 @@ def _rollback(
     # downgrade: back below the newest version the agent accepted (its downgrade protection
     # refuses such an upload; a rollback is the deliberate way back)
     extra = {"downgrade": True} if result.get("downgrade") else {}
-    ctx.audit.append("rollback", model=name, version=result["version"], target=target.name, previous=current,
-                     reason=reason, by=by, **extra)  # fmt: skip
+    ctx.audit.append(
+        "rollback",
+        model=name,
+        version=result["version"],
+        target=target.name,
+        previous=current,
+        reason=reason,
+        by=by,
+        **extra,
+    )
     return {"target": target.name, "from": current, "to": result["version"], **extra}
 
 
@@ -409,9 +537,18 @@ def status(ctx: DeployContext, names: list[str] | None = None) -> list[dict[str,
 
     rows = []
     for t in ctx.targets.select(names):
-        row: dict[str, Any] = {"target": t.name, "url": t.url, "active": None, "previous": None,
-                               "health": "unreachable", "last_seen": None, "stage": None, "probation": None,
-                               "ok": False, "problem": None}  # fmt: skip
+        row: dict[str, Any] = {
+            "target": t.name,
+            "url": t.url,
+            "active": None,
+            "previous": None,
+            "health": "unreachable",
+            "last_seen": None,
+            "stage": None,
+            "probation": None,
+            "ok": False,
+            "problem": None,
+        }
         client = AgentClient(t, timeout=5)
         try:
             st = client.status()
@@ -472,8 +609,14 @@ def _last_contact(ctx: DeployContext, target: str) -> str | None:
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The ``edgeops status`` table."""
     cols = ["target", "active", "previous", "health", "last_seen", "stage"]
-    shown = [{**r, "active": r.get("active") and r["active"] + (" (probation)" if r.get("probation") else "")}
-             for r in rows]  # fmt: skip
+    shown = [
+        {
+            **r,
+            "active": r.get("active")
+            and r["active"] + (" (probation)" if r.get("probation") else ""),
+        }
+        for r in rows
+    ]
     return format_rows(shown, cols)
 
 

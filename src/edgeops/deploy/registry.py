@@ -164,8 +164,16 @@ class Registry:
                 {"stage": stage, "at": now_iso(), "by": by, **({"note": note} if note else {})}
             )
 
-    def record_deployment(self, name: str, version: str, target: str, action: str, reason: str, by: str,
-                          previous: str | None = None) -> None:  # fmt: skip
+    def record_deployment(
+        self,
+        name: str,
+        version: str,
+        target: str,
+        action: str,
+        reason: str,
+        by: str,
+        previous: str | None = None,
+    ) -> None:
         self.model(name)["deployments"].append(
             {
                 "at": now_iso(),
@@ -175,7 +183,7 @@ class Registry:
                 "previous": previous,
                 "reason": reason,
                 "by": by,
-            }  # fmt: skip
+            }
         )
 
     def production(self, name: str) -> str | None:

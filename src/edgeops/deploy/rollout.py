@@ -25,8 +25,9 @@ from edgeops.errors import EdgeopsError
 EXIT_ROLLOUT_FAILED = 4
 
 
-def post_deploy_check(client: AgentClient, bundle: VerifiedBundle, watch_seconds: float,
-                      max_error_rate: float) -> dict[str, Any]:  # fmt: skip
+def post_deploy_check(
+    client: AgentClient, bundle: VerifiedBundle, watch_seconds: float, max_error_rate: float
+) -> dict[str, Any]:
     """Health, golden predictions over HTTP, then a short watch of the agent's own counters."""
     version = bundle.version
     ready = client.ready()
@@ -39,9 +40,12 @@ def post_deploy_check(client: AgentClient, bundle: VerifiedBundle, watch_seconds
     }
     # the agent may refuse unseen categories (its policy); send the golden rows it accepts
     examples = [
-        ex for ex in bundle.manifest["golden"]["examples"]
-        if all(ex["inputs"].get(k) is None or ex["inputs"][k] in allowed for k, allowed in cats.items())
-    ]  # fmt: skip
+        ex
+        for ex in bundle.manifest["golden"]["examples"]
+        if all(
+            ex["inputs"].get(k) is None or ex["inputs"][k] in allowed for k, allowed in cats.items()
+        )
+    ]
     tol = float(bundle.manifest["golden"].get("tolerance", 1e-5))
     answer = client.predict([ex["inputs"] for ex in examples])
     if answer.get("model_version") != version:
@@ -77,10 +81,22 @@ def post_deploy_check(client: AgentClient, bundle: VerifiedBundle, watch_seconds
         time.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
 
 
-def rollout(bundle: VerifiedBundle, bundle_dir: Path, targets: list[Target], registry: Registry,
-            audit: AuditLog, cfg: dict[str, Any], reason: str, by: str,
-            before: dict[str, str | None], log: Any = print, *, switched_already: tuple[str, ...] = (),
-            final: bool = True, replace_model: bool = False) -> dict[str, Any]:  # fmt: skip
+def rollout(
+    bundle: VerifiedBundle,
+    bundle_dir: Path,
+    targets: list[Target],
+    registry: Registry,
+    audit: AuditLog,
+    cfg: dict[str, Any],
+    reason: str,
+    by: str,
+    before: dict[str, str | None],
+    log: Any = print,
+    *,
+    switched_already: tuple[str, ...] = (),
+    final: bool = True,
+    replace_model: bool = False,
+) -> dict[str, Any]:
     """Deploy ``bundle`` to ``targets`` in order; undo everything on the first failure.
 
     ``final=False`` stops after these targets with the version in ``staging`` (the canary phase
@@ -125,8 +141,15 @@ def rollout(bundle: VerifiedBundle, bundle_dir: Path, targets: list[Target], reg
             undone = undo(switched, before, name, version, registry, audit, by, failure, log)
             registry.set_stage(name, version, "candidate", by, note=f"rollout failed at {t.name}")
             registry.save()
-            audit.append("rollout_failed", model=name, version=version, target=t.name, error=failure,
-                         rolled_back=undone, by=by)  # fmt: skip
+            audit.append(
+                "rollout_failed",
+                model=name,
+                version=version,
+                target=t.name,
+                error=failure,
+                rolled_back=undone,
+                by=by,
+            )
             raise EdgeopsError(
                 f"rollout of {version} failed at target {t.name}: {failure}; rolled back {undone or 'nothing'}",
                 fix="fix the target (is the agent running and reachable? the token right?) and deploy again",
@@ -139,8 +162,14 @@ def rollout(bundle: VerifiedBundle, bundle_dir: Path, targets: list[Target], reg
             )
     if not final:
         registry.save()
-        audit.append("canary", model=name, version=version, targets=[t.name for t in targets],
-                     reason=reason, by=by)  # fmt: skip
+        audit.append(
+            "canary",
+            model=name,
+            version=version,
+            targets=[t.name for t in targets],
+            reason=reason,
+            by=by,
+        )
         return done
     registry.set_stage(name, version, "production", by, note=reason)
     registry.save()
@@ -155,8 +184,17 @@ def rollout(bundle: VerifiedBundle, bundle_dir: Path, targets: list[Target], reg
     return done
 
 
-def undo(switched: list[Target], before: dict[str, str | None], name: str, version: str, registry: Registry,
-         audit: AuditLog, by: str, failure: str, log: Any) -> list[str]:  # fmt: skip
+def undo(
+    switched: list[Target],
+    before: dict[str, str | None],
+    name: str,
+    version: str,
+    registry: Registry,
+    audit: AuditLog,
+    by: str,
+    failure: str,
+    log: Any,
+) -> list[str]:
     """Roll every switched target back to what it ran before; return the ones that were."""
     undone = []
     for t in reversed(switched):

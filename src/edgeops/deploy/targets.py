@@ -124,11 +124,15 @@ def load_targets(path: str | Path) -> Targets:
         seen.add(t["name"])
         targets.append(
             Target(
-                name=str(t["name"]), url=str(t["url"]).rstrip("/"), site=str(t.get("site", "")),
-                tags=tuple(t.get("tags") or ()), canary=bool(t.get("canary", False)),
-                token_env=t.get("token_env"), token_file=t.get("token_file"),
+                name=str(t["name"]),
+                url=str(t["url"]).rstrip("/"),
+                site=str(t.get("site", "")),
+                tags=tuple(t.get("tags") or ()),
+                canary=bool(t.get("canary", False)),
+                token_env=t.get("token_env"),
+                token_file=t.get("token_file"),
             )
-        )  # fmt: skip
+        )
     pub = raw.get("public_key")
     return Targets(targets=targets, public_key=Path(pub).expanduser() if pub else None, path=path)
 

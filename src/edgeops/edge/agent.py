@@ -65,18 +65,40 @@ from edgeops.offline import telemetry_off
 _json = json_response
 _body_schema = body_schema
 __all__ = [
-    "API_PATHS", "BUNDLE_TYPES", "ERROR_SCHEMA", "FASTAPI_TELEMETRY_OFF", "STRICT_JSON",
-    "AgentConfig", "ApiError", "Metrics", "MetricsMiddleware", "RowValidator", "Runtime",
-    "_body_schema", "_json", "create_app", "error_body", "json_body", "json_content",
-    "parse_json", "read_body", "require", "serve",
-]  # fmt: skip
+    "API_PATHS",
+    "BUNDLE_TYPES",
+    "ERROR_SCHEMA",
+    "FASTAPI_TELEMETRY_OFF",
+    "STRICT_JSON",
+    "AgentConfig",
+    "ApiError",
+    "Metrics",
+    "MetricsMiddleware",
+    "RowValidator",
+    "Runtime",
+    "_body_schema",
+    "_json",
+    "create_app",
+    "error_body",
+    "json_body",
+    "json_content",
+    "parse_json",
+    "read_body",
+    "require",
+    "serve",
+]
 
 log = logging.getLogger("edgeops.agent")
 
 # FastAPI >= 0.150 has OpenTelemetry built in (spans, metrics, logs; `FASTAPI_OTEL_AUTO_CONFIGURE`
 # adds OTLP exporters from the environment). Nothing leaves the device: all of it off.
-FASTAPI_TELEMETRY_OFF = {"tracing": False, "metrics": False, "logs": False,
-                         "operation_spans": False, "auto_configure": False}  # fmt: skip
+FASTAPI_TELEMETRY_OFF = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
 
 
 def create_app(cfg: AgentConfig, boot_now: bool = False) -> Any:
@@ -92,15 +114,18 @@ def create_app(cfg: AgentConfig, boot_now: bool = False) -> Any:
     runtime = Runtime(cfg, metrics)
     booting = _boot_in_background(runtime) if boot_now else None
     app = FastAPI(
-        title="edgeops agent", version=__version__,
+        title="edgeops agent",
+        version=__version__,
         lifespan=_lifespan(runtime, metrics, booting),
         description="Serves a signed edgeops model bundle with onnxruntime. Errors: "
         '{"error": {"code", "message", "fields"}}.',
         telemetry=FASTAPI_TELEMETRY_OFF,
         # the docs pages come from the package, not a CDN (docs.py); operation ids are the
         # handlers' names (predict, upload_bundle, ...): what generated clients call them
-        docs_url=None, redoc_url=None, generate_unique_id_function=lambda route: route.name,
-    )  # fmt: skip
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=lambda route: route.name,
+    )
     app.state.runtime, app.state.booting = runtime, booting
     metrics.follow(runtime)
     # the last added runs first: count every request, then the port split, then the limit
@@ -168,21 +193,30 @@ async def _ticker(runtime: Runtime, metrics: Metrics) -> None:
 # ---- error handlers: every error is the one JSON shape of errors.error_body ----------------------
 async def api_error(_: Request, exc: ApiError) -> Response:
     """An :class:`ApiError` raised by a route or the runtime."""
-    return Response(error_body(exc.code, exc.message, exc.fields), status_code=exc.status,
-                    media_type="application/json", headers=exc.headers)  # fmt: skip
+    return Response(
+        error_body(exc.code, exc.message, exc.fields),
+        status_code=exc.status,
+        media_type="application/json",
+        headers=exc.headers,
+    )
 
 
 async def log_damaged(_: Request, exc: LogDamaged) -> Response:
     """The inference log's database is damaged (predictions are still served): 503 with the fix."""
-    return Response(error_body("log_damaged", str(exc)), status_code=503,
-                    media_type="application/json")  # fmt: skip
+    return Response(
+        error_body("log_damaged", str(exc)), status_code=503, media_type="application/json"
+    )
 
 
 async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
     """Starlette's own errors: no such route (404), wrong method (405)."""
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return Response(error_body(code, str(exc.detail)), status_code=exc.status_code,
-                    media_type="application/json", headers=getattr(exc, "headers", None))  # fmt: skip
+    return Response(
+        error_body(code, str(exc.detail)),
+        status_code=exc.status_code,
+        media_type="application/json",
+        headers=getattr(exc, "headers", None),
+    )
 
 
 async def validation_error(_: Request, exc: RequestValidationError) -> Response:
@@ -191,15 +225,21 @@ async def validation_error(_: Request, exc: RequestValidationError) -> Response:
         {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg")}
         for e in exc.errors()
     ]
-    return Response(error_body("invalid_request", "the request parameters are invalid", fields),
-                    status_code=422, media_type="application/json")  # fmt: skip
+    return Response(
+        error_body("invalid_request", "the request parameters are invalid", fields),
+        status_code=422,
+        media_type="application/json",
+    )
 
 
 async def unexpected(_: Request, exc: Exception) -> Response:
     """Anything else: logged with its trace, answered 500 without it."""
     log.exception("unexpected error")
-    return Response(error_body("internal", "internal error; the agent keeps serving"), status_code=500,
-                    media_type="application/json")  # fmt: skip
+    return Response(
+        error_body("internal", "internal error; the agent keeps serving"),
+        status_code=500,
+        media_type="application/json",
+    )
 
 
 def serve(cfg: AgentConfig) -> None:
@@ -240,11 +280,16 @@ def serve(cfg: AgentConfig) -> None:
 def uvicorn_settings(cfg: AgentConfig, app: Any) -> dict[str, Any]:
     """uvicorn's settings for the agent (also what bench/agent.py serves its cases with)."""
     return dict(
-        log_level="warning", access_log=False, server_header=False, ws="none",
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        ws="none",
         http=guarded_protocol(cfg, app.state.runtime.metrics),
         proxy_headers=False,  # the per-client limit counts the peer address, never a header
-        timeout_keep_alive=cfg.idle_timeout_seconds, limit_concurrency=None, backlog=cfg.backlog,
-    )  # fmt: skip
+        timeout_keep_alive=cfg.idle_timeout_seconds,
+        limit_concurrency=None,
+        backlog=cfg.backlog,
+    )
 
 
 def _server_class() -> type:

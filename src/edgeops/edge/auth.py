@@ -34,8 +34,12 @@ def require(request: Any, cfg: AgentConfig, kind: str) -> None:
     if kind == "predict" and not cfg.predict_auth:
         return
     if not token:
-        raise ApiError(401, "unauthorized", "missing bearer token (Authorization: Bearer <token>)",
-                       headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing bearer token (Authorization: Bearer <token>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     is_deploy = _is(token, cfg.deploy_token)
     is_predict = _is(token, cfg.predict_token)
     is_feedback = _is(token, cfg.feedback_token)

@@ -47,14 +47,26 @@ class BundleError(Exception):
     VERIFY_TIMEOUT = 20
 
     NAMES = {
-        10: "missing_file", 11: "missing_signature", 12: "wrong_key", 13: "bad_signature",
-        14: "unsupported_format", 15: "hash_mismatch", 16: "runtime_too_old",
-        17: "golden_check_failed", 18: "bad_public_key", 19: "invalid_manifest",
+        10: "missing_file",
+        11: "missing_signature",
+        12: "wrong_key",
+        13: "bad_signature",
+        14: "unsupported_format",
+        15: "hash_mismatch",
+        16: "runtime_too_old",
+        17: "golden_check_failed",
+        18: "bad_public_key",
+        19: "invalid_manifest",
         20: "verify_timeout",
-    }  # fmt: skip
+    }
 
-    def __init__(self, code: int, message: str, fix: str | None = None,
-                 fields: list[dict[str, Any]] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        fix: str | None = None,
+        fields: list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code, self.message, self.fix, self.fields = code, message, fix, fields
 
@@ -234,9 +246,10 @@ def verify_files(
         )
     if not sig_path.is_file():
         raise BundleError(
-            BundleError.MISSING_SIGNATURE, f"{sig_path} is missing: the bundle is unsigned",
+            BundleError.MISSING_SIGNATURE,
+            f"{sig_path} is missing: the bundle is unsigned",
             "sign it: the bundle stage signs with the key from `edgeops keys init`",
-        )  # fmt: skip
+        )
     manifest = verify_manifest(manifest_path.read_bytes(), sig_path.read_bytes(), public_key)
     files = manifest["files"]
     if MODEL not in files:
@@ -256,8 +269,13 @@ def verify_files(
     return manifest
 
 
-def verify_bundle(path: str | Path, public_key: Any, threads: int = 1,
-                  timeout: float | None = None, spin: bool = True) -> VerifiedBundle:  # fmt: skip
+def verify_bundle(
+    path: str | Path,
+    public_key: Any,
+    threads: int = 1,
+    timeout: float | None = None,
+    spin: bool = True,
+) -> VerifiedBundle:
     """Check a bundle directory completely and return it loaded; raise :class:`BundleError`.
 
     Order: files present -> the signature is by this key and matches -> the manifest is well
@@ -356,9 +374,11 @@ def model_signature(manifest: dict[str, Any]) -> dict[str, Any]:
     """What clients of a model depend on: its name, its input columns and types, its classes."""
     return {
         "name": str((manifest.get("model") or {}).get("name")),
-        "inputs": sorted([str(d.get("name")), str(d.get("dtype"))] for d in manifest.get("inputs") or []),
+        "inputs": sorted(
+            [str(d.get("name")), str(d.get("dtype"))] for d in manifest.get("inputs") or []
+        ),
         "classes": sorted(str(c) for c in manifest.get("classes") or []),
-    }  # fmt: skip
+    }
 
 
 def incompatibilities(active: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -372,8 +392,11 @@ def incompatibilities(active: dict[str, Any], new: dict[str, Any]) -> list[str]:
     if old_in != new_in:
         gone, added = sorted(set(old_in) - set(new_in)), sorted(set(new_in) - set(old_in))
         retyped = sorted(n for n in set(old_in) & set(new_in) if old_in[n] != new_in[n])
-        parts = [f"{label} {cols}" for label, cols in
-                 (("without", gone), ("with new inputs", added), ("retyped", retyped)) if cols]  # fmt: skip
+        parts = [
+            f"{label} {cols}"
+            for label, cols in (("without", gone), ("with new inputs", added), ("retyped", retyped))
+            if cols
+        ]
         out.append("inputs " + ", ".join(parts))
     if active.get("classes") != new.get("classes"):
         out.append(f"classes {new.get('classes')} instead of {active.get('classes')}")

@@ -183,9 +183,13 @@ def edge_serve(
 
     try:
         cfg = load_config(
-            config, state_dir=state_dir, public_key=public_key, host=host, port=port,
+            config,
+            state_dir=state_dir,
+            public_key=public_key,
+            host=host,
+            port=port,
             predict_auth=False if no_predict_auth else None,
-        )  # fmt: skip
+        )
         cfg.deploy_token = read_token(deploy_token_file, "EDGEOPS_DEPLOY_TOKEN") or cfg.deploy_token
         cfg.predict_token = (
             read_token(predict_token_file, "EDGEOPS_PREDICT_TOKEN") or cfg.predict_token

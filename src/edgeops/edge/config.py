@@ -99,8 +99,15 @@ class AgentConfig:
             )
         if self.unknown_categories not in ("reject", "accept"):
             raise ConfigError("unknown_categories must be 'reject' or 'accept'")
-        for name in ("idle_timeout_seconds", "header_timeout_seconds", "max_header_bytes",
-                     "max_connections", "backlog", "log_max_bytes", "log_queue_max_bytes"):  # fmt: skip
+        for name in (
+            "idle_timeout_seconds",
+            "header_timeout_seconds",
+            "max_header_bytes",
+            "max_connections",
+            "backlog",
+            "log_max_bytes",
+            "log_queue_max_bytes",
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive")
         if self.metrics_port and self.metrics_port == self.port:

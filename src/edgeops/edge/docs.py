@@ -34,9 +34,11 @@ ASSETS = {
 ASSET_CACHE = "public, max-age=31536000, immutable"
 # the pages themselves: same origin only (ReDoc's search runs in a blob: worker, its styles and
 # both pages' start-up scripts are inline; Swagger UI and ReDoc show images as data: URIs)
-PAGE_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-            "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; "
-            "connect-src 'self'; frame-ancestors 'self'; base-uri 'self'; form-action 'self'")  # fmt: skip
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; "
+    "connect-src 'self'; frame-ancestors 'self'; base-uri 'self'; form-action 'self'"
+)
 PAGE_HEADERS = {"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"}
 # Swagger UI: no online validator badge (it would send the spec's address to swagger.io)
 SWAGGER_PARAMETERS = {"validatorUrl": None}
@@ -90,8 +92,9 @@ class DocsRoutes:
         if name not in ASSETS or digest != assets_digest():
             raise ApiError(404, "not_found", "no such docs asset (reload the page)")
         path, media_type = ASSETS[name]
-        return FileResponse(STATIC / path, media_type=media_type,
-                            headers={"Cache-Control": ASSET_CACHE})  # fmt: skip
+        return FileResponse(
+            STATIC / path, media_type=media_type, headers={"Cache-Control": ASSET_CACHE}
+        )
 
 
 def add_routes(app: FastAPI) -> None:
@@ -100,5 +103,6 @@ def add_routes(app: FastAPI) -> None:
     routes = DocsRoutes(app)
     app.add_api_route("/docs", routes.swagger_ui, methods=["GET"], include_in_schema=False)
     app.add_api_route("/redoc", routes.redoc, methods=["GET"], include_in_schema=False)
-    app.add_api_route("/docs/assets/{digest}/{name}", routes.asset, methods=["GET"],
-                      include_in_schema=False)  # fmt: skip
+    app.add_api_route(
+        "/docs/assets/{digest}/{name}", routes.asset, methods=["GET"], include_in_schema=False
+    )

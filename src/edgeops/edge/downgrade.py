@@ -34,13 +34,14 @@ def refuse(store: StateStore, manifest: dict[str, Any]) -> None:
         return
     m, n = manifest["model"], store.newest()[1]
     raise ApiError(
-        409, "downgrade",
+        409,
+        "downgrade",
         f"{m['version']} (created {m['created_at']}) is older than {n['version']} (created "
         f"{n['created_at']}), the newest bundle this device has accepted: uploads of older "
         f"bundles are refused (downgrade protection). To go back on purpose, roll back with "
         f"the deploy token: {ROLLBACK_HOW} (to a version still on the device)",
         [{"field": "model.created_at", "problem": f"older than {n['created_at']}"}],
-    )  # fmt: skip
+    )
 
 
 def raised(store: StateStore, manifest: dict[str, Any]) -> dict[str, str] | None:

@@ -16,8 +16,14 @@ from typing import Any
 class ApiError(Exception):
     """An error answered as JSON with a 4xx/5xx status."""
 
-    def __init__(self, status: int, code: str, message: str, fields: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        fields: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.fields, self.headers = (
             status,
@@ -40,27 +46,48 @@ def error_body(code: str, message: str, fields: list[dict[str, Any]] | None = No
 #: JSON Schemas of the error body: the OpenAPI components ``Error`` and ``ErrorField``
 ERROR_COMPONENTS: dict[str, Any] = {
     "Error": {
-        "type": "object", "required": ["error"], "additionalProperties": False,
+        "type": "object",
+        "required": ["error"],
+        "additionalProperties": False,
         "description": 'every 4xx/5xx answer: {"error": {"code", "message", "fields"?}}',
-        "properties": {"error": {
-            "type": "object", "required": ["code", "message"], "additionalProperties": False,
-            "properties": {
-                "code": {"type": "string", "description": "stable, for programs: invalid_rows, unauthorized, ..."},
-                "message": {"type": "string", "description": "for people"},
-                "fields": {"type": "array", "items": {"$ref": "#/components/schemas/ErrorField"},
-                           "description": "the problems by field (and row), when there are some"},
-            },
-        }},
-    },
-    "ErrorField": {
-        "type": "object", "required": ["field", "problem"], "additionalProperties": False,
         "properties": {
-            "field": {"type": ["string", "null"], "description": "the field or column; null: the whole row"},
-            "problem": {"type": "string"},
-            "row": {"type": "integer", "minimum": 0, "description": "the row of /v1/predict's rows"},
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "additionalProperties": False,
+                "properties": {
+                    "code": {
+                        "type": "string",
+                        "description": "stable, for programs: invalid_rows, unauthorized, ...",
+                    },
+                    "message": {"type": "string", "description": "for people"},
+                    "fields": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/ErrorField"},
+                        "description": "the problems by field (and row), when there are some",
+                    },
+                },
+            }
         },
     },
-}  # fmt: skip
+    "ErrorField": {
+        "type": "object",
+        "required": ["field", "problem"],
+        "additionalProperties": False,
+        "properties": {
+            "field": {
+                "type": ["string", "null"],
+                "description": "the field or column; null: the whole row",
+            },
+            "problem": {"type": "string"},
+            "row": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "the row of /v1/predict's rows",
+            },
+        },
+    },
+}
 
 #: the OpenAPI description of an error response
 ERROR_SCHEMA = {

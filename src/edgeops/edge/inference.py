@@ -111,8 +111,14 @@ def make_session(model: bytes | str, threads: int = 1, spin: bool = True) -> Any
 class OnnxModel:
     """A loaded model: ``predict(columns)`` returns ``(labels, probabilities)``."""
 
-    def __init__(self, model: bytes | str, inputs: Sequence[InputSpec], classes: Sequence[Any],
-                 threads: int = 1, spin: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: bytes | str,
+        inputs: Sequence[InputSpec],
+        classes: Sequence[Any],
+        threads: int = 1,
+        spin: bool = True,
+    ) -> None:
         self.session = make_session(model, threads=threads, spin=spin)
         self.inputs = list(inputs)
         self.classes = list(classes)

@@ -61,11 +61,20 @@ class InferenceLog:
     """
 
     def __init__(
-        self, path: str | Path, *, retention_seconds: float = 30 * 86400, max_rows: int = 1_000_000,
-        max_bytes: int = 1 << 30, drop_fields: Sequence[str] = (), hash_fields: Sequence[str] = (),
-        hash_salt: str = "", queue_size: int = 20_000, queue_max_bytes: int = 64 << 20,
-        purge_interval: float = 60.0, batch_seconds: float = 0.05,
-    ) -> None:  # fmt: skip
+        self,
+        path: str | Path,
+        *,
+        retention_seconds: float = 30 * 86400,
+        max_rows: int = 1_000_000,
+        max_bytes: int = 1 << 30,
+        drop_fields: Sequence[str] = (),
+        hash_fields: Sequence[str] = (),
+        hash_salt: str = "",
+        queue_size: int = 20_000,
+        queue_max_bytes: int = 64 << 20,
+        purge_interval: float = 60.0,
+        batch_seconds: float = 0.05,
+    ) -> None:
         self.path = Path(path)
         self.retention_seconds = retention_seconds
         self.max_rows = max_rows
@@ -147,9 +156,11 @@ class InferenceLog:
                     self._conn = self._read_state(maint.connect(self.path))
                 except (OSError, sqlite3.Error) as failed:  # reads fail until a restart
                     log.error("inference log: no new log could be started: %s", failed)
-                    return LogDamaged(f"the inference log {self.path} is damaged ({exc}) and no "
-                                      f"new log could be started ({failed}); predictions are "
-                                      "still served. Fix: check the disk, restart the agent")  # fmt: skip
+                    return LogDamaged(
+                        f"the inference log {self.path} is damaged ({exc}) and no "
+                        f"new log could be started ({failed}); predictions are "
+                        "still served. Fix: check the disk, restart the agent"
+                    )
             elif self._conn is conn:
                 log.error("inference log %s damaged again (%s): left in place", self.path, exc)
                 return LogDamaged(
@@ -169,15 +180,25 @@ class InferenceLog:
             return features
         return rec.minimise(features, self.drop_fields, self.hash_fields, self.hash_salt)
 
-    def append(self, request_id: str, version: str, rows: Sequence[dict[str, Any]],
-               labels: Sequence[Any], probabilities: Sequence[Sequence[float]], latency_ms: float) -> None:  # fmt: skip
+    def append(
+        self,
+        request_id: str,
+        version: str,
+        rows: Sequence[dict[str, Any]],
+        labels: Sequence[Any],
+        probabilities: Sequence[Sequence[float]],
+        latency_ms: float,
+    ) -> None:
         """Queue one request's rows; never blocks (drops and counts them when the queue is over
         ``queue_max_bytes`` or ``queue_size`` requests, or the log is closing)."""
         nbytes = estimate_bytes(rows, probabilities)
         item = (time.time(), request_id, version, rows, labels, probabilities, latency_ms, nbytes)
         with self._count_lock:
-            if (not self._closing and self.queued_bytes + nbytes <= self.queue_max_bytes
-                    and len(self._pending) < self.queue_size):  # fmt: skip
+            if (
+                not self._closing
+                and self.queued_bytes + nbytes <= self.queue_max_bytes
+                and len(self._pending) < self.queue_size
+            ):
                 self.queued_bytes += nbytes
                 self._pending.append(item)
                 self._appended += 1
@@ -331,10 +352,16 @@ class InferenceLog:
                 else:  # the last seq may go on beyond the page: leave it to the next one
                     rows = [r for r in rows if r[5] != last]
         items = [
-            {"id": r[0], "request_id": r[1], "row": r[2], "feedback": r[3], "feedback_ts": r[4],
-             "seq": r[5]}
+            {
+                "id": r[0],
+                "request_id": r[1],
+                "row": r[2],
+                "feedback": r[3],
+                "feedback_ts": r[4],
+                "seq": r[5],
+            }
             for r in rows
-        ]  # fmt: skip
+        ]
         return items, (items[-1]["seq"] if items else after)
 
     def last_id(self) -> int:
@@ -363,17 +390,27 @@ class InferenceLog:
     def stats(self) -> dict[str, int]:
         """Rows, bytes on disk, dropped rows and bytes, queued bytes, damaged logs moved aside;
         cheap (no table scan), safe on the event loop."""
-        return {"rows": self._rows, "bytes": self.bytes_on_disk, "dropped": self.dropped,
-                "dropped_bytes": self.dropped_bytes, "queued_bytes": self.queued_bytes,
-                "damaged_moved": self.damaged_moved}  # fmt: skip
+        return {
+            "rows": self._rows,
+            "bytes": self.bytes_on_disk,
+            "dropped": self.dropped,
+            "dropped_bytes": self.dropped_bytes,
+            "queued_bytes": self.queued_bytes,
+            "damaged_moved": self.damaged_moved,
+        }
 
     # ---- retention ---------------------------------------------------------------------------
     def purge(self) -> int:
         """Delete rows older than the retention, then the oldest beyond ``max_rows`` and
         ``max_bytes``, and give the space back to the disk; return how many rows went."""
         with self._guard():
-            n = maint.purge(self._conn, self._db_lock, cutoff=time.time() - self.retention_seconds,
-                            max_rows=self.max_rows, max_bytes=self.max_bytes)  # fmt: skip
+            n = maint.purge(
+                self._conn,
+                self._db_lock,
+                cutoff=time.time() - self.retention_seconds,
+                max_rows=self.max_rows,
+                max_bytes=self.max_bytes,
+            )
             with self._db_lock:
                 self._rows = self._conn.execute("SELECT COUNT(*) FROM inference").fetchone()[0]
         return n

@@ -37,15 +37,23 @@ EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 #: seconds a client is told to wait after a 503 overloaded
 RETRY_AFTER = 1
 TICK = 0.25  # seconds between the reaper's checks of the connection deadlines
-_REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large",
-            503: "Service Unavailable"}  # fmt: skip
+_REASONS = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
 
 
 def raw_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> bytes:
     """A complete ``Connection: close`` HTTP/1.1 response with the JSON error body."""
     body = error_body(code, message)
-    head = [f"HTTP/1.1 {status} {_REASONS[status]}", "content-type: application/json",
-            f"content-length: {len(body)}", "connection: close"]  # fmt: skip
+    head = [
+        f"HTTP/1.1 {status} {_REASONS[status]}",
+        "content-type: application/json",
+        f"content-length: {len(body)}",
+        "connection: close",
+    ]
     head += [f"{k}: {v}" for k, v in (headers or {}).items()]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
@@ -82,8 +90,12 @@ def guarded_protocol(cfg: AgentConfig, metrics: Metrics | None = None) -> type[a
                 metrics.connections.inc()
             if len(self.connections) > max_conn and not self._evict_one():
                 closed("refused")
-                self._answer(503, "overloaded", "too many open connections; retry shortly",
-                             {"retry-after": str(RETRY_AFTER)})  # fmt: skip
+                self._answer(
+                    503,
+                    "overloaded",
+                    "too many open connections; retry shortly",
+                    {"retry-after": str(RETRY_AFTER)},
+                )
                 return
             self._wait()
 
@@ -100,8 +112,11 @@ def guarded_protocol(cfg: AgentConfig, metrics: Metrics | None = None) -> type[a
                 self._header_bytes += len(data)
                 if self._header_bytes > max_header:
                     closed("header_too_large")
-                    self._answer(431, "header_too_large",
-                                 f"the request line and headers are over {max_header} bytes")  # fmt: skip
+                    self._answer(
+                        431,
+                        "header_too_large",
+                        f"the request line and headers are over {max_header} bytes",
+                    )
 
         def send_400_response(self, msg: str) -> None:
             closed("invalid_http")
@@ -157,8 +172,11 @@ def guarded_protocol(cfg: AgentConfig, metrics: Metrics | None = None) -> type[a
             self.waiting.pop(self, None)
             if not self.transport.is_closing():
                 closed("header_timeout")
-                self._answer(408, "request_timeout",
-                             f"the request headers did not arrive within {header_s:g} s")  # fmt: skip
+                self._answer(
+                    408,
+                    "request_timeout",
+                    f"the request headers did not arrive within {header_s:g} s",
+                )
 
         def _evict_one(self) -> bool:
             for other in self.waiting:
@@ -169,8 +187,9 @@ def guarded_protocol(cfg: AgentConfig, metrics: Metrics | None = None) -> type[a
                     return True
             return False
 
-        def _answer(self, status: int, code: str, message: str,
-                    headers: dict[str, str] | None = None) -> None:  # fmt: skip
+        def _answer(
+            self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+        ) -> None:
             """Answer (unless a response of the app is under way) and close the connection."""
             self.waiting.pop(self, None)
             if self.cycle is None or self.cycle.response_complete:
@@ -200,9 +219,13 @@ class InflightLimitMiddleware:
         mine = self.by_client.get(client, 0)
         if self.total >= self.max_total or mine >= self.max_client:
             who = "the agent" if self.total >= self.max_total else "this client"
-            await _send_error(send, 503, "overloaded",
-                              f"{who} has too many requests in flight; retry in {RETRY_AFTER} s",
-                              [(b"retry-after", str(RETRY_AFTER).encode())])  # fmt: skip
+            await _send_error(
+                send,
+                503,
+                "overloaded",
+                f"{who} has too many requests in flight; retry in {RETRY_AFTER} s",
+                [(b"retry-after", str(RETRY_AFTER).encode())],
+            )
             return
         self.total += 1
         self.by_client[client] = mine + 1
@@ -221,13 +244,21 @@ class InflightLimitMiddleware:
                 self.metrics.in_flight.dec()
 
 
-async def _send_error(send: Any, status: int, code: str, message: str,
-                      headers: list[tuple[bytes, bytes]]) -> None:  # fmt: skip
+async def _send_error(
+    send: Any, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]]
+) -> None:
     body = error_body(code, message)
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        *headers,
-    ]})  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -247,7 +278,11 @@ def raise_open_files_limit(max_connections: int) -> int:
             pass
     if soft != resource.RLIM_INFINITY and soft < need:
         fit = max(16, soft - 128)
-        log.warning("open-files limit %d: max_connections lowered from %d to %d (raise LimitNOFILE)",
-                    soft, max_connections, fit)  # fmt: skip
+        log.warning(
+            "open-files limit %d: max_connections lowered from %d to %d (raise LimitNOFILE)",
+            soft,
+            max_connections,
+            fit,
+        )
         return fit
     return max_connections

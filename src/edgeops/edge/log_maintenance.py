@@ -30,8 +30,17 @@ log = logging.getLogger("edgeops.agent")
 
 SIDE_FILES = ("-wal", "-shm", "")  # in this order: a stale WAL must never meet a new database
 DAMAGE_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes)
-REQUIRED_COLUMNS = {"id", "ts", "request_id", "row_index", "model_version", "features", "label",
-                    "probabilities", "latency_ms"}  # fmt: skip
+REQUIRED_COLUMNS = {
+    "id",
+    "ts",
+    "request_id",
+    "row_index",
+    "model_version",
+    "features",
+    "label",
+    "probabilities",
+    "latency_ms",
+}
 PURGE_CHUNK = 5000  # rows per delete transaction: the WAL and the writer's wait stay small
 BYTES_TARGET = 0.9  # over the byte cap, purge down to this share of it (not on every write)
 JOURNAL_SIZE_LIMIT = 16 << 20  # the WAL is cut back to this after a checkpoint
@@ -186,8 +195,12 @@ def move_aside(path: Path) -> Path:
 def set_aside(path: Path, damage: Damage) -> Path:
     """Move a damaged database aside and say so in the agent's log; return where it went."""
     moved = move_aside(path)
-    log.error("inference log damaged (%s): moved aside to %s (%s), a new log started",
-              damage.reason, moved, damage.describe())  # fmt: skip
+    log.error(
+        "inference log damaged (%s): moved aside to %s (%s), a new log started",
+        damage.reason,
+        moved,
+        damage.describe(),
+    )
     return moved
 
 
@@ -223,8 +236,12 @@ def use_incremental_vacuum(conn: sqlite3.Connection, path: Path) -> None:
     size = file_bytes(path)
     free = shutil.disk_usage(path.parent).free
     if free < 2 * size + (64 << 20):  # VACUUM writes a copy (temp file) and a WAL as large
-        log.warning("inference log: not switched to incremental vacuum (%d MB free, about %d MB "
-                    "needed); purges will not shrink the file until then", free >> 20, 2 * size >> 20)  # fmt: skip
+        log.warning(
+            "inference log: not switched to incremental vacuum (%d MB free, about %d MB "
+            "needed); purges will not shrink the file until then",
+            free >> 20,
+            2 * size >> 20,
+        )
         return
     log.info("inference log: one-time VACUUM (%d MB) so that purges shrink the file", size >> 20)
     try:
@@ -242,8 +259,13 @@ def used_bytes(conn: sqlite3.Connection) -> int:
     return (pages - free) * conn.execute("PRAGMA page_size").fetchone()[0]
 
 
-def _delete_chunks(conn: sqlite3.Connection, lock: threading.Lock, where: str, args: tuple,
-                   limit: int | None = None) -> int:  # fmt: skip
+def _delete_chunks(
+    conn: sqlite3.Connection,
+    lock: threading.Lock,
+    where: str,
+    args: tuple,
+    limit: int | None = None,
+) -> int:
     """Delete the oldest rows matching ``where`` (at most ``limit``), a chunk per transaction."""
     done = 0
     while limit is None or done < limit:
@@ -260,8 +282,9 @@ def _delete_chunks(conn: sqlite3.Connection, lock: threading.Lock, where: str, a
     return done
 
 
-def purge(conn: sqlite3.Connection, lock: threading.Lock, *, cutoff: float, max_rows: int,
-          max_bytes: int) -> int:  # fmt: skip
+def purge(
+    conn: sqlite3.Connection, lock: threading.Lock, *, cutoff: float, max_rows: int, max_bytes: int
+) -> int:
     """Delete rows older than ``cutoff``, then the oldest beyond ``max_rows`` and ``max_bytes``
     (down to 90% of it); give freed pages back to the disk; return how many rows went."""
     n = _delete_chunks(conn, lock, "ts < ?", (cutoff,))

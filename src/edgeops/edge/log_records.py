@@ -35,10 +35,23 @@ CHUNK_ROWS = 8  # rows between two pauses of the writer (~0.2-0.3 ms of its work
 PAUSE_SECONDS = 0.0001  # after each chunk (with the timer's slack, ~0.15 ms)
 PAUSE_UNTIL_ROWS = 1000  # a batch this large (20,000 rows/s and more): no pauses, keep up
 BACKGROUND_NICE = 10  # the log's threads run this much below the requests' CPU priority
-INSERT = ("INSERT INTO inference (ts, request_id, row_index, model_version, features, label, "
-          "probabilities, latency_ms) VALUES (?,?,?,?,?,?,?,?)")  # fmt: skip
-READ_KEYS = ("id", "ts", "request_id", "row", "model_version", "features", "label",
-             "probabilities", "latency_ms", "feedback", "feedback_ts")  # fmt: skip
+INSERT = (
+    "INSERT INTO inference (ts, request_id, row_index, model_version, features, label, "
+    "probabilities, latency_ms) VALUES (?,?,?,?,?,?,?,?)"
+)
+READ_KEYS = (
+    "id",
+    "ts",
+    "request_id",
+    "row",
+    "model_version",
+    "features",
+    "label",
+    "probabilities",
+    "latency_ms",
+    "feedback",
+    "feedback_ts",
+)
 ROW_BYTES, VALUE_BYTES = 100, 56  # CPython: a parsed row dict, and each number/str in it
 
 # one encoder, built once: json.dumps(obj, separators=...) builds a new one per call
@@ -56,7 +69,7 @@ _c_encoder = (
         False,
         False,
         True,
-    )  # fmt: skip
+    )
     if json_encoder.c_make_encoder is not None
     else None
 )
@@ -100,14 +113,34 @@ def records(item: tuple, minimiser: Callable[[dict], dict] | None) -> Iterator[t
     if n == 1 and _c_encoder is not None:  # most requests: no iterator machinery per request
         row = minimiser(rows[0]) if minimiser else rows[0]
         rounded = [round(p, 7) for p in probas[0]]
-        return iter(((ts, request_id, 0, version, "".join(_c_encoder(row, 0)), str(labels[0]),
-                      "".join(_c_encoder(rounded, 0)), latency_ms),))  # fmt: skip
+        return iter(
+            (
+                (
+                    ts,
+                    request_id,
+                    0,
+                    version,
+                    "".join(_c_encoder(row, 0)),
+                    str(labels[0]),
+                    "".join(_c_encoder(rounded, 0)),
+                    latency_ms,
+                ),
+            )
+        )
     features = json_texts(map(minimiser, rows) if minimiser else rows)
     k = len(probas[0]) if n else 0
     rounded = map(round, chain.from_iterable(probas), repeat(7))
     probabilities = json_texts(zip(*[rounded] * k, strict=True)) if k else repeat("[]", n)
-    return zip(repeat(ts, n), repeat(request_id), range(n), repeat(version), features,
-               map(str, labels), probabilities, repeat(latency_ms))  # fmt: skip
+    return zip(
+        repeat(ts, n),
+        repeat(request_id),
+        range(n),
+        repeat(version),
+        features,
+        map(str, labels),
+        probabilities,
+        repeat(latency_ms),
+    )
 
 
 def transactions(batch: list[tuple]) -> Iterator[tuple[list[tuple], int]]:
@@ -122,8 +155,9 @@ def transactions(batch: list[tuple]) -> Iterator[tuple[list[tuple], int]]:
         start = stop
 
 
-def chunks(items: Iterable[tuple], rows: int, minimiser: Callable[[dict], dict] | None
-           ) -> Iterator[Iterator[tuple]]:  # fmt: skip
+def chunks(
+    items: Iterable[tuple], rows: int, minimiser: Callable[[dict], dict] | None
+) -> Iterator[Iterator[tuple]]:
     """The records of ``items`` (``rows`` in all), :data:`CHUNK_ROWS` at a time, each chunk
     lazy: ``executemany(INSERT, chunk)`` encodes a row, then SQLite writes it without the GIL."""
     all_records = chain.from_iterable(records(item, minimiser) for item in items)

@@ -59,8 +59,11 @@ def problems(m: Any) -> list[dict[str, str]]:
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         bad("model.name", "missing or not a non-empty string (at most 200 characters)")
     if not isinstance(version, str) or not VERSION_RE.fullmatch(version):
-        bad("model.version", "must be a string of 1-64 characters from A-Z a-z 0-9 . _ + -, "
-            "starting with a letter or digit")  # fmt: skip
+        bad(
+            "model.version",
+            "must be a string of 1-64 characters from A-Z a-z 0-9 . _ + -, "
+            "starting with a letter or digit",
+        )
     try:
         created_at(m)
     except (ValueError, TypeError):
@@ -72,8 +75,11 @@ def problems(m: Any) -> list[dict[str, str]]:
         for fname, meta in files.items():
             if not FILE_RE.fullmatch(fname):
                 bad(f"files.{fname[:80]}", "not a plain file name (A-Z a-z 0-9 . _ + -)")
-            elif not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str) \
-                    or not SHA256_RE.fullmatch(meta["sha256"]):  # fmt: skip
+            elif (
+                not isinstance(meta, dict)
+                or not isinstance(meta.get("sha256"), str)
+                or not SHA256_RE.fullmatch(meta["sha256"])
+            ):
                 bad(f"files.{fname}.sha256", "missing or not 64 lowercase hex digits")
     _inputs(m.get("inputs"), bad)
     classes = m.get("classes")

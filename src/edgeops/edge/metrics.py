@@ -24,19 +24,44 @@ from typing import Any
 from edgeops.edge.errors import error_body
 
 #: the endpoints counted by path; any other path is counted as "other"
-API_PATHS = ("/v1/predict", "/v1/feedback", "/v1/bundles", "/v1/rollback", "/v1/logs",
-             "/v1/logs/feedback", "/v1/status", "/healthz", "/readyz", "/metrics")  # fmt: skip
+API_PATHS = (
+    "/v1/predict",
+    "/v1/feedback",
+    "/v1/bundles",
+    "/v1/rollback",
+    "/v1/logs",
+    "/v1/logs/feedback",
+    "/v1/status",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+)
 
 #: request latency buckets, 50 µs to 5 s: a predict takes well under a millisecond
-LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                   0.1, 0.25, 0.5, 1.0, 2.5, 5.0)  # fmt: skip
+LATENCY_BUCKETS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
 
 #: the rollback triggers, created at 0 so that ``increase()`` sees the first rollback
 ROLLBACK_TRIGGERS = ("manual", "probation", "crash")
 
 #: why the agent closed a connection itself (see edge/limits.py)
-CLOSE_REASONS = ("idle", "header_timeout", "header_too_large", "invalid_http", "evicted",
-                 "refused")  # fmt: skip
+CLOSE_REASONS = ("idle", "header_timeout", "header_too_large", "invalid_http", "evicted", "refused")
 
 
 class Metrics:
@@ -61,43 +86,59 @@ class Metrics:
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_open_fds, ...
         PlatformCollector(registry=r)  # python_info
         GCCollector(registry=r)
-        Gauge("edgeops_build_info", "The edgeops version of this agent (always 1)", ["version"],
-              registry=r).labels(__version__).set(1)  # fmt: skip
-        self.requests = Counter(
-            "edgeops_requests", "HTTP requests by endpoint and status", ["endpoint", "status"],
+        Gauge(
+            "edgeops_build_info",
+            "The edgeops version of this agent (always 1)",
+            ["version"],
             registry=r,
-        )  # fmt: skip
-        self.latency = Histogram("edgeops_request_seconds", "HTTP request latency", ["endpoint"],
-                                 registry=r, buckets=LATENCY_BUCKETS)  # fmt: skip
+        ).labels(__version__).set(1)
+        self.requests = Counter(
+            "edgeops_requests",
+            "HTTP requests by endpoint and status",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "edgeops_request_seconds",
+            "HTTP request latency",
+            ["endpoint"],
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
         self.in_flight = Gauge(
             "edgeops_requests_in_flight", "Requests being handled (probes excepted)", registry=r
         )
         self.connections = Gauge("edgeops_connections", "Open HTTP connections", registry=r)
         self.closed = Counter(
-            "edgeops_connections_closed", "Connections the agent closed itself, by reason",
-            ["reason"], registry=r,
-        )  # fmt: skip
+            "edgeops_connections_closed",
+            "Connections the agent closed itself, by reason",
+            ["reason"],
+            registry=r,
+        )
         for reason in CLOSE_REASONS:
             self.closed.labels(reason)
         self.predicted = Counter(
             "edgeops_predictions", "Predicted rows by class", ["label"], registry=r
         )
         self.switches = Counter(
-            "edgeops_model_switches", "Changes of the active model (start, deploy, rollback)",
+            "edgeops_model_switches",
+            "Changes of the active model (start, deploy, rollback)",
             registry=r,
-        )  # fmt: skip
+        )
         self.log_rows = Gauge("edgeops_inference_log_rows", "Rows in the inference log", registry=r)
         self.log_max_rows = Gauge(
-            "edgeops_inference_log_max_rows", "The inference log's row cap (log_max_rows)",
+            "edgeops_inference_log_max_rows",
+            "The inference log's row cap (log_max_rows)",
             registry=r,
-        )  # fmt: skip
+        )
         self.log_bytes = Gauge(
             "edgeops_inference_log_bytes", "Inference log size on disk", registry=r
         )
         self.log_max_bytes = Gauge(
-            "edgeops_inference_log_max_bytes", "The inference log's size cap (log_max_bytes)",
+            "edgeops_inference_log_max_bytes",
+            "The inference log's size cap (log_max_bytes)",
             registry=r,
-        )  # fmt: skip
+        )
         self.log_dropped = Counter(
             "edgeops_inference_log_dropped", "Log rows dropped under overload", registry=r
         )
@@ -157,10 +198,16 @@ class _RuntimeCollector:
             disk = shutil.disk_usage(self.runtime.cfg.state_dir)
         except OSError:
             return
-        yield GaugeMetricFamily("edgeops_state_disk_free_bytes",
-                                "Free space on the state directory's file system", value=disk.free)  # fmt: skip
-        yield GaugeMetricFamily("edgeops_state_disk_size_bytes",
-                                "Size of the state directory's file system", value=disk.total)  # fmt: skip
+        yield GaugeMetricFamily(
+            "edgeops_state_disk_free_bytes",
+            "Free space on the state directory's file system",
+            value=disk.free,
+        )
+        yield GaugeMetricFamily(
+            "edgeops_state_disk_size_bytes",
+            "Size of the state directory's file system",
+            value=disk.total,
+        )
 
 
 class MetricsMiddleware:
@@ -205,10 +252,16 @@ class MetricsPortMiddleware:
             on_metrics_port = server[1] == self.metrics_port
             if on_metrics_port != (scope.get("path") == "/metrics"):
                 body = error_body("not_found", "Not Found")
-                await send({"type": "http.response.start", "status": 404, "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ]})  # fmt: skip
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 404,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)

@@ -26,26 +26,34 @@ from edgeops.edge.runtime import Runtime
 #: the answer of ``POST /v1/bundles`` (referenced by routes/deploy.py)
 DEPLOY_COMPONENTS: dict[str, Any] = {
     "DeployResponse": {
-        "type": "object", "required": ["version", "previous", "probation", "golden_max_abs_diff"],
+        "type": "object",
+        "required": ["version", "previous", "probation", "golden_max_abs_diff"],
         "properties": {
             "version": {"type": "string", "description": "the version now active"},
             "previous": {"type": ["string", "null"], "description": "the version it replaced"},
-            "probation": {"type": "boolean", "description": "on probation: rolled back by itself "
-                          "if it fails too often (true unless it is the first version)"},
-            "golden_max_abs_diff": {"type": "number", "description": "largest probability "
-                                    "difference from the signed golden examples on this device"},
+            "probation": {
+                "type": "boolean",
+                "description": "on probation: rolled back by itself "
+                "if it fails too often (true unless it is the first version)",
+            },
+            "golden_max_abs_diff": {
+                "type": "number",
+                "description": "largest probability "
+                "difference from the signed golden examples on this device",
+            },
         },
     },
-}  # fmt: skip
+}
 
 BEARER = "bearer"
 BEARER_SCHEME = {
-    "type": "http", "scheme": "bearer",
+    "type": "http",
+    "scheme": "bearer",
     "description": "Authorization: Bearer <token>. The deploy token may call every route; the "
-                   "predict token /v1/predict and /v1/status (with predict_auth off predicting "
-                   "needs no token); the feedback token /v1/feedback and /v1/status. Each "
-                   "operation says which it needs.",
-}  # fmt: skip
+    "predict token /v1/predict and /v1/status (with predict_auth off predicting "
+    "needs no token); the feedback token /v1/feedback and /v1/status. Each "
+    "operation says which it needs.",
+}
 TOKEN_NOTE = {
     "deploy": "Needs the deploy token.",
     "predict": "Needs the predict token (or the deploy token).",

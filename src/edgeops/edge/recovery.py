@@ -53,18 +53,38 @@ def repair_state(store: StateStore, public_key: Any) -> str | None:
     newest = {"version": found[0][1], "created_at": found[0][2]} if found else None
     tied = [v for t, v, _ in found if t == found[0][0]] if found else []
     if len(tied) > 1:
-        problem = (f"state.json was damaged and the newest versions on disk are ambiguous: {tied} "
-                   f"share created_at {found[0][2]}. Nothing is served until an operator {CHOOSE}")  # fmt: skip
-        store.rebuild(None, None, newest, {"event": "state_rebuilt", "version": None,
-                      "reason": f"{why}; ambiguous: {tied}", "by": "agent"})  # fmt: skip
+        problem = (
+            f"state.json was damaged and the newest versions on disk are ambiguous: {tied} "
+            f"share created_at {found[0][2]}. Nothing is served until an operator {CHOOSE}"
+        )
+        store.rebuild(
+            None,
+            None,
+            newest,
+            {
+                "event": "state_rebuilt",
+                "version": None,
+                "reason": f"{why}; ambiguous: {tied}",
+                "by": "agent",
+            },
+        )
         log.error("STATE REBUILT, NOTHING ACTIVATED: %s (%s)", problem, why)
         return problem
     active = found[0][1] if found else None
     previous = found[1][1] if len(found) > 1 else None
-    store.rebuild(active, previous, newest, {"event": "state_rebuilt", "version": active,
-                  "reason": why, "by": "agent"})  # fmt: skip
-    log.warning("STATE REBUILT: %s; from the verified versions on disk: active %s, previous %s "
-                "(the newest created_at wins)", why, active, previous)  # fmt: skip
+    store.rebuild(
+        active,
+        previous,
+        newest,
+        {"event": "state_rebuilt", "version": active, "reason": why, "by": "agent"},
+    )
+    log.warning(
+        "STATE REBUILT: %s; from the verified versions on disk: active %s, previous %s "
+        "(the newest created_at wins)",
+        why,
+        active,
+        previous,
+    )
     return None
 
 

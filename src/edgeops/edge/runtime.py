@@ -59,11 +59,15 @@ class Runtime:
         self.store = StateStore(cfg.state_dir, keep=cfg.keep_versions)
         self.log = InferenceLog(
             Path(cfg.state_dir) / "inference.db",
-            retention_seconds=cfg.log_retention_days * 86400, max_rows=cfg.log_max_rows,
-            drop_fields=cfg.log_drop_fields, hash_fields=cfg.log_hash_fields, hash_salt=cfg.log_hash_salt,
+            retention_seconds=cfg.log_retention_days * 86400,
+            max_rows=cfg.log_max_rows,
+            drop_fields=cfg.log_drop_fields,
+            hash_fields=cfg.log_hash_fields,
+            hash_salt=cfg.log_hash_salt,
             purge_interval=cfg.log_purge_interval_seconds,
-            max_bytes=cfg.log_max_bytes, queue_max_bytes=cfg.log_queue_max_bytes,
-        )  # fmt: skip
+            max_bytes=cfg.log_max_bytes,
+            queue_max_bytes=cfg.log_queue_max_bytes,
+        )
         self.bundle: VerifiedBundle | None = None
         self.validator: RowValidator | None = None
         self.previous: VerifiedBundle | None = None  # kept loaded during probation
@@ -124,8 +128,9 @@ class Runtime:
         if probation and probation.get("version") == active:
             self._resume_probation(active, state["previous"])
 
-    def _fall_back(self, failed: str, previous: str | None,
-                   why: str) -> tuple[VerifiedBundle, dict[str, Any]] | None:  # fmt: skip
+    def _fall_back(
+        self, failed: str, previous: str | None, why: str
+    ) -> tuple[VerifiedBundle, dict[str, Any]] | None:
         """The active version does not verify: roll back to the previous one, else to the newest
         (by created_at) that verifies; None if none does."""
         for version in dict.fromkeys([previous, *newest_first(self.store)]):
@@ -183,9 +188,16 @@ class Runtime:
     def release_deploy(self) -> None:
         self._deploying.release()
 
-    def deploy(self, archive: Path, staged: Path, reason: str, actor: str,
-               replace_model: bool = False, claimed: bool = False,
-               started: threading.Event | None = None) -> dict[str, Any]:  # fmt: skip
+    def deploy(
+        self,
+        archive: Path,
+        staged: Path,
+        reason: str,
+        actor: str,
+        replace_model: bool = False,
+        claimed: bool = False,
+        started: threading.Event | None = None,
+    ) -> dict[str, Any]:
         """Unpack, verify, install and switch to an uploaded bundle; the old one goes on probation.
 
         409 if another deploy runs, the bundle is older than the newest accepted (``downgrade``),
@@ -214,8 +226,9 @@ class Runtime:
             bundle.path = installed
             old = self.bundle
             newest = downgrade.raised(self.store, bundle.manifest)
-            state = self.store.activate(version, reason=reason, probation=old is not None,
-                                        actor=actor, newest=newest)  # fmt: skip
+            state = self.store.activate(
+                version, reason=reason, probation=old is not None, actor=actor, newest=newest
+            )
             self._set_active(bundle, previous=old, since=state["since"])
             self.problem = None
             self.probation = (
@@ -225,12 +238,20 @@ class Runtime:
             )
             self.store.prune()
             log.warning(  # the journal's record of every switch (as of every rollback)
-                "switched to %s %s (previous %s%s) by %s: %s", bundle.manifest["model"]["name"],
-                version, old.version if old else None, ", on probation" if old else "",
-                printable(actor), printable(reason),
-            )  # fmt: skip
-            return {"version": version, "previous": state["previous"], "probation": self.probation is not None,
-                    "golden_max_abs_diff": bundle.golden_max_abs_diff}  # fmt: skip
+                "switched to %s %s (previous %s%s) by %s: %s",
+                bundle.manifest["model"]["name"],
+                version,
+                old.version if old else None,
+                ", on probation" if old else "",
+                printable(actor),
+                printable(reason),
+            )
+            return {
+                "version": version,
+                "previous": state["previous"],
+                "probation": self.probation is not None,
+                "golden_max_abs_diff": bundle.golden_max_abs_diff,
+            }
         finally:
             for p in (archive, staged):
                 if p.exists():
@@ -244,9 +265,11 @@ class Runtime:
         kept (see :mod:`edgeops.edge.unpack`)."""
         try:
             manifest = unpack_bundle(
-                archive, staged, self.cfg.max_bundle_bytes,
+                archive,
+                staged,
+                self.cfg.max_bundle_bytes,
                 lambda raw, sig: verify_manifest(raw, sig, self.public_key),
-            )  # fmt: skip
+            )
         except BundleError as exc:
             raise _bundle_error(exc) from None
         except StoreError as exc:
@@ -257,8 +280,12 @@ class Runtime:
 
     def _verify(self, staged: Path) -> VerifiedBundle:
         try:
-            return verify_bundle(staged, self.public_key, threads=self.cfg.threads,
-                                 timeout=self.cfg.verify_timeout_seconds or None)  # fmt: skip
+            return verify_bundle(
+                staged,
+                self.public_key,
+                threads=self.cfg.threads,
+                timeout=self.cfg.verify_timeout_seconds or None,
+            )
         except BundleError as exc:
             raise _bundle_error(exc) from None
 
@@ -270,11 +297,12 @@ class Runtime:
         )
         if differs and not replace:
             raise ApiError(
-                409, "model_mismatch",
+                409,
+                "model_mismatch",
                 f"{bundle.version} is another model than the active {self.bundle.version} "
                 f"({'; '.join(differs)}); its clients would break. To replace the model "
                 "on purpose, deploy with --replace-model (header X-Edgeops-Replace-Model: true)",
-            )  # fmt: skip
+            )
         if differs:
             reason = f"{reason} (replaces model {self.bundle.manifest['model']['name']})"
         return reason
@@ -323,11 +351,18 @@ class Runtime:
             self.problem = None
             self.metrics.rollbacks.labels(trigger).inc()
             log.warning(
-                "rolled back from %s to %s%s: %s", old.version if old else None, target,
-                " (a downgrade: older than the newest accepted)" if older else "", printable(reason),
-            )  # fmt: skip
-            return {"version": target, "previous": state["previous"], "reason": reason,
-                    "downgrade": older}  # fmt: skip
+                "rolled back from %s to %s%s: %s",
+                old.version if old else None,
+                target,
+                " (a downgrade: older than the newest accepted)" if older else "",
+                printable(reason),
+            )
+            return {
+                "version": target,
+                "previous": state["previous"],
+                "reason": reason,
+                "downgrade": older,
+            }
 
     # probation
     def outcome(self, version: str, ok: bool) -> None:
@@ -343,8 +378,10 @@ class Runtime:
             and rate > self.cfg.probation_max_error_rate
         ):
             self.probation = None
-            reason = (f"automatic: error rate {rate:.0%} over {p['requests']} requests during probation "
-                      f"(limit {self.cfg.probation_max_error_rate:.0%})")  # fmt: skip
+            reason = (
+                f"automatic: error rate {rate:.0%} over {p['requests']} requests during probation "
+                f"(limit {self.cfg.probation_max_error_rate:.0%})"
+            )
             try:
                 self.rollback(None, reason, actor="agent", trigger="probation")
             except ApiError as exc:
@@ -370,14 +407,22 @@ class Runtime:
         p = self.probation
         errors = sum(n for (_, s), n in self.metrics.counts.items() if s >= 500)
         return {
-            "active": None if b is None else {
-                "version": b.version, "name": b.manifest["model"]["name"], "since": self.since,
+            "active": None
+            if b is None
+            else {
+                "version": b.version,
+                "name": b.manifest["model"]["name"],
+                "since": self.since,
                 "created_at": b.manifest["model"].get("created_at"),
                 "signature": model_signature(b.manifest),
             },
             "previous": state["previous"],
-            "probation": None if not p else {
-                "version": p["version"], "requests": p["requests"], "errors": p["errors"],
+            "probation": None
+            if not p
+            else {
+                "version": p["version"],
+                "requests": p["requests"],
+                "errors": p["errors"],
                 "seconds": round(time.monotonic() - p["since"], 1),
             },
             "versions": self.store.versions(),
@@ -387,7 +432,7 @@ class Runtime:
             "newest_accepted": state.get("newest_accepted"),
             "problem": self.problem,
             "uptime_seconds": round(time.time() - self.started, 1),
-        }  # fmt: skip
+        }
 
 
 def _bundle_error(exc: BundleError) -> ApiError:

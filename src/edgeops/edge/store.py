@@ -37,9 +37,13 @@ from edgeops.edge.bundle import MANIFEST
 HISTORY_LIMIT = 200
 #: state.json's keys and the types each may hold (a state of any other shape is damaged)
 STATE_SHAPE: dict[str, tuple[type, ...]] = {
-    "active": (str, type(None)), "previous": (str, type(None)), "since": (str, type(None)),
-    "probation": (dict, type(None)), "history": (list,), "newest_accepted": (dict, type(None)),
-}  # fmt: skip
+    "active": (str, type(None)),
+    "previous": (str, type(None)),
+    "since": (str, type(None)),
+    "probation": (dict, type(None)),
+    "history": (list,),
+    "newest_accepted": (dict, type(None)),
+}
 
 
 class StoreError(Exception):
@@ -140,12 +144,23 @@ class StateStore:
             _fsync_dir(self.root)
             return aside
 
-    def rebuild(self, active: str | None, previous: str | None,
-                newest: dict[str, str] | None, event: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    def rebuild(
+        self,
+        active: str | None,
+        previous: str | None,
+        newest: dict[str, str] | None,
+        event: dict[str, Any],
+    ) -> dict[str, Any]:
         """Write a fresh state (after a damaged one was set aside); ``event`` says why."""
         with self._lock:
-            state = {"active": active, "previous": previous, "since": now_iso() if active else None,
-                     "probation": None, "history": [], "newest_accepted": newest}  # fmt: skip
+            state = {
+                "active": active,
+                "previous": previous,
+                "since": now_iso() if active else None,
+                "probation": None,
+                "history": [],
+                "newest_accepted": newest,
+            }
             return self._commit(state, event)
 
     def newest(self) -> tuple[datetime, dict[str, str]] | None:
@@ -229,8 +244,14 @@ class StateStore:
             return target
 
     # ---- switching ---------------------------------------------------------------------------
-    def activate(self, version: str, reason: str, probation: bool, actor: str = "api",
-                 newest: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    def activate(
+        self,
+        version: str,
+        reason: str,
+        probation: bool,
+        actor: str = "api",
+        newest: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """Make ``version`` active (the old active becomes previous); persist before returning.
 
         ``newest``: the new newest ``{"version", "created_at"}`` accepted, if this raises it.
@@ -259,8 +280,9 @@ class StateStore:
                 },
             )
 
-    def rollback(self, reason: str, to: str | None = None, actor: str = "api",
-                 downgrade: bool = False) -> dict[str, Any]:  # fmt: skip
+    def rollback(
+        self, reason: str, to: str | None = None, actor: str = "api", downgrade: bool = False
+    ) -> dict[str, Any]:
         """Return to ``to`` (default: the previous version); ``downgrade``: it is older than the
         newest version accepted (said in the history; the high-water mark stays)."""
         with self._lock:
@@ -280,8 +302,13 @@ class StateStore:
                 raise StoreError(409, "already_active", f"{target} is already the active version")
             old = state["active"]
             state.update(active=target, previous=old, since=now_iso(), probation=None)
-            event = {"event": "rollback", "version": target, "from": old, "reason": reason,
-                     "by": actor}  # fmt: skip
+            event = {
+                "event": "rollback",
+                "version": target,
+                "from": old,
+                "reason": reason,
+                "by": actor,
+            }
             if downgrade:
                 event["downgrade"] = True
             return self._commit(state, event)

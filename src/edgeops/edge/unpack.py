@@ -106,7 +106,7 @@ def _text(raw: bytes, what: str) -> str:
 def _pax(data: bytes) -> dict[str, str]:
     """The records of a pax extended header: ``"LEN key=value\\n"`` each."""
     out, pos = {}, 0
-    while pos < len(data) and data[pos:pos + 1] != b"\0":  # fmt: skip
+    while pos < len(data) and data[pos : pos + 1] != b"\0":
         space = data.find(b" ", pos)
         try:
             length = int(data[pos:space]) if space > pos else 0
@@ -187,8 +187,10 @@ class TarReader:
             kind, size = block[156:157], _number(block[124:136])
             if kind in PAX_TYPES or kind == LONGNAME_TYPE:
                 if size > MAX_EXT_HEADER:
-                    raise _bad(f"the archive has a {size}-byte {'pax' if kind != b'L' else 'long-name'} "
-                               f"header; at most {MAX_EXT_HEADER} are allowed")  # fmt: skip
+                    raise _bad(
+                        f"the archive has a {size}-byte {'pax' if kind != b'L' else 'long-name'} "
+                        f"header; at most {MAX_EXT_HEADER} are allowed"
+                    )
                 data = self._data(size)
                 if kind == b"x":
                     pax = _pax(data)
@@ -261,8 +263,9 @@ def bundle_name(name: str) -> str | None:
     return parts[-1] if parts else None
 
 
-def unpack_bundle(archive: Path, dest: Path, max_bytes: int,
-                  verify: Callable[[bytes, bytes], dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+def unpack_bundle(
+    archive: Path, dest: Path, max_bytes: int, verify: Callable[[bytes, bytes], dict[str, Any]]
+) -> dict[str, Any]:
     """Unpack the bundle in ``archive`` into ``dest``; return its verified manifest.
 
     ``verify(manifest_bytes, signature_bytes)`` returns the manifest or raises
@@ -298,12 +301,17 @@ def unpack_bundle(archive: Path, dest: Path, max_bytes: int,
     except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:  # gzip/bz2/xz: damaged stream
         raise _bad(f"the archive is damaged: {str(exc)[:120]}") from None
     if MANIFEST not in small:
-        raise BundleError(BundleError.MISSING_FILE, "the archive holds no manifest.json",
-                          "upload a bundle directory made by the bundle stage")  # fmt: skip
+        raise BundleError(
+            BundleError.MISSING_FILE,
+            "the archive holds no manifest.json",
+            "upload a bundle directory made by the bundle stage",
+        )
     if SIGNATURE not in small:
-        raise BundleError(BundleError.MISSING_SIGNATURE, "the archive holds no manifest.sig: "
-                          "the bundle is unsigned",
-                          "sign it: the bundle stage signs with the key from `edgeops keys init`")  # fmt: skip
+        raise BundleError(
+            BundleError.MISSING_SIGNATURE,
+            "the archive holds no manifest.sig: the bundle is unsigned",
+            "sign it: the bundle stage signs with the key from `edgeops keys init`",
+        )
     if manifest is None:
         manifest = verify(small[MANIFEST], small[SIGNATURE])
     for fname in written:
@@ -318,10 +326,11 @@ def _check_listed(manifest: dict[str, Any] | None, fname: str, dest: Path | None
         if dest is not None:
             (dest / fname).unlink(missing_ok=True)
         raise StoreError(
-            422, "unlisted_file",
+            422,
+            "unlisted_file",
             f"the archive holds {fname[:100]!r}, which the signed manifest does not list; a "
             f"bundle holds {sorted(manifest['files'])} plus {MANIFEST} and {SIGNATURE} only",
-        )  # fmt: skip
+        )
 
 
 def _write(reader: TarReader, target: Path) -> None:
@@ -349,5 +358,8 @@ def _write_bytes(target: Path, data: bytes) -> None:
 
 
 def _unwritable(exc: OSError) -> StoreError:
-    return StoreError(507, "insufficient_storage",
-                      f"cannot write the upload into the state directory: {exc.strerror or exc}")  # fmt: skip
+    return StoreError(
+        507,
+        "insufficient_storage",
+        f"cannot write the upload into the state directory: {exc.strerror or exc}",
+    )

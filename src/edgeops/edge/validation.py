@@ -68,9 +68,17 @@ class RowValidator:
                     problems.append({"row": i, "field": name, "problem": "missing"})
                 for name in sorted(str(k) for k in keys - self.names):
                     if name not in self.passthrough:
-                        problems.append({"row": i, "field": name, "problem": "not a column of this model's data"})  # fmt: skip
+                        problems.append(
+                            {
+                                "row": i,
+                                "field": name,
+                                "problem": "not a column of this model's data",
+                            }
+                        )
                     elif isinstance(row[name], dict | list):
-                        problems.append({"row": i, "field": name, "problem": "expected a single value"})  # fmt: skip
+                        problems.append(
+                            {"row": i, "field": name, "problem": "expected a single value"}
+                        )
                     elif isinstance(row[name], str) and (bad := not_utf8(row[name])):
                         problems.append({"row": i, "field": name, "problem": bad})
             for name in self.numeric:
@@ -105,8 +113,13 @@ class RowValidator:
                     )
                 elif v not in allowed:
                     if not self.accept_unknown:
-                        problems.append({"row": i, "field": name,
-                                         "problem": f"unknown category {v[:64]!r}; allowed: {sorted(allowed)}"})  # fmt: skip
+                        problems.append(
+                            {
+                                "row": i,
+                                "field": name,
+                                "problem": f"unknown category {v[:64]!r}; allowed: {sorted(allowed)}",
+                            }
+                        )
                     # an unknown category goes on to the model: it must be text onnxruntime can
                     # take (a lone surrogate, JSON "\ud800", is not UTF-8; known ones all are)
                     elif bad := not_utf8(v):
@@ -149,8 +162,12 @@ def row_schema(bundle: VerifiedBundle, accept_unknown: bool) -> dict[str, Any]:
             if spec.min is not None and spec.max is not None:
                 prop["description"] = f"seen in training: {spec.min:g} to {spec.max:g}"
         elif accept_unknown:
-            prop = {"type": "string", "description": f"known categories: {', '.join(cats)}; "
-                    "any other text is taken as an unseen category", "examples": cats[:3]}  # fmt: skip
+            prop = {
+                "type": "string",
+                "description": f"known categories: {', '.join(cats)}; "
+                "any other text is taken as an unseen category",
+                "examples": cats[:3],
+            }
         else:
             prop = {"type": "string", "enum": cats}
         if spec.nullable:
@@ -162,8 +179,13 @@ def row_schema(bundle: VerifiedBundle, accept_unknown: bool) -> dict[str, Any]:
             )
         props[spec.name] = prop
     for name in bundle.manifest.get("passthrough") or ():
-        props.setdefault(str(name), {"type": ["string", "number", "boolean", "null"],
-                                     "description": "passed through: logged, not fed to the model"})  # fmt: skip
+        props.setdefault(
+            str(name),
+            {
+                "type": ["string", "number", "boolean", "null"],
+                "description": "passed through: logged, not fed to the model",
+            },
+        )
     model = bundle.manifest["model"]
     return {
         "type": "object",
@@ -176,11 +198,19 @@ def row_schema(bundle: VerifiedBundle, accept_unknown: bool) -> dict[str, Any]:
 
 def _check_shape(rows: Any, max_rows: int) -> None:
     if not isinstance(rows, list):
-        raise ApiError(422, "invalid_rows", "'rows' must be a list of objects",
-                       [{"field": "rows", "problem": "not a list"}])  # fmt: skip
+        raise ApiError(
+            422,
+            "invalid_rows",
+            "'rows' must be a list of objects",
+            [{"field": "rows", "problem": "not a list"}],
+        )
     if not rows:
-        raise ApiError(422, "invalid_rows", "'rows' is empty: send at least one row",
-                       [{"field": "rows", "problem": "empty"}])  # fmt: skip
+        raise ApiError(
+            422,
+            "invalid_rows",
+            "'rows' is empty: send at least one row",
+            [{"field": "rows", "problem": "empty"}],
+        )
     if len(rows) > max_rows:
         raise ApiError(
             413, "too_many_rows", f"{len(rows)} rows in one request; the limit is {max_rows}"

@@ -27,8 +27,9 @@ EXIT_UNREACHABLE = 9
 TRIGGER_EVENT = "retrain_triggered"
 
 
-def target_decision(rows: int, min_rows: int, drift: dict[str, Any] | None,
-                    perf: dict[str, Any] | None) -> tuple[str, list[str]]:  # fmt: skip
+def target_decision(
+    rows: int, min_rows: int, drift: dict[str, Any] | None, perf: dict[str, Any] | None
+) -> tuple[str, list[str]]:
     """(decision, reasons) for one target's window."""
     if rows < min_rows:
         return NOT_ENOUGH, [f"not enough data (n={rows} < min {min_rows}): no verdict on drift"]
@@ -51,8 +52,12 @@ def unreachable(error: Exception) -> dict[str, Any]:
     """The result of a target set aside: its agent did not answer (``unreachable``) or answered
     what no agent answers (``misbehaving``); nothing more collected, no verdict."""
     decision = MISBEHAVING if getattr(error, "kind", None) == MISBEHAVING else UNREACHABLE
-    return {"decision": decision, "reasons": [str(error).split(": ", 1)[-1]],
-            "collected": None, "reports": {}}  # fmt: skip
+    return {
+        "decision": decision,
+        "reasons": [str(error).split(": ", 1)[-1]],
+        "collected": None,
+        "reports": {},
+    }
 
 
 #: how far an entry's time may lie ahead of this host's clock (clocks of two hosts differ a little)
@@ -94,8 +99,12 @@ def last_trigger(audit_path: Path, now: float | None = None) -> tuple[float | No
     return None, future
 
 
-def overall(per_target: dict[str, dict[str, Any]], cooldown_hours: float, audit_path: Path,
-            now: float | None = None) -> dict[str, Any]:  # fmt: skip
+def overall(
+    per_target: dict[str, dict[str, Any]],
+    cooldown_hours: float,
+    audit_path: Path,
+    now: float | None = None,
+) -> dict[str, Any]:
     """Combine the targets' decisions and apply the cooldown."""
     now = time.time() if now is None else now
     down = [t for t, r in per_target.items() if r["decision"] in SET_ASIDE]
@@ -123,5 +132,10 @@ def overall(per_target: dict[str, dict[str, Any]], cooldown_hours: float, audit_
     else:
         decision = KEEP
     code = EXIT_UNREACHABLE if down and decision in (KEEP, NOT_ENOUGH) else EXIT_CODES[decision]
-    return {"decision": decision, "retrain": decision == RETRAIN, "reasons": reasons,
-            "unreachable": down, "exit_code": code}  # fmt: skip
+    return {
+        "decision": decision,
+        "retrain": decision == RETRAIN,
+        "reasons": reasons,
+        "unreachable": down,
+        "exit_code": code,
+    }

@@ -38,8 +38,12 @@ def start_worker() -> Future:
     if _worker is None:
         import multiprocessing
 
-        _worker = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_exit_with_parent, initargs=(os.getpid(),))  # fmt: skip
+        _worker = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        )
     return _worker.submit(_import_evidently)
 
 
@@ -96,9 +100,15 @@ def window_proba(window: pd.DataFrame) -> Any:
     return np.asarray([json.loads(p) for p in window["_probabilities"]], dtype="float64")
 
 
-def run_drift(current: pd.DataFrame, reference: pd.DataFrame, schema: Schema, classes: list[Any],
-              settings: MonitorSettings, html: Path | None = None,
-              workspace: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+def run_drift(
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    schema: Schema,
+    classes: list[Any],
+    settings: MonitorSettings,
+    html: Path | None = None,
+    workspace: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Evidently on two frames that already hold the typed features and ``prediction``, in the
     worker process: the HTML report is written to ``html``, the run added to the Evidently
     ``workspace`` (``{"dir", "project", "name", "tags"}``). Returns (outputs, JSON-ready summary)."""
@@ -110,16 +120,25 @@ def run_drift(current: pd.DataFrame, reference: pd.DataFrame, schema: Schema, cl
         start_worker()
     assert _worker is not None
     try:
-        return _worker.submit(_drift_job, current, reference, schema, classes, settings, html,
-                              workspace).result()  # fmt: skip
+        return _worker.submit(
+            _drift_job, current, reference, schema, classes, settings, html, workspace
+        ).result()
     except BrokenProcessPool as exc:
-        raise EdgeopsError(f"the Evidently worker process died: {exc}",
-                           fix="look for an out-of-memory kill (dmesg) and run again") from None  # fmt: skip
+        raise EdgeopsError(
+            f"the Evidently worker process died: {exc}",
+            fix="look for an out-of-memory kill (dmesg) and run again",
+        ) from None
 
 
-def _drift_job(current: pd.DataFrame, reference: pd.DataFrame, schema: Schema, classes: list[Any],
-               settings: MonitorSettings, html: Path | None,
-               workspace: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+def _drift_job(
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    schema: Schema,
+    classes: list[Any],
+    settings: MonitorSettings,
+    html: Path | None,
+    workspace: dict[str, Any] | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
@@ -132,10 +151,13 @@ def _drift_job(current: pd.DataFrame, reference: pd.DataFrame, schema: Schema, c
     definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
     cols = [*features, PREDICTION]
     preset = DataDriftPreset(
-        columns=cols, num_method=settings.num_method, num_threshold=settings.num_threshold,
-        cat_method=settings.cat_method, cat_threshold=settings.cat_threshold,
+        columns=cols,
+        num_method=settings.num_method,
+        num_threshold=settings.num_threshold,
+        cat_method=settings.cat_method,
+        cat_threshold=settings.cat_threshold,
         drift_share=max(settings.drift_share, 1e-9),
-    )  # fmt: skip
+    )
     snap = Report([preset], include_tests=True).run(
         Dataset.from_pandas(current[cols], data_definition=definition),
         Dataset.from_pandas(reference[cols], data_definition=definition),
@@ -150,9 +172,12 @@ def _drift_job(current: pd.DataFrame, reference: pd.DataFrame, schema: Schema, c
 
         try:
             outputs["evidently_run"] = save_run(
-                Path(workspace["dir"]), workspace["project"], snap, name=workspace["name"],
+                Path(workspace["dir"]),
+                workspace["project"],
+                snap,
+                name=workspace["name"],
                 tags=workspace.get("tags"),
-            )  # fmt: skip
+            )
         except Exception as exc:  # noqa: BLE001 (the reports are written; the UI's copy is a bonus)
             outputs["evidently_error"] = f"could not save the run to the Evidently workspace: {exc}"
     return outputs, summarize(snap.dict(), features, settings)

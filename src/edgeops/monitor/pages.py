@@ -202,11 +202,17 @@ def check_predictions(target: str, items: list[dict[str, Any]], schema: Schema |
     for i, it in enumerate(items):
         proba = it["probabilities"]
         if str(it["label"]) not in classes:
-            raise misbehaving(target, f"{_where(i, it)}: label {_shown(it['label'])} is not a class "
-                              f"of the model ({sorted(classes)})")  # fmt: skip
+            raise misbehaving(
+                target,
+                f"{_where(i, it)}: label {_shown(it['label'])} is not a class "
+                f"of the model ({sorted(classes)})",
+            )
         if len(proba) != len(classes) or not all(0.0 <= p <= 1.0 for p in proba):
-            raise misbehaving(target, f"{_where(i, it)}: probabilities {_shown(proba)} are not one "
-                              f"probability per class ({len(classes)})")  # fmt: skip
+            raise misbehaving(
+                target,
+                f"{_where(i, it)}: probabilities {_shown(proba)} are not one "
+                f"probability per class ({len(classes)})",
+            )
 
 
 def feature_columns(

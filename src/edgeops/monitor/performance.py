@@ -13,8 +13,15 @@ if TYPE_CHECKING:
 COMPARED = ("roc_auc", "pr_auc", "f1", "balanced_accuracy", "accuracy")
 
 
-def performance(window: pd.DataFrame, proba: Any, classes: list[Any], test_metrics: dict[str, Any],
-                primary: str, settings: MonitorSettings, positive: Any = None) -> dict[str, Any]:  # fmt: skip
+def performance(
+    window: pd.DataFrame,
+    proba: Any,
+    classes: list[Any],
+    test_metrics: dict[str, Any],
+    primary: str,
+    settings: MonitorSettings,
+    positive: Any = None,
+) -> dict[str, Any]:
     """Metrics on labelled rows; ``verdict`` is ``ok``, ``degraded`` or ``not_enough_labels``.
 
     ``positive``: a binary target's positive class, the manifest's ``positive_class`` (the one
@@ -52,12 +59,20 @@ def performance(window: pd.DataFrame, proba: Any, classes: list[Any], test_metri
     }
     drop = out["drop"].get(primary)
     if drop is None:
-        return {**out, "verdict": "not_enough_labels",
-                "reason": f"{primary} cannot be computed on the labelled rows"}  # fmt: skip
+        return {
+            **out,
+            "verdict": "not_enough_labels",
+            "reason": f"{primary} cannot be computed on the labelled rows",
+        }
     if drop >= settings.max_drop:
-        reason = (f"{primary} {out['production'][primary]:.3f} on {len(y)} labelled rows, "
-                  f"{drop:.3f} below its test figure {test_metrics[primary]:.3f} "
-                  f"(max drop {settings.max_drop})")  # fmt: skip
+        reason = (
+            f"{primary} {out['production'][primary]:.3f} on {len(y)} labelled rows, "
+            f"{drop:.3f} below its test figure {test_metrics[primary]:.3f} "
+            f"(max drop {settings.max_drop})"
+        )
         return {**out, "verdict": "degraded", "reason": reason}
-    return {**out, "verdict": "ok",
-            "reason": f"{primary} {out['production'][primary]:.3f} vs test {test_metrics[primary]:.3f}"}  # fmt: skip
+    return {
+        **out,
+        "verdict": "ok",
+        "reason": f"{primary} {out['production'][primary]:.3f} vs test {test_metrics[primary]:.3f}",
+    }

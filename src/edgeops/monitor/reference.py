@@ -37,8 +37,9 @@ class Reference:
     classes: list[Any]
 
 
-def deployed_bundle(target: Target, version: str, public_key: Any,
-                    workspace_bundle: Path = Path("models/bundle")) -> VerifiedBundle:  # fmt: skip
+def deployed_bundle(
+    target: Target, version: str, public_key: Any, workspace_bundle: Path = Path("models/bundle")
+) -> VerifiedBundle:
     """The verified bundle of ``version``: the workspace's if it is that one, else the agent's copy."""
     from edgeops.deploy.gate import fetch_bundle, verify_local
 
@@ -96,8 +97,14 @@ def _dvc_cache(workspace: Path) -> Path:
     return workspace / ".dvc" / "cache"
 
 
-def load_reference(bundle: VerifiedBundle, features: list[str], target: str, rows: int, seed: int,
-                   workspace: Path = Path(".")) -> Reference:  # fmt: skip
+def load_reference(
+    bundle: VerifiedBundle,
+    features: list[str],
+    target: str,
+    rows: int,
+    seed: int,
+    workspace: Path = Path("."),
+) -> Reference:
     """Sample the training split of ``bundle`` and predict it with the bundle's own model.
 
     The sample is uniform without replacement: ``rows`` positions drawn by
@@ -117,5 +124,11 @@ def load_reference(bundle: VerifiedBundle, features: list[str], target: str, row
     keep = [*features, *([target] if target in names else [])]
     inputs = [s.name for s in bundle.model.inputs if s.name in names and s.name not in keep]
     df = sample_rows(path, rows, seed, columns=[*keep, *inputs]).reset_index(drop=True)
-    return Reference(bundle.version, df[keep], predict_proba(bundle, df), where, total,
-                     list(bundle.model.classes))  # fmt: skip
+    return Reference(
+        bundle.version,
+        df[keep],
+        predict_proba(bundle, df),
+        where,
+        total,
+        list(bundle.model.classes),
+    )

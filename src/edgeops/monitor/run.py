@@ -48,8 +48,12 @@ class Monitor:
         self.store = ProductionStore(self.workspace / self.settings.store)
 
     @classmethod
-    def load(cls, params_path: str | Path = "params.yaml", targets: str | Path | None = None,
-             **ctx_kw: Any) -> Monitor:  # fmt: skip
+    def load(
+        cls,
+        params_path: str | Path = "params.yaml",
+        targets: str | Path | None = None,
+        **ctx_kw: Any,
+    ) -> Monitor:
         from edgeops.deploy.operations import DeployContext
 
         params = load_params(params_path)
@@ -88,8 +92,10 @@ class Monitor:
             max_page_bytes=int(s.max_page_mb * 2**20),
             wait_seconds=max(600.0, 2 * s.collect_seconds),
         )
-        log(f"{target.name}: collected {got.rows:,} rows and {got.feedback:,} feedback labels "
-            f"(log {got.log_id[:8]}, cursor {got.cursor:,} of {got.agent_last:,})")  # fmt: skip
+        log(
+            f"{target.name}: collected {got.rows:,} rows and {got.feedback:,} feedback labels "
+            f"(log {got.log_id[:8]}, cursor {got.cursor:,} of {got.agent_last:,})"
+        )
         return got
 
     def active_version(self, target: Target) -> str | None:
@@ -106,8 +112,11 @@ class Monitor:
         df = df[df["_model_version"] == version]
         if s.window_rows:
             df = df.tail(s.window_rows)
-        info: dict[str, Any] = {"rows": len(df), "version": version,
-                                "by": f"last {s.window_hours:g} h" if since else f"newest {s.window_rows} rows"}  # fmt: skip
+        info: dict[str, Any] = {
+            "rows": len(df),
+            "version": version,
+            "by": f"last {s.window_hours:g} h" if since else f"newest {s.window_rows} rows",
+        }
         if len(df):
             info["from"] = _iso(df["_ts"].min())
             info["to"] = _iso(df["_ts"].max())
@@ -144,8 +153,9 @@ def warm_evidently() -> Any:
     return start_worker()
 
 
-def write_reports(out: Path, target: str, result: dict[str, Any],
-                  outputs: dict[str, Any] | None) -> dict[str, str]:  # fmt: skip
+def write_reports(
+    out: Path, target: str, result: dict[str, Any], outputs: dict[str, Any] | None
+) -> dict[str, str]:
     """One target's JSON reports, with the drift step's HTML and Evidently run; returns the paths."""
     d = out / target
     paths = {}
@@ -210,23 +220,47 @@ def drift_step(m: Monitor, w: Window, log: Log = print) -> tuple[dict[str, Any],
 
     s = m.settings
     sample = w.rows.sample(s.max_rows, random_state=s.seed) if len(w.rows) > s.max_rows else w.rows
-    ref = load_reference(w.bundle, [c.name for c in m.schema.features], m.schema.target,
-                         s.reference_rows, s.seed, m.workspace)  # fmt: skip
+    ref = load_reference(
+        w.bundle,
+        [c.name for c in m.schema.features],
+        m.schema.target,
+        s.reference_rows,
+        s.seed,
+        m.workspace,
+    )
     classes, positive = list(w.bundle.model.classes), w.bundle.manifest.get("positive_class")
     current = typed(sample, m.schema)
     current[PREDICTION] = prediction_column(w.proba[sample.index.to_numpy()], classes, positive)
     reference = typed(ref.frame, m.schema)
     reference[PREDICTION] = prediction_column(ref.proba, classes, positive)
-    log(f"{w.target.name}: drift of {len(current):,} rows against {len(reference):,} of "
-        f"{ref.rows_total:,} training rows ({ref.source})")  # fmt: skip
-    workspace = {"dir": str(m.workspace / s.workspace), "project": m.model_name,
-                 "name": f"{w.target.name} {_iso(time.time())}", "tags": [w.target.name]}  # fmt: skip
-    outputs, drift = run_drift(current, reference, m.schema, classes, s,
-                               m.reports / w.target.name / "drift.html", workspace)  # fmt: skip
+    log(
+        f"{w.target.name}: drift of {len(current):,} rows against {len(reference):,} of "
+        f"{ref.rows_total:,} training rows ({ref.source})"
+    )
+    workspace = {
+        "dir": str(m.workspace / s.workspace),
+        "project": m.model_name,
+        "name": f"{w.target.name} {_iso(time.time())}",
+        "tags": [w.target.name],
+    }
+    outputs, drift = run_drift(
+        current,
+        reference,
+        m.schema,
+        classes,
+        s,
+        m.reports / w.target.name / "drift.html",
+        workspace,
+    )
     if outputs.get("evidently_error"):
         log(f"{w.target.name}: {outputs.pop('evidently_error')}")
-    drift["reference"] = {"rows": len(reference), "of": ref.rows_total, "source": ref.source,
-                          "seed": s.seed, "version": w.version}  # fmt: skip
+    drift["reference"] = {
+        "rows": len(reference),
+        "of": ref.rows_total,
+        "source": ref.source,
+        "seed": s.seed,
+        "version": w.version,
+    }
     drift["current"] = w.info["sample"]
     return outputs, drift
 
@@ -235,9 +269,15 @@ def performance_step(m: Monitor, w: Window) -> dict[str, Any]:
     """Metrics on the window's labelled rows against the version's own test figures."""
     from edgeops.monitor.performance import performance
 
-    return performance(w.rows, w.proba, list(w.bundle.model.classes),
-                       w.bundle.manifest.get("metrics") or {}, m.primary_metric, m.settings,
-                       w.bundle.manifest.get("positive_class"))  # fmt: skip
+    return performance(
+        w.rows,
+        w.proba,
+        list(w.bundle.model.classes),
+        w.bundle.manifest.get("metrics") or {},
+        m.primary_metric,
+        m.settings,
+        w.bundle.manifest.get("positive_class"),
+    )
 
 
 def analyze(m: Monitor, target: Target, log: Log = print) -> tuple[dict[str, Any], Any]:
@@ -258,8 +298,13 @@ def analyze(m: Monitor, target: Target, log: Log = print) -> tuple[dict[str, Any
     return result, outputs
 
 
-def run_monitor(m: Monitor, names: list[str] | None = None, collect: bool = True,
-                accept_reset: bool = False, log: Log = print) -> dict[str, Any]:  # fmt: skip
+def run_monitor(
+    m: Monitor,
+    names: list[str] | None = None,
+    collect: bool = True,
+    accept_reset: bool = False,
+    log: Log = print,
+) -> dict[str, Any]:
     """The whole run for the selected targets; writes every report and decision.json."""
     warm_evidently()
     targets = m.targets(names)
@@ -281,9 +326,12 @@ def run_monitor(m: Monitor, names: list[str] | None = None, collect: bool = True
     return finish(m, per_target(targets, judged, down))
 
 
-def each_answering(targets: list[Target], step: Callable[[Target], dict[str, Any]],
-                   log: Log = print, down: dict[str, AgentError] | None = None,
-                   ) -> tuple[dict[str, Any], dict[str, AgentError]]:  # fmt: skip
+def each_answering(
+    targets: list[Target],
+    step: Callable[[Target], dict[str, Any]],
+    log: Log = print,
+    down: dict[str, AgentError] | None = None,
+) -> tuple[dict[str, Any], dict[str, AgentError]]:
     """``step`` for each target not ``down`` already: ``(results, down)``. An agent that does not
     answer, answers what no agent answers or with an error status of its own is set aside and
     named, the others go on; a token it refuses (401, 403: the operator's to fix) stops the run.
@@ -303,14 +351,17 @@ def each_answering(targets: list[Target], step: Callable[[Target], dict[str, Any
     return done, down
 
 
-def per_target(targets: list[Target], judged: dict[str, Any],
-               down: dict[str, AgentError]) -> dict[str, dict[str, Any]]:  # fmt: skip
+def per_target(
+    targets: list[Target], judged: dict[str, Any], down: dict[str, AgentError]
+) -> dict[str, dict[str, Any]]:
     """Each target's result, in the targets' order; a target that did not answer is
     ``unreachable``. No target answered: its error (there is nothing to judge)."""
     if targets and len(down) == len(targets):
         raise next(iter(down.values()))
-    return {t.name: judged[t.name] if t.name in judged else dec.unreachable(down[t.name])
-            for t in targets}  # fmt: skip
+    return {
+        t.name: judged[t.name] if t.name in judged else dec.unreachable(down[t.name])
+        for t in targets
+    }
 
 
 def finish(m: Monitor, per_target: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -318,8 +369,12 @@ def finish(m: Monitor, per_target: dict[str, dict[str, Any]]) -> dict[str, Any]:
     from edgeops.monitor.summary import markdown
 
     result = dec.overall(per_target, m.settings.cooldown_hours, m.ctx.audit.path)
-    result.update(at=_iso(time.time()), model=m.model_name, thresholds=m.settings.thresholds(),
-                  targets=per_target)  # fmt: skip
+    result.update(
+        at=_iso(time.time()),
+        model=m.model_name,
+        thresholds=m.settings.thresholds(),
+        targets=per_target,
+    )
     atomic.write_json(m.reports / "decision.json", result)
     atomic.write_text(m.reports / "summary.md", markdown(result))
     return result

@@ -104,12 +104,24 @@ class MonitorSettings:
     def thresholds(self) -> dict[str, Any]:
         """What the decision was measured against, for the reports."""
         return {
-            "drift": {"num_method": self.num_method, "num_threshold": self.num_threshold,
-                      "cat_method": self.cat_method, "cat_threshold": self.cat_threshold,
-                      "share": self.drift_share},
-            "performance": {"min_labelled": self.min_labelled, "min_per_class": self.min_per_class,
-                            "max_drop": self.max_drop},
-            "window": {"rows": self.window_rows, "hours": self.window_hours,
-                       "min_rows": self.min_rows, "max_rows": self.max_rows, "seed": self.seed},
+            "drift": {
+                "num_method": self.num_method,
+                "num_threshold": self.num_threshold,
+                "cat_method": self.cat_method,
+                "cat_threshold": self.cat_threshold,
+                "share": self.drift_share,
+            },
+            "performance": {
+                "min_labelled": self.min_labelled,
+                "min_per_class": self.min_per_class,
+                "max_drop": self.max_drop,
+            },
+            "window": {
+                "rows": self.window_rows,
+                "hours": self.window_hours,
+                "min_rows": self.min_rows,
+                "max_rows": self.max_rows,
+                "seed": self.seed,
+            },
             "cooldown_hours": self.cooldown_hours,
-        }  # fmt: skip
+        }

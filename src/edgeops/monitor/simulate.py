@@ -95,9 +95,14 @@ def build_rows(
 
 
 def check_options(
-    *, rate: float, feedback_share: float, feedback_delay: float, batch: int, label_flip: float,
+    *,
+    rate: float,
+    feedback_share: float,
+    feedback_delay: float,
+    batch: int,
+    label_flip: float,
     classes: Sequence[Any],
-) -> None:  # fmt: skip
+) -> None:
     """Raise an EdgeopsError naming the first option out of range."""
     problems = [
         (rate < 0, "--rate must be >= 0 (0: as fast as possible)"),
@@ -118,7 +123,9 @@ def choose_feedback(n_requests: int, share: float, rng: random.Random) -> set[in
     return set(rng.sample(range(n_requests), k))
 
 
-def maybe_flip(label: Any, classes: Sequence[Any], share: float, rng: random.Random) -> tuple[Any, bool]:  # fmt: skip
+def maybe_flip(
+    label: Any, classes: Sequence[Any], share: float, rng: random.Random
+) -> tuple[Any, bool]:
     """With probability ``share``, another class instead of ``label`` (concept drift)."""
     if share <= 0 or rng.random() >= share:
         return label, False
@@ -146,7 +153,9 @@ class FeedbackQueue:
         self._seq = itertools.count()
         self.last_due = float("-inf")
 
-    def push(self, due: float, request_id: str, row: int | None, label: Any, flipped: bool = False) -> None:  # fmt: skip
+    def push(
+        self, due: float, request_id: str, row: int | None, label: Any, flipped: bool = False
+    ) -> None:
         heapq.heappush(self._heap, Pending(due, next(self._seq), request_id, row, label, flipped))
         self.last_due = max(self.last_due, due)
 
@@ -168,9 +177,16 @@ class FeedbackQueue:
 class TrafficRun:
     """The state of one run: counters, the feedback heap, error handling, waiting."""
 
-    def __init__(self, client: Client, *, total: int, feedback_delay: float,
-                 clock: Callable[[], float], sleep: Callable[[float], None],
-                 log: Callable[[str], None]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        client: Client,
+        *,
+        total: int,
+        feedback_delay: float,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+        log: Callable[[str], None],
+    ) -> None:
         self.client, self.total, self.delay = client, total, feedback_delay
         self.clock, self.sleep, self.log = clock, sleep, log
         self.counts: Counter[str] = Counter()
@@ -237,12 +253,22 @@ class TrafficRun:
 
 
 def send_traffic(
-    client: Client, rows: Sequence[dict[str, Any]], labels: Sequence[Any], *, rate: float = 0.0,
-    feedback_share: float = 0.2, feedback_delay: float = 0.0, batch: int = 1, seed: int = 0,
-    label_flip: float = 0.0, classes: Sequence[Any] = (),
-    progress: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None,
-    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, Any]:  # fmt: skip
+    client: Client,
+    rows: Sequence[dict[str, Any]],
+    labels: Sequence[Any],
+    *,
+    rate: float = 0.0,
+    feedback_share: float = 0.2,
+    feedback_delay: float = 0.0,
+    batch: int = 1,
+    seed: int = 0,
+    label_flip: float = 0.0,
+    classes: Sequence[Any] = (),
+    progress: Callable[[int], None] | None = None,
+    log: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
     """Send ``rows`` in requests of ``batch`` rows, ``rate`` requests a second (0: no pause).
 
     A ``feedback_share`` of the requests (chosen with ``seed``) gets its true labels posted
@@ -250,13 +276,25 @@ def send_traffic(
     request otherwise. ``label_flip`` is the share of those labels replaced by another class.
     ``progress`` is called with the rows done. Returns the counts (see ``format_summary``).
     """
-    check_options(rate=rate, feedback_share=feedback_share, feedback_delay=feedback_delay,
-                  batch=batch, label_flip=label_flip, classes=classes)  # fmt: skip
+    check_options(
+        rate=rate,
+        feedback_share=feedback_share,
+        feedback_delay=feedback_delay,
+        batch=batch,
+        label_flip=label_flip,
+        classes=classes,
+    )
     starts = range(0, len(rows), batch)
     chosen = choose_feedback(len(starts), feedback_share, random.Random(f"feedback:{seed}"))
     flip_rng = random.Random(f"flip:{seed}")
-    run = TrafficRun(client, total=len(starts), feedback_delay=feedback_delay, clock=clock,
-                     sleep=sleep, log=log or (lambda m: None))  # fmt: skip
+    run = TrafficRun(
+        client,
+        total=len(starts),
+        feedback_delay=feedback_delay,
+        clock=clock,
+        sleep=sleep,
+        log=log or (lambda m: None),
+    )
     t0 = clock()
     for i, start in enumerate(starts):
         if rate > 0:
@@ -264,14 +302,19 @@ def send_traffic(
         run.send_due()
         answer = run.predict(list(rows[start : start + batch]))
         if answer is not None and i in chosen:
-            truth = [maybe_flip(y, classes, label_flip, flip_rng) for y in labels[start : start + batch]]  # fmt: skip
+            truth = [
+                maybe_flip(y, classes, label_flip, flip_rng) for y in labels[start : start + batch]
+            ]
             run.schedule(str(answer["request_id"]), truth, per_row=batch > 1)
         if progress is not None:
             progress(min(start + batch, len(rows)))
     run.drain()
-    return {**{k: run.counts[k] for k in ("requests", "rows", "feedback", "flipped", "errors")},
-            "elapsed_s": round(clock() - t0, 3), "model_versions": dict(run.versions),
-            "last_error": run.last_error}  # fmt: skip
+    return {
+        **{k: run.counts[k] for k in ("requests", "rows", "feedback", "flipped", "errors")},
+        "elapsed_s": round(clock() - t0, 3),
+        "model_versions": dict(run.versions),
+        "last_error": run.last_error,
+    }
 
 
 def format_summary(summary: dict[str, Any], target: str) -> str:
@@ -289,7 +332,9 @@ def format_summary(summary: dict[str, Any], target: str) -> str:
 
 
 @contextmanager
-def progress_bar(total: int, label: str) -> Iterator[tuple[Callable[[int], None], Callable[[str], None]]]:  # fmt: skip
+def progress_bar(
+    total: int, label: str
+) -> Iterator[tuple[Callable[[int], None], Callable[[str], None]]]:
     """``(progress(done), log(message))`` drawing a bar on stderr (rich; plain lines without it)."""
     try:
         from rich.console import Console
@@ -304,8 +349,13 @@ def progress_bar(total: int, label: str) -> Iterator[tuple[Callable[[int], None]
         yield (lambda done: None), (lambda m: print(m, file=sys.stderr, flush=True))
         return
     console = Console(stderr=True, highlight=False)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("rows"), TimeElapsedColumn())  # fmt: skip
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as bar:
         task = bar.add_task(label, total=total)
         yield (

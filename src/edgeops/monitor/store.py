@@ -217,8 +217,11 @@ class ProductionStore:
         for kind in ("rows", "feedback"):
             n, cur = 0, cursor(series, kind)
             for items in self._pages(client, kind, cur, page, log_id, max_page_bytes):
-                lo, hi = (items[0]["id"], items[-1]["id"]) if kind == "rows" else (
-                    items[0]["seq"], items[-1]["seq"])  # fmt: skip
+                lo, hi = (
+                    (items[0]["id"], items[-1]["id"])
+                    if kind == "rows"
+                    else (items[0]["seq"], items[-1]["seq"])
+                )
                 frame = rows_frame(items, schema, name) if kind == "rows" else feedback_frame(items)
                 write_part(series, kind, lo, hi, frame)
                 n, cur = n + len(items), hi
@@ -278,8 +281,9 @@ class ProductionStore:
             limit = min(page, 2 * limit)  # ... and more again while they fit
 
     # ---- reading ---------------------------------------------------------------------------
-    def read_rows(self, target: str, since: float | None = None,
-                  newest: int | None = None) -> pd.DataFrame:  # fmt: skip
+    def read_rows(
+        self, target: str, since: float | None = None, newest: int | None = None
+    ) -> pd.DataFrame:
         """Stored rows of ``target`` (every log), with the latest feedback joined as ``_feedback``.
 
         ``since``: only parts written at or after this time (then filtered by ``_ts``);

@@ -27,21 +27,35 @@ def _target(name: str, t: dict[str, Any]) -> list[str]:
         return [*out, f"Not judged: {'; '.join(t['reasons'])}", ""]
     out.append(
         f"Window: {w.get('rows', 0):,} rows of {t.get('version') or 'no model'}"
-        + (f" ({w['by']}, {w.get('from')} .. {w.get('to')}, {w.get('labelled', 0):,} labelled)" if w.get("rows") else "")
-        + (f"; drift on a sample of {w['sample']['rows']:,} (seed {w['sample']['seed']})"
-           if w.get("sample") and w["sample"]["rows"] < w["sample"]["of"] else "")
-    )  # fmt: skip
+        + (
+            f" ({w['by']}, {w.get('from')} .. {w.get('to')}, {w.get('labelled', 0):,} labelled)"
+            if w.get("rows")
+            else ""
+        )
+        + (
+            f"; drift on a sample of {w['sample']['rows']:,} (seed {w['sample']['seed']})"
+            if w.get("sample") and w["sample"]["rows"] < w["sample"]["of"]
+            else ""
+        )
+    )
     drift = t.get("drift")
     if drift:
-        out += ["", f"Drift: {len(drift['drifted_columns'])} of {len(drift['columns'])} feature "
-                    f"columns (share {drift['share']:.2f}, retrain at >= {drift['share_threshold']})", "",
-                "| column | method | score | threshold | drifted |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
+        out += [
+            "",
+            f"Drift: {len(drift['drifted_columns'])} of {len(drift['columns'])} feature "
+            f"columns (share {drift['share']:.2f}, retrain at >= {drift['share_threshold']})",
+            "",
+            "| column | method | score | threshold | drifted |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         cols = dict(drift["columns"])
         if drift.get("prediction"):
             cols["prediction (model output)"] = drift["prediction"]
         for c, v in cols.items():
-            out.append(f"| {c} | {v['method']} | {v['score']:.4g} | {v['threshold']} | "
-                       f"{'**yes**' if v['drifted'] else 'no'} |")  # fmt: skip
+            out.append(
+                f"| {c} | {v['method']} | {v['score']:.4g} | {v['threshold']} | "
+                f"{'**yes**' if v['drifted'] else 'no'} |"
+            )
     q = t.get("quality")
     if q:
         out += [

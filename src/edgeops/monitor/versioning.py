@@ -32,8 +32,11 @@ def version_store(workspace: Path, store: Path, targets: list[str]) -> list[str]
         # DVC prints git hints ("git add ...") meant for a person at a shell: keep them out.
         # They are INFO log records, and DVC's handlers hold the sys.stdout of its import time,
         # so redirecting sys.stdout alone does not catch them (`--json` output was broken).
-        with (Repo(str(workspace)) as repo, set_loggers_level(logging.WARNING),
-              contextlib.redirect_stdout(io.StringIO())):  # fmt: skip
+        with (
+            Repo(str(workspace)) as repo,
+            set_loggers_level(logging.WARNING),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
             repo.add(paths)
     except LockError:
         raise EdgeopsError(

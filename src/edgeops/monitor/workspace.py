@@ -45,8 +45,14 @@ SCORE_METRIC = "evidently:metric_v2:ValueDrift"
 _LOCK_FILE = ".edgeops-save.lock"  # a file, not a folder: the UI only loads folders as projects
 
 
-def save_run(workspace_dir: Path, project: str, snapshot: Any, name: str,
-             tags: list[str] | None = None, metadata: dict[str, str] | None = None) -> str:  # fmt: skip
+def save_run(
+    workspace_dir: Path,
+    project: str,
+    snapshot: Any,
+    name: str,
+    tags: list[str] | None = None,
+    metadata: dict[str, str] | None = None,
+) -> str:
     """Add a drift ``snapshot`` (``Report.run(...)``'s result) to ``project``; return the run id.
 
     The workspace folder and the project (looked up by name, created once, with its dashboard) are
@@ -93,10 +99,18 @@ def drift_panels(tag: str | None = None) -> list[DashboardPanelPlot]:
     from evidently.sdk.panels import counter_panel, line_plot_panel
 
     tags = [tag] if tag else []
-    share = PanelMetric(legend="share of drifted columns", metric=SHARE_METRIC,
-                        metric_labels={"value_type": "share"}, tags=tags)  # fmt: skip
-    prediction = PanelMetric(legend=f"{PREDICTION} ({{{{method}}}})", metric=SCORE_METRIC,
-                             metric_labels={"column": PREDICTION}, tags=tags)  # fmt: skip
+    share = PanelMetric(
+        legend="share of drifted columns",
+        metric=SHARE_METRIC,
+        metric_labels={"value_type": "share"},
+        tags=tags,
+    )
+    prediction = PanelMetric(
+        legend=f"{PREDICTION} ({{{{method}}}})",
+        metric=SCORE_METRIC,
+        metric_labels={"column": PREDICTION},
+        tags=tags,
+    )
     if tag:
         return [
             line_plot_panel(title=f"{tag}: share of drifted columns", values=[share], size="half"),
@@ -207,11 +221,15 @@ def serve_ui(workspace_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> 
     """
     workspace_dir = Path(workspace_dir)
     if not workspace_dir.is_dir():
-        raise EdgeopsError(f"no Evidently workspace at {workspace_dir}",
-                           fix="run `edgeops monitor` first: it creates the workspace")  # fmt: skip
+        raise EdgeopsError(
+            f"no Evidently workspace at {workspace_dir}",
+            fix="run `edgeops monitor` first: it creates the workspace",
+        )
     argv = ui_command(workspace_dir, host, port)
-    print(f"Evidently UI on http://{host}:{port} (workspace {workspace_dir}); Ctrl-C stops it",
-          flush=True)  # fmt: skip
+    print(
+        f"Evidently UI on http://{host}:{port} (workspace {workspace_dir}); Ctrl-C stops it",
+        flush=True,
+    )
     proc = subprocess.Popen(argv, env=ui_env())
     try:
         code = proc.wait()

@@ -45,8 +45,9 @@ def settings(params: dict[str, Any]) -> tuple[str, float]:
     return mode, minutes * 60
 
 
-def request_markdown(version: str, gate: dict[str, Any], canary: str, check: dict[str, Any],
-                     timeout_s: float) -> str:  # fmt: skip
+def request_markdown(
+    version: str, gate: dict[str, Any], canary: str, check: dict[str, Any], timeout_s: float
+) -> str:
     """What the approver sees: the gate's verdict and figures, and the canary's health."""
     lines = [
         f"# Approve {version} for the fleet?",

@@ -85,8 +85,9 @@ def online_workers(pool: str) -> list[str]:
     return [w.name for w in workers if str(w.status.value if w.status else "") == "ONLINE"]
 
 
-def start_run(s: Orchestration, parameters: dict[str, Any],
-              deployment_name: str = TRAINING_DEPLOYMENT) -> tuple[Any, str]:  # fmt: skip
+def start_run(
+    s: Orchestration, parameters: dict[str, Any], deployment_name: str = TRAINING_DEPLOYMENT
+) -> tuple[Any, str]:
     """Create a run of a deployment through the server; (flow run, UI link). Needs a live worker."""
     from prefect.client.orchestration import get_client
 
@@ -102,8 +103,9 @@ def start_run(s: Orchestration, parameters: dict[str, Any],
     return run, f"{s.ui_url}/runs/flow-run/{run.id}"
 
 
-def follow(s: Orchestration, run_id: Any, echo: Callable[[str], None], timeout: float,
-           poll: float = 1.0) -> Any:  # fmt: skip
+def follow(
+    s: Orchestration, run_id: Any, echo: Callable[[str], None], timeout: float, poll: float = 1.0
+) -> Any:
     """Print the run's state changes and logs until it ends; return the final flow run."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, LogFilter, LogFilterFlowRunId
@@ -115,8 +117,11 @@ def follow(s: Orchestration, run_id: Any, echo: Callable[[str], None], timeout: 
 
         def print_new_logs() -> int:
             nonlocal seen, names
-            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
-                                    offset=seen, sort=LogSort.TIMESTAMP_ASC)  # fmt: skip
+            logs = client.read_logs(
+                LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
+                offset=seen,
+                sort=LogSort.TIMESTAMP_ASC,
+            )
             for entry in logs:
                 if entry.task_run_id and entry.task_run_id not in names:
                     flt = FlowRunFilter(id={"any_": [run_id]})
@@ -154,15 +159,21 @@ def recent_runs(s: Orchestration, limit: int) -> list[dict[str, Any]]:
     rows = []
     with prefect_errors(s), get_client(sync_client=True) as client:
         for run in client.read_flow_runs(sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=limit):
-            rows.append({
-                "run": run.name,
-                "state": run.state.name if run.state else "?",
-                "reason": str((run.parameters or {}).get("reason", "-")),
-                "due": f"{run.expected_start_time:%Y-%m-%d %H:%M}" if run.expected_start_time else "-",
-                "took": f"{run.total_run_time.total_seconds():.0f} s" if run.total_run_time else "-",
-                "message": ((run.state.message or "") if run.state else "")[:80],
-                "id": str(run.id),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "run": run.name,
+                    "state": run.state.name if run.state else "?",
+                    "reason": str((run.parameters or {}).get("reason", "-")),
+                    "due": f"{run.expected_start_time:%Y-%m-%d %H:%M}"
+                    if run.expected_start_time
+                    else "-",
+                    "took": f"{run.total_run_time.total_seconds():.0f} s"
+                    if run.total_run_time
+                    else "-",
+                    "message": ((run.state.message or "") if run.state else "")[:80],
+                    "id": str(run.id),
+                }
+            )
     return rows
 
 

@@ -197,8 +197,12 @@ def doctor(
     took = time.monotonic() - start
     counts = {s: sum(c.status == s for c in checks) for s in ("OK", "WARN", "FAIL")}
     if as_json:
-        result = {"ok": not counts["FAIL"], "counts": counts, "seconds": round(took, 2),
-                  "checks": [dataclasses.asdict(c) for c in checks]}  # fmt: skip
+        result = {
+            "ok": not counts["FAIL"],
+            "counts": counts,
+            "seconds": round(took, 2),
+            "checks": [dataclasses.asdict(c) for c in checks],
+        }
         typer.echo(json.dumps(result, indent=2))
     else:
         typer.echo("\n".join(c.lines() for c in checks))

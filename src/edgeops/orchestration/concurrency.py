@@ -32,8 +32,12 @@ def ensure_limit(name: str) -> None:
 
 
 @contextmanager
-def workspace_slot(name: str, log: Callable[[str], None] = print, timeout: float | None = None,
-                   lease_seconds: float = 120) -> Iterator[float]:  # fmt: skip
+def workspace_slot(
+    name: str,
+    log: Callable[[str], None] = print,
+    timeout: float | None = None,
+    lease_seconds: float = 120,
+) -> Iterator[float]:
     """Hold the workspace's slot for the block; yields the wait in s.
 
     ``timeout=None`` waits as long as it takes; else ``TimeoutError`` after that many seconds.
@@ -45,9 +49,14 @@ def workspace_slot(name: str, log: Callable[[str], None] = print, timeout: float
     ensure_limit(name)
     start = time.monotonic()
     log(f"taking the workspace slot {name!r} (one DVC operation at a time; waits if taken)")
-    with concurrency(name, occupy=1, strict=True, timeout_seconds=timeout,
-                     lease_duration=max(60.0, lease_seconds),
-                     raise_on_lease_renewal_failure=False):  # fmt: skip
+    with concurrency(
+        name,
+        occupy=1,
+        strict=True,
+        timeout_seconds=timeout,
+        lease_duration=max(60.0, lease_seconds),
+        raise_on_lease_renewal_failure=False,
+    ):
         waited = time.monotonic() - start
         log(f"workspace slot {name!r} acquired after {waited:.1f} s")
         yield waited

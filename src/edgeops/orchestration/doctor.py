@@ -344,8 +344,11 @@ def check_prefect(s: Orchestration) -> list[Check]:
 
 def check_telemetry(dvc: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> Check:
     """Every switch of TELEMETRY_OFF is off (not overridden to on), and DVC's core.analytics."""
-    bad = [k for k, off in TELEMETRY_OFF.items()
-           if (env.get(k) or "").strip().lower() not in (_ON if off in _ON else _OFF)]  # fmt: skip
+    bad = [
+        k
+        for k, off in TELEMETRY_OFF.items()
+        if (env.get(k) or "").strip().lower() not in (_ON if off in _ON else _OFF)
+    ]
     found = [f"{k}={env[k]!r}" if k in env else f"{k} unset" for k in bad]
     export = " ".join(f"{k}={TELEMETRY_OFF[k]}" for k in bad)
     fixes = [f"export {export} (or unset them: edgeops switches them off)"] if bad else []

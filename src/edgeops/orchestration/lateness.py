@@ -29,7 +29,6 @@ def skip_if_late(max_hours: float, setting: str, log: Callable[[str], None]) -> 
     late = hours_late()
     if late <= max_hours:
         return None
-    message = (f"skipped: started {late:.1f} h after it was due, more than "
-               f"orchestration.{setting}")  # fmt: skip
+    message = f"skipped: started {late:.1f} h after it was due, more than orchestration.{setting}"
     log(message)
     return Cancelled(message=message)

@@ -28,8 +28,9 @@ def running_pid(pidfile: Path, marker: str) -> int | None:
     return pid if marker in cmdline else None
 
 
-def start(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path,
-          pidfile: Path) -> subprocess.Popen[bytes]:  # fmt: skip
+def start(
+    cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path, pidfile: Path
+) -> subprocess.Popen[bytes]:
     """Start ``cmd`` detached (new session), stdout and stderr appended to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
@@ -38,8 +39,15 @@ def start(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path,
     with os.fdopen(fd, "ab") as out:
         out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
         out.flush()
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     tmp = pidfile.with_suffix(".tmp")
     tmp.write_text(f"{proc.pid}\n")
     os.replace(tmp, pidfile)

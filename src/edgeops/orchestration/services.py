@@ -62,8 +62,10 @@ def start_server(s: Orchestration, log: Log, timeout: float = 180.0) -> None:
     if processes.healthy(s.api_url) or (
         processes.port_open(host, s.port) and _becomes_healthy(s, 30)  # one still starting
     ):
-        log(f"server: a Prefect server already answers at {s.ui_url}: using it "
-            "(not started by edgeops up, so edgeops down leaves it running)")  # fmt: skip
+        log(
+            f"server: a Prefect server already answers at {s.ui_url}: using it "
+            "(not started by edgeops up, so edgeops down leaves it running)"
+        )
         return
     if processes.port_open(host, s.port):
         raise EdgeopsError(
@@ -71,8 +73,15 @@ def start_server(s: Orchestration, log: Log, timeout: float = 180.0) -> None:
             fix="set orchestration.port in params.yaml to a free port, or stop that program",
         )
     env = s.server_env()
-    db = "PostgreSQL" if "postgresql" in env.get("PREFECT_SERVER_DATABASE_CONNECTION_URL", env.get(
-        "PREFECT_API_DATABASE_CONNECTION_URL", "")) else f"SQLite in {s.home / 'prefect.db'}"  # fmt: skip
+    db = (
+        "PostgreSQL"
+        if "postgresql"
+        in env.get(
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+            env.get("PREFECT_API_DATABASE_CONNECTION_URL", ""),
+        )
+        else f"SQLite in {s.home / 'prefect.db'}"
+    )
     log(f"server: starting on {s.host}:{s.port} ({db}; log {s.logs / 'server.log'})")
     s.home.mkdir(parents=True, exist_ok=True)
     cmd = [PREFECT, "server", "start", "--host", s.host, "--port", str(s.port)]
@@ -107,12 +116,20 @@ def apply_deployments(s: Orchestration, log: Log) -> None:
         log(f"work pool: {s.work_pool} (process) {'created' if created else 'exists'}")
         ensure_limit(s.concurrency_limit)
         done = ensure_crash_automation(s.crashed_after_seconds)
-        log(f"automation: a run without heartbeat for {s.crashed_after_seconds:g} s is Crashed "
-            f"({done})")  # fmt: skip
+        log(
+            f"automation: a run without heartbeat for {s.crashed_after_seconds:g} s is Crashed "
+            f"({done})"
+        )
     env = s.client_env() | {"EDGEOPS_WORK_POOL": s.work_pool}
     start = time.monotonic()
-    proc = subprocess.run([PREFECT, "--no-prompt", "deploy", "--all"], cwd=s.workspace, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [PREFECT, "--no-prompt", "deploy", "--all"],
+        cwd=s.workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if proc.returncode != 0:
         raise EdgeopsError(
             "prefect deploy failed:\n" + (proc.stdout + proc.stderr).strip()[-2000:],
@@ -129,11 +146,24 @@ def start_workers(s: Orchestration, count: int, log: Log) -> None:
         if processes.running_pid(pidfile, "worker"):
             log(f"worker {i}: already running (pid {pidfile.read_text().strip()})")
             continue
-        cmd = [PREFECT, "worker", "start", "--pool", s.work_pool, "--type", "process",
-               "--name", worker_name(i), "--install-policy", "never"]  # fmt: skip
+        cmd = [
+            PREFECT,
+            "worker",
+            "start",
+            "--pool",
+            s.work_pool,
+            "--type",
+            "process",
+            "--name",
+            worker_name(i),
+            "--install-policy",
+            "never",
+        ]
         proc = processes.start(cmd, env, s.workspace, s.logs / f"worker-{i}.log", pidfile)
-        log(f"worker {i}: started {worker_name(i)} on pool {s.work_pool} "
-            f"(pid {proc.pid}, log {s.logs / f'worker-{i}.log'})")  # fmt: skip
+        log(
+            f"worker {i}: started {worker_name(i)} on pool {s.work_pool} "
+            f"(pid {proc.pid}, log {s.logs / f'worker-{i}.log'})"
+        )
 
 
 def wait_for_worker(s: Orchestration, log: Log, timeout: float = 60.0) -> None:

@@ -41,10 +41,17 @@ def resources_table(
         used = recorded.get(step["stage"])
         if not used:
             continue
-        rows.append({"stage": step["stage"], "ran": "yes" if step.get("ran") else "no (up to date)",
-                     "wall_s": used.get("wall_s"), "cpu_s": used.get("cpu_s"),
-                     "peak_rss_mb": used.get("peak_rss_mb"), "threads": used.get("threads"),
-                     "finished": used.get("finished")})  # fmt: skip
+        rows.append(
+            {
+                "stage": step["stage"],
+                "ran": "yes" if step.get("ran") else "no (up to date)",
+                "wall_s": used.get("wall_s"),
+                "cpu_s": used.get("cpu_s"),
+                "peak_rss_mb": used.get("peak_rss_mb"),
+                "threads": used.get("threads"),
+                "finished": used.get("finished"),
+            }
+        )
     return rows
 
 

@@ -60,8 +60,13 @@ _GROUPED_DOT_COMMA = re.compile(r"[+-]?\d{1,3}(?:\.\d{3})+(?:,\d+)?")  # 1.234,5
 _GROUPED_COMMA_DOT = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+\.\d+")  # 1,234.5
 _GROUPED_COMMA = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")  # 1,234 1,234.5
 _GROUPED_SWISS = re.compile(r"[+-]?\d{1,3}(?:['’]\d{3})+(?:[.,]\d+)?")  # 1'234.50
-_SETTING_FLAG = {"sep": "--sep", "decimal": "--decimal", "thousands": "--thousands",
-                 "encoding": "--encoding", "date_format": "--date-format"}  # fmt: skip
+_SETTING_FLAG = {
+    "sep": "--sep",
+    "decimal": "--decimal",
+    "thousands": "--thousands",
+    "encoding": "--encoding",
+    "date_format": "--date-format",
+}
 
 
 def show(sep: str) -> str:

@@ -83,11 +83,16 @@ def labelled_rows(
             fix="set ingest.production.include: false (or monitor.store to the right folder)",
         )
     rows = pd.DataFrame(out, columns=list(source.columns)).reset_index(drop=True)
-    keys = pd.DataFrame({
-        "key": stored["_request_id"].astype(str) + ":" + stored["_row"].astype(str),
-        "target": stored["_target"], "log": stored["_log"], "id": stored["_id"],
-        "model_version": stored["_model_version"], "ts": stored["_ts"],
-    }).reset_index(drop=True)  # fmt: skip
+    keys = pd.DataFrame(
+        {
+            "key": stored["_request_id"].astype(str) + ":" + stored["_row"].astype(str),
+            "target": stored["_target"],
+            "log": stored["_log"],
+            "id": stored["_id"],
+            "model_version": stored["_model_version"],
+            "ts": stored["_ts"],
+        }
+    ).reset_index(drop=True)
     return rows, keys, report
 
 

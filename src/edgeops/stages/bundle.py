@@ -31,8 +31,18 @@ from edgeops.stages import runner
 from edgeops.stages.export import edge_cases, input_specs
 
 #: the onnxruntime release that introduced each default-domain opset
-ORT_FOR_OPSET = {13: "1.7.0", 14: "1.10.0", 15: "1.10.0", 16: "1.11.0", 17: "1.13.0",
-                 18: "1.14.0", 19: "1.16.0", 20: "1.17.0", 21: "1.18.0", 22: "1.20.0"}  # fmt: skip
+ORT_FOR_OPSET = {
+    13: "1.7.0",
+    14: "1.10.0",
+    15: "1.10.0",
+    16: "1.11.0",
+    17: "1.13.0",
+    18: "1.14.0",
+    19: "1.16.0",
+    20: "1.17.0",
+    21: "1.18.0",
+    22: "1.20.0",
+}
 
 
 def git_commit(cwd: str | Path = ".") -> str:
@@ -146,10 +156,21 @@ def min_onnxruntime(onnx_bytes: bytes) -> str:
 
 
 def build_manifest(
-    onnx_bytes: bytes, schema: Schema, classes: list[Any], golden: list[dict[str, Any]],
-    *, name: str, version: str, created_at: str, commit: str, data: dict[str, Any],
-    metrics: dict[str, Any], export_report: dict[str, Any], tolerance: float, signing_key_id: str,
-) -> dict[str, Any]:  # fmt: skip
+    onnx_bytes: bytes,
+    schema: Schema,
+    classes: list[Any],
+    golden: list[dict[str, Any]],
+    *,
+    name: str,
+    version: str,
+    created_at: str,
+    commit: str,
+    data: dict[str, Any],
+    metrics: dict[str, Any],
+    export_report: dict[str, Any],
+    tolerance: float,
+    signing_key_id: str,
+) -> dict[str, Any]:
     """The manifest dict (``files`` is filled in by :func:`write_bundle`)."""
     return {
         "format_version": FORMAT_VERSION,
@@ -252,8 +273,13 @@ def main() -> None:
         classes = [
             c.item() if hasattr(c, "item") else c for c in _model_classes(onnx_bytes, schema)
         ]
-        model = OnnxModel(onnx_bytes, input_specs(schema), classes,
-                          threads=resources.current_threads(), spin=False)  # fmt: skip
+        model = OnnxModel(
+            onnx_bytes,
+            input_specs(schema),
+            classes,
+            threads=resources.current_threads(),
+            spin=False,
+        )
         resources.note_session(model.session)
         golden = golden_examples_parquet(
             model, schema, args.data, n=int(cfg.get("golden_examples", 12))
@@ -261,14 +287,26 @@ def main() -> None:
         now = datetime.now(UTC)
         version = f"{now:%Y%m%d.%H%M%S}-{hashlib.sha256(onnx_bytes).hexdigest()[:8]}"
         manifest = build_manifest(
-            onnx_bytes, schema, classes, golden,
-            name=str(cfg.get("model_name", "model")), version=version,
+            onnx_bytes,
+            schema,
+            classes,
+            golden,
+            name=str(cfg.get("model_name", "model")),
+            version=version,
             created_at=now.isoformat(timespec="seconds").replace("+00:00", "Z"),
-            commit=git_commit(), data={"sha256": ingest.get("sha256"), "rows": ingest.get("rows"), "source": ingest.get("source"),
-                                       "production_rows": ingest.get("production_rows", 0), **train_split(args.train)},
-            metrics=metrics, export_report=export_report,
-            tolerance=float(cfg.get("golden_tolerance", 1e-5)), signing_key_id=key_id(private_key.public_key()),
-        )  # fmt: skip
+            commit=git_commit(),
+            data={
+                "sha256": ingest.get("sha256"),
+                "rows": ingest.get("rows"),
+                "source": ingest.get("source"),
+                "production_rows": ingest.get("production_rows", 0),
+                **train_split(args.train),
+            },
+            metrics=metrics,
+            export_report=export_report,
+            tolerance=float(cfg.get("golden_tolerance", 1e-5)),
+            signing_key_id=key_id(private_key.public_key()),
+        )
         write_bundle(args.out, onnx_bytes, manifest, private_key)
         runner.log(
             "bundle",

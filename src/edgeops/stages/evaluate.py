@@ -126,10 +126,16 @@ def curves(
     rec, prec = thin(rec[::-1], prec[::-1])
     y_pred = np.asarray(classes)[proba.argmax(axis=1)]
     return {
-        "roc": [{"fpr": round(float(a), 5), "tpr": round(float(b), 5)} for a, b in zip(fpr, tpr, strict=True)],
-        "pr": [{"recall": round(float(a), 5), "precision": round(float(b), 5)} for a, b in zip(rec, prec, strict=True)],
+        "roc": [
+            {"fpr": round(float(a), 5), "tpr": round(float(b), 5)}
+            for a, b in zip(fpr, tpr, strict=True)
+        ],
+        "pr": [
+            {"recall": round(float(a), 5), "precision": round(float(b), 5)}
+            for a, b in zip(rec, prec, strict=True)
+        ],
         "confusion": confusion_counts(y_true, y_pred, classes),
-    }  # fmt: skip
+    }
 
 
 def confusion_counts(y_true: Any, y_pred: Any, classes: list[Any]) -> list[dict[str, Any]]:
@@ -144,8 +150,11 @@ def confusion_counts(y_true: Any, y_pred: Any, classes: list[Any]) -> list[dict[
     labels = [str(c) for c in classes]
     labels += sorted(set(np.unique(truth).tolist()) - set(labels))
     matrix = confusion_matrix(truth, predicted, labels=labels)
-    return [{"actual": a, "predicted": p, "count": int(matrix[i, j])}
-            for i, a in enumerate(labels) for j, p in enumerate(labels)]  # fmt: skip
+    return [
+        {"actual": a, "predicted": p, "count": int(matrix[i, j])}
+        for i, a in enumerate(labels)
+        for j, p in enumerate(labels)
+    ]
 
 
 def evaluate(model: Any, df: pd.DataFrame, schema: Schema) -> tuple[dict[str, Any], dict[str, Any]]:

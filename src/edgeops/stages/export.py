@@ -78,8 +78,13 @@ def check_convertible(pipe: Pipeline) -> None:
                 fix="set categorical_features=None and one-hot encode the categorical columns "
                 "(edgeops' train stage does this by default)",
             )
-    trees = (HistGradientBoostingClassifier, RandomForestClassifier, ExtraTreesClassifier,
-             GradientBoostingClassifier, DecisionTreeClassifier)  # fmt: skip
+    trees = (
+        HistGradientBoostingClassifier,
+        RandomForestClassifier,
+        ExtraTreesClassifier,
+        GradientBoostingClassifier,
+        DecisionTreeClassifier,
+    )
     scalers = (StandardScaler, MinMaxScaler, RobustScaler, MaxAbsScaler)
     if isinstance(clf, trees):
         for est in walk_estimators(pipe)[:-1]:
@@ -162,9 +167,11 @@ def _feeds(X: pd.DataFrame, specs: list[InputSpec]) -> dict[str, np.ndarray]:
     import numpy as np
 
     return {
-        s.input: (X[s.input].to_numpy(np.float32) if s.dtype == FLOAT else X[s.input].to_numpy(object)).reshape(-1, 1)
+        s.input: (
+            X[s.input].to_numpy(np.float32) if s.dtype == FLOAT else X[s.input].to_numpy(object)
+        ).reshape(-1, 1)
         for s in specs
-    }  # fmt: skip
+    }
 
 
 @dataclass
@@ -307,12 +314,20 @@ def export_parquet(
 
 
 def _export(
-    pipe: Pipeline, schema: Schema, cfg: dict[str, Any], chunks: Iterable[pd.DataFrame],
+    pipe: Pipeline,
+    schema: Schema,
+    cfg: dict[str, Any],
+    chunks: Iterable[pd.DataFrame],
     X_edge: pd.DataFrame,
-) -> tuple[bytes, dict[str, Any]]:  # fmt: skip
+) -> tuple[bytes, dict[str, Any]]:
     onnx_bytes = convert(pipe, schema, int(cfg.get("opset", 17)), int(cfg.get("ml_opset", 3)))
-    model = OnnxModel(onnx_bytes, input_specs(schema), list(pipe.classes_),
-                      threads=resources.current_threads(), spin=False)  # fmt: skip
+    model = OnnxModel(
+        onnx_bytes,
+        input_specs(schema),
+        list(pipe.classes_),
+        threads=resources.current_threads(),
+        spin=False,
+    )
     resources.note_session(model.session)
     repeats = int(cfg.get("latency_repeats", 50))
     tally, timed = ParityTally(), None
@@ -334,9 +349,12 @@ def _export(
         f"{name}: max |Δp| {p['max_abs_diff']:.2e} > {max_diff:.0e}"
         if p["max_abs_diff"] > max_diff
         else f"{name}: label agreement {p['label_agreement']:.4%} < {min_agree:.2%} ({p['label_mismatches']} rows)"
-        for name, p in (("test split", report["parity_test"]), ("edge cases", report["parity_edge_cases"]))
+        for name, p in (
+            ("test split", report["parity_test"]),
+            ("edge cases", report["parity_edge_cases"]),
+        )
         if p["max_abs_diff"] > max_diff or p["label_agreement"] < min_agree
-    ]  # fmt: skip
+    ]
     report["parity_ok"] = not problems
     if problems:
         raise EdgeopsError(

@@ -86,9 +86,12 @@ def check_workable(y: pd.Series, test_size: float = 0.2, target: str | None = No
 
 
 def split(
-    df: pd.DataFrame, schema: Schema, test_size: float = 0.2, seed: int = 42,
+    df: pd.DataFrame,
+    schema: Schema,
+    test_size: float = 0.2,
+    seed: int = 42,
     time_column: str | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return ``(train, test)``; the same inputs always give the same rows."""
     _check_how(test_size, time_column, df.columns)
     times = df[time_column] if time_column else None
@@ -201,9 +204,13 @@ def _check_keys(keys: int, rows: int) -> None:
 
 
 def sides_of(
-    path: str | Path, keys: pd.DataFrame, schema: Schema, test_size: float, seed: int,
+    path: str | Path,
+    keys: pd.DataFrame,
+    schema: Schema,
+    test_size: float,
+    seed: int,
     time_column: str | None,
-) -> Any:  # fmt: skip
+) -> Any:
     """The side each row of the Parquet file at ``path`` goes to in
     :func:`split_with_production` (:data:`TRAIN`, :data:`TEST` or :data:`PRODUCTION_TEST`; an
     int8 array in file order), read from the target (and time) column only.

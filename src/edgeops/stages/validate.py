@@ -51,8 +51,21 @@ from edgeops.stages import runner
 if TYPE_CHECKING:
     import pandas as pd
 
-NUMERIC_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                 "float16", "float32", "float64", "Int64", "Float64"]  # fmt: skip
+NUMERIC_TYPES = [
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "Int64",
+    "Float64",
+]
 TIMESTAMP_TYPES = ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]"]
 DEFAULT_SAMPLE_ROWS = 2_000_000  # validate.sample_rows when params.yaml does not set it
 SAMPLE_SEED = 0  # the sample's rows depend on the file's row count only: reruns check the same rows
@@ -202,8 +215,15 @@ def validate(
     if report is not None:
         from edgeops.stages.validation_report import write_report
 
-        write_report(report, result, dataset=dataset, rows=total, columns=len(df.columns),
-                     failures=failure_lines(summary), checked_rows=len(df))  # fmt: skip
+        write_report(
+            report,
+            result,
+            dataset=dataset,
+            rows=total,
+            columns=len(df.columns),
+            failures=failure_lines(summary),
+            checked_rows=len(df),
+        )
     return summary
 
 

@@ -47,9 +47,10 @@ WRITE_CHUNK = 1 << 20
 UPLOAD_TIMEOUT = 300.0
 log = logging.getLogger("edgeops.agent")
 ROLLBACK_SCHEMA = {
-    "type": "object", "additionalProperties": False,
+    "type": "object",
+    "additionalProperties": False,
     "properties": {"version": {"type": "string"}, "reason": {"type": "string"}},
-}  # fmt: skip
+}
 
 
 class DeployRoutes:
@@ -77,8 +78,12 @@ class DeployRoutes:
         if declared is not None and not declared.isdigit():
             raise ApiError(400, "bad_request", "invalid Content-Length")
         if declared is not None and int(declared) > self.cfg.max_bundle_bytes:
-            raise ApiError(413, "body_too_large", f"the bundle is {declared} bytes; the limit is "
-                           f"{self.cfg.max_bundle_bytes} (max_bundle_bytes)")  # fmt: skip
+            raise ApiError(
+                413,
+                "body_too_large",
+                f"the bundle is {declared} bytes; the limit is "
+                f"{self.cfg.max_bundle_bytes} (max_bundle_bytes)",
+            )
         reason = decode(request.headers.get("x-edgeops-reason", "manual"))[:200]
         actor = decode(request.headers.get("x-edgeops-actor", "unknown"))[:100]
         replace = request.headers.get("x-edgeops-replace-model", "").strip().lower() in (
@@ -120,8 +125,11 @@ class DeployRoutes:
                     async for chunk in request.stream():
                         size += len(chunk)
                         if size > cap:
-                            raise ApiError(413, "body_too_large", f"the bundle is over the limit "
-                                           f"of {cap} bytes (max_bundle_bytes)")  # fmt: skip
+                            raise ApiError(
+                                413,
+                                "body_too_large",
+                                f"the bundle is over the limit of {cap} bytes (max_bundle_bytes)",
+                            )
                         pending.append(chunk)
                         waiting += len(chunk)
                         if waiting >= WRITE_CHUNK:
@@ -137,8 +145,11 @@ class DeployRoutes:
                 400, "client_disconnected", f"the client went away after {size} bytes"
             ) from None
         except OSError as exc:
-            raise ApiError(507, "insufficient_storage", "cannot write the upload into the state "
-                           f"directory: {exc.strerror or exc}") from None  # fmt: skip
+            raise ApiError(
+                507,
+                "insufficient_storage",
+                f"cannot write the upload into the state directory: {exc.strerror or exc}",
+            ) from None
 
     async def download_bundle(self, request: Request, version: str) -> Any:
         """A bundle still on this device, as .tar.gz (the gate scores the champion with it)."""
@@ -185,14 +196,41 @@ class DeployRoutes:
 def add_routes(app: FastAPI, runtime: Runtime, cfg: AgentConfig) -> None:
     """Register ``POST /v1/bundles``, ``GET /v1/bundles/{version}``, ``POST /v1/rollback``."""
     routes = DeployRoutes(runtime, cfg)
-    app.add_api_route("/v1/bundles", routes.upload_bundle, methods=["POST"], tags=["deploy"], status_code=201,
-                      openapi_extra=body_schema({"type": "string", "format": "binary"}, "application/gzip", "application/octet-stream"),
-                      responses={201: {"description": "deployed", "content": {"application/json": {
-                                     "schema": {"$ref": "#/components/schemas/DeployResponse"}}}},
-                                 409: ERROR_SCHEMA, 415: ERROR_SCHEMA})  # fmt: skip
-    app.add_api_route("/v1/bundles/{version}", routes.download_bundle, methods=["GET"], tags=["deploy"],
-                      responses={200: {"description": "the bundle as .tar.gz", "content": {"application/gzip": {}}},
-                                 404: ERROR_SCHEMA})  # fmt: skip
-    app.add_api_route("/v1/rollback", routes.rollback, methods=["POST"], tags=["deploy"],
-                      openapi_extra=body_schema(ROLLBACK_SCHEMA),
-                      responses={200: {"description": "rolled back"}, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA})  # fmt: skip
+    app.add_api_route(
+        "/v1/bundles",
+        routes.upload_bundle,
+        methods=["POST"],
+        tags=["deploy"],
+        status_code=201,
+        openapi_extra=body_schema(
+            {"type": "string", "format": "binary"}, "application/gzip", "application/octet-stream"
+        ),
+        responses={
+            201: {
+                "description": "deployed",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/DeployResponse"}}
+                },
+            },
+            409: ERROR_SCHEMA,
+            415: ERROR_SCHEMA,
+        },
+    )
+    app.add_api_route(
+        "/v1/bundles/{version}",
+        routes.download_bundle,
+        methods=["GET"],
+        tags=["deploy"],
+        responses={
+            200: {"description": "the bundle as .tar.gz", "content": {"application/gzip": {}}},
+            404: ERROR_SCHEMA,
+        },
+    )
+    app.add_api_route(
+        "/v1/rollback",
+        routes.rollback,
+        methods=["POST"],
+        tags=["deploy"],
+        openapi_extra=body_schema(ROLLBACK_SCHEMA),
+        responses={200: {"description": "rolled back"}, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA},
+    )

@@ -52,11 +52,17 @@ class OpsRoutes:
 
         if self.cfg.metrics_token:
             token = _token(request).encode()
-            if not any(hmac.compare_digest(token, t.encode()) for t in
-                       (self.cfg.metrics_token, self.cfg.deploy_token) if t):  # fmt: skip
-                raise ApiError(401, "unauthorized", "/metrics needs the metrics token "
-                               "(Authorization: Bearer <token>)",
-                               headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+            if not any(
+                hmac.compare_digest(token, t.encode())
+                for t in (self.cfg.metrics_token, self.cfg.deploy_token)
+                if t
+            ):
+                raise ApiError(
+                    401,
+                    "unauthorized",
+                    "/metrics needs the metrics token (Authorization: Bearer <token>)",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
         return Response(
             generate_latest(self.runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST
         )
@@ -67,7 +73,9 @@ def add_routes(app: FastAPI, runtime: Runtime, cfg: AgentConfig) -> None:
     routes = OpsRoutes(runtime, cfg)
     app.add_api_route("/v1/status", routes.status, methods=["GET"], tags=["monitor"])
     app.add_api_route("/healthz", routes.healthz, methods=["GET"], tags=["probes"])
-    app.add_api_route("/readyz", routes.readyz, methods=["GET"], tags=["probes"],
-                      responses={503: ERROR_SCHEMA})  # fmt: skip
-    app.add_api_route("/metrics", routes.prom, methods=["GET"], tags=["probes"],
-                      responses={401: ERROR_SCHEMA})  # fmt: skip
+    app.add_api_route(
+        "/readyz", routes.readyz, methods=["GET"], tags=["probes"], responses={503: ERROR_SCHEMA}
+    )
+    app.add_api_route(
+        "/metrics", routes.prom, methods=["GET"], tags=["probes"], responses={401: ERROR_SCHEMA}
+    )

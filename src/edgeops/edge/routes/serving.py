@@ -46,8 +46,10 @@ def schemas(cfg: AgentConfig, runtime: Runtime) -> dict[str, Any]:
     keys = [str(c) for c in classes]
     probability = {"type": "number", "minimum": 0, "maximum": 1}
     if bundle is None:
-        row: dict[str, Any] = {"type": "object", "description": "no model is deployed yet: its "
-                               "columns are published here once one is"}  # fmt: skip
+        row: dict[str, Any] = {
+            "type": "object",
+            "description": "no model is deployed yet: its columns are published here once one is",
+        }
         label: dict[str, Any] = {"type": ["integer", "string"]}
         probabilities: dict[str, Any] = {"type": "object", "additionalProperties": probability}
         feedback_label: dict[str, Any] = {"type": ["integer", "string"]}
@@ -55,11 +57,13 @@ def schemas(cfg: AgentConfig, runtime: Runtime) -> dict[str, Any]:
         row = row_schema(bundle, cfg.unknown_categories == "accept")
         label = {**_typed_enum(classes), "description": "the predicted class"}
         probabilities = {
-            "type": "object", "properties": dict.fromkeys(keys, probability), "required": keys,
+            "type": "object",
+            "properties": dict.fromkeys(keys, probability),
+            "required": keys,
             "additionalProperties": False,
             "description": "the probability of each class, keyed by str(class): the predicted "
-                           "one is probabilities[str(label)]",
-        }  # fmt: skip
+            "one is probabilities[str(label)]",
+        }
         # the check is str(label) in the classes' str(): "1" and 1 both name the class 1
         as_int = [int(k) for k in keys if k.lstrip("-").isdecimal() and str(int(k)) == k]
         feedback_label = {"anyOf": [{"type": "string", "enum": keys}]}
@@ -68,46 +72,76 @@ def schemas(cfg: AgentConfig, runtime: Runtime) -> dict[str, Any]:
     feedback_label["description"] = 'the true class (a class of the model: 1 and "1" are the same)'
     return {
         "PredictRequest": {
-            "type": "object", "required": ["rows"], "additionalProperties": False,
-            "properties": {"rows": {
-                "type": "array", "minItems": 1, "maxItems": cfg.max_rows, "items": ref("Row"),
-                "description": f"raw feature values by column name; at most {cfg.max_rows} rows "
-                               "(more: 413)",
-            }},
+            "type": "object",
+            "required": ["rows"],
+            "additionalProperties": False,
+            "properties": {
+                "rows": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": cfg.max_rows,
+                    "items": ref("Row"),
+                    "description": f"raw feature values by column name; at most {cfg.max_rows} rows "
+                    "(more: 413)",
+                }
+            },
         },
         "Row": row,
         "PredictResponse": {
-            "type": "object", "required": ["request_id", "model_version", "predictions"],
+            "type": "object",
+            "required": ["request_id", "model_version", "predictions"],
             "additionalProperties": False,
             "properties": {
-                "request_id": {"type": "string", "pattern": "^[0-9a-f]{32}$",
-                               "description": "names the rows in the inference log and in /v1/feedback"},
+                "request_id": {
+                    "type": "string",
+                    "pattern": "^[0-9a-f]{32}$",
+                    "description": "names the rows in the inference log and in /v1/feedback",
+                },
                 "model_version": {"type": "string", "description": "the version that predicted"},
-                "predictions": {"type": "array", "items": ref("Prediction"),
-                                "description": "one per row, in the order of the rows"},
+                "predictions": {
+                    "type": "array",
+                    "items": ref("Prediction"),
+                    "description": "one per row, in the order of the rows",
+                },
             },
         },
         "Prediction": {
-            "type": "object", "required": ["label", "probabilities"], "additionalProperties": False,
+            "type": "object",
+            "required": ["label", "probabilities"],
+            "additionalProperties": False,
             "properties": {"label": ref("Label"), "probabilities": ref("Probabilities")},
         },
         "Label": label,
         "Probabilities": probabilities,
         "FeedbackRequest": {
-            "type": "object", "required": ["request_id", "label"], "additionalProperties": False,
+            "type": "object",
+            "required": ["request_id", "label"],
+            "additionalProperties": False,
             "properties": {
-                "request_id": {"type": "string", "minLength": 1, "description": "from the prediction's answer"},
+                "request_id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "from the prediction's answer",
+                },
                 "label": ref("FeedbackLabel"),
-                "row": {"type": "integer", "minimum": 0, "maximum": MAX_ROW,
-                        "description": "only this row of the request (0-based); default: all its rows"},
+                "row": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": MAX_ROW,
+                    "description": "only this row of the request (0-based); default: all its rows",
+                },
             },
         },
         "FeedbackLabel": feedback_label,
         "FeedbackResponse": {
-            "type": "object", "required": ["updated"], "additionalProperties": False,
-            "properties": {"updated": {"type": "integer", "minimum": 1, "description": "rows labelled"}},
+            "type": "object",
+            "required": ["updated"],
+            "additionalProperties": False,
+            "properties": {
+                "updated": {"type": "integer", "minimum": 1, "description": "rows labelled"}
+            },
         },
-    }  # fmt: skip
+    }
 
 
 def _typed_enum(values: list[Any]) -> dict[str, Any]:
@@ -153,11 +187,16 @@ class ServingRoutes:
         proba_list = proba.tolist()
         runtime.log.append(request_id, bundle.version, rows, label_list, proba_list, latency_ms)
         runtime.metrics.count_predictions(label_list)
-        return json_response({
-            "request_id": request_id, "model_version": bundle.version,
-            "predictions": [{"label": lab, "probabilities": dict(zip(classes, p, strict=True))}
-                            for lab, p in zip(label_list, proba_list, strict=True)],
-        })  # fmt: skip
+        return json_response(
+            {
+                "request_id": request_id,
+                "model_version": bundle.version,
+                "predictions": [
+                    {"label": lab, "probabilities": dict(zip(classes, p, strict=True))}
+                    for lab, p in zip(label_list, proba_list, strict=True)
+                ],
+            }
+        )
 
     async def feedback(self, request: Request) -> Any:
         """Attach the true label (ground truth) to a request's rows (the feedback token)."""
@@ -209,7 +248,9 @@ def _feedback_problems(payload: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(rid, str) or not rid:
         problems.append({"field": "request_id", "problem": "a non-empty string is required"})
     if isinstance(label, bool) or not isinstance(label, str | int):
-        problems.append({"field": "label", "problem": "a class label (string or integer) is required"})  # fmt: skip
+        problems.append(
+            {"field": "label", "problem": "a class label (string or integer) is required"}
+        )
     for name, value in (("request_id", rid), ("label", label)):
         if isinstance(value, str) and (bad := not_utf8(value)):
             problems.append({"field": name, "problem": bad})
@@ -225,10 +266,18 @@ def _feedback_problems(payload: dict[str, Any]) -> list[dict[str, Any]]:
 def add_routes(app: FastAPI, runtime: Runtime, cfg: AgentConfig) -> None:
     """Register ``POST /v1/predict`` and ``POST /v1/feedback`` on ``app``."""
     routes = ServingRoutes(runtime, cfg)
-    app.add_api_route("/v1/predict", routes.predict, methods=["POST"], tags=["serve"],
-                      openapi_extra=body_schema(ref("PredictRequest")),
-                      responses={200: json_answer("labels and probabilities per row", ref("PredictResponse")),
-                                 500: ERROR_SCHEMA, 503: ERROR_SCHEMA})  # fmt: skip
+    app.add_api_route(
+        "/v1/predict",
+        routes.predict,
+        methods=["POST"],
+        tags=["serve"],
+        openapi_extra=body_schema(ref("PredictRequest")),
+        responses={
+            200: json_answer("labels and probabilities per row", ref("PredictResponse")),
+            500: ERROR_SCHEMA,
+            503: ERROR_SCHEMA,
+        },
+    )
     app.add_api_route(
         "/v1/feedback",
         routes.feedback,
