@@ -34,7 +34,7 @@ from edgeops.monitor.simulate import build_rows, send_traffic
 from edgeops.monitor.store import ProductionStore, cursor, parts
 from tests.agent_process import DEPLOY_TOKEN, EDGEOPS, AgentProcess, free_port
 from tests.conftest import BIN, REPO, copy_repo, tool_env
-from tests.prefect_stack import set_params, set_params_file
+from tests.prefect_stack import set_params, set_params_file, sh
 
 pytestmark = pytest.mark.integration
 
@@ -51,21 +51,6 @@ MOVED = {
 }
 WINDOWS = 20
 RATES_FILE = REPO / "test-artifacts" / "monitor-rates.json"
-
-
-def sh(
-    args: list[str],
-    cwd: Path,
-    env: dict[str, str] | None = None,
-    check: bool = True,
-    timeout: float = 900,
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        args, cwd=cwd, env=env or tool_env(), capture_output=True, text=True, timeout=timeout
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="module")

@@ -233,6 +233,23 @@ def _deploy_phase(
     """:func:`deploy_phase` with the registry's lock held."""
     by = by or whoami()
     ctx.verify_records()  # nothing on a device changes on records that do not verify
+
+    def roll(these: list[Target], **kw: Any) -> dict[str, Any]:
+        """The staged rollout of this bundle to ``these`` (``before``: as it is when called)."""
+        return rollout(
+            bundle,
+            bundle_dir,
+            these,
+            ctx.registry,
+            ctx.audit,
+            ctx.cfg,
+            reason,
+            by,
+            before,
+            log,
+            **kw,
+        )
+
     targets = ctx.targets.select(names)
     bundle = verify_local(bundle_dir, ctx.public_key)
     name, version = bundle.manifest["model"]["name"], bundle.version
@@ -251,19 +268,7 @@ def _deploy_phase(
             f"deploying {name} {version} to the fleet: {', '.join(t.name for t in targets[1:])} "
             f"(approved by {approval.get('approver')})"
         )
-        done = rollout(
-            bundle,
-            bundle_dir,
-            targets,
-            ctx.registry,
-            ctx.audit,
-            ctx.cfg,
-            reason,
-            by,
-            before,
-            log,
-            switched_already=(targets[0].name,),
-        )
+        done = roll(targets, switched_already=(targets[0].name,))
         return {"targets": done, "before": before}
     first = targets[:1] if phase == "canary" else targets
     log(f"deploying {name} {version} to {', '.join(t.name for t in first)}")
@@ -301,34 +306,10 @@ def _deploy_phase(
                 exit_code=EXIT_REJECTED,
             )
     if phase == "canary":
-        done = rollout(
-            bundle,
-            bundle_dir,
-            targets[:1],
-            ctx.registry,
-            ctx.audit,
-            ctx.cfg,
-            reason,
-            by,
-            before,
-            log,
-            final=False,
-        )
+        done = roll(targets[:1], final=False)
         log(f"{name} {version} runs on the canary {targets[0].name}; the fleet waits for approval")
         return {"gate": report, "targets": done, "before": before}
-    done = rollout(
-        bundle,
-        bundle_dir,
-        targets,
-        ctx.registry,
-        ctx.audit,
-        ctx.cfg,
-        reason,
-        by,
-        before,
-        log,
-        replace_model=bool(replaced),
-    )
+    done = roll(targets, replace_model=bool(replaced))
     log(f"{name} {version} is in production on {len(targets)} target(s)")
     return {"gate": report, "targets": done, "before": before}
 
