@@ -14,14 +14,16 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv
 RUN := $(VENV)/bin
-# the venv's tools first (dvc, edgeops; DVC's stages find the venv through bin/python anyway)
+# the venv's tools first (dvc, edgeops: the stages in dvc.yaml run `edgeops stage NAME`)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: requirements help venv keys demo demo-monitoring agent agent-stop deploy up down test lint format bench bench-export bench-agent bench-orchestration bench-monitor bench-scaling bench-stages bench-contention bench-startup clean
 
 KEY_DIR := $(or $(EDGEOPS_KEY_DIR),$(HOME)/.config/edgeops/keys)
 AGENT_STATE := data/agent
-AGENT_PORT ?= 8710
+# the demo agent's address: read from deploy/targets.yaml (the one place it is set)
+AGENT_URL = $(shell $(RUN)/python -c "import yaml; print(next(t['url'] for t in yaml.safe_load(open('deploy/targets.yaml'))['targets'] if t['name'] == 'demo-local'))")
+AGENT_PORT = $(lastword $(subst :, ,$(AGENT_URL)))
 # the demo agent's tokens: random, created once, kept beside the signing key (outside the repo)
 DEMO_TOKENS := EDGEOPS_DEMO_DEPLOY_TOKEN="$$(cat $(KEY_DIR)/demo-deploy.token)" 
 
@@ -62,7 +64,7 @@ demo: venv keys ## install, run the pipeline on the demo plant data, deploy it t
 	@echo "model:       models/model.joblib (scikit-learn), models/model.onnx, signed bundle in models/bundle/"
 	@echo "metrics:     reports/metrics.json, reports/parity.json (dvc metrics show), reports/gate.json"
 	@echo "validation:  reports/validation/summary.json, reports/validation/report.html"
-	@echo "agent:       http://127.0.0.1:$(AGENT_PORT)/docs (state in $(AGENT_STATE)/, stop: make agent-stop)"
+	@echo "agent:       $(AGENT_URL)/docs (state in $(AGENT_STATE)/, stop: make agent-stop)"
 	@echo "registry:    deploy/registry.json, audit log: deploy/audit.jsonl"
 	@echo "monitoring:  reports/monitoring/demo-local/drift.html (Evidently), reports/monitoring/decision.json, summary.md"
 	@echo "             drift over time: edgeops monitor ui  (Evidently UI on http://127.0.0.1:8000)"
@@ -79,7 +81,7 @@ demo-monitoring: ## the loop: baseline traffic -> no retrain; drift traffic -> r
 	@echo
 	$(DEMO_TOKENS) $(RUN)/edgeops status
 
-agent: venv keys ## start the demo edge agent on 127.0.0.1:8710 in the background
+agent: venv keys ## start the demo edge agent (its address: demo-local in deploy/targets.yaml) in the background
 	@mkdir -p $(AGENT_STATE)
 	@for t in deploy predict feedback; do f="$(KEY_DIR)/demo-$$t.token"; [ -s "$$f" ] || \
 		(umask 077; $(RUN)/python -c "import secrets; print(secrets.token_hex(32))" > "$$f"); done
@@ -108,11 +110,11 @@ up: agent ## start the Prefect server, apply prefect.yaml, start a worker (logs 
 down: ## stop the Prefect worker and server that `make up` started
 	@if [ -x $(RUN)/edgeops ]; then $(RUN)/edgeops down; fi
 
-requirements: ## deploy/requirements-agent.txt from uv.lock: the device's locked, hash-checked install
-	@{ sed -n '1,6p' deploy/requirements-agent.txt; $(UV) export --frozen --no-dev --no-emit-project \
-		--format requirements-txt --no-header; } > deploy/requirements-agent.txt.tmp
-	@mv deploy/requirements-agent.txt.tmp deploy/requirements-agent.txt
-	@echo "deploy/requirements-agent.txt: $$(grep -c '^[a-z]' deploy/requirements-agent.txt) packages, hash-checked"
+requirements: ## src/edgeops/examples/requirements-agent.txt from uv.lock: the device's locked, hash-checked install
+	@{ sed -n '1,6p' src/edgeops/examples/requirements-agent.txt; $(UV) export --frozen --no-dev --no-emit-project \
+		--format requirements-txt --no-header; } > src/edgeops/examples/requirements-agent.txt.tmp
+	@mv src/edgeops/examples/requirements-agent.txt.tmp src/edgeops/examples/requirements-agent.txt
+	@echo "src/edgeops/examples/requirements-agent.txt: $$(grep -c '^[a-z]' src/edgeops/examples/requirements-agent.txt) packages, hash-checked"
 
 bench: venv ## every benchmark side by side with its baseline (~15 min): reports/bench/summary.md, *.json, scaling.png (BENCH_ARGS=--huge adds 100M rows)
 	$(RUN)/python bench/suite.py $(BENCH_ARGS)

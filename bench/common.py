@@ -88,9 +88,9 @@ def workspace(dest: Path, rows: int, env: dict[str, str]) -> tuple[Path, float]:
     Returns the workspace and the repro's wall time. ``env`` must name a signing key
     (EDGEOPS_KEY_DIR) for the bundle stage.
     """
-    from tests.conftest import copy_repo
+    from tests.conftest import init_project
 
-    repo = copy_repo(dest)
+    repo = init_project(dest)
     set_rows(repo, rows)
     start = time.perf_counter()
     proc = subprocess.run(

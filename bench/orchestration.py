@@ -202,7 +202,7 @@ def main() -> None:
 
     sys.path.insert(0, str(REPO))
     from tests.agent_process import free_port
-    from tests.conftest import BIN, copy_repo, tool_env
+    from tests.conftest import BIN, init_project, tool_env
 
     tmp = Path(tempfile.mkdtemp(prefix="edgeops-bench-orch-"))
     ws, port = tmp / "workspace", free_port()
@@ -220,7 +220,7 @@ def main() -> None:
     edgeops, dvc, started = str(BIN / "edgeops"), str(BIN / "dvc"), False
     try:
         say(f"workspace: {ws} ({args.rows:,} rows, server on 127.0.0.1:{port}, poll {poll})")
-        copy_repo(ws)
+        init_project(ws)
         params = yaml.safe_load((ws / "params.yaml").read_text())
         params["ingest"]["simulator"]["rows"] = args.rows
         params["orchestration"].update(port=port, work_pool=f"edgeops-bench-{port}")
@@ -238,7 +238,7 @@ def main() -> None:
             say(f"  up | {line}")
         say(f"edgeops up in {time.perf_counter() - t0:.0f} s")
         api = Api(port)
-        deployment = api("GET", "/deployments/name/training/training")["id"]
+        deployment = api("GET", "/deployments/name/training/plant")["id"]
 
         rounds: list[dict[str, Any]] = []
         before = services(ws / ".prefect")

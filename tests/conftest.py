@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,31 +27,17 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def copy_repo(dest: Path) -> Path:
-    """A fresh git repository holding this checkout's tracked and untracked-but-not-ignored files,
-    as they are in the working tree (so uncommitted changes are tested too), committed once."""
-    files = (
-        subprocess.run(
-            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
-            cwd=REPO,
-            check=True,
-            capture_output=True,
-        )
-        .stdout.decode()
-        .split("\0")
+def init_project(dest: Path, *args: str) -> Path:
+    """A fresh project made the way a user makes one: ``edgeops init DEST`` (default: the demo
+    plant, ``--example plant``), with the installed edgeops (this checkout, editable: uncommitted
+    changes of the template are tested too). A git + DVC repository, committed once."""
+    chosen = list(args) or ["--example", "plant"]
+    subprocess.run(
+        [str(BIN / "edgeops"), "init", str(dest), *chosen],
+        check=True,
+        env=tool_env(),
+        capture_output=True,
     )
-    for rel in filter(None, files):
-        src = REPO / rel
-        if not src.is_file() or rel == "dvc.lock":
-            continue
-        if rel.startswith("data/production/") and rel != "data/production/.gitkeep":
-            continue  # this checkout's own collected logs (their .dvc files) are not the test's
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, target)
-    env = tool_env()
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "test copy"]):
-        subprocess.run(cmd, cwd=dest, check=True, env=env, capture_output=True)
     return dest
 
 

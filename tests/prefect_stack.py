@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from tests.agent_process import free_port, http
-from tests.conftest import BIN, copy_repo, tool_env
+from tests.conftest import BIN, init_project, tool_env
 
 EDGEOPS = str(BIN / "edgeops")
 DVC = str(BIN / "dvc")
@@ -72,7 +72,7 @@ class Stack:
 
     def __init__(self, root: Path, **params: Any) -> None:
         self.root = root
-        self.repo = copy_repo(root / "workspace")
+        self.repo = init_project(root / "workspace")
         self.port = free_port()
         self.remote = root / "dvc-remote"
         self.env = tool_env() | {"PREFECT_WORKER_QUERY_SECONDS": "2"}  # faster pick-up in tests
@@ -150,7 +150,7 @@ class Stack:
         return f"the end of {path}:\n{tail}"
 
     def deployment(self) -> dict[str, Any]:
-        status, dep = self.api("GET", "/deployments/name/training/training")
+        status, dep = self.api("GET", "/deployments/name/training/plant")
         assert status == 200, dep
         return dep
 

@@ -1,7 +1,7 @@
 """Capacity planning from measured figures: what a company's data size needs of its server.
 
 The input is a *profile*: the pipeline run at several row counts on one machine
-(``bench/scaling.py`` writes it to ``reports/bench/profile.json``; ``bench/profile.json`` is the
+(``bench/scaling.py`` writes it to ``reports/bench/profile.json``; ``edgeops/capacity-profile.json`` (in the package) is the
 one measured on the reference machine, committed). Per stage, time is fitted as
 ``t(n) = t0 + a * n**b`` (``t0``: the stage's fixed cost, measured at the smallest run; ``b``: the
 growth exponent, fitted on the larger runs) and peak memory as ``m(n) = m0 + m1 * n`` (least
@@ -34,7 +34,11 @@ from edgeops.errors import EdgeopsError
 
 STAGES = ("ingest", "validate", "split", "train", "evaluate", "export", "bundle")
 #: the profile `make bench` writes on this machine, then the one measured on the reference machine
-PROFILE_PATHS = (Path("reports/bench/profile.json"), Path("bench/profile.json"))
+#: (shipped in the package, so `edgeops capacity` works in any project)
+PROFILE_PATHS = (
+    Path("reports/bench/profile.json"),
+    Path(__file__).with_name("capacity-profile.json"),
+)
 #: what the plan adds for the processes that share the box (used when the profile has no figure)
 HEADROOM = 1.25
 

@@ -47,7 +47,7 @@ def capacity(
         typer.Option(
             metavar="FILE",
             help="Measured profile [default: reports/bench/profile.json (make bench), "
-            "else bench/profile.json (the reference machine)].",
+            "else the reference machine's, shipped with edgeops].",
         ),
     ] = None,
     params: Annotated[

@@ -5,6 +5,7 @@ This module holds the app, the error handling every command shares (:func:`frien
 :func:`command`), ``version`` and ``completion``. The other commands live beside what they
 drive, each module with a ``register(app_or_group, command)`` called at the end of this file:
 
+  project/commands.py         init, upgrade, examples, stage
   simulate_commands.py        simulate
   capacity_commands.py        capacity
   deploy/commands.py          gate, deploy, rollback, status, predict
@@ -220,6 +221,12 @@ def _register_monitor() -> None:
     register(app, command)
 
 
+def _register_project() -> None:
+    from edgeops.project.commands import register
+
+    register(app, command)
+
+
 def _register_labels() -> None:
     from edgeops.labels_commands import register
 
@@ -229,6 +236,7 @@ def _register_labels() -> None:
 # `edgeops --help` lists the commands (version, completion, simulate, gate ... predict, up ...
 # doctor), then the groups (schema, keys, bundle, edge, monitor), each in the order registered:
 # keep the order of these calls.
+_register_project()
 _register_schema()
 _register_edge()
 _register_simulate()
@@ -241,6 +249,11 @@ _register_labels()
 
 def main() -> None:
     """Entry point of the ``edgeops`` console script."""
+    if sys.argv[1:2] == ["stage"]:  # DVC's stage commands: straight to the stage, no Typer
+        from edgeops.project.commands import stage_main
+
+        stage_main(sys.argv[2:])
+        return
     app()
 
 

@@ -160,7 +160,11 @@ def schema_from_dict(raw: Any, where: str = "validate.schema") -> Schema:
         raise EdgeopsError(f"{where} is missing or not a mapping", fix="run `edgeops schema infer`")
     cols_raw = raw.get("columns")
     if not isinstance(cols_raw, list) or not cols_raw:
-        raise EdgeopsError(f"{where}.columns must be a non-empty list", fix="list every column")
+        raise EdgeopsError(
+            f"{where}.columns must be a non-empty list",
+            fix="let edgeops propose the data contract from your data, review it, then apply it: "
+            "edgeops schema infer data/external --target COLUMN --apply",
+        )
     columns: list[Column] = []
     for i, c in enumerate(cols_raw):
         if not isinstance(c, dict) or "name" not in c:

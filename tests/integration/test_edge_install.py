@@ -72,7 +72,7 @@ def must(proc: subprocess.CompletedProcess, what: str) -> str:
 
 
 #: the device's locked, hash-checked dependencies (the agent's only), exported from uv.lock
-REQUIREMENTS = REPO / "deploy" / "requirements-agent.txt"
+REQUIREMENTS = REPO / "src/edgeops/examples" / "requirements-agent.txt"
 EXPORT = ["export", "--frozen", "--no-dev", "--no-emit-project", "--format", "requirements-txt"]
 #: the file's own header (how to use and regenerate it), above what uv export writes
 REQUIREMENTS_HEADER_LINES = 6
@@ -104,7 +104,10 @@ def base_venv(tmp_path_factory) -> Path:
     venv = tmp / "venv"
     must(run([uv, "venv", "--python", "3.11", str(venv)]), "uv venv")
     python = venv / "bin" / "python"
-    must(install_hashed(uv, python, REQUIREMENTS), "installing deploy/requirements-agent.txt")
+    must(
+        install_hashed(uv, python, REQUIREMENTS),
+        "installing src/edgeops/examples/requirements-agent.txt",
+    )
     dist = tmp / "dist"
     must(run([uv, "build", "--wheel", "--out-dir", str(dist), str(REPO)]), "uv build --wheel")
     (wheel,) = dist.glob("edgeops-*.whl")
@@ -119,12 +122,14 @@ def base_venv(tmp_path_factory) -> Path:
 def test_the_device_requirements_are_uv_lock_s_and_a_tampered_hash_is_refused(
     tmp_path: Path,
 ) -> None:
-    """deploy/requirements-agent.txt is exactly what `uv export` writes from uv.lock (regenerate:
+    """src/edgeops/examples/requirements-agent.txt is exactly what `uv export` writes from uv.lock (regenerate:
     make requirements), and an install refuses a package whose hash differs."""
     uv = uv_path()
     exported = must(run([uv, *EXPORT, "--no-header"]), "uv export")
     body = REQUIREMENTS.read_text().split("\n", REQUIREMENTS_HEADER_LINES)[-1]
-    assert body == exported, "deploy/requirements-agent.txt is stale: make requirements"
+    assert body == exported, (
+        "src/edgeops/examples/requirements-agent.txt is stale: make requirements"
+    )
     lines = REQUIREMENTS.read_text().splitlines()
     assert not any(
         name in REQUIREMENTS.read_text() for name in ("scikit-learn==", "pandas==", "prefect==")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import BIN, copy_repo, tool_env
+from tests.conftest import BIN, init_project, tool_env
 from tests.full_disk import on_full_disk
 from tests.prefect_stack import set_params, sh
 
@@ -29,7 +29,7 @@ PY = str(BIN / "python")
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    repo = copy_repo(tmp_path_factory.mktemp("faults") / "built")
+    repo = init_project(tmp_path_factory.mktemp("faults") / "built")
     set_params(repo, **{"ingest.simulator.rows": 6000, "export.latency_repeats": 0})
     sh(["git", "commit", "-qam", "fault tests workspace"], repo)
     sh([DVC, "repro"], repo)

@@ -33,7 +33,7 @@ from edgeops.deploy.targets import AgentClient, Target
 from edgeops.monitor.simulate import build_rows, send_traffic
 from edgeops.monitor.store import ProductionStore, cursor, parts
 from tests.agent_process import DEPLOY_TOKEN, EDGEOPS, AgentProcess, free_port
-from tests.conftest import BIN, REPO, copy_repo, tool_env
+from tests.conftest import BIN, REPO, init_project, tool_env
 from tests.prefect_stack import set_params, set_params_file, sh
 
 pytestmark = pytest.mark.integration
@@ -57,7 +57,7 @@ RATES_FILE = REPO / "test-artifacts" / "monitor-rates.json"
 def plant(tmp_path_factory, signing_keys: Path):
     """A trained workspace, five agents serving its bundle, a targets file naming them."""
     root = tmp_path_factory.mktemp("monitor")
-    ws = copy_repo(root / "workspace")
+    ws = init_project(root / "workspace")
     # leftovers of a local `edgeops monitor` (untracked .dvc files) are not part of the product
     for leftover in (ws / "data/production").glob("*.dvc"):
         sh(["git", "rm", "-q", "--cached", str(leftover)], ws)

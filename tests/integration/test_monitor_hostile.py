@@ -23,7 +23,7 @@ from edgeops.deploy.targets import AgentClient, Target
 from edgeops.monitor.simulate import build_rows, send_traffic
 from edgeops.monitor.store import ProductionStore, parts
 from tests.agent_process import DEPLOY_TOKEN, EDGEOPS, AgentProcess, free_port
-from tests.conftest import BIN, REPO, copy_repo, tool_env
+from tests.conftest import BIN, REPO, init_project, tool_env
 from tests.prefect_stack import set_params, set_params_file, sh
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ MAX_RSS_MB = 1200
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, signing_keys: Path):
     root = tmp_path_factory.mktemp("hostile")
-    ws = copy_repo(root / "workspace")
+    ws = init_project(root / "workspace")
     set_params(
         ws,
         **{

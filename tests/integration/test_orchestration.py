@@ -409,17 +409,17 @@ def wait_for_task(stack: Stack, run_id: str, stage: str, timeout: float = 300) -
     )
 
 
-def wait_for_stage_process(pid: int, module: str, timeout: float = 300) -> None:
-    """Until a descendant of ``pid`` runs ``python -m module``: the stage itself is at work, not
-    only its task (under load a task is Running for seconds before DVC starts the command)."""
+def wait_for_stage_process(pid: int, stage: str, timeout: float = 300) -> None:
+    """Until a descendant of ``pid`` runs ``edgeops stage STAGE``: the stage itself is at work,
+    not only its task (under load a task is Running for seconds before DVC starts the command)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for p in process_tree(pid):
             with contextlib.suppress(OSError):
-                if module.encode() in Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0"):
+                if f"\0stage\0{stage}\0".encode() in Path(f"/proc/{p}/cmdline").read_bytes():
                     return
         time.sleep(0.05)
-    raise AssertionError(f"no process of {pid} ran {module} within {timeout} s")
+    raise AssertionError(f"no process of {pid} ran edgeops stage {stage} within {timeout} s")
 
 
 def test_a_worker_killed_mid_run_leaves_it_crashed_and_a_rerun_adds_one_version(
@@ -436,7 +436,7 @@ def test_a_worker_killed_mid_run_leaves_it_crashed_and_a_rerun_adds_one_version(
     worker = int((stack.home / "run/worker-1.pid").read_text().split()[0])
     try:
         wait_for_task(stack, killed, "train")
-        wait_for_stage_process(worker, "edgeops.stages.train")
+        wait_for_stage_process(worker, "train")
         tree = kill_tree(worker)
     finally:
         t0 = time.monotonic()
@@ -476,9 +476,7 @@ def test_the_server_restarted_mid_run_the_run_ends_and_schedules_resume(stack: S
     sh(["git", "commit", "-qam", "fault test: server restart"], stack.repo)
     run = start_run(stack, "fault: server restart", deploy=False)
     wait_for_task(stack, run, "train")
-    wait_for_stage_process(
-        int((stack.home / "run/worker-1.pid").read_text().split()[0]), "edgeops.stages.train"
-    )
+    wait_for_stage_process(int((stack.home / "run/worker-1.pid").read_text().split()[0]), "train")
     stopped = processes.stop(stack.home / "run/server.pid", "server")
     assert stopped is not None
     time.sleep(3)
@@ -490,7 +488,7 @@ def test_the_server_restarted_mid_run_the_run_ends_and_schedules_resume(stack: S
     assert running == []
     # runs missed while the server was down are not caught up: the hourly monitoring run
     # skips (Cancelled, no task) when it starts more than 30 min late
-    dep = stack.api("GET", "/deployments/name/monitoring/monitoring")[1]
+    dep = stack.api("GET", "/deployments/name/monitoring/plant")[1]
     missed = []
     for hours in (3, 2):
         due = (datetime.now(UTC) - timedelta(hours=hours)).isoformat()

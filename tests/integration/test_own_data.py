@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from tests.agent_process import free_port
-from tests.conftest import REPO, copy_repo, tool_env
+from tests.conftest import REPO, init_project, tool_env
 from tests.integration.test_pipeline import set_params
 
 pytestmark = pytest.mark.integration
@@ -102,7 +102,7 @@ def sh(
 
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    repo = copy_repo(tmp_path_factory.mktemp("own-data"))
+    repo = init_project(tmp_path_factory.mktemp("own-data"))
     env = tool_env()
     # `make venv` has been run, as in a clone: the Makefile uses this checkout's venv (never a
     # `.venv` symlink: a `uv sync` from the copy would repoint the venv's editable install at it)

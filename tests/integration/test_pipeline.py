@@ -10,6 +10,7 @@ Screenshots: test-artifacts/validation-report.png, test-artifacts/dvc-plots.png.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -19,7 +20,7 @@ import pytest
 import yaml
 
 from tests.browser import chromium_path, render
-from tests.conftest import BIN, REPO, copy_repo, tool_env
+from tests.conftest import BIN, REPO, init_project, tool_env
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +64,7 @@ def ran_stages(output: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def demo_repo(tmp_path_factory) -> Path:
-    repo = copy_repo(tmp_path_factory.mktemp("demo"))
+    repo = init_project(tmp_path_factory.mktemp("demo"))
     set_params(repo, **{"ingest.simulator.rows": 6000})
     sh(["git", "commit", "-qam", "smaller demo for tests"], repo)
     first = sh([DVC, "repro"], repo)
@@ -154,41 +155,23 @@ def test_dvc_metrics_hold_no_latency(demo_repo: Path) -> None:
     assert files["reports/parity.json"]["data"]["parity_test"]["label_agreement"] == 1.0
 
 
-def test_stages_find_the_project_python_without_an_activated_venv(demo_repo: Path) -> None:
-    """`.venv/bin/dvc repro` with a PATH that has no edgeops: bin/python finds the .venv."""
-    import sys
-
+def test_stages_run_the_installed_edgeops_command(demo_repo: Path) -> None:
+    """dvc.yaml's stages call `edgeops stage NAME`: with nothing on PATH but the installation's
+    bin folder (no other python), DVC's stage runs; the project holds no edgeops code."""
     env = {k: v for k, v in tool_env().items() if k != "VIRTUAL_ENV"}
-    env["PATH"] = "/usr/bin:/bin"
-    venv = demo_repo / ".venv"  # where `make venv` puts it in a clone (git ignores it)
-    venv.symlink_to(Path(sys.prefix))
-    try:
-        proc = sh([DVC, "repro", "-f", "-s", "ingest"], demo_repo, env=env)
-        assert ran_stages(proc.stdout) == ["ingest"]
-    finally:
-        venv.unlink()
-    # no venv anywhere and no python with edgeops on PATH: the error says what to do (the shim
-    # alone: through DVC, the failed stage's outputs would be removed for the next tests)
-    proc = sh(
-        [str(demo_repo / "bin/python"), "-c", "import edgeops"], demo_repo, check=False, env=env
+    env["PATH"] = f"{BIN}{os.pathsep}/usr/bin:/bin"
+    proc = sh([DVC, "repro", "-f", "-s", "ingest"], demo_repo, env=env)
+    assert ran_stages(proc.stdout) == ["ingest"]
+    assert "edgeops stage ingest" in proc.stdout
+    assert not list(demo_repo.rglob("*.py")) or all(
+        p.parent.name == "flows" for p in demo_repo.rglob("*.py") if ".dvc" not in p.parts
     )
-    assert proc.returncode == 127
-    assert "source .venv/bin/activate" in proc.stderr
 
 
 def test_second_repro_has_nothing_to_do(demo_repo: Path) -> None:
     out = sh([DVC, "repro"], demo_repo).stdout
     assert ran_stages(out) == []
     assert "Data and pipelines are up to date" in out
-
-
-def test_python_bytecode_in_the_source_folders_changes_no_dependency(demo_repo: Path) -> None:
-    """`make venv` compiles src/ (and Python may write bytecode as it imports): the folders that
-    are stage dependencies then hold __pycache__/, which .dvcignore keeps out of their hashes."""
-    sh([str(BIN / "python"), "-m", "compileall", "-q", "src"], demo_repo)
-    assert list((demo_repo / "src/edgeops/sources").glob("__pycache__/*.pyc"))
-    out = sh([DVC, "status"], demo_repo).stdout
-    assert "Data and pipelines are up to date" in out, out
 
 
 def test_changing_train_params_reruns_only_train_and_what_follows(demo_repo: Path) -> None:
@@ -241,9 +224,9 @@ def test_every_stage_records_its_resources_and_runs_with_the_thread_setting(
         assert ran_stages(sh([DVC, "repro"], demo_repo).stdout) == []
         # the stages themselves (outputs beside, DVC's state untouched): every pool has 1 thread
         train = [
-            "bin/python",
-            "-m",
-            "edgeops.stages.train",
+            str(BIN / "edgeops"),
+            "stage",
+            "train",
             "--data",
             "data/prepared/train.parquet",
             "--model",
@@ -256,9 +239,9 @@ def test_every_stage_records_its_resources_and_runs_with_the_thread_setting(
         assert pools["openmp/openmp"]["threads"] == 1  # scikit-learn's HistGradientBoosting
         assert {p["threads"] for p in pools.values()} == {1}, pools
         export = [
-            "bin/python",
-            "-m",
-            "edgeops.stages.export",
+            str(BIN / "edgeops"),
+            "stage",
+            "export",
             "--model",
             str(tmp_path / "model.joblib"),
             "--data",
@@ -295,7 +278,7 @@ def test_every_stage_records_its_resources_and_runs_with_the_thread_setting(
 def test_csv_and_sql_sources_give_the_same_metrics(tmp_path_factory) -> None:
     import pandas as pd
 
-    repo = copy_repo(tmp_path_factory.mktemp("penguins"))
+    repo = init_project(tmp_path_factory.mktemp("penguins"))
     csv_path = repo / "data/external/penguins.csv"
     shutil.copy(penguins_csv(), csv_path)
 
@@ -351,7 +334,7 @@ def test_bad_data_stops_at_validate_and_writes_no_model(
 
     from edgeops.sources.simulator import simulate
 
-    repo = copy_repo(tmp_path_factory.mktemp(damage))
+    repo = init_project(tmp_path_factory.mktemp(damage))
     df = simulate(rows=3000, seed=7)
     if damage == "out_of_range":
         df.loc[df.index[:count], "torque_nm"] = 999.0

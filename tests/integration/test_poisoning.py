@@ -24,7 +24,7 @@ from edgeops.deploy.targets import AgentClient, Target
 from edgeops.edge.bundle import load_public_key
 from edgeops.monitor.simulate import build_rows, send_traffic
 from tests.agent_process import DEPLOY_TOKEN, FEEDBACK_TOKEN, PREDICT_TOKEN, AgentProcess, http
-from tests.conftest import BIN, copy_repo
+from tests.conftest import BIN, init_project
 from tests.prefect_stack import set_params, sh
 from tests.unit.conftest import PLANT_FEATURES
 
@@ -63,7 +63,7 @@ def post(url: str, path: str, body: Any, token: str) -> tuple[int, Any]:
 @pytest.fixture(scope="module")
 def plant(tmp_path_factory, signing_keys: Path):
     root = tmp_path_factory.mktemp("poisoning")
-    ws = copy_repo(root / "workspace")
+    ws = init_project(root / "workspace")
     set_params(
         ws,
         **{

@@ -1,6 +1,6 @@
 """The agent's metrics against the real Prometheus tools (Debian package ``prometheus``).
 
-``promtool`` lints a real agent's /metrics and the shipped deploy/prometheus/ files; a real
+``promtool`` lints a real agent's /metrics and the shipped src/edgeops/examples/prometheus/ files; a real
 Prometheus on a free loopback port scrapes an agent every second with the shipped scrape job
 and rules, sees it up, and fires EdgeopsAgentDown once the agent is stopped.
 """
@@ -27,7 +27,7 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
 
-SHIPPED = REPO / "deploy" / "prometheus"
+SHIPPED = REPO / "src/edgeops/examples" / "prometheus"
 METRICS_TOKEN = "test-metrics-token-5555"
 
 

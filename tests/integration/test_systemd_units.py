@@ -25,7 +25,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-UNITS = sorted((REPO / "deploy").glob("*.service"))
+UNITS = sorted((REPO / "src/edgeops/examples").glob("*.service"))
 MAX_EXPOSURE = 3.0
 EXEC_KEYS = (
     "ExecCondition",
@@ -132,8 +132,10 @@ def test_the_units_are_found():
 
 
 def test_exec_commands_are_read_from_the_units():
-    assert exec_commands(REPO / "deploy/edgeops-agent.service") == ["/opt/edgeops/bin/edgeops"]
-    assert exec_commands(REPO / "deploy/edgeops-prefect-server.service") == [
+    assert exec_commands(REPO / "src/edgeops/examples/edgeops-agent.service") == [
+        "/opt/edgeops/bin/edgeops"
+    ]
+    assert exec_commands(REPO / "src/edgeops/examples/edgeops-prefect-server.service") == [
         "/srv/edgeops/.venv/bin/prefect",
         "/bin/sh",
     ]
@@ -162,7 +164,7 @@ def test_required_environment_files_are_the_installed_ones(fake_root: Path, unit
 
 def test_verify_on_the_fake_root_still_catches_a_missing_command(fake_root: Path):
     broken = "edgeops-broken.service"
-    text = (REPO / "deploy/edgeops-agent.service").read_text()
+    text = (REPO / "src/edgeops/examples/edgeops-agent.service").read_text()
     (fake_root / "etc/systemd/system" / broken).write_text(
         text.replace("/opt/edgeops/bin/edgeops", "/opt/nowhere/edgeops").replace(
             "UMask=0077", "UMask=0077\nNoSuchSetting=1"

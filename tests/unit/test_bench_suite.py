@@ -102,10 +102,10 @@ def test_the_service_figures_go_into_the_capacity_profile(tmp_path):
 
     from edgeops.capacity import Need, Profile, plan
 
-    base = json.loads((REPO / "bench/profile.json").read_text())
+    base = json.loads((REPO / "src/edgeops/capacity-profile.json").read_text())
     base["services"] = svc
     (tmp_path / "full.json").write_text(json.dumps(base))
-    plain = plan(Profile.load(REPO / "bench/profile.json"), Need(rows=5_000_000))
+    plain = plan(Profile.load(REPO / "src/edgeops/capacity-profile.json"), Need(rows=5_000_000))
     full = plan(Profile.load(tmp_path / "full.json"), Need(rows=5_000_000))
     assert full["plan"]["ram_gb"] > plain["plan"]["ram_gb"]
     assert full["disk"]["prefect_db_per_year_mb"] > 0

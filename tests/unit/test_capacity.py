@@ -102,7 +102,14 @@ def test_a_machine_too_small_gets_the_warning_and_exit_3(tmp_path: Path) -> None
 def test_the_committed_reference_profile_gives_a_plan() -> None:
     out = CliRunner().invoke(
         app,
-        ["capacity", "--rows", "5000000", "--json", "--profile", str(REPO / "bench/profile.json")],
+        [
+            "capacity",
+            "--rows",
+            "5000000",
+            "--json",
+            "--profile",
+            str(REPO / "src/edgeops/capacity-profile.json"),
+        ],
     )
     assert out.exit_code == 0, out.output
     result = json.loads(out.output)

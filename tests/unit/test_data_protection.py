@@ -131,14 +131,14 @@ def param(params: dict[str, Any], dotted: str, where: object = "") -> Any:
 
 def unit_settings(name: str) -> dict[str, str]:
     """The last value of each setting of a unit in deploy/ (continuation lines joined)."""
-    text = (REPO / "deploy" / name).read_text().replace("\\\n", " ")
+    text = (REPO / "src/edgeops/examples" / name).read_text().replace("\\\n", " ")
     return dict(line.split("=", 1) for line in text.splitlines() if re.match(r"^[A-Z]\w*=", line))
 
 
 def state_dir() -> str:
-    """Where deploy/edgeops-agent.service keeps the agent's state (its --state-dir)."""
+    """Where src/edgeops/examples/edgeops-agent.service keeps the agent's state (its --state-dir)."""
     m = re.search(r"--state-dir\s+(\S+)", unit_settings(AGENT_UNIT)["ExecStart"])
-    assert m, "deploy/edgeops-agent.service passes no --state-dir"
+    assert m, "src/edgeops/examples/edgeops-agent.service passes no --state-dir"
     return m.group(1)
 
 

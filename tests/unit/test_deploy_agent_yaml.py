@@ -1,4 +1,4 @@
-"""deploy/agent.yaml documents the agent's real defaults, through the agent's own config loader.
+"""src/edgeops/examples/agent.yaml documents the agent's real defaults, through the agent's own config loader.
 
 Its settings are the defaults of ``AgentConfig``; a commented-out ``# key: value`` line shows a
 change that is not the default. The file cannot drift from the loader unnoticed.
@@ -14,7 +14,7 @@ import yaml
 from edgeops.edge.config import AgentConfig, load_config
 
 REPO = Path(__file__).resolve().parents[2]
-AGENT_YAML = REPO / "deploy" / "agent.yaml"
+AGENT_YAML = REPO / "src/edgeops/examples" / "agent.yaml"
 # required, or secret: never documented with a value in the file
 NOT_IN_FILE = {
     "state_dir",

@@ -178,7 +178,9 @@ def test_the_scan_finds_each_way_of_setting_a_switch() -> None:
 # -- (3) every entry point reads the file ------------------------------------------------------
 
 
-@pytest.mark.parametrize("unit", sorted((REPO / "deploy").glob("*.service")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "unit", sorted((REPO / "src/edgeops/examples").glob("*.service")), ids=lambda p: p.name
+)
 def test_each_systemd_unit_reads_the_file_and_fails_without_it(unit: Path) -> None:
     lines = [line.strip() for line in unit.read_text().splitlines()]
     assert f"EnvironmentFile={ETC_ENV_FILE}" in lines, (
@@ -238,8 +240,8 @@ def test_python_entry_points_call_telemetry_off() -> None:
         "src/edgeops/stages/runner.py",
         "src/edgeops/edge/agent.py",
         "src/edgeops/edge/inference.py",
-        "flows/training.py",
-        "flows/monitoring.py",
+        "src/edgeops/flows/training.py",
+        "src/edgeops/flows/monitoring.py",
     ):
         assert "telemetry_off()" in (REPO / rel).read_text(), rel
 

@@ -37,7 +37,7 @@ def test_runs_send_heartbeats_and_a_too_short_crash_window_is_refused(tmp_path: 
     s = Orchestration.load(REPO / "params.yaml")
     assert s.crashed_after_seconds == 120 and s.monitoring_max_lateness_minutes == 30
     assert s.client_env()["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == str(HEARTBEAT_SECONDS)
-    unit = (REPO / "deploy/edgeops-prefect-worker.service").read_text()
+    unit = (REPO / "src/edgeops/examples/edgeops-prefect-worker.service").read_text()
     assert f"Environment=PREFECT_FLOWS_HEARTBEAT_FREQUENCY={HEARTBEAT_SECONDS}\n" in unit
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["orchestration"]["crashed_after_seconds"] = 45  # one missed heartbeat would crash it

@@ -70,7 +70,7 @@ class AgentConfig:
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        """Every setting that has a default, with it (deploy/agent.yaml documents these)."""
+        """Every setting that has a default, with it (src/edgeops/examples/agent.yaml documents these)."""
         out: dict[str, Any] = {}
         for f in fields(cls):
             if f.default is not MISSING:

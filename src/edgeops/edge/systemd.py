@@ -1,6 +1,6 @@
 """systemd's notification protocol (sd_notify(3)) without libsystemd: one datagram to $NOTIFY_SOCKET.
 
-With ``Type=notify`` (deploy/edgeops-agent.service) systemd counts the agent as started only when
+With ``Type=notify`` (src/edgeops/examples/edgeops-agent.service) systemd counts the agent as started only when
 it sends ``READY=1``, and expects ``STOPPING=1`` when it begins to shut down::
 
     from edgeops.edge.systemd import notify

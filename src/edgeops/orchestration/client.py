@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from edgeops.errors import EdgeopsError
-from edgeops.orchestration.settings import TRAINING_DEPLOYMENT, Orchestration
+from edgeops.orchestration.settings import Orchestration
 
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -42,8 +42,8 @@ def prefect_errors(s: Orchestration) -> Iterator[None]:
         raise EdgeopsError(f"the Prefect server answered {status}: {_detail(exc)}") from None
     except ObjectNotFound:
         raise EdgeopsError(
-            f"deployment {TRAINING_DEPLOYMENT} is not on the server at {s.api_url}",
-            fix="apply the deployments with `edgeops up`",
+            f"project {s.project}'s deployments are not on the server at {s.api_url}",
+            fix="apply them with `edgeops up` in the project's folder",
         ) from None
 
 
@@ -86,7 +86,7 @@ def online_workers(pool: str) -> list[str]:
 
 
 def start_run(
-    s: Orchestration, parameters: dict[str, Any], deployment_name: str = TRAINING_DEPLOYMENT
+    s: Orchestration, parameters: dict[str, Any], deployment_name: str
 ) -> tuple[Any, str]:
     """Create a run of a deployment through the server; (flow run, UI link). Needs a live worker."""
     from prefect.client.orchestration import get_client

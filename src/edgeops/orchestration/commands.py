@@ -113,7 +113,7 @@ def run(
     settings.apply_client_env()
     from edgeops.orchestration import client
 
-    flow_run, link = client.start_run(settings, parameters[flow], f"{flow}/{flow}")
+    flow_run, link = client.start_run(settings, parameters[flow], settings.deployment(flow))
     typer.echo(f"started {flow_run.name}: {link}", err=True)
     if not follow:
         return

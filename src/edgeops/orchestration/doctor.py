@@ -25,7 +25,7 @@ from edgeops.deploy.targets import AgentClient, AgentError, Target, load_targets
 from edgeops.errors import EdgeopsError
 from edgeops.offline import TELEMETRY_OFF
 from edgeops.orchestration import processes
-from edgeops.orchestration.settings import TRAINING_DEPLOYMENT, Orchestration
+from edgeops.orchestration.settings import Orchestration
 from edgeops.params import load_params
 
 Status = Literal["OK", "WARN", "FAIL"]
@@ -295,19 +295,40 @@ def _pool_and_worker(s: Orchestration, pool: Any) -> list[Check]:
     return [*checks, Check("worker", "FAIL", f"no worker polls {s.work_pool}", fix)]
 
 
-def _deployment(deployment: Any) -> Check:
-    """The training deployment line: its pool and active schedules."""
+def _deployment(s: Orchestration, deployment: Any) -> Check:
+    """This project's training deployment line: its pool and active schedules."""
     c, fix = partial(Check, "deployment"), f"{UP} (applies prefect.yaml)"
+    name = s.deployment("training")
     if deployment is None:
-        return c("WARN", f"{TRAINING_DEPLOYMENT} is not on the server", fix)
+        return c("WARN", f"{name} is not on the server", fix)
     schedules = [d.schedule for d in deployment.schedules if d.active]
     crons = [
         f"{getattr(x, 'cron', x)} {getattr(x, 'timezone', '') or ''}".strip() for x in schedules
     ]
     if not crons:
-        return c("WARN", f"{TRAINING_DEPLOYMENT} has no active schedule", fix)
+        return c("WARN", f"{name} has no active schedule", fix)
     pool = deployment.work_pool_name
-    return c("OK", f"{TRAINING_DEPLOYMENT} on pool {pool}, schedule {'; '.join(crons)}")
+    return c("OK", f"{name} on pool {pool}, schedule {'; '.join(crons)}")
+
+
+def _projects(s: Orchestration) -> list[Check]:
+    """Every project the server knows, one line each; one whose folder is gone is a WARN."""
+    from edgeops.orchestration.projects import known_projects
+
+    checks = []
+    for p in known_projects():
+        here = " (this one)" if p.folder and p.folder.resolve() == s.workspace.resolve() else ""
+        detail = f"{p.name}{here}: model {p.model}, {', '.join(p.deployments)}, in {p.folder}"
+        if p.folder_gone:
+            names = " ".join(p.deployments)
+            fix = (
+                f"if it moved, run `edgeops up` in its new folder (its deployments follow); if "
+                f"it is gone: prefect deployment delete {names.replace(' ', ' && prefect deployment delete ')}"
+            )
+            checks.append(Check("project", "WARN", f"{detail}: the folder holds no project", fix))
+        else:
+            checks.append(Check("project", "OK", detail))
+    return checks
 
 
 def _or_none(read: Callable[[str], Any], name: str, missing: type[Exception]) -> Any:
@@ -338,8 +359,11 @@ def check_prefect(s: Orchestration) -> list[Check]:
         auth = "PREFECT_API_AUTH_STRING" if os.environ.get("PREFECT_API_AUTH_STRING") else "none"
         checks = [Check("prefect auth", "OK", f"API calls accepted (auth: {auth})")]
         checks += _pool_and_worker(s, pool)
-        deployment = _or_none(client.read_deployment_by_name, TRAINING_DEPLOYMENT, ObjectNotFound)
-    return [*checks, _deployment(deployment)]
+        deployment = _or_none(
+            client.read_deployment_by_name, s.deployment("training"), ObjectNotFound
+        )
+        projects = _projects(s)
+    return [*checks, _deployment(s, deployment), *projects]
 
 
 def check_telemetry(dvc: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> Check:

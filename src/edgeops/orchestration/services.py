@@ -33,8 +33,9 @@ def _worker_pidfile(s: Orchestration, i: int) -> Path:
     return s.run_dir / f"worker-{i}.pid"
 
 
-def worker_name(i: int) -> str:
-    return f"edgeops-{socket.gethostname()}-{i}"
+def worker_name(project: str, i: int) -> str:
+    """A worker's name: the project that started it, the host, its number (unique on a server)."""
+    return f"{project}-{socket.gethostname()}-{i}"
 
 
 def _becomes_healthy(s: Orchestration, seconds: float) -> bool:
@@ -110,8 +111,12 @@ def apply_deployments(s: Orchestration, log: Log) -> None:
         prefect_errors,
     )
     from edgeops.orchestration.concurrency import ensure_limit
+    from edgeops.orchestration.projects import check_claim, known_projects
 
     with prefect_errors(s):
+        moved = check_claim(s, known_projects())  # before anything is changed on the server
+        if moved:
+            log(moved)
         created = ensure_work_pool(s.work_pool)
         log(f"work pool: {s.work_pool} (process) {'created' if created else 'exists'}")
         ensure_limit(s.concurrency_limit)
@@ -120,7 +125,7 @@ def apply_deployments(s: Orchestration, log: Log) -> None:
             f"automation: a run without heartbeat for {s.crashed_after_seconds:g} s is Crashed "
             f"({done})"
         )
-    env = s.client_env() | {"EDGEOPS_WORK_POOL": s.work_pool}
+    env = s.client_env() | {"EDGEOPS_WORK_POOL": s.work_pool, "EDGEOPS_MODEL": s.model}
     start = time.monotonic()
     proc = subprocess.run(
         [PREFECT, "--no-prompt", "deploy", "--all"],
@@ -133,9 +138,13 @@ def apply_deployments(s: Orchestration, log: Log) -> None:
     if proc.returncode != 0:
         raise EdgeopsError(
             "prefect deploy failed:\n" + (proc.stdout + proc.stderr).strip()[-2000:],
-            fix="check prefect.yaml and that flows/ imports (python -c 'import flows.training')",
+            fix="check prefect.yaml and that the project's flows import "
+            "(python -c 'import edgeops.flows.training')",
         )
-    log(f"deployments: applied prefect.yaml in {time.monotonic() - start:.1f} s")
+    log(
+        f"deployments: {s.deployment('training')} and {s.deployment('monitoring')} applied "
+        f"from prefect.yaml in {time.monotonic() - start:.1f} s"
+    )
 
 
 def start_workers(s: Orchestration, count: int, log: Log) -> None:
@@ -155,13 +164,13 @@ def start_workers(s: Orchestration, count: int, log: Log) -> None:
             "--type",
             "process",
             "--name",
-            worker_name(i),
+            worker_name(s.project, i),
             "--install-policy",
             "never",
         ]
         proc = processes.start(cmd, env, s.workspace, s.logs / f"worker-{i}.log", pidfile)
         log(
-            f"worker {i}: started {worker_name(i)} on pool {s.work_pool} "
+            f"worker {i}: started {worker_name(s.project, i)} on pool {s.work_pool} "
             f"(pid {proc.pid}, log {s.logs / f'worker-{i}.log'})"
         )
 
@@ -201,7 +210,10 @@ def up(s: Orchestration, workers: int | None = None, log: Log = print) -> None:
     if count > 0:
         start_workers(s, count, log)
         wait_for_worker(s, log)
-    log(f"Prefect UI: {s.ui_url}  (runs: edgeops run training; stop: edgeops down)")
+    log(
+        f"Prefect UI: {s.ui_url}  (project {s.project}; runs: edgeops run training; "
+        "stop: edgeops down)"
+    )
 
 
 def down(s: Orchestration, log: Log = print) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,11 @@ from edgeops.errors import EdgeopsError
 from edgeops.offline import TELEMETRY_OFF
 from edgeops.params import load_params
 
-#: The flows' deployment names, as ``flow/deployment``.
-TRAINING_DEPLOYMENT = "training/training"
+#: The flows every project deploys; a deployment is ``<flow>/<project name>`` (one per project on
+#: a shared server: ``training/plant``, ``training/scrap``, ...).
+FLOWS = ("training", "monitoring")
+#: What a project name may be: it names deployments, workers, the workspace slot, tags.
+PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 #: How often a flow run tells the server it is alive (Prefect's minimum): a run whose process died
 #: (worker killed, machine down) stops, and is marked Crashed after ``crashed_after_seconds``.
 HEARTBEAT_SECONDS = 30
@@ -30,6 +34,8 @@ class Orchestration:
 
     workspace: Path
     home: Path
+    project: str = "edgeops"
+    model: str = "model"
     host: str = "127.0.0.1"
     port: int = 4200
     database_url: str | None = None
@@ -44,7 +50,8 @@ class Orchestration:
     def load(cls, params_path: str | Path = "params.yaml") -> Orchestration:
         """Read params.yaml's ``orchestration`` section (every key optional)."""
         params_path = Path(params_path).resolve()
-        cfg = load_params(params_path).get("orchestration") or {}
+        params = load_params(params_path)
+        cfg = params.get("orchestration") or {}
         if not isinstance(cfg, dict):
             raise EdgeopsError("params.yaml: 'orchestration' must be a mapping", fix="see README")
         workspace = params_path.parent
@@ -53,6 +60,8 @@ class Orchestration:
             return cls(
                 workspace=workspace,
                 home=home if home.is_absolute() else workspace / home,
+                project=project_name(params, workspace),
+                model=str((params.get("bundle") or {}).get("model_name") or "model"),
                 host=str(cfg.get("host") or "127.0.0.1"),
                 port=int(cfg.get("port") or 4200),
                 database_url=cfg.get("database_url") or None,
@@ -104,7 +113,11 @@ class Orchestration:
     @property
     def concurrency_limit(self) -> str:
         """The global concurrency limit that serializes DVC operations in this workspace."""
-        return workspace_limit(self.workspace)
+        return workspace_limit(self.workspace, self.project)
+
+    def deployment(self, flow: str) -> str:
+        """This project's deployment of ``flow`` (``training`` or ``monitoring``)."""
+        return f"{flow}/{self.project}"
 
     def client_env(self) -> dict[str, str]:
         """Environment for anything that talks to the server (workers, flow runs, the CLI)."""
@@ -113,6 +126,7 @@ class Orchestration:
         env["PREFECT_HOME"] = str(self.home)
         env["PREFECT_API_URL"] = self.api_url
         env["EDGEOPS_WORKSPACE"] = str(self.workspace)
+        env["EDGEOPS_PROJECT"] = self.project
         env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(HEARTBEAT_SECONDS)
         # DVC runs the stages as `python -m edgeops.stages...`: that python must be this venv's
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -149,12 +163,34 @@ class Orchestration:
 
     def apply_client_env(self) -> None:
         """Point this process's Prefect client at the server (before prefect is imported)."""
-        for key in ("PREFECT_HOME", "PREFECT_API_URL", "EDGEOPS_WORKSPACE"):
+        for key in ("PREFECT_HOME", "PREFECT_API_URL", "EDGEOPS_WORKSPACE", "EDGEOPS_PROJECT"):
             os.environ[key] = self.client_env()[key]
         os.environ.pop("PREFECT_API_KEY", None)
 
 
-def workspace_limit(workspace: Path) -> str:
-    """A concurrency-limit name unique to one workspace path (two checkouts do not block each other)."""
+def workspace_limit(workspace: Path, project: str = "edgeops") -> str:
+    """A concurrency-limit name unique to one workspace path (two checkouts do not block each
+    other), led by the project's name so that the server's list says whose it is."""
     digest = hashlib.sha256(str(Path(workspace).resolve()).encode()).hexdigest()[:8]
-    return f"edgeops-dvc-{digest}"
+    return f"edgeops-dvc-{project}-{digest}"
+
+
+def project_name(params: dict[str, Any], workspace: Path) -> str:
+    """params.yaml's ``project.name``; a project made before it had one: its folder's name."""
+    section = params.get("project") or {}
+    if not isinstance(section, dict):
+        raise EdgeopsError(
+            "params.yaml: 'project' must be a mapping (project: {name: ...})",
+            fix="see the project README",
+        )
+    name = section.get("name")
+    if name is None:
+        name = re.sub(r"[^a-z0-9_-]+", "-", workspace.name.lower()).strip("-_") or "edgeops"
+    name = str(name)
+    if not PROJECT_NAME.match(name):
+        raise EdgeopsError(
+            f"params.yaml: project.name {name!r} is not a usable name",
+            fix="use 1 to 63 lower-case letters, digits, '-' or '_', starting with a letter or "
+            "digit (it names the project's Prefect deployments, e.g. training/<name>)",
+        )
+    return name

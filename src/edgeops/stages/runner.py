@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from edgeops import atomic, resources
 from edgeops.errors import EdgeopsError
@@ -13,7 +14,7 @@ from edgeops.offline import telemetry_off
 
 def parser(stage: str, doc: str | None) -> argparse.ArgumentParser:
     """An argument parser for a stage, with the common ``--params`` option."""
-    p = argparse.ArgumentParser(prog=f"python -m edgeops.stages.{stage}", description=doc)
+    p = argparse.ArgumentParser(prog=f"edgeops stage {stage}", description=doc)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     return p
 
@@ -27,6 +28,7 @@ def run(stage: str, body: Callable[[], None], params: str = "params.yaml") -> No
     telemetry_off()
     usage = resources.Usage()
     try:
+        check_stage_version(stage, Path(params).resolve().parent)
         threads = resources.apply(params)
         with atomic.reported_when_full():  # a write the stage did not make atomic: one message too
             body()
@@ -38,6 +40,30 @@ def run(stage: str, body: Callable[[], None], params: str = "params.yaml") -> No
         f"edgeops {stage}: done in {usage.figures()['wall_s']:.1f} s ({threads} threads)",
         file=sys.stderr,
     )
+
+
+def check_stage_version(stage: str, root: Path) -> None:
+    """Refuse to run a stage whose version differs from the one its project records: the
+    installed edgeops was upgraded without ``edgeops upgrade``, so DVC's lineage would claim the
+    old code made the new outputs. A folder without the record (not made by edgeops init) runs."""
+    from edgeops.stages import STAGE_VERSIONS
+
+    record = root / ".edgeops" / "project.yaml"
+    if stage not in STAGE_VERSIONS or not record.is_file():
+        return
+    from edgeops.project.template import ProjectState
+
+    state = ProjectState.read(root)
+    recorded, ours = state.stage_versions.get(stage), STAGE_VERSIONS[stage]
+    if recorded != ours:
+        import edgeops
+
+        raise EdgeopsError(
+            f"this project records {stage} version {recorded} (edgeops {state.edgeops_version}); "
+            f"the installed edgeops {edgeops.__version__} runs version {ours}",
+            fix="run `edgeops upgrade` in the project (it records the new versions, and "
+            "`dvc repro` then re-runs the stages that changed)",
+        )
 
 
 def log(stage: str, message: str) -> None:
