@@ -21,11 +21,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 KEY_DIR := $(or $(EDGEOPS_KEY_DIR),$(HOME)/.config/edgeops/keys)
 AGENT_STATE := data/agent
-# the demo agent's address: read from deploy/targets.yaml (the one place it is set)
+# the demo agent's address, for the summary: read from deploy/targets.yaml (the one place it is set)
 AGENT_URL = $(shell $(RUN)/python -c "import yaml; print(next(t['url'] for t in yaml.safe_load(open('deploy/targets.yaml'))['targets'] if t['name'] == 'demo-local'))")
-AGENT_PORT = $(lastword $(subst :, ,$(AGENT_URL)))
-# the demo agent's tokens: random, created once, kept beside the signing key (outside the repo)
-DEMO_TOKENS := EDGEOPS_DEMO_DEPLOY_TOKEN="$$(cat $(KEY_DIR)/demo-deploy.token)" 
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n",$$1,$$2}'
@@ -49,11 +46,11 @@ demo: venv keys ## install, run the pipeline on the demo plant data, deploy it t
 	@echo
 	$(RUN)/edgeops bundle verify models/bundle --public-key "$(KEY_DIR)/signing.pub"
 	@$(MAKE) --no-print-directory agent
-	$(DEMO_TOKENS) $(RUN)/edgeops deploy --all --reason demo
+	$(RUN)/edgeops deploy --all --reason demo
 	@echo
-	$(DEMO_TOKENS) $(RUN)/edgeops status
+	$(RUN)/edgeops status
 	@echo
-	$(DEMO_TOKENS) $(RUN)/edgeops predict --target demo-local
+	$(RUN)/edgeops predict --target demo-local
 	@echo
 	@$(MAKE) --no-print-directory up
 	@echo
@@ -72,40 +69,26 @@ demo: venv keys ## install, run the pipeline on the demo plant data, deploy it t
 
 demo-monitoring: ## the loop: baseline traffic -> no retrain; drift traffic -> retrain -> new version
 	@echo "--- baseline traffic to the agent: the monitoring run should keep the model"
-	$(DEMO_TOKENS) $(RUN)/edgeops simulate --target demo-local --scenario baseline --rows 2000 --batch 50 --feedback-share 0.3
-	$(DEMO_TOKENS) $(RUN)/edgeops run monitoring
+	$(RUN)/edgeops simulate --target demo-local --scenario baseline --rows 2000 --batch 50 --feedback-share 0.3
+	$(RUN)/edgeops run monitoring
 	@echo
 	@echo "--- a hot summer: drift; the monitoring run starts a training run (reason: drift) and it deploys"
-	$(DEMO_TOKENS) $(RUN)/edgeops simulate --target demo-local --scenario hot_summer --rows 2000 --batch 50 --feedback-share 0.3
-	$(DEMO_TOKENS) $(RUN)/edgeops run monitoring
+	$(RUN)/edgeops simulate --target demo-local --scenario hot_summer --rows 2000 --batch 50 --feedback-share 0.3
+	$(RUN)/edgeops run monitoring
 	@echo
-	$(DEMO_TOKENS) $(RUN)/edgeops status
+	$(RUN)/edgeops status
 
-agent: venv keys ## start the demo edge agent (its address: demo-local in deploy/targets.yaml) in the background
-	@mkdir -p $(AGENT_STATE)
-	@for t in deploy predict feedback; do f="$(KEY_DIR)/demo-$$t.token"; [ -s "$$f" ] || \
-		(umask 077; $(RUN)/python -c "import secrets; print(secrets.token_hex(32))" > "$$f"); done
-	@if curl -sf http://127.0.0.1:$(AGENT_PORT)/healthz >/dev/null 2>&1; then \
-		echo "agent already running on 127.0.0.1:$(AGENT_PORT)"; \
-	else \
-		umask 077; nohup $(RUN)/edgeops edge serve --state-dir $(AGENT_STATE) --public-key "$(KEY_DIR)/signing.pub" \
-			--port $(AGENT_PORT) --deploy-token-file "$(KEY_DIR)/demo-deploy.token" \
-			--predict-token-file "$(KEY_DIR)/demo-predict.token" \
-			--feedback-token-file "$(KEY_DIR)/demo-feedback.token" > $(AGENT_STATE)/agent.log 2>&1 & \
-		echo $$! > $(AGENT_STATE)/agent.pid; \
-		for i in $$(seq 1 100); do curl -sf http://127.0.0.1:$(AGENT_PORT)/healthz >/dev/null 2>&1 && break; sleep 0.1; done; \
-		curl -sf http://127.0.0.1:$(AGENT_PORT)/healthz >/dev/null || { cat $(AGENT_STATE)/agent.log; exit 1; }; \
-		echo "agent started on 127.0.0.1:$(AGENT_PORT) (pid $$(cat $(AGENT_STATE)/agent.pid), log $(AGENT_STATE)/agent.log)"; \
-	fi
+agent: venv keys ## start the demo edge agent in the background (its address: demo-local in deploy/targets.yaml)
+	@$(RUN)/edgeops agent start demo-local --state-dir $(AGENT_STATE)
 
 deploy: venv keys ## gate + rollout of models/bundle to deploy/targets.yaml (DEPLOY_ARGS=--replace-model ...)
-	$(DEMO_TOKENS) $(RUN)/edgeops deploy --all $(DEPLOY_ARGS)
+	$(RUN)/edgeops deploy --all $(DEPLOY_ARGS)
 
 agent-stop: ## stop the demo edge agent
-	@if [ -f $(AGENT_STATE)/agent.pid ]; then kill $$(cat $(AGENT_STATE)/agent.pid) 2>/dev/null || true; rm -f $(AGENT_STATE)/agent.pid; echo "agent stopped"; fi
+	@if [ -x $(RUN)/edgeops ]; then $(RUN)/edgeops agent stop demo-local --state-dir $(AGENT_STATE); fi
 
 up: agent ## start the Prefect server, apply prefect.yaml, start a worker (logs in .prefect/logs/)
-	$(DEMO_TOKENS) $(RUN)/edgeops up
+	$(RUN)/edgeops up
 
 down: ## stop the Prefect worker and server that `make up` started
 	@if [ -x $(RUN)/edgeops ]; then $(RUN)/edgeops down; fi

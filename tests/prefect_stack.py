@@ -61,7 +61,7 @@ def pause_hourly_monitoring(repo: Path) -> None:
     path = repo / "prefect.yaml"
     config = yaml.safe_load(path.read_text())
     for dep in config["deployments"]:
-        if dep["name"] == "monitoring":
+        if dep["entrypoint"].startswith("flows/monitoring.py"):
             for schedule in dep.get("schedules") or []:
                 schedule["active"] = False
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -70,9 +70,9 @@ def pause_hourly_monitoring(repo: Path) -> None:
 class Stack:
     """A workspace (git + DVC, 6,000 demo rows, its own DVC remote) and its Prefect stack."""
 
-    def __init__(self, root: Path, **params: Any) -> None:
+    def __init__(self, root: Path, *init_args: str, **params: Any) -> None:
         self.root = root
-        self.repo = init_project(root / "workspace")
+        self.repo = init_project(root / "workspace", *init_args)
         self.port = free_port()
         self.remote = root / "dvc-remote"
         self.env = tool_env() | {"PREFECT_WORKER_QUERY_SECONDS": "2"}  # faster pick-up in tests

@@ -45,7 +45,7 @@ def section(params: dict[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise EdgeopsError(
             f"params.yaml has no '{name}' section",
-            fix=f"add a '{name}:' section (see the README's stage table)",
+            fix=f"add a '{name}:' section (the stages and their sections: edgeops's docs/pipeline.md)",
         )
     return value
 

@@ -1,10 +1,10 @@
-"""Own data, as a Swiss company has it: an Excel export through the README's worked example.
+"""Own data, as a Swiss company has it: an Excel export through docs/own-data.md's worked example.
 
 A fresh copy of the repository gets a semicolon-separated, decimal-comma, cp1252, CRLF export
 with `dd.mm.yyyy HH:MM` timestamps, spaces, a `/` and umlauts in column names and categories, an
-order number and a free-text remark, and a `ja`/`nein` target. The test then runs the README's
+order number and a free-text remark, and a `ja`/`nein` target. The test then runs the worked example's
 own commands, as written (only the agent's port is a free one): `schema infer --apply`,
-`dvc repro`, `make agent`, `make deploy` and the `curl` call with the original column names.
+`dvc repro`, `edgeops agent start`, `edgeops deploy` and the `curl` call with the original column names.
 The same rows as Excel's "CSV UTF-8" (comma, BOM, CRLF) and as an SQLite table then give the
 same model.
 """
@@ -15,7 +15,6 @@ import json
 import re
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -50,9 +49,9 @@ TYPES = {"L": "Leicht", "M": "Mittel", "H": "Schwer"}
 
 def readme_example() -> list[str]:
     """The commands of the README's worked example (the bash block after its marker)."""
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs/own-data.md").read_text()
     block = re.search(r"<!-- own-data-example -->\s*```bash\n(.*?)```", text, re.S)
-    assert block, "README.md lost its own-data example (marker <!-- own-data-example -->)"
+    assert block, "docs/own-data.md lost its own-data example (marker <!-- own-data-example -->)"
     joined = re.sub(r"\\\n\s*", " ", block.group(1))  # continuation lines
     commands = [re.sub(r"\s+#\s.*$", "", line).strip() for line in joined.splitlines()]
     return [c for c in commands if c and not c.startswith("#")]
@@ -104,12 +103,9 @@ def sh(
 def clone(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     repo = init_project(tmp_path_factory.mktemp("own-data"))
     env = tool_env()
-    # `make venv` has been run, as in a clone: the Makefile uses this checkout's venv (never a
-    # `.venv` symlink: a `uv sync` from the copy would repoint the venv's editable install at it)
-    env["MAKEFLAGS"] = f"VENV={sys.prefix}"
     env["AGENT_PORT"] = str(free_port())
     yield repo, env
-    subprocess.run(["make", "agent-stop"], cwd=repo, env=env, capture_output=True, timeout=60)
+    subprocess.run(["edgeops", "agent", "stop"], cwd=repo, env=env, capture_output=True, timeout=60)
 
 
 def test_the_readme_example_from_an_excel_export_to_a_prediction(clone) -> None:

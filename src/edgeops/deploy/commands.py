@@ -60,6 +60,78 @@ def register(app: typer.Typer, command: Callable[..., Any]) -> None:
     command(audit_app, "verify")(audit_verify_cmd)
     command(audit_app, "seal")(audit_seal_cmd)
     app.add_typer(audit_app, name="audit")
+    command(agent_app, "start")(agent_start_cmd)
+    command(agent_app, "stop")(agent_stop_cmd)
+    app.add_typer(agent_app, name="agent")
+
+
+agent_app = typer.Typer(
+    help="Start or stop a project's agent on this machine (its address: deploy/targets.yaml).\n\n"
+    "Exit codes: 0 done, 2 an error (the message says the fix).\n\n"
+    "Example: edgeops agent start && edgeops deploy --all",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+AgentTargetArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="TARGET", help="A target on loopback [default: the only one in the targets file]."
+    ),
+]
+StateDirOpt = Annotated[
+    Path, typer.Option("--state-dir", metavar="DIR", help="The agent's state, log and pid file.")
+]
+
+
+def _local(target: str | None, state_dir: Path, params: Path, targets: Path | None) -> Any:
+    from edgeops.deploy.local_agent import local_agent
+    from edgeops.params import load_params
+
+    cfg = load_params(params).get("deploy") or {}
+    return local_agent(
+        Path(targets or cfg.get("targets", "deploy/targets.yaml")), target, state_dir
+    )
+
+
+def agent_start_cmd(
+    target: AgentTargetArg = None,
+    state_dir: StateDirOpt = Path("data/agent"),
+    params: ParamsOpt = Path("params.yaml"),
+    targets: TargetsOpt = None,
+) -> None:
+    """Start the agent of a target on this machine, in the background, at the target's url.
+
+    Its deploy, predict and feedback tokens are files in the key directory
+    (TARGET-deploy.token, ...), made on first start; the target's token_file names the
+    deploy token. Does nothing when the agent answers already.
+
+    Exit codes: 0 running, 2 an error (not a loopback target, the port taken, no public key).
+
+    \b
+    Examples:
+      edgeops agent start
+      edgeops agent start line-test --state-dir /tmp/agent-line-test
+    """
+    from edgeops.deploy.local_agent import start
+
+    start(_local(target, state_dir, params, targets), log=lambda m: typer.echo(m, err=True))
+
+
+def agent_stop_cmd(
+    target: AgentTargetArg = None,
+    state_dir: StateDirOpt = Path("data/agent"),
+    params: ParamsOpt = Path("params.yaml"),
+    targets: TargetsOpt = None,
+) -> None:
+    """Stop the agent that `edgeops agent start` started (its pid file); nothing else.
+
+    Exit codes: 0 stopped (or not running), 2 an error.
+
+    Example: edgeops agent stop
+    """
+    from edgeops.deploy.local_agent import stop
+
+    stop(_local(target, state_dir, params, targets), log=lambda m: typer.echo(m, err=True))
 
 
 def _ctx(

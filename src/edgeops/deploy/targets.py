@@ -10,7 +10,9 @@
         token_env: EDGEOPS_TOKEN_LINE1   # the deploy token: an environment variable ...
       - name: line-2
         url: http://10.0.4.22:8710
-        token_file: /etc/edgeops/line-2.token   # ... or a file (first line)
+        token_file: /etc/edgeops/line-2.token   # ... or a file (first line; a relative path is
+                                                 # in the key directory, as `edgeops agent
+                                                 # start` writes them: line-2-deploy.token)
 
 No secrets in this file: only where to find them.
 """
@@ -42,6 +44,10 @@ class Target:
     def token(self) -> str:
         if self.token_file:
             p = Path(self.token_file).expanduser()
+            if not p.is_absolute():  # a bare name: in the key directory (edgeops agent start)
+                from edgeops.keys import default_key_dir
+
+                p = default_key_dir() / p
             if not p.is_file():
                 raise EdgeopsError(
                     f"target {self.name}: token file {p} not found",
@@ -98,7 +104,7 @@ def load_targets(path: str | Path) -> Targets:
     if not path.is_file():
         raise EdgeopsError(
             f"targets file {path} not found",
-            fix="create it (see deploy/targets.yaml in the README)",
+            fix="create it (the format: edgeops's docs/deploying.md, or `edgeops init` a project)",
         )
     try:
         raw = parse_yaml(path.read_text()) or {}

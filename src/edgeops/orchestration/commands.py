@@ -84,9 +84,18 @@ def run(
     timeout: Annotated[
         float, typer.Option(metavar="SECONDS", help="Stop following after this many seconds.")
     ] = 7200,
+    project: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PROJECT",
+            help="Another project: its folder or its name on the server [default: the project "
+            "this is typed in].",
+        ),
+    ] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Start a run through the Prefect server (a worker executes it) and follow it here.
+    """Start a run of this project's deployment (training/PROJECT) through the Prefect server
+    (a worker executes it) and follow it here.
 
     A monitoring run that starts a training run (drift) is followed into it.
 
@@ -100,6 +109,7 @@ def run(
     Examples:
       edgeops run training --reason "sensor recalibrated"
       edgeops run monitoring --no-retrain
+      edgeops run training --project scrap
     """
     parameters = {
         "training": {"reason": reason, "deploy": deploy},
@@ -109,6 +119,8 @@ def run(
         raise EdgeopsError(
             f"unknown flow {flow!r}", fix="edgeops run training | edgeops run monitoring"
         )
+    if project is not None:
+        params = _project_params(project, params)
     settings = _settings(params)
     settings.apply_client_env()
     from edgeops.orchestration import client
@@ -125,6 +137,36 @@ def run(
         final = _follow(settings, started, link, timeout)
     if final.state.type.value != "COMPLETED":
         raise typer.Exit(1)
+
+
+def _project_params(project: str, here: Path) -> Path:
+    """The params file of ``--project``: a folder's, or that of the project of this name the
+    server knows (asked at this folder's server, or PREFECT_API_URL, or 127.0.0.1:4200)."""
+    folder = Path(project).expanduser()
+    if (folder / "params.yaml").is_file():
+        return folder / "params.yaml"
+    from edgeops.orchestration.settings import Orchestration
+
+    s = _settings(here) if here.is_file() else Orchestration(Path.cwd(), Path.cwd() / ".prefect")
+    s.apply_client_env()
+    from edgeops.orchestration.client import prefect_errors
+    from edgeops.orchestration.projects import known_projects
+
+    with prefect_errors(s):
+        known = {p.name: p for p in known_projects()}
+    if project not in known:
+        raise EdgeopsError(
+            f"no project {project!r}: not a project folder, and the server at {s.api_url} knows "
+            f"{', '.join(sorted(known)) or 'no project'}",
+            fix="pass a project's folder or one of those names (edgeops doctor lists them)",
+        )
+    found = known[project]
+    if found.folder_gone:
+        raise EdgeopsError(
+            f"project {project}'s folder {found.folder} holds no project any more",
+            fix="run `edgeops up` in its new folder, or remove its deployments (edgeops doctor)",
+        )
+    return found.folder / "params.yaml"
 
 
 def _follow(settings: Any, run_id: Any, link: str, timeout: float) -> Any:

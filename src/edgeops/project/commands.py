@@ -83,7 +83,7 @@ def init(
 
     default = "plant" if example == "plant" else _slug(directory.resolve().name)
     chosen = name or default
-    if not NAME.match(chosen):
+    if name is None and not NAME.match(chosen):
         raise EdgeopsError(
             f"the folder name {directory.resolve().name!r} is no usable project name",
             fix="pass --name with 1 to 63 lower-case letters, digits, '-' or '_'",

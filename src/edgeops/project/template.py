@@ -46,7 +46,6 @@ class Answers:
     agent_port: int = 8710
     target: str = ""
     site: str = "local"
-    token_env: str = "EDGEOPS_DEPLOY_TOKEN"
 
     @classmethod
     def make(
@@ -77,7 +76,6 @@ class Answers:
                 agent_port=agent_port,
                 target="demo-local",
                 site="demo",
-                token_env="EDGEOPS_DEMO_DEPLOY_TOKEN",
             )
         else:
             answers = cls(name, model or name, source, None, agent_port, f"{name}-local")
@@ -94,6 +92,10 @@ class Answers:
                 )
         if not 1 <= self.agent_port <= 65535:
             raise EdgeopsError(f"agent port {self.agent_port} is not a port", fix="1..65535")
+
+
+#: The answers a record may hold (an older template's extra ones are dropped when read).
+FIELDS = tuple(Answers.__dataclass_fields__)
 
 
 def project_path(template_rel: Path) -> Path:
@@ -203,7 +205,7 @@ class ProjectState:
             return cls(
                 edgeops_version=str(raw["edgeops_version"]),
                 template_version=int(raw["template_version"]),
-                answers=Answers(**raw["answers"]),
+                answers=Answers(**{k: v for k, v in raw["answers"].items() if k in FIELDS}),
                 stage_versions={str(k): int(v) for k, v in raw["stage_versions"].items()},
                 files={str(k): str(v) for k, v in raw["files"].items()},
             )

@@ -6,7 +6,7 @@ trees converts to ONNX wrongly), one-hot encoding for categoricals (unseen value
 Class imbalance is handled with balanced class weights. A training split above ``train.max_rows``
 (10M) is fitted on a uniform sample of that many rows, and ``reports/train.json`` says so
 (``sampled``, ``split_rows``): a tree ensemble on a few features learns no more from the rest
-(see the README's scaling section), and it would not fit in memory at 100M rows.
+(see docs/benchmarks.md, "Scaling"), and it would not fit in memory at 100M rows.
 """
 
 from __future__ import annotations
