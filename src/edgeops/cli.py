@@ -35,6 +35,7 @@ HELP = """On-prem MLOps: plant data -> validated model -> signed ONNX bundle on 
 
 \b
 Examples:
+  edgeops init failure      # a new project (then: cd failure && dvc repro)
   edgeops doctor            # is this host ready?
   edgeops deploy --all      # gate, then canary first, then the rest
   edgeops status            # every target: version, health, stage

@@ -240,10 +240,22 @@ def _load(
     return df, detected, name, where, ingest_update
 
 
+def named_at_init(root: Path) -> str | None:
+    """The model name a project was given by ``edgeops init --model`` (kept by --apply); None for
+    the example and for a folder not made by init (the proposal's name is taken then)."""
+    from edgeops.project.template import STATE_FILE, ProjectState
+
+    if not (root / STATE_FILE).is_file():
+        return None
+    answers = ProjectState.read(root).answers
+    return None if answers.example else answers.model
+
+
 def apply_to_params(path: Path, proposal: Proposal, ingest: dict[str, Any] | None) -> list[str]:
     """Write the proposal into the params file in place, keeping its comments and layout.
 
-    ``validate.schema`` and ``bundle.model_name`` are replaced; ``ingest`` (a partial section,
+    ``validate.schema`` and ``bundle.model_name`` (unless ``edgeops init`` named the model) are
+    replaced; ``ingest`` (a partial section,
     e.g. ``{"source": "csv", "csv": {"path": ...}}``) is merged. Returns the keys changed.
     """
     import yaml
@@ -269,8 +281,9 @@ def apply_to_params(path: Path, proposal: Proposal, ingest: dict[str, Any] | Non
     bundle = data.get("bundle")
     if not isinstance(bundle, dict):
         bundle = data["bundle"] = CommentedMap()
-    bundle["model_name"] = proposal.model_name
-    changed.append("bundle.model_name")
+    if bundle.get("model_name") != named_at_init(path.resolve().parent):
+        bundle["model_name"] = proposal.model_name
+        changed.append("bundle.model_name")
     if ingest:
         section = data.get("ingest")
         if not isinstance(section, dict):

@@ -237,3 +237,21 @@ def test_a_stage_refuses_a_project_recorded_with_another_stage_version(tmp_path:
     )
     assert proc.returncode == 2
     assert "records train version 0" in proc.stderr and "edgeops upgrade" in proc.stderr
+
+
+def test_schema_apply_keeps_the_model_name_init_gave(tmp_path: Path) -> None:
+    from edgeops.sources.simulator import simulate
+
+    assert (
+        edgeops(
+            "init", "scrap", "--source", "csv", "--model", "scrap-rate", cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    root = tmp_path / "scrap"
+    simulate(rows=300, seed=1).to_csv(root / "data/external/line-2.csv", index=False)
+    proc = edgeops("schema", "infer", "data/external", "--target", "failure", "--apply", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    assert params["bundle"]["model_name"] == "scrap-rate"
+    assert [c["name"] for c in params["validate"]["schema"]["columns"]][-1] == "failure"

@@ -175,14 +175,17 @@ def start_workers(s: Orchestration, count: int, log: Log) -> None:
         )
 
 
-def wait_for_worker(s: Orchestration, log: Log, timeout: float = 60.0) -> None:
+def wait_for_worker(s: Orchestration, log: Log, count: int = 1, timeout: float = 60.0) -> None:
+    """Until this project's workers poll the pool (another project's on the pool do not count)."""
     from edgeops.orchestration.client import online_workers, prefect_errors
 
+    ours = {worker_name(s.project, i) for i in range(1, count + 1)}
     start = time.monotonic()
     with prefect_errors(s):
         while time.monotonic() - start < timeout:
-            if online_workers(s.work_pool):
-                log(f"workers: {', '.join(online_workers(s.work_pool))} polling {s.work_pool}")
+            online = online_workers(s.work_pool)
+            if ours <= set(online):
+                log(f"workers: {', '.join(online)} polling {s.work_pool}")
                 return
             time.sleep(1)
     raise EdgeopsError(
@@ -209,7 +212,7 @@ def up(s: Orchestration, workers: int | None = None, log: Log = print) -> None:
     count = s.workers if workers is None else workers
     if count > 0:
         start_workers(s, count, log)
-        wait_for_worker(s, log)
+        wait_for_worker(s, log, count)
     log(
         f"Prefect UI: {s.ui_url}  (project {s.project}; runs: edgeops run training; "
         "stop: edgeops down)"
