@@ -44,7 +44,11 @@ def test_basic_auth_refuses_a_client_without_the_string(stack: Stack) -> None:
     code, _ = stack.api("POST", "/deployments/filter", {}, auth="admin:wrong")
     assert code == 401
     code, deployments = stack.api("POST", "/deployments/filter", {})
-    assert code == 200 and sorted(d["name"] for d in deployments) == ["monitoring", "training"]
+    assert code == 200 and sorted(d["entrypoint"] for d in deployments) == [
+        "flows/monitoring.py:monitoring",
+        "flows/training.py:training",
+    ]
+    assert {d["name"] for d in deployments} == {"plant"}  # the project's name
     assert stack.api("GET", "/health", auth="")[0] == 200  # the probe stays open
     env = dict(stack.env)
     env.pop("PREFECT_API_AUTH_STRING")

@@ -311,7 +311,14 @@ def test_the_prefect_ui_lists_every_projects_deployments(projects: Projects) -> 
     text = render(
         f"{ui}/deployments",
         artifacts / "prefect-ui-three-projects.png",
-        expect=["6 Deployments", "project:plant", "project:scrap", "project:energy"],
+        expect=[
+            "6 Deployments",
+            "project:plant",
+            "project:scrap",
+            "project:energy",
+            "training",  # the flows' names under the deployments' (a request of their own)
+            "monitoring",
+        ],
     )
     assert text.count("training") >= 3 and text.count("monitoring") >= 3, text
 

@@ -255,3 +255,58 @@ def test_schema_apply_keeps_the_model_name_init_gave(tmp_path: Path) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text())
     assert params["bundle"]["model_name"] == "scrap-rate"
     assert [c["name"] for c in params["validate"]["schema"]["columns"]][-1] == "failure"
+
+
+# -- names on a shared server ------------------------------------------------------------------
+
+
+def claim(tmp_path: Path, others: list) -> str | None:
+    from edgeops.orchestration.settings import Orchestration
+
+    here = tmp_path / "here"
+    here.mkdir(exist_ok=True)
+    s = Orchestration(workspace=here, home=here / ".prefect", project="scrap", model="scrap-rate")
+    from edgeops.orchestration.projects import check_claim
+
+    return check_claim(s, others)
+
+
+def test_a_second_project_cannot_take_a_live_projects_name_or_model(tmp_path: Path) -> None:
+    from edgeops.errors import EdgeopsError
+    from edgeops.orchestration.projects import ServerProject
+
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / "params.yaml").write_text("project: {name: scrap}\n")
+    with pytest.raises(EdgeopsError, match="project name 'scrap' is taken .* by the project in"):
+        claim(tmp_path, [ServerProject("scrap", "other-model", live)])
+    with pytest.raises(EdgeopsError, match="model name 'scrap-rate' is taken .* by project press"):
+        claim(tmp_path, [ServerProject("press", "scrap-rate", live)])
+    # its own deployments, and other names: nothing to say
+    assert claim(tmp_path, [ServerProject("scrap", "scrap-rate", tmp_path / "here")]) is None
+    assert claim(tmp_path, [ServerProject("energy", "energy", live)]) is None
+
+
+def test_a_project_whose_folder_is_gone_is_taken_over_where_it_moved(tmp_path: Path) -> None:
+    from edgeops.orchestration.projects import ServerProject
+
+    gone = tmp_path / "old-place"
+    note = claim(tmp_path, [ServerProject("scrap", "scrap-rate", gone)])
+    assert note and "holds no project any more" in note and "now point here" in note
+    # a gone project's model name is free again
+    assert claim(tmp_path, [ServerProject("press", "scrap-rate", gone)]) is None
+
+
+def test_upgrade_refuses_a_record_that_names_files_outside_the_project(tmp_path: Path) -> None:
+    root = project_v1(tmp_path / "scrap")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    record = root / ".edgeops/project.yaml"
+    import hashlib
+
+    digest = hashlib.sha256(victim.read_bytes()).hexdigest()
+    record.write_text(record.read_text() + f"  ../victim.txt: {digest}\n")
+    subprocess.run(["git", "commit", "-qam", "tampered"], cwd=root, check=True, env=tool_env())
+    proc = edgeops("upgrade", cwd=root)
+    assert proc.returncode == 2 and "names files outside the project" in proc.stderr
+    assert victim.read_text() == "keep me\n"

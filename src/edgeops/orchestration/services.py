@@ -64,8 +64,8 @@ def start_server(s: Orchestration, log: Log, timeout: float = 180.0) -> None:
         processes.port_open(host, s.port) and _becomes_healthy(s, 30)  # one still starting
     ):
         log(
-            f"server: a Prefect server already answers at {s.ui_url}: using it "
-            "(not started by edgeops up, so edgeops down leaves it running)"
+            f"server: a Prefect server already answers at {s.ui_url}: using it (this "
+            "project did not start it, so its edgeops down leaves it running)"
         )
         return
     if processes.port_open(host, s.port):

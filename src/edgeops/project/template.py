@@ -83,7 +83,13 @@ class Answers:
         return answers
 
     def check(self) -> None:
-        for what, value in (("project name", self.name), ("model name", self.model)):
+        named = (
+            ("project name", self.name),
+            ("model name", self.model),
+            ("target name", self.target or self.name),
+            ("site", self.site),
+        )
+        for what, value in named:
             if not NAME.match(value):
                 raise EdgeopsError(
                     f"{what} {value!r} is not usable",
@@ -202,7 +208,7 @@ class ProjectState:
             )
         try:
             raw = yaml.safe_load(path.read_text()) or {}
-            return cls(
+            state = cls(
                 edgeops_version=str(raw["edgeops_version"]),
                 template_version=int(raw["template_version"]),
                 answers=Answers(**{k: v for k, v in raw["answers"].items() if k in FIELDS}),
@@ -214,3 +220,13 @@ class ProjectState:
                 f"{path} is damaged ({type(exc).__name__}: {exc})",
                 fix=f"restore it from git: git checkout -- {STATE_FILE}",
             ) from None
+        state.answers.check()  # rendered into params.yaml and targets.yaml by the next upgrade
+        if state.answers.source not in SOURCES:
+            raise EdgeopsError(f"{path}: unknown source {state.answers.source!r}")
+        outside = [f for f in state.files if Path(f).is_absolute() or ".." in Path(f).parts]
+        if outside:  # upgrade writes and removes the files named here: only inside the project
+            raise EdgeopsError(
+                f"{path} names files outside the project: {', '.join(outside[:3])}",
+                fix=f"restore it from git (git log -p -- {STATE_FILE} shows who changed it)",
+            )
+        return state
