@@ -27,7 +27,10 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
             f"{path} is not valid YAML: {exc}", fix="correct the YAML syntax"
         ) from exc
     if not isinstance(data, dict):
-        raise EdgeopsError(f"{path} must hold a mapping of sections", fix="see the README")
+        raise EdgeopsError(
+            f"{path} must hold a mapping of sections",
+            fix="see the comments in a params.yaml made by edgeops init",
+        )
     return data
 
 

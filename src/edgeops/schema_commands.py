@@ -108,7 +108,8 @@ def schema_infer(
     detected and reported; --sep, --decimal, --thousands, --encoding, --date-format override).
     Identifiers and free-text columns are proposed under drop, with the reason; a binary target
     gets a positive_class. Stderr says what was detected. --apply writes validate.schema,
-    bundle.model_name and (with PATH or --sql) the ingest source into params.yaml.
+    bundle.model_name (unless edgeops init named the model) and (with PATH or --sql) the ingest
+    source into params.yaml.
 
     Exit codes: 0 proposed (printed or written), 2 an error (the message says how to fix it).
 
@@ -268,7 +269,10 @@ def apply_to_params(path: Path, proposal: Proposal, ingest: dict[str, Any] | Non
     rt = round_trip()
     data = rt.load(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
-        raise EdgeopsError(f"{path} does not hold a mapping of sections", fix="see the README")
+        raise EdgeopsError(
+            f"{path} does not hold a mapping of sections",
+            fix="see the comments in a params.yaml made by edgeops init",
+        )
     changed = []
     validate = data.get("validate")
     if not isinstance(validate, dict):

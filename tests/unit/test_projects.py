@@ -310,3 +310,34 @@ def test_upgrade_refuses_a_record_that_names_files_outside_the_project(tmp_path:
     proc = edgeops("upgrade", cwd=root)
     assert proc.returncode == 2 and "names files outside the project" in proc.stderr
     assert victim.read_text() == "keep me\n"
+
+
+# -- edgeops agent start: which target, and only on this machine --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("targets", "args", "message"),
+    [
+        (
+            "- {name: line-1, url: 'http://10.0.4.21:8710', token_file: t}",
+            ["line-1"],
+            "is at 10.0.4.21, not on this machine",
+        ),
+        (
+            "- {name: a, url: 'http://127.0.0.1:8710', token_file: t}\n- {name: b, url: 'http://127.0.0.1:8711', token_file: t}",
+            [],
+            "2 targets on this machine",
+        ),
+        ("- {name: a, url: 'http://127.0.0.1:8710', token_file: t}", ["nope"], "no target 'nope'"),
+    ],
+)
+def test_agent_start_names_a_target_it_cannot_start(
+    tmp_path: Path, targets: str, args: list[str], message: str
+) -> None:
+    (tmp_path / "params.yaml").write_text("deploy: {targets: targets.yaml}\n")
+    (tmp_path / "targets.yaml").write_text(
+        "targets:\n" + "\n".join("  " + line for line in targets.splitlines()) + "\n"
+    )
+    proc = edgeops("agent", "start", *args, "--state-dir", str(tmp_path / "agent"), cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr and "fix:" in proc.stderr, proc.stderr
+    assert not (tmp_path / "agent").exists()

@@ -99,11 +99,15 @@ def start(agent: LocalAgent, log: Log = print, timeout: float = 30.0) -> int:
     """Start the agent unless it answers already; its tokens made on first use. The pid."""
     running = processes.running_pid(agent.pidfile, "edge serve")
     if agent.healthy():
-        log(
-            f"agent {agent.name}: already running at {agent.url}"
-            + (f" (pid {running})" if running else "")
+        if running:
+            log(f"agent {agent.name}: already running at {agent.url} (pid {running})")
+            return running
+        raise EdgeopsError(
+            f"an agent that {agent.state_dir} did not start answers at {agent.url} (another "
+            f"project's, or one started by hand): {agent.name} cannot share it",
+            fix=f"give target {agent.name} a port of its own in deploy/targets.yaml, or pass the "
+            "--state-dir of the agent you mean",
         )
-        return running or 0
     public_key = agent.key_dir / "signing.pub"
     if not public_key.is_file():
         raise EdgeopsError(

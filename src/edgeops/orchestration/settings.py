@@ -128,7 +128,7 @@ class Orchestration:
         env["EDGEOPS_WORKSPACE"] = str(self.workspace)
         env["EDGEOPS_PROJECT"] = self.project
         env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(HEARTBEAT_SECONDS)
-        # DVC runs the stages as `python -m edgeops.stages...`: that python must be this venv's
+        # DVC runs the stages as `edgeops stage NAME`: that edgeops must be this installation's
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.pop("PREFECT_API_KEY", None)  # it would take precedence over the auth string: 401
         return env

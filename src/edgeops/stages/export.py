@@ -119,8 +119,8 @@ def convert(pipe: Pipeline, schema: Schema, opset: int = 17, ml_opset: int = 3) 
     except Exception as exc:  # skl2onnx raises RuntimeError/NotImplementedError/TypeError...
         raise EdgeopsError(
             f"skl2onnx cannot convert this pipeline: {type(exc).__name__}: {exc}",
-            fix="use one of edgeops' train models, or a transformer skl2onnx supports "
-            "(see STACK-NOTES §5.3)",
+            fix="use one of the models train.model lists (hist_gradient_boosting, random_forest, "
+            "logistic_regression), or a transformer skl2onnx supports",
         ) from exc
     return onx.SerializeToString()
 
