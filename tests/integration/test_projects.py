@@ -223,7 +223,7 @@ class Projects:
 
     def close(self) -> None:
         for name in ("scrap", "energy", "plant"):  # plant's server last
-            self.edgeops(name, "down", check=False)
+            self.edgeops(name, "down", *(["--server"] if name == "plant" else []), check=False)
             self.agent(name, "stop")
 
 
@@ -351,6 +351,17 @@ def test_a_taken_project_name_is_refused_and_a_gone_folder_is_flagged(
     line = next(x for x in doctor.splitlines() if "ghost" in x)
     assert "WARN" in line and "holds no project" in line, doctor
     assert "prefect deployment delete training/ghost" in doctor
+
+
+def test_down_in_the_project_that_started_the_server_keeps_it_for_the_others(
+    projects: Projects,
+) -> None:
+    out = projects.edgeops("plant", "down").stderr
+    assert "server: kept running" in out and "scrap" in out and "energy" in out, out
+    assert "--server" in out
+    status, _ = projects.plant.api("GET", "/health")
+    assert status == 200  # the other projects' schedules go on
+    assert projects.edgeops("scrap", "doctor", check=False).returncode in (0, 1)
 
 
 # ---- 3. upgrade, then dvc repro ----------------------------------------------------------------

@@ -49,16 +49,31 @@ def up(
     services.up(_settings(params), workers, log=lambda m: typer.echo(m, err=True))
 
 
-def down(params: ParamsOpt = Path("params.yaml")) -> None:
-    """Stop the workers and the server that `edgeops up` started (nothing else).
+def down(
+    server: Annotated[
+        bool,
+        typer.Option(
+            "--server",
+            help="Stop the server this project started even while other projects use it.",
+        ),
+    ] = False,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Stop the workers and the server that this project's `edgeops up` started (nothing else).
+
+    A server that other projects' deployments use keeps running (they are named) unless
+    --server is given.
 
     Exit codes: 0 stopped (or nothing was running), 2 an error.
 
-    Example: edgeops down
+    \b
+    Examples:
+      edgeops down
+      edgeops down --server      # the shared server too
     """
     from edgeops.orchestration import services
 
-    services.down(_settings(params), log=lambda m: typer.echo(m, err=True))
+    services.down(_settings(params), log=lambda m: typer.echo(m, err=True), server=server)
 
 
 def run(

@@ -219,14 +219,38 @@ def up(s: Orchestration, workers: int | None = None, log: Log = print) -> None:
     )
 
 
-def down(s: Orchestration, log: Log = print) -> list[str]:
-    """Stop the workers and the server that ``up`` started (and nothing else)."""
+def other_users(s: Orchestration) -> list[str]:
+    """The other projects (with their folders in place) whose deployments are on the server."""
+    if not processes.healthy(s.api_url):
+        return []
+    s.apply_client_env()
+    from edgeops.orchestration.client import prefect_errors
+    from edgeops.orchestration.projects import known_projects
+
+    try:
+        with prefect_errors(s):
+            projects = known_projects()
+    except EdgeopsError:
+        return []  # a server that does not answer the API serves nobody we could name
+    return [p.name for p in projects if p.name != s.project and not p.folder_gone]
+
+
+def down(s: Orchestration, log: Log = print, server: bool = False) -> list[str]:
+    """Stop the workers and the server that ``up`` started (and nothing else). A server other
+    projects use keeps running unless ``server``."""
     stopped = []
     for pidfile in sorted(s.run_dir.glob("worker-*.pid")):
         pid = processes.stop(pidfile, "worker")
         if pid:
             stopped.append(f"{pidfile.stem} (pid {pid})")
-    pid = processes.stop(_server_pidfile(s), "prefect")
+    ours = processes.running_pid(_server_pidfile(s), "prefect")
+    users = other_users(s) if ours and not server else []
+    if users:
+        log(
+            f"server: kept running (pid {ours}): projects {', '.join(users)} use it "
+            "(edgeops down --server stops it anyway)"
+        )
+    pid = None if users else processes.stop(_server_pidfile(s), "prefect")
     if pid:
         stopped.append(f"server (pid {pid})")
     log(f"stopped: {', '.join(stopped)}" if stopped else "nothing of edgeops up was running")
