@@ -39,6 +39,11 @@ def set_params_file(path: Path, changes: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def ran_stages(output: str) -> list[str]:
+    """The stages ``dvc repro`` ran, from its output, in order."""
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
 def sh(
     args: list[str],
     cwd: Path,

@@ -12,10 +12,7 @@ otherwise; with neither, the test fails and says so.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ import tests.agent_process as agent_process
 from edgeops.edge.store import tar_bundle
 from tests.agent_process import DEPLOY_TOKEN, PREDICT_TOKEN, AgentProcess, http
 from tests.bundles import make_bundle
+from tests.uv_tools import must, run, uv_path
 
 pytestmark = pytest.mark.integration
 
@@ -42,49 +40,11 @@ HEAVY = [
     "sqlalchemy",
     "scipy",
 ]
-NETWORK_HINT = (
-    "this test installs the package into a fresh venv with uv: it needs uv's cache or the "
-    "package index (is the network available?)"
-)
-
-
-def uv_env() -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
-    }
-    env.update(DO_NOT_TRACK="1", UV_NO_PROGRESS="1")
-    return env
-
-
-def run(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        args, cwd=REPO, env=uv_env(), capture_output=True, text=True, timeout=timeout
-    )
-
-
-def must(proc: subprocess.CompletedProcess, what: str) -> str:
-    if proc.returncode != 0:
-        pytest.fail(
-            f"{what} failed (exit {proc.returncode}): {NETWORK_HINT}\n"
-            f"$ {' '.join(map(str, proc.args))}\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc.stdout
-
-
 #: the device's locked, hash-checked dependencies (the agent's only), exported from uv.lock
 REQUIREMENTS = REPO / "src/edgeops/examples" / "requirements-agent.txt"
 EXPORT = ["export", "--frozen", "--no-dev", "--no-emit-project", "--format", "requirements-txt"]
 #: the file's own header (how to use and regenerate it), above what uv export writes
 REQUIREMENTS_HEADER_LINES = 6
-
-
-def uv_path() -> str:
-    # the dev group installs uv into the project venv, so a fresh CI machine has it too
-    beside = Path(sys.executable).parent / "uv"
-    uv = str(beside) if beside.is_file() else shutil.which("uv")
-    if not uv:
-        pytest.fail("uv is not in the venv nor on PATH: `make venv` installs it (dev group)")
-    return uv
 
 
 def install_hashed(uv: str, python: Path, requirements: Path) -> subprocess.CompletedProcess:

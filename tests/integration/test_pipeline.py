@@ -21,6 +21,7 @@ import yaml
 
 from tests.browser import chromium_path, render
 from tests.conftest import BIN, REPO, init_project, tool_env
+from tests.prefect_stack import ran_stages
 
 pytestmark = pytest.mark.integration
 
@@ -56,10 +57,6 @@ def set_params(repo: Path, **changes) -> None:
             node = node[key]
         node[leaf] = value
     path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def ran_stages(output: str) -> list[str]:
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
 
 
 @pytest.fixture(scope="module")

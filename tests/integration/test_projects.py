@@ -33,16 +33,14 @@ from tests.prefect_stack import (
     EDGEOPS,
     Stack,
     pause_hourly_monitoring,
+    ran_stages,
     set_params,
     sh,
 )
 from tests.project_fixture import project_v1
+from tests.uv_tools import must, run, uv_path
 
 pytestmark = pytest.mark.integration
-
-
-def ran_stages(out: str) -> list[str]:
-    return [line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")]
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -58,22 +56,8 @@ def snapshot(root: Path) -> dict[str, str]:
 # ---- 1. from the wheel alone -----------------------------------------------------------------
 
 
-def uv(*args: str, cwd: Path = REPO, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    import sys
-
-    beside = Path(sys.executable).parent / "uv"
-    exe = str(beside) if beside.is_file() else shutil.which("uv")
-    assert exe, "uv is not in the venv nor on PATH: `make venv` installs it (dev group)"
-    env = {k: v for k, v in tool_env().items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env["UV_NO_PROGRESS"] = "1"
-    return subprocess.run(
-        [exe, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def must(proc: subprocess.CompletedProcess[str], what: str) -> str:
-    assert proc.returncode == 0, f"{what} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
+def uv(*args: str) -> subprocess.CompletedProcess[str]:
+    return run([uv_path(), *args], timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +16,11 @@ from typing import Any
 from edgeops.errors import EdgeopsError
 from edgeops.offline import TELEMETRY_OFF
 from edgeops.params import load_params
+from edgeops.project.template import NAME, slug
 
 #: The flows every project deploys; a deployment is ``<flow>/<project name>`` (one per project on
 #: a shared server: ``training/plant``, ``training/scrap``, ...).
 FLOWS = ("training", "monitoring")
-#: What a project name may be: it names deployments, workers, the workspace slot, tags.
-PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 #: How often a flow run tells the server it is alive (Prefect's minimum): a run whose process died
 #: (worker killed, machine down) stops, and is marked Crashed after ``crashed_after_seconds``.
 HEARTBEAT_SECONDS = 30
@@ -185,9 +183,9 @@ def project_name(params: dict[str, Any], workspace: Path) -> str:
         )
     name = section.get("name")
     if name is None:
-        name = re.sub(r"[^a-z0-9_-]+", "-", workspace.name.lower()).strip("-_") or "edgeops"
+        name = slug(workspace.name) or "edgeops"
     name = str(name)
-    if not PROJECT_NAME.match(name):
+    if not NAME.match(name):
         raise EdgeopsError(
             f"params.yaml: project.name {name!r} is not a usable name",
             fix="use 1 to 63 lower-case letters, digits, '-' or '_', starting with a letter or "

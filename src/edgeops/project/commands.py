@@ -79,9 +79,9 @@ def init(
     """
     import edgeops
     from edgeops.project.create import create
-    from edgeops.project.template import NAME, Answers
+    from edgeops.project.template import NAME, Answers, slug
 
-    default = "plant" if example == "plant" else _slug(directory.resolve().name)
+    default = "plant" if example == "plant" else slug(directory.resolve().name)
     chosen = name or default
     if name is None and not NAME.match(chosen):
         raise EdgeopsError(
@@ -104,12 +104,6 @@ def init(
         f"      (README.md in {root.name} says how to start an agent and deploy)",
         err=True,
     )
-
-
-def _slug(text: str) -> str:
-    import re
-
-    return re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_")
 
 
 def upgrade(

@@ -32,7 +32,14 @@ BASE_DIR = STATE_DIR / "base"
 MAX_BASE_BYTES = 64 * 1024
 SOURCES = ("simulator", "csv", "sql")
 EXAMPLES = ("plant",)
+#: What a project, model, target or site name may be: it names deployments, workers, the
+#: workspace slot, tags and files.
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def slug(text: str) -> str:
+    """A name from free text (a folder's name): lower case, runs of anything else as '-'."""
+    return re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_")
 
 
 @dataclass(frozen=True)
