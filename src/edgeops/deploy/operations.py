@@ -52,7 +52,12 @@ class DeployContext:
 
         params = load_params(params_path)
         cfg = section(params, "deploy")
-        tg = load_targets(targets or cfg.get("targets", "deploy/targets.yaml"))
+        root = Path(params_path).resolve().parent  # params' paths are the project's, wherever from
+
+        def project_path(value: str | Path) -> Path:
+            return Path(value) if Path(value).is_absolute() else root / value
+
+        tg = load_targets(targets or project_path(cfg.get("targets", "deploy/targets.yaml")))
         pub_path = Path(public_key or tg.public_key or default_key_dir() / PUBLIC_NAME).expanduser()
         try:
             pub = load_public_key(pub_path)
@@ -60,8 +65,8 @@ class DeployContext:
             raise EdgeopsError(
                 exc.message, fix="set public_key in the targets file or pass --public-key"
             ) from None
-        registry = registry or cfg.get("registry", "deploy/registry.json")
-        audit = audit or cfg.get("audit_log", "deploy/audit.jsonl")
+        registry = registry or project_path(cfg.get("registry", "deploy/registry.json"))
+        audit = audit or project_path(cfg.get("audit_log", "deploy/audit.jsonl"))
         # the records are signed with the key that signs the bundles (the same trust)
         seal = Seal(audit, registry, pub, (params.get("bundle") or {}).get("signing_key"))
         return cls(
