@@ -26,8 +26,14 @@ def register(group: typer.Typer, command: Callable[..., Any]) -> None:
 
 def schema_infer(
     target: Annotated[
-        str, typer.Option("--target", "-t", metavar="COLUMN", help="The label column.")
-    ],
+        str | None,
+        typer.Option(
+            "--target",
+            "-t",
+            metavar="COLUMN",
+            help="The label column (needed unless --with-production).",
+        ),
+    ] = None,
     path: Annotated[
         Path | None,
         typer.Argument(
@@ -98,6 +104,15 @@ def schema_infer(
         bool,
         typer.Option("--apply", help="Write the proposal into the params file (keeps comments)."),
     ] = False,
+    with_production: Annotated[
+        bool,
+        typer.Option(
+            "--with-production",
+            help="Propose the change of the contract in params.yaml that the source plus the "
+            "devices' labelled rows need; faults (stuck or impossible readings) are flagged, "
+            "never proposed.",
+        ),
+    ] = False,
     params: Annotated[Path, typer.Option(metavar="FILE", help="The params file.")] = Path(
         "params.yaml"
     ),
@@ -111,11 +126,19 @@ def schema_infer(
     bundle.model_name (unless edgeops init named the model) and (with PATH or --sql) the ingest
     source into params.yaml.
 
-    Exit codes: 0 proposed (printed or written), 2 an error (the message says how to fix it).
+    --with-production judges the data the next training run will see (the source plus the
+    devices' labelled rows, as ingest joins them) against the contract in params.yaml and
+    proposes only the change: per column the old and new range or categories and the rows it
+    admits. Rows that look like faults (stuck at one value, far outside, impossible sign,
+    missing) are flagged and never admitted; --apply then refuses.
+
+    Exit codes: 0 proposed (printed or written) or nothing to change, 2 an error (the message
+    says how to fix it), 4 faults found (--with-production: nothing written).
 
     \b
     Examples:
       edgeops schema infer data/external/ --target failure -o proposed-schema.yaml
+      edgeops schema infer --with-production --apply
       edgeops schema infer export.csv -t Ausfall --id-columns "Auftrag Nr" --apply
       edgeops schema infer --sql sqlite:///plant.db --table readings -t failure
     """
@@ -133,6 +156,13 @@ def schema_infer(
         "date_format": date_format,
     }
     flags = {k: v for k, v in given.items() if v is not None}
+    if with_production:
+        return _with_production(path, sql, table, query, given, params, apply, out)
+    if target is None:
+        raise EdgeopsError(
+            "--target is needed: name the label column",
+            fix="e.g. edgeops schema infer data/external --target failure",
+        )
     if path is not None and sql:
         raise EdgeopsError("give either a PATH or --sql, not both")
     if (table or query) and not sql:
@@ -187,6 +217,67 @@ def schema_infer(
             log(f"  warning: {params} now holds the database password: keep it out of git")
     if out is None and not apply:
         typer.echo(text, nl=False)
+
+
+#: exit code of --with-production when the data holds faults
+EXIT_FAULTS = 4
+
+
+def _with_production(
+    path: Path | None,
+    sql: str | None,
+    table: str | None,
+    query: str | None,
+    given: dict[str, str | None],
+    params: Path,
+    apply: bool,
+    out: Path | None,
+) -> None:
+    """``--with-production``: the contract change the source plus the devices' rows need."""
+    import yaml
+
+    from edgeops import atomic, contract
+    from edgeops.params import load_params
+    from edgeops.schema import schema_from_params
+    from edgeops.sources.production import add_production
+    from edgeops.stages.ingest import drop_columns, tidy_columns
+
+    cfg = load_params(params)
+    schema = schema_from_params(cfg)
+    df = drop_columns(tidy_columns(_load(path, sql, table, query, given, params, cfg)[0]), schema)[
+        0
+    ]
+    production = dict((cfg.get("ingest") or {}).get("production") or {})
+    store = Path(str(production.get("path") or "data/production"))
+    production["path"] = str(store if store.is_absolute() else params.resolve().parent / store)
+    data, keys, _ = add_production(df, {**production, "include": True}, schema, len(df))
+    proposal = contract.propose(schema, data, [str(t) for t in keys["target"]])
+    typer.echo(
+        f"read {len(df):,} source rows + {len(keys):,} labelled rows from the devices "
+        f"({production['path']})",
+        err=True,
+    )
+    if not proposal.broken:
+        typer.echo("the data keeps the contract (validate.schema): nothing to change", err=True)
+        return
+    text = "\n".join(proposal.lines()) + "\n"
+    if out is not None:
+        atomic.write_text(out, yaml.safe_dump(proposal.to_dict(), sort_keys=False))
+    typer.echo(text, nl=False)
+    if proposal.faults:
+        raise EdgeopsError(
+            f"{len(proposal.faults)} fault(s) in the data: no change proposed for them"
+            + (", nothing written" if apply else ""),
+            fix=contract.FAULT_FIX,
+            exit_code=EXIT_FAULTS,
+        )
+    if apply:
+        changed = contract.apply(params, proposal)
+        typer.echo(
+            f"updated {params}: validate.schema of {', '.join(changed)} (review it: git diff "
+            f"{params})",
+            err=True,
+        )
 
 
 def _load(

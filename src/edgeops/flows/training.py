@@ -249,6 +249,97 @@ def summarize(ws: Any, facts: dict[str, Any], lineage_cfg: dict[str, Any]) -> No
         )
 
 
+def _contract_review(ws: Any, ctx: Any, facts: dict[str, Any], error: Exception) -> State | None:
+    """``validate`` failed: when the devices' rows break the contract, show the proposed change
+    and wait for a person's answer (:mod:`edgeops.orchestration.contract_review`). Approved: the
+    contract is updated and recorded, None (go on). Rejected, timed out or faults: the State
+    that ends the run. Any other failure of ``validate`` is raised again as it was."""
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.exceptions import FlowPauseTimeout
+    from prefect.flow_runs import pause_flow_run
+
+    from edgeops import contract
+    from edgeops.deploy.operations import DeployContext
+    from edgeops.orchestration import approval
+    from edgeops.orchestration.contract_review import ARTIFACT_KEY, ContractApproval, audit_fields
+    from edgeops.params import load_params
+    from edgeops.schema import schema_from_params
+
+    params_path = ws.root / "params.yaml"
+    params = load_params(params_path)
+    schema = schema_from_params(params)
+    data, devices = contract.training_data(ws.root, schema)
+    proposal = contract.propose(schema, data, devices)
+    del data
+    if not proposal.broken or not proposal.production_rows:
+        raise error  # not the devices' rows: the company's own data to fix (schema infer)
+    log = get_run_logger()
+    for line in proposal.lines():
+        log.warning(line)
+    ask = proposal.markdown()
+    create_markdown_artifact(key=ARTIFACT_KEY, markdown=ask, description="data contract change")
+    audit = (ctx or DeployContext.load(params_path)).audit
+    facts["contract"] = {"state": "faults", **proposal.to_dict()}
+    if not proposal.offered:
+        audit.append("contract_faults", faults=proposal.to_dict()["faults"], by="prefect")
+        names = ", ".join(sorted({f.column for f in proposal.faults}))
+        return Failed(
+            message=f"the devices' rows hold faults ({names}): no contract change offered, "
+            f"nothing deployed. {contract.FAULT_FIX}"
+        )
+    timeout_s = approval.settings(params)[1]
+    facts["contract"]["state"] = "waiting"
+    try:
+        answer = pause_flow_run(
+            wait_for_input=ContractApproval.with_initial_data(description=ask),
+            timeout=int(timeout_s),
+            poll_interval=2,
+        )
+    except FlowPauseTimeout:
+        why = f"no answer on the contract change within {timeout_s / 60:g} min"
+        audit.append("contract_timeout", **audit_fields(proposal), by="prefect")
+        facts["contract"]["state"] = "timeout"
+        return Failed(message=f"{why}: nothing deployed")
+    by = answer.approver.strip() or "unknown"
+    facts["contract"].update(approver=by, comment=answer.comment)
+    if not answer.approve:
+        audit.append(
+            "contract_rejected",
+            **audit_fields(proposal),
+            approver=by,
+            comment=answer.comment,
+            by=by,
+        )
+        facts["contract"]["state"] = "rejected"
+        return Cancelled(
+            message=f"contract change rejected by {by}: {answer.comment or 'no comment'}; "
+            "nothing deployed"
+        )
+    changed = contract.apply(params_path, proposal)
+    audit.append(
+        "contract_changed", **audit_fields(proposal), approver=by, comment=answer.comment, by=by
+    )
+    facts["contract"]["state"] = "approved"
+    log.info(f"contract: {', '.join(changed)} changed in params.yaml (approved by {by})")
+    return None
+
+
+def _stages(ws: Any, ctx: Any, facts: dict[str, Any]) -> State | None:
+    """Each DVC stage in order; a contract the devices' rows break is put to a person."""
+    facts["stages"] = []
+    for stage in ws.stages():
+        try:
+            facts["stages"].append(dvc_stage.with_options(name=stage)(ws, stage))
+        except Exception as exc:  # noqa: BLE001 (raised again unless it is a contract to review)
+            if stage != "validate":
+                raise
+            ended = _contract_review(ws, ctx, facts, exc)
+            if ended is not None:
+                return ended
+            facts["stages"].append(dvc_stage.with_options(name=stage)(ws, stage))
+    return None
+
+
 def _rollout_steps(ctx: Any, ws: Any, facts: dict[str, Any], reason: str) -> State | None:
     """The rollout of a promoted model: in approval mode canary, a person's answer, then the
     fleet; else everything at once. A failed rollout (rolled back) is returned as Failed."""
@@ -308,7 +399,10 @@ def training(reason: str = "manual", deploy: bool = True) -> Any:
         facts: dict[str, Any] = {"reason": reason, "started": time.time()}
         if ctx is not None:  # deploy=False contacts no device
             facts["withdrawn"] = unfinished(ctx)
-        facts["stages"] = [dvc_stage.with_options(name=s)(ws, s) for s in ws.stages()]
+        ended = _stages(ws, ctx, facts)
+        if ended is not None:
+            summarize(ws, facts, settings.lineage or {})
+            return ended
         facts["ingest"] = ws.read_json("reports/ingest.json")
         facts["validation"] = ws.read_json("reports/validation/summary.json")
         facts["metrics"] = ws.read_json("reports/metrics.json")

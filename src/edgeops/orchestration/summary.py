@@ -59,6 +59,27 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def contract_lines(review: dict[str, Any] | None) -> list[str]:
+    """The data contract's review in this run, if the devices' rows broke it."""
+    if not review:
+        return []
+    state = review.get("state")
+    said = {
+        "approved": f"changed, approved by {review.get('approver')}",
+        "rejected": f"change REJECTED by {review.get('approver')}: nothing deployed",
+        "timeout": "no answer in time: nothing deployed",
+        "waiting": "waiting for a person's answer",
+        "faults": "FAULTS in the devices' rows: no change offered, nothing deployed",
+    }.get(str(state), str(state))
+    out = [f"- data contract: {said}"]
+    out += [
+        f"  - {c['column']}: {c['old']} -> {c['new']} ({c['rows']:,} rows admitted)"
+        for c in review.get("changes") or []
+    ]
+    out += [f"  - fault in {f['column']}: {f['detail']}" for f in review.get("faults") or []]
+    return out
+
+
 def markdown(facts: dict[str, Any]) -> str:
     """The run summary: why it ran, data, validation, stages, metrics vs champion, gate, targets,
     lineage. ``facts`` keys: reason, ingest, validation, stages, version, metrics, gate, deploy,
@@ -92,6 +113,7 @@ def markdown(facts: dict[str, Any]) -> str:
                 f"  - **QUARANTINED**: {held:,} rows held: {why}; after a review: "
                 f"`edgeops labels release {target} --reason TEXT`"
             )
+    lines += contract_lines(facts.get("contract"))
     lines += [
         "",
         "## Stages (DVC decides what re-runs)",
