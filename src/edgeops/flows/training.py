@@ -214,7 +214,12 @@ def record(ws: Any, facts: dict[str, Any], lineage_cfg: dict[str, Any]) -> dict[
 
     if not facts.get("version"):
         return {}
-    result = lineage.record(ws.root, facts["model"], facts["version"], facts["reason"], lineage_cfg)
+    why = facts["reason"]
+    review = facts.get("contract") or {}
+    if review.get("state") == "approved":  # the commit that holds the new params.yaml says so
+        cols = ", ".join(c["column"] for c in review.get("changes") or [])
+        why += f"; data contract changed ({cols}), approved by {review.get('approver')}"
+    result = lineage.record(ws.root, facts["model"], facts["version"], why, lineage_cfg)
     get_run_logger().info(f"lineage: {result.reason}")
     return vars(result)
 
