@@ -513,10 +513,9 @@ def test_positive_index_compares_as_text_when_types_differ() -> None:
 
 def test_monitoring_watches_the_positive_class(ja_nein) -> None:
     """Drift's prediction column and performance on feedback use the manifest's positive class."""
-    from types import SimpleNamespace
-
     from edgeops.monitor.drift import prediction_column
     from edgeops.monitor.performance import performance
+    from edgeops.monitor.settings import MonitorSettings
 
     pipe, test_df, schema = ja_nein
     proba, classes = pipe.predict_proba(test_df), list(pipe.classes_)
@@ -524,7 +523,7 @@ def test_monitoring_watches_the_positive_class(ja_nein) -> None:
     np.testing.assert_array_equal(prediction_column(proba, classes), proba[:, 1])
     test_metrics, _ = evaluate(pipe, test_df, schema)
     window = pd.DataFrame({"_feedback": test_df["failure"].to_numpy()})
-    settings = SimpleNamespace(min_labelled=10, min_per_class=5, max_drop=0.1)
+    settings = MonitorSettings(min_labelled=10, min_per_class=5, max_drop=0.1)
     perf = performance(window, proba, classes, test_metrics, "pr_auc", settings, "ja")
     assert perf["verdict"] == "ok" and perf["drop"]["pr_auc"] == 0.0
     assert perf["production"]["f1"] == test_metrics["f1"]

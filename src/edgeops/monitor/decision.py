@@ -1,8 +1,9 @@
 """The retrain decision: thresholds from ``params.yaml`` (``monitor``), with guardrails.
 
 Per target: ``not_enough_data`` when the window is below ``window.min_rows`` (never "no drift"),
-else ``retrain`` when the share of drifted feature columns reaches ``drift.share`` or the primary
-metric on labelled rows dropped by ``performance.max_drop``, else ``keep``. Overall: ``retrain``
+else ``retrain`` when the share of drifted feature columns reaches ``drift.share`` or a judged
+metric on labelled rows (the primary or a ``performance.guard_metrics``) fell by
+``performance.max_drop``, else ``keep``. Overall: ``retrain``
 if any target says so, unless a retrain was started within ``cooldown_hours`` (then
 ``cooldown``). A target whose agent does not answer (or not within its time limit) is
 ``unreachable``, one that answers what no edgeops agent answers (a redirect, an oversized or

@@ -266,9 +266,12 @@ def drift_step(m: Monitor, w: Window, log: Log = print) -> tuple[dict[str, Any],
 
 
 def performance_step(m: Monitor, w: Window) -> dict[str, Any]:
-    """Metrics on the window's labelled rows against the version's own test figures."""
-    from edgeops.monitor.performance import performance
+    """Metrics on the window's labelled rows against the version's own test figures, over the
+    classes present in the feedback (the test split restricted to them when a class is left out
+    and the manifest's per-class figures do not give a judged metric)."""
+    from edgeops.monitor.performance import load_test_rows, performance
 
+    test_path = m.ctx.test_data if m.ctx.test_data.is_absolute() else m.workspace / m.ctx.test_data
     return performance(
         w.rows,
         w.proba,
@@ -277,6 +280,7 @@ def performance_step(m: Monitor, w: Window) -> dict[str, Any]:
         m.primary_metric,
         m.settings,
         w.bundle.manifest.get("positive_class"),
+        lambda: load_test_rows(test_path, w.bundle, m.schema.target),
     )
 
 

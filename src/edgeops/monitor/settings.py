@@ -22,6 +22,23 @@ NUM_METHODS = (
 CAT_METHODS = ("jensenshannon", "chisquare", "z", "psi", "kl_div", "TVD")
 
 
+def guard_metrics(perf: dict[str, Any]) -> tuple[str, ...]:
+    """``monitor.performance.guard_metrics``: metrics judged besides the primary one."""
+    from edgeops.monitor.performance import COMPARED
+
+    value = perf.get("guard_metrics", ["balanced_accuracy"])
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or any(v not in COMPARED for v in value):
+        raise EdgeopsError(
+            f"monitor.performance.guard_metrics must be a list of {list(COMPARED)}, not {value!r}",
+            fix="e.g. guard_metrics: [balanced_accuracy], or [] for the primary metric alone",
+        )
+    return tuple(dict.fromkeys(value))
+
+
 @dataclass(frozen=True)
 class MonitorSettings:
     store: Path = Path("data/production")
@@ -41,6 +58,7 @@ class MonitorSettings:
     min_labelled: int = 200
     min_per_class: int = 10
     max_drop: float = 0.1
+    guard_metrics: tuple[str, ...] = ("balanced_accuracy",)
     cooldown_hours: float = 24.0
     retrain: bool = True
     page_rows: int = 5000
@@ -87,6 +105,7 @@ class MonitorSettings:
             min_labelled=int(number(perf, "min_labelled", 200, "monitor.performance", 1)),
             min_per_class=int(number(perf, "min_per_class", 10, "monitor.performance", 1)),
             max_drop=number(perf, "max_drop", 0.1, "monitor.performance", 0.0, 1.0),
+            guard_metrics=guard_metrics(perf),
             cooldown_hours=number(cfg, "cooldown_hours", 24, "monitor"),
             retrain=bool(cfg.get("retrain", True)),
             page_rows=int(number(cfg, "page_rows", 5000, "monitor", 1, 5000)),
@@ -115,6 +134,7 @@ class MonitorSettings:
                 "min_labelled": self.min_labelled,
                 "min_per_class": self.min_per_class,
                 "max_drop": self.max_drop,
+                "guard_metrics": list(self.guard_metrics),
             },
             "window": {
                 "rows": self.window_rows,

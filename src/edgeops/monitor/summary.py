@@ -65,14 +65,39 @@ def _target(name: str, t: dict[str, Any]) -> list[str]:
         out += [f"- {f}" for f in q.get("failures", [])[:10]]
     p = t.get("performance")
     if p:
-        out += ["", f"Performance: {p['verdict']}: {p['reason']}"]
-        if p.get("production"):
-            out += ["", "| metric | production | test | drop |", "| --- | --- | --- | --- |"]
-            for k, v in p["production"].items():
-                out.append(
-                    f"| {k} | {v:.4f} | {p['test'].get(k, float('nan')):.4f} | {p['drop'].get(k, float('nan')):+.4f} |"
-                )
+        out += ["", f"Performance: {p['verdict']}: {p['reason']}", *_performance_table(p)]
     reports = t.get("reports") or {}
     if reports.get("drift_html"):
         out += ["", f"Drift report: {reports['drift_html']}"]
     return [*out, ""]
+
+
+def _performance_table(p: dict[str, Any]) -> list[str]:
+    """Every metric shown: judged (primary or guard, its fall against max_drop) or shown, not
+    judged, with the reason; the test figures are over the same classes as production's."""
+    rows = p.get("metrics") or {}
+    if not rows:
+        return []
+    out = [
+        "",
+        f"Test figures: {p.get('test_source', 'the manifest')}.",
+        "",
+        "| metric | production | test | fell by | judged |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+
+    def fig(v: float | None, fmt: str = ".4f") -> str:
+        return "-" if v is None else format(v, fmt)
+
+    for k, r in rows.items():
+        if r.get("judged"):
+            worse = "**degraded**" if r["degraded"] else "ok"
+            rule = "a rise is no drop" if r["drop"] <= 0 else f"max drop {p['max_drop']:g}"
+            judged = f"{r['role']}: {worse} ({rule})"
+        else:
+            judged = (f"{r['role']}: " if r.get("role") else "") + r["note"]
+        out.append(
+            f"| {k} | {fig(r['production'])} | {fig(r['test'])} | {fig(r['drop'], '+.4f')} "
+            f"| {judged} |"
+        )
+    return out
