@@ -103,6 +103,7 @@ def app_client(tmp_path: Path, signing_keys: Path):
         deploy_token="d" * 24,
         predict_token="p" * 24,
         max_rows=50,
+        max_feedback_items=20,
     )
     cfg.state_dir.mkdir()
     app = create_app(cfg)
@@ -141,6 +142,24 @@ def test_the_document_types_every_body_and_error_and_follows_the_active_bundle(a
         == "#/components/schemas/PredictResponse"
     )
     assert schemas["PredictRequest"]["properties"]["rows"]["maxItems"] == 50
+    # a deploy's check is marked by a header only the deploy token may send (403 otherwise)
+    (check,) = predict["parameters"]
+    assert (check["name"], check["in"], check["schema"]["enum"]) == (
+        "X-Edgeops-Check",
+        "header",
+        ["deploy"],
+    )
+    assert "403" in predict["responses"] and "check" in schemas["PredictResponse"]["properties"]
+    feedback = ops[("/v1/feedback", "post")]
+    assert feedback["requestBody"]["content"]["application/json"]["schema"] == {
+        "oneOf": [
+            {"$ref": "#/components/schemas/FeedbackRequest"},
+            {"$ref": "#/components/schemas/FeedbackBatch"},
+        ]
+    }
+    batch = schemas["FeedbackBatch"]["properties"]["items"]
+    assert batch["maxItems"] == 20 and batch["items"]["$ref"].endswith("/FeedbackRequest")
+    assert {"404", "413", "422"} <= set(feedback["responses"])
     upload = ops[("/v1/bundles", "post")]
     assert upload["requestBody"]["content"]["application/gzip"]["schema"] == {
         "type": "string",
@@ -194,3 +213,32 @@ def test_docs_pages_and_assets_are_served_from_the_package(app_client):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
     assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
     assert client.get("/redoc").status_code == 200
+
+
+def test_only_the_deploy_token_marks_a_check_and_a_batch_has_a_bound(app_client) -> None:
+    _, client = app_client
+    row = {"rows": [GOOD]}
+    for token, status in (("p" * 24, 403), ("", 401), ("x" * 24, 401)):
+        headers = {"X-Edgeops-Check": "deploy"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        r = client.post("/v1/predict", json=row, headers=headers)
+        assert r.status_code == status, r.text
+    r = client.post(
+        "/v1/predict",
+        json=row,
+        headers={"X-Edgeops-Check": "deploy", "Authorization": "Bearer " + "p" * 24},
+    )
+    assert "only the deploy token" in r.json()["error"]["message"]
+    deploy = {"Authorization": "Bearer " + "d" * 24}
+    r = client.post("/v1/predict", json=row, headers={**deploy, "X-Edgeops-Check": "nightly"})
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "X-Edgeops-Check"
+    item = {"request_id": "a" * 32, "label": 1}
+    r = client.post("/v1/feedback", json={"items": [item] * 21}, headers=deploy)
+    assert r.status_code == 413 and "max_feedback_items" in r.json()["error"]["message"]
+    r = client.post("/v1/feedback", json={"items": []}, headers=deploy)
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "items"
+    r = client.post(
+        "/v1/feedback", json={"items": [item]}, headers={"Authorization": "Bearer " + "p" * 24}
+    )
+    assert r.status_code == 403  # the predict token never labels, one row or many

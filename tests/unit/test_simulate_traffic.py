@@ -319,3 +319,81 @@ def test_simulate_to_an_unknown_target_is_one_clear_error(tmp_path: Path) -> Non
     )
     assert result.exit_code == 2 and "unknown target(s) ['nope']" in result.output
     assert "Traceback" not in result.output
+
+
+# ---- simulate --from: reading a company's own rows -------------------------------------------
+def _plant_params() -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def _own_rows(n: int = 40) -> pd.DataFrame:
+    from edgeops.sources.simulator import simulate
+
+    df = simulate(rows=n, seed=3).reset_index(drop=True)
+    df.loc[2, "failure"] = None  # an unknown label: no feedback for that row
+    return df
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet", "sql"])
+def test_own_rows_are_read_as_the_models_features_and_labels(tmp_path, kind) -> None:
+    df, params = _own_rows(), _plant_params()
+    if kind == "csv":
+        source = tmp_path / "rows.csv"
+        df.to_csv(source, sep=";", decimal=",", index=False)
+    elif kind == "parquet":
+        source = tmp_path / "rows.parquet"
+        df.to_parquet(source, index=False)
+    else:
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "plant.db") as conn:
+            df.to_sql("readings", conn, index=False)
+        params["ingest"]["sql"] = {"url": f"sqlite:///{tmp_path / 'plant.db'}", "table": "readings"}
+        source = "sql"
+    replay = traffic.load_replay(params, str(source), None, rows=30)
+    assert len(replay.records) == len(replay.labels) == 30
+    assert all(list(r) == PLANT_FEATURES for r in replay.records)
+    assert replay.records[5]["torque_nm"] == pytest.approx(float(df.loc[5, "torque_nm"]))
+    assert replay.labels[2] is None and replay.labels[:2] == [int(y) for y in df["failure"][:2]]
+    assert all(isinstance(y, int) for y in replay.labels if y is not None)  # not 0.0 / 1.0
+    assert (replay.dialect is not None) == (kind == "csv")
+    if kind == "csv":
+        assert "sep ';'" in replay.dialect and "decimal ','" in replay.dialect
+    # the share is of the labelled rows, exactly, and never a row without a label
+    chosen = traffic.choose_rows(replay.labels, 0.5, random.Random(1))
+    assert len(chosen) == round(0.5 * 29) and 2 not in chosen
+
+
+def test_own_rows_errors_name_the_problem(tmp_path) -> None:
+    params, df = _plant_params(), _own_rows()
+    path = tmp_path / "rows.csv"
+    df.rename(columns={"failure": "broke"}).drop(columns=["air_temp_k"]).to_csv(path, index=False)
+    with pytest.raises(EdgeopsError, match=r"no column\(s\) \['air_temp_k'\], which the model"):
+        traffic.load_replay(params, str(path), "broke")
+    df.rename(columns={"failure": "broke"}).to_csv(path, index=False)
+    with pytest.raises(EdgeopsError, match="--label-column nope: .* has no such column"):
+        traffic.load_replay(params, str(path), "nope")
+    assert traffic.load_replay(params, str(path), None).labels is None  # no target: no labels
+    assert traffic.load_replay(params, str(path), "broke").label_column == "broke"
+    (tmp_path / "rows.txt").write_text("a,b\n")
+    with pytest.raises(EdgeopsError, match="not a CSV or Parquet file"):
+        traffic.load_replay(params, str(tmp_path / "rows.txt"), None)
+    with pytest.raises(EdgeopsError, match="no such file or folder"):
+        traffic.load_replay(params, str(tmp_path / "gone.csv"), None)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--from", "x.csv"], "give --target NAME"),
+        (["--from", "x.csv", "-t", "a", "--out", "y.csv"], "give --target NAME"),
+        (["--from", "x.csv", "-t", "a", "--feedback-delay", "2"], "--feedback-delay and"),
+        (["--from", "x.csv", "-t", "a", "--rate", "-1"], "--rate must be >= 0"),
+        (["--label-column", "y", "-t", "a"], "--label-column names the labels of --from"),
+    ],
+)
+def test_replay_option_errors_come_before_anything_is_read(args, message) -> None:
+    result = CliRunner().invoke(app, ["simulate", *args])
+    assert result.exit_code == 2 and message in result.output, result.output

@@ -47,7 +47,8 @@ def post_deploy_check(
         )
     ]
     tol = float(bundle.manifest["golden"].get("tolerance", 1e-5))
-    answer = client.predict([ex["inputs"] for ex in examples])
+    # marked as a check: the agent answers it and does not log it (it is not traffic)
+    answer = client.predict([ex["inputs"] for ex in examples], check=True)
     if answer.get("model_version") != version:
         raise AgentError(
             client.target.name, f"answered with model {answer.get('model_version')}, not {version}"

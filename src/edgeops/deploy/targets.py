@@ -305,8 +305,14 @@ class AgentClient:
             "POST", "/v1/rollback", payload, headers={"X-Edgeops-Actor": encode(actor[:100])}
         )
 
-    def predict(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        return self._json("POST", "/v1/predict", {"rows": rows})
+    def predict(self, rows: list[dict[str, Any]], check: bool = False) -> dict[str, Any]:
+        """Predict ``rows``; ``check``: a deploy's own check (the agent answers, never logs)."""
+        headers = {"X-Edgeops-Check": "deploy"} if check else None
+        return self._json("POST", "/v1/predict", {"rows": rows}, headers=headers)
+
+    def feedback_batch(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Many labels in one request: ``[{"request_id", "label", "row"?}, ...]``, all or none."""
+        return self._json("POST", "/v1/feedback", {"items": items})
 
     def feedback(self, request_id: str, label: Any, row: int | None = None) -> dict[str, Any]:
         payload: dict[str, Any] = {"request_id": request_id, "label": label}

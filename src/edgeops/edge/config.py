@@ -34,6 +34,7 @@ class AgentConfig:
     # request limits
     max_body_bytes: int = 1 << 20  # predict / feedback bodies
     max_rows: int = 1000
+    max_feedback_items: int = 1000  # labels in one /v1/feedback batch -> 413
     max_bundle_bytes: int = 256 << 20
     body_timeout_seconds: float = 30.0
     verify_timeout_seconds: float = 30.0  # an upload's verification + golden check -> 422
@@ -107,6 +108,7 @@ class AgentConfig:
             "backlog",
             "log_max_bytes",
             "log_queue_max_bytes",
+            "max_feedback_items",
         ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive")

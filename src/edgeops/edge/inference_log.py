@@ -325,6 +325,49 @@ class InferenceLog:
                 self._feedback_seq = seq
             return n
 
+    def feedback_many(self, events: Sequence[tuple[str, str, int | None]]) -> tuple[int, list[int]]:
+        """Attach many labels ``(request_id, label, row)`` in one transaction, all or none.
+
+        Returns ``(rows updated, [])``; when an event matches no row, nothing is stored and
+        the indexes of every such event are returned (``(0, [i, ...])``). Each event gets its own
+        ``feedback_seq``, as if ``feedback()`` had been called for each in turn.
+        """
+        self.flush()
+        base = (
+            "UPDATE inference SET feedback = ?, feedback_ts = ?, feedback_seq = ? "
+            "WHERE request_id = ?"
+        )
+        with self._guard(), self._db_lock:
+            seq, now, total, unknown = self._feedback_seq, time.time(), 0, []
+            try:
+                self._conn.execute("BEGIN")
+                for i, (request_id, label, row) in enumerate(events):
+                    sql, args = base, [label, now, seq + 1, request_id]
+                    if row is not None:
+                        sql += " AND row_index = ?"
+                        args.append(row)
+                    n = self._conn.execute(sql, args).rowcount
+                    if n:
+                        seq, total = seq + 1, total + n
+                    else:
+                        unknown.append(i)
+                if unknown:
+                    self._conn.execute("ROLLBACK")
+                    return 0, unknown
+                if total:
+                    self._conn.execute(
+                        "INSERT INTO meta (key, value) VALUES (?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        (FEEDBACK_SEQ_KEY, str(seq)),
+                    )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK") if self._conn.in_transaction else None
+                raise
+            self._feedback_seq = seq
+            return total, []
+
     def read_feedback(self, after: int = 0, limit: int = 500) -> tuple[list[dict[str, Any]], int]:
         """Feedback events with ``feedback_seq > after``, ordered by ``(seq, id)``; returns
         ``(items, next_cursor)``, items ``{id, request_id, row, feedback, feedback_ts, seq}``.

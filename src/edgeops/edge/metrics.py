@@ -120,6 +120,12 @@ class Metrics:
         self.predicted = Counter(
             "edgeops_predictions", "Predicted rows by class", ["label"], registry=r
         )
+        self.checks = Counter(
+            "edgeops_check_predictions",
+            "Rows predicted for a deploy's own check (X-Edgeops-Check): not logged, not traffic",
+            ["kind"],
+            registry=r,
+        )
         self.switches = Counter(
             "edgeops_model_switches",
             "Changes of the active model (start, deploy, rollback)",
@@ -163,6 +169,10 @@ class Metrics:
             if child is None:
                 child = self._predicted[lab] = self.predicted.labels(str(lab))
             child.inc()
+
+    def count_checks(self, kind: str, rows: int) -> None:
+        """Rows a deploy's check had predicted (never logged, apart from the traffic)."""
+        self.checks.labels(kind).inc(rows)
 
     def set_version(self, version: str | None) -> None:
         """The runtime switched its active model (``edgeops_model_info`` reads which at scrape)."""

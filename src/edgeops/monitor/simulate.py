@@ -324,9 +324,12 @@ def format_summary(summary: dict[str, Any], target: str) -> str:
     errors = f"{summary['errors']} error(s)"
     if summary.get("last_error"):
         errors += f" (last: {summary['last_error']})"
+    batches = ""
+    if "feedback_requests" in summary:
+        batches = f" in {summary['feedback_requests']} request(s)"
     return (
         f"{target}: {summary['requests']} request(s), {summary['rows']} row(s), "
-        f"feedback on {summary['feedback']} row(s){flipped}, {errors}, "
+        f"feedback on {summary['feedback']} row(s){batches}{flipped}, {errors}, "
         f"{summary['elapsed_s']:.1f} s, model version(s) {versions}"
     )
 
@@ -362,3 +365,216 @@ def progress_bar(
             (lambda done: bar.update(task, completed=done)),
             (lambda m: console.print(m, markup=False)),
         )
+
+
+# ---- a company's own rows as traffic (`edgeops simulate --from`) -----------------------------
+#: feedback items per /v1/feedback request (the agent's max_feedback_items is 1000 by default;
+#: an agent with a lower limit answers 413 and the batch is halved until it fits)
+FEEDBACK_BATCH = 500
+REPLAY_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+class BatchClient(Client, Protocol):
+    """What ``replay_traffic`` needs of an agent: predictions and labels in batches."""
+
+    def feedback_batch(self, items: list[dict[str, Any]]) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Rows read from a company's own data, as the model's feature rows, and their labels.
+
+    ``labels`` is None when the file has no label column (no feedback can be sent); a missing
+    label (empty cell) is None and gets no feedback. ``source`` says what was read, ``dialect``
+    how a CSV file is written (None for Parquet and SQL)."""
+
+    records: list[dict[str, Any]]
+    labels: list[Any] | None
+    label_column: str | None
+    source: str
+    dialect: str | None = None
+
+
+def load_replay(
+    params: dict[str, Any], source: str, label_column: str | None, rows: int | None = None
+) -> Replay:
+    """Read ``source`` (a CSV/Parquet file or folder, or ``sql``: the project's ``ingest.sql``)
+    and keep the columns the model needs (``validate.schema``'s features), in that order.
+
+    Errors (nothing is sent): a missing file, a file type that is not CSV/Parquet, a label
+    column (given, or the schema's target when feedback is wanted) the data lacks, feature
+    columns the data lacks. ``rows``: only the first this many.
+    """
+    from pathlib import Path
+
+    from edgeops.schema import schema_from_params
+
+    schema = schema_from_params(params)
+    dialect = None
+    if source == "sql":
+        from edgeops.sources.sql import read_sql
+
+        cfg = (params.get("ingest") or {}).get("sql") or {}
+        df = read_sql(url=cfg.get("url"), query=cfg.get("query"), table=cfg.get("table"))
+        where = "the SQL source (ingest.sql in params.yaml)"
+    else:
+        from edgeops.sources.csv import describe_dialect, read_with_dialect
+
+        path = Path(source)
+        if not path.exists():
+            raise EdgeopsError(
+                f"--from {source}: no such file or folder",
+                fix="give a .csv or .parquet file (or a folder of them), or --from sql",
+            )
+        if path.is_file() and path.suffix.lower() not in REPLAY_SUFFIXES:
+            raise EdgeopsError(
+                f"--from {source}: not a CSV or Parquet file",
+                fix="give a .csv or .parquet file (or a folder of them), or --from sql",
+            )
+        df, found = read_with_dialect(path)
+        dialect = describe_dialect(found)
+        where = str(path)
+    if rows is not None:
+        df = df.head(rows)
+    names = [c.name for c in schema.features]
+    missing = [n for n in names if n not in df.columns]
+    if missing:
+        raise EdgeopsError(
+            f"{where} has no column(s) {missing}, which the model needs "
+            f"(it has {[str(c) for c in df.columns][:20]})",
+            fix="replay rows with the columns of validate.schema in params.yaml (the model's "
+            "features), or rename the columns in the file",
+        )
+    label = label_column or schema.target
+    if label not in df.columns:
+        if label_column is not None:
+            raise EdgeopsError(
+                f"--label-column {label_column}: {where} has no such column",
+                fix=f"name one of its columns: {[str(c) for c in df.columns][:20]}",
+            )
+        label = None
+    records = [
+        {n: plain(v) for n, v in zip(names, values, strict=True)}
+        for values in df[names].itertuples(index=False, name=None)
+    ]
+    labels = None if label is None else [_label(v) for v in df[label].tolist()]
+    return Replay(records, labels, label, where, dialect)
+
+
+def target_name(params: dict[str, Any]) -> str:
+    """The schema's target column (``validate.schema.target``): the default label column."""
+    from edgeops.schema import schema_from_params
+
+    return schema_from_params(params).target
+
+
+def _label(value: Any) -> Any:
+    """A label as JSON: a whole float (a class column with empty cells reads as float) is an int."""
+    value = plain(value)
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def choose_rows(labels: Sequence[Any], share: float, rng: random.Random) -> set[int]:
+    """Which rows get feedback: ``round(share * n)`` of the ``n`` rows that have a label."""
+    known = [i for i, y in enumerate(labels) if y is not None]
+    return set(rng.sample(known, min(len(known), round(share * len(known)))))
+
+
+def replay_traffic(
+    client: BatchClient,
+    rows: Sequence[dict[str, Any]],
+    labels: Sequence[Any] | None,
+    *,
+    rate: float = 0.0,
+    batch: int = 50,
+    feedback_share: float = 0.0,
+    feedback_batch: int = FEEDBACK_BATCH,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+    log: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Send ``rows`` in requests of ``batch`` rows at ``rate`` rows a second (0: no pause), and
+    the labels of a ``feedback_share`` of the labelled rows (chosen with ``seed``) as feedback,
+    ``feedback_batch`` labels per request, each sent once that many are known (the rest at the
+    end). Returns the counts (see ``format_summary``: ``feedback_requests`` included)."""
+    check_options(
+        rate=rate,
+        feedback_share=feedback_share,
+        feedback_delay=0.0,
+        batch=batch,
+        label_flip=0.0,
+        classes=(),
+    )
+    if feedback_share > 0 and labels is None:
+        raise EdgeopsError(
+            "no label column to send as feedback",
+            fix="name it with --label-column, or pass --feedback-share 0",
+        )
+    chosen = (
+        choose_rows(labels, feedback_share, random.Random(f"feedback:{seed}"))
+        if labels is not None and feedback_share > 0
+        else set()
+    )
+    starts = range(0, len(rows), batch)
+    run = TrafficRun(
+        client,
+        total=len(starts),
+        feedback_delay=0.0,
+        clock=clock,
+        sleep=sleep,
+        log=log or (lambda m: None),
+    )
+    queue: list[dict[str, Any]] = []
+    size = [max(1, feedback_batch)]
+    sent_requests = [0]
+
+    def send_feedback(items: list[dict[str, Any]]) -> None:
+        while items:
+            part, items = items[: size[0]], items[size[0] :]
+            try:
+                answer = client.feedback_batch(part)
+            except AgentError as exc:
+                if exc.status == 413 and size[0] > 1:  # the agent takes fewer: halve, again
+                    size[0] = max(1, size[0] // 2)
+                    items = part + items
+                    continue
+                run._call(_raise, exc)  # counted; fatal ones stop the run
+                continue
+            run._consecutive_errors = 0
+            sent_requests[0] += 1
+            run.counts["feedback"] += int(answer.get("updated", len(part)))
+
+    t0 = clock()
+    for start in starts:
+        if rate > 0:
+            wait = t0 + start / rate - clock()
+            if wait > 0:
+                sleep(wait)
+        part = list(rows[start : start + batch])
+        answer = run.predict(part)
+        if answer is not None and labels is not None:
+            rid = str(answer["request_id"])
+            queue += [
+                {"request_id": rid, "row": k, "label": labels[start + k]}
+                for k in range(len(part))
+                if start + k in chosen
+            ]
+            if len(queue) >= size[0]:
+                send_feedback(queue)
+                queue = []
+        if progress is not None:
+            progress(min(start + batch, len(rows)))
+    send_feedback(queue)
+    return {
+        **{k: run.counts[k] for k in ("requests", "rows", "feedback", "flipped", "errors")},
+        "feedback_requests": sent_requests[0],
+        "elapsed_s": round(clock() - t0, 3),
+        "model_versions": dict(run.versions),
+        "last_error": run.last_error,
+    }
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
