@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -267,6 +268,16 @@ def test_a_set_below_min_rows_is_not_judged_and_the_reason_says_so(four_classes,
         sets=sets,
     )
     assert not promote and "worse on the production rows: balanced_accuracy" in reason
+    # no set large enough: the gate cannot tell, so the champion stays
+    promote, reason = decide(
+        s["challenger"],
+        s["champion"],
+        {**gate_cfg, "min_rows": 10_000},
+        baseline(y[src], m["classes"]),
+        sets=sets,
+    )
+    assert not promote and reason.startswith("nothing to compare with the champion on: ")
+    assert reason.endswith("(more test rows, or a lower deploy.gate.min_rows)")
 
 
 def test_a_metric_undefined_on_a_set_is_not_judged_with_its_reason(gate_cfg) -> None:
@@ -356,6 +367,7 @@ def test_the_figures_render_three_rows_with_their_verdicts(four_classes, gate_cf
         "sets": {k: {**v, **sets[k]} for k, v in gate.judge_sets(sets, gate_cfg).items()},
         "champion": {"version": "1.0.0"},
     }
+    report = json.loads(json.dumps(report, sort_keys=True))  # as reports/gate.json holds it
     md = gate.figures_markdown(report)
     rows = [line for line in md.splitlines() if line.startswith("| the") or "| all rows" in line]
     assert [r.split(" | ")[0] for r in rows] == [

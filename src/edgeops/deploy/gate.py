@@ -221,6 +221,7 @@ def decide(
     worse, held, skipped = [], [], []
     for name, got in judged.items():
         title = SET_TITLES.get(name, name)
+        ok = []
         for metric, f in got["judged"].items():
             if f["verdict"] == "worse":
                 worse.append(
@@ -228,9 +229,11 @@ def decide(
                     f"{f['champion']:.4f} - tolerance {tol}"
                 )
             elif f["verdict"] == "ok":
-                held.append(f"{title} {metric} {f['challenger']:.4f} vs {f['champion']:.4f}")
+                ok.append(f"{metric} {f['challenger']:.4f} vs {f['champion']:.4f}")
             else:
                 skipped.append(f"{title} {metric} ({f['why']})")
+        if ok:
+            held.append(f"{title}: {', '.join(ok)}")
     if worse:
         return False, "; ".join(worse)
     if not held:
@@ -239,7 +242,7 @@ def decide(
             if skipped
             else "nothing to compare with the champion on"
         ) + " (more test rows, or a lower deploy.gate.min_rows)"
-    reason = f"no worse than the champion (tolerance {tol}) on any set: {', '.join(held)}"
+    reason = f"no worse than the champion (tolerance {tol}) on any set: {'; '.join(held)}"
     if skipped:
         reason += f"; not judged: {'; '.join(skipped)}"
     return True, reason
@@ -571,23 +574,33 @@ def figures_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     compared metric, the verdict and why (what :func:`figures_markdown` and
     :func:`figures_text` show; also a table artifact's rows). Empty without ``sets``."""
     rows = []
-    for name, got in (report.get("sets") or {}).items():
+    ordered, metrics = _ordered(report)
+    for name, got in ordered:
         row: dict[str, Any] = {"set": name, "rows": got["rows"]}
-        for metric, f in got["judged"].items():
-            row[f"{metric} (this run)"] = f["challenger"]
-            row[f"{metric} (champion)"] = f["champion"]
+        for metric in metrics:
+            row[f"{metric} (this run)"] = got["judged"][metric]["challenger"]
+            row[f"{metric} (champion)"] = got["judged"][metric]["champion"]
         row["verdict"] = got["verdict"]
-        row["why"] = _why(got)
+        row["why"] = _why(got, metrics)
         rows.append(row)
     return rows
 
 
-def _why(got: dict[str, Any]) -> str:
-    parts = [
-        f"{metric}: {f['why']}" if f["verdict"] != "worse" else f"{metric} worse"
-        for metric, f in got["judged"].items()
-        if f.get("why") or f["verdict"] == "worse"
-    ]
+def _ordered(report: dict[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """The report's sets in :data:`SETS` order and its compared metrics, primary first (a report
+    read back from JSON has its keys sorted)."""
+    sets = report.get("sets") or {}
+    ordered = [(n, sets[n]) for n in SETS if n in sets]
+    ordered += [(n, got) for n, got in sets.items() if n not in SETS]
+    if not ordered:
+        return [], []
+    judged = ordered[0][1]["judged"]
+    metrics = [m for m in (report.get("comparison") or {}).get("metrics") or [] if m in judged]
+    return ordered, metrics + [m for m in judged if m not in metrics]
+
+
+def _why(got: dict[str, Any], metrics: list[str]) -> str:
+    parts = [f"{m}: {got['judged'][m]['why']}" for m in metrics if got["judged"][m].get("why")]
     if got["verdict"] == "no champion":
         return "no champion to compare with"
     if got["absent_classes"] and not any("absent" in p for p in parts):
@@ -603,17 +616,16 @@ def figures_markdown(report: dict[str, Any]) -> str:
     """The gate's figures as a markdown table, one row per set (source, production, all):
     rows, this run vs the champion on each compared metric, the verdict; then why a set or
     metric was not judged. Empty string when the report has no sets (gate skipped)."""
-    sets = report.get("sets") or {}
+    sets, metrics = _ordered(report)
     if not sets:
         return ""
-    metrics = list(next(iter(sets.values()))["judged"])
     head = ["set", "rows"]
     for m in metrics:
         head += [f"{m} this run", f"{m} champion"]
     head.append("verdict")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     notes = []
-    for name, got in sets.items():
+    for name, got in sets:
         cells = [SET_TITLES.get(name, name), f"{got['rows']:,}"]
         for m in metrics:
             f = got["judged"][m]
@@ -621,7 +633,7 @@ def figures_markdown(report: dict[str, Any]) -> str:
         verdict = got["verdict"]
         cells.append(f"**{verdict}**" if verdict == "worse" else verdict)
         lines.append("| " + " | ".join(cells) + " |")
-        why = _why(got)
+        why = _why(got, metrics)
         if why and verdict != "no champion":
             notes.append(f"- {SET_TITLES.get(name, name)}: {why}")
     c = report.get("comparison") or {}
@@ -636,21 +648,20 @@ def figures_markdown(report: dict[str, Any]) -> str:
 
 def figures_text(report: dict[str, Any]) -> str:
     """:func:`figures_markdown`'s figures as aligned plain text for a terminal ("" if none)."""
-    sets = report.get("sets") or {}
+    sets, metrics = _ordered(report)
     if not sets:
         return ""
-    metrics = list(next(iter(sets.values()))["judged"])
     head = ["set", "rows"] + [f"{m} (this run / champion)" for m in metrics] + ["verdict"]
     table = [head]
     notes = []
-    for name, got in sets.items():
+    for name, got in sets:
         row = [SET_TITLES.get(name, name), f"{got['rows']:,}"]
         for m in metrics:
             f = got["judged"][m]
             row.append(f"{_cell(f['challenger'])} / {_cell(f['champion'])}")
         row.append(got["verdict"])
         table.append(row)
-        why = _why(got)
+        why = _why(got, metrics)
         if why and got["verdict"] != "no champion":
             notes.append(f"  {SET_TITLES.get(name, name)}: {why}")
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
