@@ -193,7 +193,12 @@ def test_the_gate_scores_a_large_test_split_a_chunk_at_a_time(tmp_path, signing_
 
 
 def _sets(y_src, p_src, y_prod, p_prod, champ_src, champ_prod, classes, positive=None):
-    """Real scores of a challenger and a champion on a source and a production set and on both."""
+    """Real scores of a challenger and a champion on a source and a production set and on both
+    (scikit-learn's warnings about an absent class silenced, as :func:`gate.score_sets` does)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
+    warnings.filterwarnings("ignore", "A single label was found in 'y_true' and 'y_pred'")
     sets = {}
     for name, (y, pc, pp) in {
         "source": (y_src, p_src, champ_src),
