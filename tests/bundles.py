@@ -75,16 +75,19 @@ def make_bundle(
     shuffle_labels: bool = False,
     name: str = "plant-failure",
     drop: tuple[str, ...] = (),
+    train_df: Any = None,
 ) -> Path:
     """A signed bundle of a real trained plant model, written to ``out``.
 
     ``shuffle_labels`` trains on permuted labels: a model no better than chance (for gate tests).
-    ``name`` and ``drop`` (features left out) make a bundle of another model.
+    ``name`` and ``drop`` (features left out) make a bundle of another model. ``train_df``: the
+    rows to learn from instead of the plant split's training rows (e.g. plus another regime).
     """
     from edgeops.stages.evaluate import evaluate
 
     schema = plant_schema(drop)
-    train_df, test_df = plant_split()
+    plant_train, test_df = plant_split()
+    train_df = plant_train if train_df is None else train_df
     if shuffle_labels:
         train_df = train_df.copy()
         train_df[schema.target] = (

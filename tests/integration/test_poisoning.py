@@ -193,7 +193,7 @@ def test_one_device_cannot_poison_the_fleet(plant, tmp_path: Path) -> None:
     gate = json.loads((ws / "reports/gate.json").read_text())
     assert gate["champion"]["version"] == v1
     assert gate["champion"]["metrics"] == first_gate["challenger"]["metrics"]
-    assert gate["production"]["rows"] > 0  # the field's held-out rows: a figure apart
+    assert gate["sets"]["production"]["rows"] > 0  # the field's held-out rows are judged
 
     # no device runs a model worse than v1 on rows nobody saw
     clean = clean_holdout()

@@ -177,7 +177,10 @@ def gate_cmd(
     from edgeops.deploy import operations
 
     ctx = _ctx(params, targets, registry, audit_log, public_key, test_data)
+    from edgeops.deploy.gate import figures_text
+
     report = operations.gate(ctx, bundle, ctx.targets.select(target))
+    typer.echo(figures_text(report), nl=False)
     typer.echo(f"{'promote' if report['promote'] else 'refuse'}: {report['reason']}")
     if not report["promote"]:
         raise typer.Exit(3)

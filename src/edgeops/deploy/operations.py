@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from edgeops import atomic
-from edgeops.deploy.gate import EXIT_REJECTED, active_versions, run_gate, verify_local
+from edgeops.deploy.gate import (
+    EXIT_REJECTED,
+    active_versions,
+    figures_text,
+    run_gate,
+    verify_local,
+)
 from edgeops.deploy.records import Seal, State
 from edgeops.deploy.registry import AuditLog, Registry, whoami
 from edgeops.deploy.rollout import bundle_sha256, rollout
@@ -104,7 +110,7 @@ class DeployContext:
         return pd.read_parquet(self.test_data)
 
     def production_frame(self) -> Any:
-        """The held-out production rows (scored apart by the gate), or None."""
+        """The held-out labelled production rows (a set the gate judges), or None."""
         import pandas as pd
 
         path = self.production_test_data
@@ -131,7 +137,8 @@ def _gate(
     by: str,
     replace_model: bool = False,
 ) -> dict[str, Any]:
-    """The gate on the holdout (and the production rows apart): reports/gate.json, an entry."""
+    """The gate on the source's holdout, the production rows and both: reports/gate.json, an
+    entry."""
     report = run_gate(
         bundle,
         targets,
@@ -303,6 +310,8 @@ def _deploy_phase(
         if report.get("already_deployed") and all(v == version for v in before.values()):
             log(f"every target already runs {version}: nothing to do")
             return {"gate": report, "targets": {}}
+        if figures := figures_text(report):
+            log("gate figures (this run / champion):\n" + figures.rstrip("\n"))
         log(f"gate: {'promote' if report['promote'] else 'refuse'}: {report['reason']}")
         if not report["promote"]:
             raise EdgeopsError(

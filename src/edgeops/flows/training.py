@@ -55,7 +55,7 @@ def dvc_stage(ws: Any, stage: str) -> dict[str, Any]:
 )
 def gate(ctx: Any, bundle_dir: Path) -> dict[str, Any]:
     """Champion (the registry's production version) vs challenger (this bundle), on the
-    holdout; the held-out production rows scored apart."""
+    source's holdout, the held-out production rows and both."""
     from edgeops.deploy import operations
 
     report = operations.gate(ctx, bundle_dir, ctx.targets.select(None), by="prefect")

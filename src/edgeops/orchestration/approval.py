@@ -48,7 +48,10 @@ def settings(params: dict[str, Any]) -> tuple[str, float]:
 def request_markdown(
     version: str, gate: dict[str, Any], canary: str, check: dict[str, Any], timeout_s: float
 ) -> str:
-    """What the approver sees: the gate's verdict and figures, and the canary's health."""
+    """What the approver sees: the gate's verdict and its figures (each set: the source's rows,
+    the production rows, all; this run vs the champion), and the canary's health."""
+    from edgeops.deploy.gate import figures_markdown
+
     lines = [
         f"# Approve {version} for the fleet?",
         "",
@@ -57,15 +60,8 @@ def request_markdown(
         "",
         f"Gate: **{'promote' if gate.get('promote') else 'refuse'}**: {gate.get('reason', '')}",
         "",
-        "| metric | challenger | champion |",
-        "| --- | --- | --- |",
     ]
-    ch = (gate.get("challenger") or {}).get("metrics") or {}
-    cp = (gate.get("champion") or {}).get("metrics") or {}
-    for k in ("roc_auc", "pr_auc", "f1", "balanced_accuracy", "accuracy"):
-        if isinstance(ch.get(k), int | float):
-            champ = f"{cp[k]:.4f}" if isinstance(cp.get(k), int | float) else "-"
-            lines.append(f"| {k} | {ch[k]:.4f} | {champ} |")
+    lines.append(figures_markdown(gate).rstrip("\n") or "(no figures: the gate was skipped)")
     p = check.get("probation") or {}
     lines += [
         "",

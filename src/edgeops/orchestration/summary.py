@@ -84,6 +84,8 @@ def markdown(facts: dict[str, Any]) -> str:
     """The run summary: why it ran, data, validation, stages, metrics vs champion, gate, targets,
     lineage. ``facts`` keys: reason, ingest, validation, stages, version, metrics, gate, deploy,
     push, lineage (any may be missing)."""
+    from edgeops.deploy.gate import figures_markdown
+
     ingest = facts.get("ingest") or {}
     validation = facts.get("validation") or {}
     lines = [f"# Training run: {facts.get('version') or 'no model version'}", ""]
@@ -141,17 +143,11 @@ def markdown(facts: dict[str, Any]) -> str:
         decision = "promote" if gate.get("promote") else "refuse"
         lines.append(f"- champion: `{champion}` (the registry's production version)")
         lines.append(f"- decision: **{decision}**: {gate.get('reason', '')}")
-        if isinstance(gate.get("test_rows"), int):
+        figures = figures_markdown(gate)
+        if figures:
+            lines += ["", figures.rstrip("\n")]
+        elif isinstance(gate.get("test_rows"), int):
             lines.append(f"- on the holdout of the source's rows: {gate['test_rows']:,} rows")
-        prod = gate.get("production")
-        if prod:
-            primary = gate.get("primary_metric", "roc_auc")
-            ch = (prod.get("challenger") or {}).get(primary)
-            cp = (prod.get("champion") or {}).get(primary)
-            lines.append(
-                f"- apart, on {prod['rows']:,} held-out production rows: {primary} "
-                f"{_fmt(ch)} (champion {_fmt(cp)}); informs, does not decide"
-            )
     lines += ["", "## Targets"]
     for name in facts.get("withdrawn") or []:
         lines.append(

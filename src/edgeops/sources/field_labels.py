@@ -15,8 +15,11 @@ guards decide which labelled production rows join the training data (``ingest.pr
 - **cap**: one device's rows are at most ``max_target_share`` of the source's rows (the newest
   kept), so no single device can outweigh the plant, whatever it sends.
 
-The gate decides on the holdout of the source's rows, which no field label enters
-(``stages/split.py``); these guards keep a lying device out of what the challenger learns.
+These guards keep a lying device out of what the challenger learns and out of the held-out
+production rows the gate judges. The gate's baseline and floors, and its comparison with the
+champion on the source's holdout, which no field label enters (``stages/split.py``), hold
+without any field label: what passes these guards can make the gate stricter, never promote a
+model the source's holdout refuses (``deploy/gate.py``).
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@ Labelled production rows (appended by ``ingest``, listed in ``data/raw/productio
 placed by a hash of their request key instead: a row's side never changes as more production rows
 arrive, and the source's rows are split exactly as before. The held-out production rows go to a
 file of their own, ``test_production.parquet``, never into ``test.parquet``: the test split is the
-fixed, versioned holdout of the source's rows on which the gate decides, and no label from the
-field can move it (a device's labels can lie). The gate scores the production test rows as a
-figure apart. Neither model was trained on any held-out row.
+fixed, versioned holdout of the source's rows, which no label from the field can move (a
+device's labels can lie): the gate's baseline and floors are judged on it alone; its champion
+comparison judges the production test rows too (``deploy/gate.py``). Neither model was trained
+on any held-out row.
 """
 
 from __future__ import annotations
