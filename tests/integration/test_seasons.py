@@ -112,10 +112,12 @@ def runs_of(st: Stack, flow_name: str) -> list[dict[str, Any]]:
     return [r for r in st.flow_runs() if r["flow_id"] in ids and r["state_type"] != "SCHEDULED"]
 
 
-def monitoring_run(st: Stack) -> dict[str, Any]:
-    out = st.edgeops("run", "monitoring")
+def monitoring_run(st: Stack) -> tuple[dict[str, Any], Any]:
+    """`edgeops run monitoring`, followed (into the training run it starts, until that one ends
+    or pauses for a person's answer: exit 3); its decision.json and the finished command."""
+    out = st.edgeops("run", "monitoring", check=False)
     assert "Completed" in out.stderr, out.stderr[-2000:]
-    return json.loads((st.repo / "reports/monitoring/decision.json").read_text())
+    return json.loads((st.repo / "reports/monitoring/decision.json").read_text()), out
 
 
 def audit(st: Stack) -> list[dict[str, Any]]:
@@ -163,10 +165,11 @@ def artifact(st: Stack, run_id: str, key: str) -> str:
 def drift_training(st: Stack) -> str:
     """The monitoring run decides retrain; the id of the training run it started."""
     before = {r["id"] for r in runs_of(st, "training")}
-    decision = monitoring_run(st)
+    decision, out = monitoring_run(st)
     assert decision["decision"] == "retrain", decision["reasons"]
     (run,) = [r for r in runs_of(st, "training") if r["id"] not in before]
     assert run["parameters"].get("reason") == "drift"
+    assert out.returncode == 3 and "waits for a person's answer" in out.stderr, out.stderr[-2000:]
     return run["id"]
 
 
@@ -179,8 +182,9 @@ def test_a_winter_like_the_training_winters_is_kept(stack: Stack) -> None:
     first = active(stack)
     winter = stack.days[(stack.days["season"] == "winter") & (stack.days["year"] == 2015)]
     replay(stack, winter, "winter-2015")
-    decision = monitoring_run(stack)
+    decision, out = monitoring_run(stack)
     assert decision["decision"] == "keep", decision["reasons"]
+    assert out.returncode == 0
     assert active(stack) == first
 
 

@@ -106,7 +106,8 @@ def start_run(
 def follow(
     s: Orchestration, run_id: Any, echo: Callable[[str], None], timeout: float, poll: float = 1.0
 ) -> Any:
-    """Print the run's state changes and logs until it ends; return the final flow run."""
+    """Print the run's state changes and logs until it ends or pauses for a person's answer
+    (an approval, a contract review); return the flow run in that state."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, LogFilter, LogFilterFlowRunId
     from prefect.client.schemas.sorting import LogSort
@@ -135,15 +136,19 @@ def follow(
             run = client.read_flow_run(run_id)
             new = print_new_logs()
             final = bool(run.state and run.state.type.value in FINAL)
+            paused = bool(run.state and run.state.type.value == "PAUSED")
             state = run.state.name if run.state else "?"
-            if state != last_state and not final:
+            if state != last_state and not final and not paused:
                 echo(f"state: {state}")
                 last_state = state
-            if final:  # the last log lines are shipped in batches: drain until two quiet polls
+            if final or paused:  # the last log lines come in batches: drain until two quiet polls
                 quiet = 0 if new else quiet + 1
                 if quiet >= 2:
                     return run
-            elif time.monotonic() > deadline:
+                time.sleep(poll)
+                continue
+            quiet = 0  # resumed after a pause: follow on
+            if time.monotonic() > deadline:
                 raise EdgeopsError(
                     f"run {run.name} is still {state} after {timeout:.0f} s (it goes on on the server)",
                     fix=f"watch it in the UI: {s.ui_url}/runs/flow-run/{run_id}",

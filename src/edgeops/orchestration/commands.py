@@ -113,12 +113,15 @@ def run(
     (a worker executes it) and follow it here.
 
     A monitoring run that starts a training run (drift) is followed into it.
+    Following ends when a run pauses for a person's answer (exit 3).
 
     \b
     Exit codes:
       0  completed (with --no-follow: started)
       1  failed, crashed or cancelled (the reason is printed)
       2  an error before it started (e.g. no server: edgeops up)
+      3  paused: it waits for a person's answer in the UI (an approval,
+         a data contract review) and goes on on the server
 
     \b
     Examples:
@@ -146,10 +149,12 @@ def run(
         return
     final = _follow(settings, flow_run.id, link, timeout)
     started = _started_training(params, str(flow_run.id)) if flow == "monitoring" else None
+    _exit_if_paused(final, link)
     if started and final.state.type.value == "COMPLETED":
         link = f"{settings.ui_url}/runs/flow-run/{started}"
         typer.echo(f"the monitoring run started a training run: {link}", err=True)
         final = _follow(settings, started, link, timeout)
+        _exit_if_paused(final, link)
     if final.state.type.value != "COMPLETED":
         raise typer.Exit(1)
 
@@ -182,6 +187,16 @@ def _project_params(project: str, here: Path) -> Path:
             fix="run `edgeops up` in its new folder, or remove its deployments (edgeops doctor)",
         )
     return found.folder / "params.yaml"
+
+
+#: ``edgeops run``: the run waits for a person's answer (it goes on on the server)
+EXIT_PAUSED = 3
+
+
+def _exit_if_paused(run: Any, link: str) -> None:
+    if run.state.type.value == "PAUSED":
+        typer.echo(f"{run.name} waits for a person's answer: {link}", err=True)
+        raise typer.Exit(EXIT_PAUSED)
 
 
 def _follow(settings: Any, run_id: Any, link: str, timeout: float) -> Any:
