@@ -1,0 +1,119 @@
+"""Drift windows judged as `edgeops monitor` judges them, for the tests over seeds.
+
+A case is a training split written as ``split`` writes it (the production rows last, their count
+in the footer), a model trained on it and converted to ONNX (the deployed bundle's model), and
+windows of rows. :func:`judge_window` runs the drift step's own path: ``load_reference`` (the
+regimes of the split), the model's probabilities on the window, ``run_drift`` (the regimes judged,
+Evidently in its worker process against the matched one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from edgeops.schema import Schema, schema_from_dict
+
+REPO = Path(__file__).resolve().parents[1]
+SEATTLE = REPO / "tests" / "fixtures" / "seattle-weather" / "seattle-weather.csv"
+WINTER, SUMMER = (12, 1, 2), (6, 7, 8)
+#: rows of a season of daily data (a window), and the days of a week of the plant (one a minute)
+SEASON_DAYS, PLANT_WEEK = 90, 7 * 24 * 60
+
+
+def seattle_schema() -> Schema:
+    return schema_from_dict(
+        {
+            "target": "weather",
+            "columns": [
+                {"name": c, "type": "numeric", "min": -50.0, "max": 200.0}
+                for c in ("precipitation", "temp_max", "temp_min", "wind")
+            ]
+            + [
+                {
+                    "name": "weather",
+                    "type": "categorical",
+                    "categories": ["drizzle", "fog", "rain", "snow", "sun"],
+                }
+            ],
+        }
+    )
+
+
+def seattle() -> pd.DataFrame:
+    df = pd.read_csv(SEATTLE, parse_dates=["date"])
+    return df.drop(columns=["date"]).assign(month=df["date"].dt.month)
+
+
+@dataclass
+class Case:
+    bundle: Any
+    schema: Schema
+    workspace: Path
+
+
+def deployed(
+    tmp: Path, schema: Schema, source: pd.DataFrame, production: pd.DataFrame | None = None
+) -> Case:
+    """A model trained on ``source`` + ``production`` (a logistic regression, as ONNX) and its
+    training split, written under ``tmp`` as the ``split`` stage writes it."""
+    from edgeops.edge.inference import OnnxModel
+    from edgeops.monitor.reference import TRAIN_SPLIT, md5_file
+    from edgeops.stages.export import convert, input_specs
+    from edgeops.stages.split import write_part
+    from edgeops.stages.train import train
+    from tests.bundles import PARAMS
+
+    cols = [c.name for c in schema.columns]
+    prod = production if production is not None else source.iloc[0:0]
+    train_df = pd.concat([source[cols], prod[cols]], ignore_index=True)
+    pipe = train(train_df, schema, {**PARAMS["train"], "model": "logistic_regression"})
+    classes = [c.item() if hasattr(c, "item") else c for c in pipe.classes_]
+    model = OnnxModel(convert(pipe, schema), input_specs(schema), classes)
+    path = tmp / TRAIN_SPLIT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_part(train_df, path, len(prod))
+    manifest = {"model": {"version": "1.0.0"}, "data": {"train_md5": md5_file(path)}}
+    return Case(SimpleNamespace(manifest=manifest, version="1.0.0", model=model), schema, tmp)
+
+
+def judge_window(case: Case, window: pd.DataFrame, settings: Any) -> dict[str, Any]:
+    """The drift summary of ``window`` (drift.json's figures) as the drift step computes it."""
+    from edgeops.deploy.gate import predict_proba
+    from edgeops.monitor.drift import judged_frame, regime_frames, run_drift
+    from edgeops.monitor.reference import load_reference
+
+    schema = case.schema
+    features = [c.name for c in schema.features]
+    ref = load_reference(
+        case.bundle,
+        features,
+        schema.target,
+        settings.reference_rows,
+        settings.seed,
+        case.workspace,
+        settings.regime_min_rows,
+    )
+    rows = window.reset_index(drop=True)
+    current = judged_frame(rows, predict_proba(case.bundle, rows), schema, ref.classes)
+    _, drift = run_drift(current, regime_frames(ref, schema), schema, ref.classes, settings)
+    return drift
+
+
+def plant_rows(rows: int, seed: int, scenario: str) -> pd.DataFrame:
+    """``rows`` readings sampled from a simulated week, as ``edgeops simulate`` sends traffic."""
+    from edgeops.sources.simulator import simulate
+
+    week = simulate(rows=max(rows, PLANT_WEEK), seed=seed, scenario=scenario)
+    return week.sample(rows, random_state=seed) if len(week) > rows else week
+
+
+def held_out(df: pd.DataFrame, k: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(``df`` without ``k`` random rows, those ``k`` rows)."""
+    pick = np.random.default_rng(seed).permutation(len(df))
+    return df.iloc[pick[k:]], df.iloc[pick[:k]]
