@@ -117,3 +117,47 @@ def held_out(df: pd.DataFrame, k: int, seed: int) -> tuple[pd.DataFrame, pd.Data
     """(``df`` without ``k`` random rows, those ``k`` rows)."""
     pick = np.random.default_rng(seed).permutation(len(df))
     return df.iloc[pick[k:]], df.iloc[pick[:k]]
+
+
+def page_figures(html: Path) -> dict[str, Any]:
+    """The drift figures an Evidently HTML page shows, from the report JSON it embeds: the share
+    and count of drifted columns, each column's score, verdict and threshold (as the page prints
+    it, two decimals), and the prediction's own drift test."""
+    import json
+    import re
+
+    text = Path(html).read_text()
+    found = re.search(r"var (metric_[0-9a-f]+) = ", text)
+    assert found, f"no report JSON in {html}"
+    report, _ = json.JSONDecoder().raw_decode(text, found.end())
+    counters: dict[str, str] = {}
+    rows: list[dict[str, Any]] = []
+    tests: dict[str, str] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for c in (node.get("params") or {}).get("counters") or []:
+                counters[c["label"]] = c["value"]
+            if "column_name" in node and "drift_score" in node:
+                rows.append(node)
+            if str(node.get("title", "")).startswith("Value Drift for column "):
+                tests[node["title"].removeprefix("Value Drift for column ")] = node["description"]
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(report)
+    thresholds = {
+        col: float(re.search(r"threshold is ([0-9.]+)\.$", d).group(1)) for col, d in tests.items()
+    }
+    return {
+        "columns": int(counters["Columns"]),
+        "drifted": int(counters["Drifted Columns"]),
+        "share": float(counters["Share of Drifted Columns"]),
+        "scores": {r["column_name"]: float(r["drift_score"]) for r in rows},
+        "detected": {r["column_name"]: r["data_drift"] == "Detected" for r in rows},
+        "thresholds": thresholds,
+        "prediction": tests.get("prediction"),
+    }

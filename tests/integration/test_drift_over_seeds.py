@@ -32,8 +32,11 @@ REPO = Path(__file__).resolve().parents[2]
 SEEDS = range(20)
 #: the demo after `make demo`: 50,000 plant rows, a training split of 80 % plus the labelled
 #: production rows (0.3 feedback share of 2 x 2,000 rows of traffic, about 1,000 of them in the
-#: training split); as the issue measured it, about 44k training rows of which about 1k production
+#: training split); as the issue measured it, about 44k training rows of which about 1k production.
+#: Here: 43,000 source rows, 400 baseline then 1,000 hot-summer production rows
 PLANT_SOURCE_ROWS, PLANT_PRODUCTION_ROWS, PLANT_WINDOW = 43_000, 1_000, 2_000
+#: labelled baseline traffic before the hot summer, also among the production rows
+PLANT_BASELINE_FIRST = 400
 
 
 def daily_settings() -> MonitorSettings:
@@ -71,11 +74,20 @@ def test_daily_data_a_baseline_season_is_kept_and_a_season_change_is_drift(
 def test_the_demo_plant_after_a_drift_retrain_keeps_both_learned_regimes(
     tmp_path: Path,
 ) -> None:
+    import pandas as pd
+
     from tests.bundles import plant_schema
 
     settings = MonitorSettings.from_params(load_params(REPO / "params.yaml"))
     source = plant_rows(PLANT_SOURCE_ROWS, 42, "baseline")
-    production = plant_rows(PLANT_PRODUCTION_ROWS, 7, "hot_summer")
+    # the devices' labelled rows in the order they came: a baseline stretch, then the hot summer
+    # (as in the demo: baseline traffic, then hot-summer traffic, both with feedback)
+    production = pd.concat(
+        [
+            plant_rows(PLANT_BASELINE_FIRST, 6, "baseline"),
+            plant_rows(PLANT_PRODUCTION_ROWS, 7, "hot_summer"),
+        ]
+    )
     case = deployed(tmp_path, plant_schema(), source, production)
 
     def judged(scenario: str, first_seed: int) -> list[dict]:
@@ -98,7 +110,8 @@ def test_the_demo_plant_after_a_drift_retrain_keeps_both_learned_regimes(
     # drifted against every regime: the reported one is the closest, and it is drifted too
     for d in never_seen:
         assert all(r["share"] >= settings.drift_share for r in d["regimes"])
-    # the hot summer it was retrained on is no drift either (matched to the production rows)
+    # the hot summer it was retrained on is no drift either: it matches a stretch of the
+    # production rows (the whole of them is a mixture with the baseline stretch, like neither)
     learned = judged("hot_summer", 3000)[:5]
-    assert [d["regime"] for d in learned] == ["production"] * 5
-    assert not any(d["dataset_drift"] for d in learned)
+    assert not any(d["dataset_drift"] for d in learned), [d["regimes"] for d in learned]
+    assert all(d["regime"].startswith("production ") for d in learned)

@@ -42,6 +42,7 @@ from tests.drift_cases import (
     WINTER,
     deployed,
     held_out,
+    page_figures,
     seattle,
     seattle_schema,
 )
@@ -91,9 +92,15 @@ def test_the_reference_samples_each_regime_apart(tmp_path: Path) -> None:
         ("all", 1000, 3600),
         ("source", 1000, 3000),
         ("production", 600, 600),
+        ("production 1/3", 200, 200),  # stretches of time of the production rows
+        ("production 2/3", 200, 200),
+        ("production 3/3", 200, 200),
     ]
-    # each regime's rows are its own: the production rows are the hot summer's
+    # each regime's rows are its own: the production rows are the hot summer's, in order
     pd.testing.assert_frame_equal(ref.regimes[2].frame, prod[[*features, "failure"]])
+    pd.testing.assert_frame_equal(
+        ref.regimes[4].frame, prod[[*features, "failure"]].iloc[200:400].reset_index(drop=True)
+    )
     assert ref.regimes[1].frame["air_temp_k"].max() <= source["air_temp_k"].max()
     assert len(ref.regimes[2].proba) == 600
     # the mixture is the uniform sample it always was (same seed, same rows)
@@ -129,7 +136,7 @@ def test_unchanged_windows_are_rarely_flagged_at_any_size(window: int) -> None:
     flagged = 0
     for seed in range(40):
         ref = week.sample(2000, random_state=seed)
-        cur = week.drop(ref.index).sample(window, random_state=seed)
+        cur = week.drop(ref.index).sample(window, random_state=10**6 + seed)  # apart from ref
         frame = judged_frame(ref, np.full((len(ref), 2), 0.5), schema, [0, 1])
         now = judged_frame(cur, np.full((len(cur), 2), 0.5), schema, [0, 1])
         flagged += judge(now, RegimeFrame("all", frame, 2000), columns, SETTINGS).share > 0
@@ -170,7 +177,16 @@ def test_the_reported_figures_are_evidentlys_against_the_matched_regime(tmp_path
         assert drift["columns"][col]["score"] == pytest.approx(j.scores[col], abs=1e-6)
         assert drift["columns"][col]["threshold"] == j.thresholds[col]
     assert PREDICTION not in drift["columns"] and drift["prediction"]["method"] == "jensenshannon"
-    assert html.is_file()
+    # the page shows the same figures: the share over the feature columns, the prediction apart
+    page = page_figures(html)
+    assert (page["columns"], page["drifted"]) == (len(features), len(drift["drifted_columns"]))
+    assert page["share"] == pytest.approx(drift["share"], abs=0.005)
+    assert set(page["scores"]) == set(features)
+    for col in features:
+        assert page["scores"][col] == pytest.approx(drift["columns"][col]["score"], abs=1e-5)
+        assert page["detected"][col] == drift["columns"][col]["drifted"]
+        assert page["thresholds"][col] == round(drift["columns"][col]["threshold"], 2)
+    assert page["prediction"] is not None
 
 
 def test_the_decision_and_summary_name_the_regime_the_window_matched() -> None:
@@ -212,3 +228,4 @@ def test_the_decision_and_summary_name_the_regime_the_window_matched() -> None:
     )
     assert "share 0.25, retrain at >= 0.1); against the regime source (8 of 8 rows)" in text
     assert "| source (matched) | 8 of 8 | 0.25 | a |" in text
+    assert dec.regime_name("production 2/4") == "the production rows' stretch 2 of 4"
