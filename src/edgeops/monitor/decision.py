@@ -60,12 +60,21 @@ REGIME_NAMES = {
 }
 
 
+def regime_name(regime: str) -> str:
+    """A regime in words: ``production 2/4`` is the second of four stretches of time of the
+    production rows."""
+    if regime in REGIME_NAMES:
+        return REGIME_NAMES[regime]
+    stretch, _, of = regime.partition(" ")[2].partition("/")
+    return f"the production rows' stretch {stretch} of {of}" if of else regime
+
+
 def _against(drift: dict[str, Any] | None, before: str = " against ", after: str = "") -> str:
     """The regime the window was judged against, when the reference held more than one: a
     window is drift only when it is drifted against each, and the closest is the one named."""
     if not drift or len(drift.get("regimes") or []) < 2:
         return ""
-    name = REGIME_NAMES.get(drift["regime"], drift["regime"])
+    name = regime_name(drift["regime"])
     if before == " against ":
         return f" against every regime of the training split, the closest {name}"
     return f"{before}{name} of the training split{after}"

@@ -7,9 +7,10 @@ comes from the workspace (``models/bundle``) when it is that version, else from 
 
 The reference knows its regimes. After a drift retrain the model was trained on the source's rows
 and on the devices' labelled production rows; ``split`` puts those last in the training split and
-records how many in its Parquet footer (stages/split.py). Each regime is sampled apart (up to
-``monitor.reference_rows`` each), and the whole split as well (the mixture): the drift step
-judges a window against each (monitor/drift.py). A regime with fewer than
+records how many in its Parquet footer (stages/split.py). The regimes: the source's rows, the
+production rows, and stretches of time of the production rows (:func:`regime_bounds`). Each is
+sampled apart (up to ``monitor.reference_rows`` each), and the whole split as well (the mixture):
+the drift step judges a window against each (monitor/drift.py). A regime with fewer than
 ``monitor.regime_min_rows`` rows is not sampled apart; a split without production rows has one
 regime, the whole split.
 """
@@ -158,7 +159,7 @@ def load_reference(
         return start + (np.arange(n) if rows >= n else sample_positions(n, rows, seed))
 
     parts = [(ALL, 0, total)] + [
-        b for b in regime_bounds(path, total) if b[2] - b[1] >= regime_min_rows
+        b for b in regime_bounds(path, total, regime_min_rows) if b[2] - b[1] >= regime_min_rows
     ]
     if len(parts) < 3:  # one regime only: it is the whole split
         parts = parts[:1]
@@ -184,13 +185,27 @@ def load_reference(
     )
 
 
-def regime_bounds(path: Path, total: int) -> list[tuple[str, int, int]]:
-    """``(name, first row, end)`` of the source's rows and of the production rows in the training
-    split at ``path``, from the count ``split`` recorded (one regime, the source, when it
-    recorded none: a split written before it kept the record, or without production rows)."""
+#: the most stretches of time the production rows are cut into (each a regime of its own)
+MAX_STRETCHES = 8
+
+
+def regime_bounds(path: Path, total: int, min_rows: int = 200) -> list[tuple[str, int, int]]:
+    """``(name, first row, end)`` of the regimes of the training split at ``path``: the source's
+    rows, the production rows (their count as ``split`` recorded it; none for a split written
+    before it kept the record) and, when they are at least twice ``min_rows``, consecutive
+    stretches of them. The production rows are in the order the devices saw them (ingest sorts
+    them by the time of the prediction): a retrain on a baseline week and a hot week learned each
+    week, and the mixture of the two is like neither. Up to :data:`MAX_STRETCHES` stretches of
+    equal size, each at least ``min_rows`` rows, named ``production i/k``."""
     from edgeops.stages.split import production_rows
 
     prod = min(production_rows(path) or 0, total)
     if prod == 0:
         return [(SOURCE, 0, total)]
-    return [(SOURCE, 0, total - prod), (PRODUCTION, total - prod, total)]
+    start = total - prod
+    out = [(SOURCE, 0, start), (PRODUCTION, start, total)]
+    k = min(MAX_STRETCHES, prod // max(min_rows, 1))
+    if k >= 2:
+        cuts = [start + round(i * prod / k) for i in range(k + 1)]
+        out += [(f"{PRODUCTION} {i + 1}/{k}", cuts[i], cuts[i + 1]) for i in range(k)]
+    return out
