@@ -150,7 +150,9 @@ def capture(run_drift: Any, out: Path) -> Any:
         cols = [*(c.name for c in schema.features), PREDICTION]
         out.mkdir(parents=True, exist_ok=True)
         current[cols].to_parquet(out / "current.parquet", index=False)
-        reference[cols].to_parquet(out / "reference.parquet", index=False)
+        # the reference's first regime, the whole split (drift.py judges each regime, then runs
+        # Evidently against the matched one: the whole split when it holds one regime)
+        reference[0].frame[cols].to_parquet(out / "reference.parquet", index=False)
         report = {
             "columns": cols,
             "numerical": numerical,

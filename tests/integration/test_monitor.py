@@ -1,13 +1,15 @@
 """`edgeops monitor` against real agents on loopback, a real signed bundle and a real DVC workspace.
 
 One module-scoped workspace (a copy of the repository, `dvc repro` on 20,000 simulated rows, the
-bundle deployed with `edgeops deploy --all --force` to five agents) serves every test; each test
+bundle deployed with `edgeops deploy --all --force` to six agents) serves every test; each test
 has its own agent, so their logs do not mix:
 
 - line-drift: detection rates of the four simulator scenarios (in-process, Evidently once);
 - line-kill: the collector SIGKILLed twenty times, then every row and label stored exactly once;
   then the agent down during a run (named, the others judged, its rows collected later, once);
 - line-perf: feedback contradicting the model -> retrain for performance, not drift;
+- line-figures: the printed summary, summary.md, decision.json, drift.json and the Evidently page
+  agree on every drift figure;
 - line-edge, line-minimised: not enough data, an unreachable agent, a reset log, a schema that does
   not fit the logs, a missing drift reference (the CLI as a person runs it: exit codes, messages).
 """
@@ -40,7 +42,7 @@ pytestmark = pytest.mark.integration
 
 DVC = str(BIN / "dvc")
 TOKEN_ENV = "EDGEOPS_TEST_MONITOR_TOKEN"
-AGENTS = ("line-drift", "line-kill", "line-perf", "line-edge", "line-minimised")
+AGENTS = ("line-drift", "line-kill", "line-perf", "line-edge", "line-minimised", "line-figures")
 AGENT_CONFIG = {"line-minimised": {"log_drop_fields": ["vibration_mm_s"]}}
 SCENARIOS = ("baseline", "hot_summer", "biased_sensor", "new_product_mix")
 # the columns each scenario moves (edgeops.sources.simulator)
@@ -451,6 +453,80 @@ def test_feedback_contradicting_the_model_retrains_for_performance(plant) -> Non
     assert f"{name}: performance: roc_auc" in "\n".join(result["reasons"])
     decision = json.loads((plant["ws"] / "reports/monitoring/decision.json").read_text())
     assert decision["decision"] == "retrain" and decision["exit_code"] == 5
+
+
+# ---- 3b. one drift figure --------------------------------------------------------------------
+def printed_drift(summary: str, target: str) -> dict[str, Any]:
+    """The drift figures of ``target``'s section of a printed summary (summary.md's markdown):
+    the share line and the table of columns (method, score, threshold, drifted)."""
+    import re
+
+    section = summary.split(f"## {target}: ", 1)[1].split("\n## ", 1)[0]
+    head = re.search(r"Drift: (\d+) of (\d+) feature columns \(share ([0-9.]+),", section)
+    assert head, section
+    columns = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 5 and cells[1] in ("wasserstein", "jensenshannon"):
+            columns[cells[0]] = {
+                "method": cells[1],
+                "score": float(cells[2]),
+                "threshold": float(cells[3]),
+                "drifted": cells[4] == "**yes**",
+            }
+    return {
+        "drifted": int(head.group(1)),
+        "columns": int(head.group(2)),
+        "share": float(head.group(3)),
+        "table": columns,
+    }
+
+
+def test_the_summary_decision_and_evidently_page_agree_on_every_figure(plant) -> None:
+    """A drifting window (hot summer: the two temperatures move, the rest does not), judged by
+    `edgeops monitor` as a person runs it: the figures it prints, summary.md, decision.json,
+    drift.json and the Evidently page are the same share, drifted columns and scores."""
+    from tests.drift_cases import page_figures
+
+    ws, name = plant["ws"], "line-figures"
+    traffic(plant, name, 1000, seed=8101, scenario="hot_summer", feedback_share=0.0)
+    proc = monitor(plant, "--target", name)
+    assert proc.returncode in (5, 8), proc.stdout + proc.stderr  # retrain (8: not yet versioned)
+    decision = json.loads((ws / "reports/monitoring/decision.json").read_text())
+    drift = decision["targets"][name]["drift"]
+    assert json.loads((ws / f"reports/monitoring/{name}/drift.json").read_text()) == drift
+    assert drift["dataset_drift"] and {"air_temp_k", "process_temp_k"} <= set(
+        drift["drifted_columns"]
+    )
+    features = list(drift["columns"])
+    assert "prediction" not in features and drift["prediction"] is not None
+
+    page = page_figures(Path(decision["targets"][name]["reports"]["drift_html"]))
+    printed = printed_drift(proc.stdout, name)
+    stored_md = printed_drift((ws / "reports/monitoring/summary.md").read_text(), name)
+    assert printed == stored_md
+    # the share and the drifted columns: one figure everywhere, over the feature columns only
+    assert page["columns"] == printed["columns"] == len(features)
+    assert page["drifted"] == printed["drifted"] == len(drift["drifted_columns"])
+    assert page["share"] == pytest.approx(drift["share"], abs=0.005)
+    assert printed["share"] == pytest.approx(drift["share"], abs=0.005)
+    assert f"share {drift['share']:.2f} >= {drift['share_threshold']}" in " ".join(
+        decision["reasons"]
+    )
+    # every column: the score, the verdict and the threshold
+    assert set(page["scores"]) == set(features)
+    assert set(printed["table"]) == {*features, "prediction (model output)"}
+    for col in features:
+        ours = drift["columns"][col]
+        assert page["scores"][col] == pytest.approx(ours["score"], abs=1e-5), col
+        assert page["detected"][col] == ours["drifted"], col
+        assert page["thresholds"][col] == round(ours["threshold"], 2), col
+        row = printed["table"][col]
+        assert row["score"] == float(f"{ours['score']:.4g}") and row["drifted"] == ours["drifted"]
+        assert row["threshold"] == ours["threshold"] and row["method"] == ours["method"]
+        if ours["drifted"]:  # the reasons name each drifted column with its score
+            assert f"{col} ({ours['method']} {ours['score']:.3g})" in " ".join(decision["reasons"])
+    assert page["prediction"].startswith(f"Drift score is {drift['prediction']['score']:.2f}.")
 
 
 # ---- 4. bad input ----------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """The retrain decision: thresholds from ``params.yaml`` (``monitor``), with guardrails.
 
 Per target: ``not_enough_data`` when the window is below ``window.min_rows`` (never "no drift"),
-else ``retrain`` when the share of drifted feature columns reaches ``drift.share`` or a judged
-metric on labelled rows (the primary or a ``performance.guard_metrics``) fell by
-``performance.max_drop``, else ``keep``. Overall: ``retrain``
+else ``retrain`` when the share of drifted feature columns reaches ``drift.share`` (against every
+regime of the reference: the one the window matched is named) or a judged metric on labelled
+rows (the primary or a ``performance.guard_metrics``) fell by ``performance.max_drop``, else
+``keep``. Overall: ``retrain``
 if any target says so, unless a retrain was started within ``cooldown_hours`` (then
 ``cooldown``). A target whose agent does not answer (or not within its time limit) is
 ``unreachable``, one that answers what no edgeops agent answers (a redirect, an oversized or
@@ -42,11 +43,42 @@ def target_decision(
         )
         reasons.append(
             f"drift: {len(drift['drifted_columns'])} of {len(drift['columns'])} feature columns "
-            f"drifted (share {drift['share']:.2f} >= {drift['share_threshold']}): {cols}"
+            f"drifted (share {drift['share']:.2f} >= {drift['share_threshold']}){_against(drift)}"
+            f": {cols}"
         )
     if perf and perf.get("verdict") == "degraded":
         reasons.append(f"performance: {perf['reason']}")
-    return (RETRAIN, reasons) if reasons else (KEEP, ["no drift above the thresholds"])
+    if reasons:
+        return RETRAIN, reasons
+    return KEEP, [f"no drift above the thresholds{_against(drift, ' (the window matched ', ')')}"]
+
+
+#: how the reasons name the regimes of the drift reference (monitor/reference.py)
+REGIME_NAMES = {
+    "all": "the whole training split",
+    "source": "the source's rows",
+    "production": "the production rows",
+}
+
+
+def regime_name(regime: str) -> str:
+    """A regime in words: ``production 2/4`` is the second of four stretches of time of the
+    production rows."""
+    if regime in REGIME_NAMES:
+        return REGIME_NAMES[regime]
+    stretch, _, of = regime.partition(" ")[2].partition("/")
+    return f"the production rows' stretch {stretch} of {of}" if of else regime
+
+
+def _against(drift: dict[str, Any] | None, before: str = " against ", after: str = "") -> str:
+    """The regime the window was judged against, when the reference held more than one: a
+    window is drift only when it is drifted against each, and the closest is the one named."""
+    if not drift or len(drift.get("regimes") or []) < 2:
+        return ""
+    name = regime_name(drift["regime"])
+    if before == " against ":
+        return f" against every regime of the training split, the closest {name}"
+    return f"{before}{name} of the training split{after}"
 
 
 def unreachable(error: Exception) -> dict[str, Any]:

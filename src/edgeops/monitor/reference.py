@@ -4,6 +4,15 @@ The bundle's signed manifest records the md5 of the training split it was traine
 DVC files it under), so the reference is found even after newer runs replaced
 ``data/prepared/train.parquet``: first the workspace's file, then DVC's cache. The bundle itself
 comes from the workspace (``models/bundle``) when it is that version, else from the agent.
+
+The reference knows its regimes. After a drift retrain the model was trained on the source's rows
+and on the devices' labelled production rows; ``split`` puts those last in the training split and
+records how many in its Parquet footer (stages/split.py). The regimes: the source's rows, the
+production rows, and stretches of time of the production rows (:func:`regime_bounds`). Each is
+sampled apart (up to ``monitor.reference_rows`` each), and the whole split as well (the mixture):
+the drift step judges a window against each (monitor/drift.py). A regime with fewer than
+``monitor.regime_min_rows`` rows is not sampled apart; a split without production rows has one
+regime, the whole split.
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ import contextlib
 import hashlib
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,14 +36,30 @@ if TYPE_CHECKING:
 TRAIN_SPLIT = Path("data/prepared/train.parquet")
 
 
+#: the regimes of a training split: all of it (the mixture), the source's rows, the production rows
+ALL, SOURCE, PRODUCTION = "all", "source", "production"
+
+
+@dataclass
+class Regime:
+    """One regime's sample of the training split."""
+
+    name: str  # ALL, SOURCE or PRODUCTION
+    frame: pd.DataFrame  # features (+ target) of the sampled rows
+    proba: Any  # the deployed model's probabilities on them
+    rows_total: int  # the regime's rows in the training split
+
+
 @dataclass
 class Reference:
     version: str
-    frame: pd.DataFrame  # features (+ target) of the sampled training split
+    frame: pd.DataFrame  # features (+ target) of the sampled training split (the mixture)
     proba: Any  # the deployed model's probabilities on it
     source: str  # where the training split was found
     rows_total: int
     classes: list[Any]
+    #: the mixture first, then each regime sampled apart (none when the split holds one regime)
+    regimes: list[Regime] = field(default_factory=list)
 
 
 def deployed_bundle(
@@ -104,17 +129,22 @@ def load_reference(
     rows: int,
     seed: int,
     workspace: Path = Path("."),
+    regime_min_rows: int = 200,
 ) -> Reference:
     """Sample the training split of ``bundle`` and predict it with the bundle's own model.
 
     The sample is uniform without replacement: ``rows`` positions drawn by
-    ``numpy.random.default_rng(seed)`` (:func:`edgeops.parquet_sample.sample_rows`), read one row
-    group at a time, only the features, the target and the model's inputs; the whole split when it
-    has no more than ``rows`` rows. The same split and seed give the same reference.
+    ``numpy.random.default_rng(seed)`` (:func:`edgeops.parquet_sample.sample_positions`), read one
+    row group at a time, only the features, the target and the model's inputs; the whole split
+    when it has no more than ``rows`` rows. The same split and seed give the same reference. The
+    source's rows and the production rows (:func:`regime_bounds`) are sampled the same way, each
+    apart, when the split holds both with at least ``regime_min_rows`` rows each.
     """
+    import numpy as np
+    import pandas as pd
 
     from edgeops.deploy.gate import predict_proba
-    from edgeops.parquet_sample import rows_and_columns, sample_rows
+    from edgeops.parquet_sample import rows_and_columns, sample_positions, take_rows
 
     path, where = find_train_split(bundle.manifest, workspace)
     total, names = rows_and_columns(path)
@@ -123,12 +153,59 @@ def load_reference(
         raise EdgeopsError(f"the training split {where} lacks the feature columns {missing}")
     keep = [*features, *([target] if target in names else [])]
     inputs = [s.name for s in bundle.model.inputs if s.name in names and s.name not in keep]
-    df = sample_rows(path, rows, seed, columns=[*keep, *inputs]).reset_index(drop=True)
+
+    def positions(start: int, stop: int) -> Any:
+        n = stop - start
+        return start + (np.arange(n) if rows >= n else sample_positions(n, rows, seed))
+
+    parts = [(ALL, 0, total)] + [
+        b for b in regime_bounds(path, total, regime_min_rows) if b[2] - b[1] >= regime_min_rows
+    ]
+    if len(parts) < 3:  # one regime only: it is the whole split
+        parts = parts[:1]
+    chosen = [positions(start, stop) for _, start, stop in parts]
+    every = np.concatenate(chosen)
+    df = take_rows(path, every, columns=[*keep, *inputs]).reset_index(drop=True)
+    proba = predict_proba(bundle, df)
+    regimes, at = [], 0
+    for (name, start, stop), pos in zip(parts, chosen, strict=True):
+        sl = slice(at, at + len(pos))
+        frame = pd.DataFrame(df[keep].iloc[sl]).reset_index(drop=True)
+        regimes.append(Regime(name, frame, proba[sl], stop - start))
+        at += len(pos)
+    mixture = regimes[0]
     return Reference(
         bundle.version,
-        df[keep],
-        predict_proba(bundle, df),
+        mixture.frame,
+        mixture.proba,
         where,
         total,
         list(bundle.model.classes),
+        regimes,
     )
+
+
+#: the most stretches of time the production rows are cut into (each a regime of its own)
+MAX_STRETCHES = 8
+
+
+def regime_bounds(path: Path, total: int, min_rows: int = 200) -> list[tuple[str, int, int]]:
+    """``(name, first row, end)`` of the regimes of the training split at ``path``: the source's
+    rows, the production rows (their count as ``split`` recorded it; none for a split written
+    before it kept the record) and, when they are at least twice ``min_rows``, consecutive
+    stretches of them. The production rows are in the order the devices saw them (ingest sorts
+    them by the time of the prediction): a retrain on a baseline week and a hot week learned each
+    week, and the mixture of the two is like neither. Up to :data:`MAX_STRETCHES` stretches of
+    equal size, each at least ``min_rows`` rows, named ``production i/k``."""
+    from edgeops.stages.split import production_rows
+
+    prod = min(production_rows(path) or 0, total)
+    if prod == 0:
+        return [(SOURCE, 0, total)]
+    start = total - prod
+    out = [(SOURCE, 0, start), (PRODUCTION, start, total)]
+    k = min(MAX_STRETCHES, prod // max(min_rows, 1))
+    if k >= 2:
+        cuts = [start + round(i * prod / k) for i in range(k + 1)]
+        out += [(f"{PRODUCTION} {i + 1}/{k}", cuts[i], cuts[i + 1]) for i in range(k)]
+    return out

@@ -213,9 +213,10 @@ def quality_step(m: Monitor, w: Window) -> dict[str, Any]:
 
 
 def drift_step(m: Monitor, w: Window, log: Log = print) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Evidently: the (sampled) window against the deployed model's training split; writes the
-    HTML report and adds the run to the Evidently workspace. Returns (outputs, summary)."""
-    from edgeops.monitor.drift import PREDICTION, prediction_column, run_drift, typed
+    """Evidently: the (sampled) window against the regimes of the deployed model's training split
+    (monitor/drift.py); writes the HTML report and adds the run to the Evidently workspace.
+    Returns (outputs, summary)."""
+    from edgeops.monitor.drift import judged_frame, regime_frames, run_drift
     from edgeops.monitor.reference import load_reference
 
     s = m.settings
@@ -227,15 +228,17 @@ def drift_step(m: Monitor, w: Window, log: Log = print) -> tuple[dict[str, Any],
         s.reference_rows,
         s.seed,
         m.workspace,
+        s.regime_min_rows,
     )
     classes, positive = list(w.bundle.model.classes), w.bundle.manifest.get("positive_class")
-    current = typed(sample, m.schema)
-    current[PREDICTION] = prediction_column(w.proba[sample.index.to_numpy()], classes, positive)
-    reference = typed(ref.frame, m.schema)
-    reference[PREDICTION] = prediction_column(ref.proba, classes, positive)
+    proba = w.proba[sample.index.to_numpy()]
+    current = judged_frame(sample, proba, m.schema, classes, positive)
+    regimes = regime_frames(ref, m.schema, positive)
+    apart = ", ".join(f"{r.name} {len(r.frame):,} of {r.rows_total:,}" for r in regimes[1:])
     log(
-        f"{w.target.name}: drift of {len(current):,} rows against {len(reference):,} of "
+        f"{w.target.name}: drift of {len(current):,} rows against {len(regimes[0].frame):,} of "
         f"{ref.rows_total:,} training rows ({ref.source})"
+        + (f" and each regime apart ({apart})" if apart else "")
     )
     workspace = {
         "dir": str(m.workspace / s.workspace),
@@ -245,7 +248,7 @@ def drift_step(m: Monitor, w: Window, log: Log = print) -> tuple[dict[str, Any],
     }
     outputs, drift = run_drift(
         current,
-        reference,
+        regimes,
         m.schema,
         classes,
         s,
@@ -254,9 +257,12 @@ def drift_step(m: Monitor, w: Window, log: Log = print) -> tuple[dict[str, Any],
     )
     if outputs.get("evidently_error"):
         log(f"{w.target.name}: {outputs.pop('evidently_error')}")
+    chosen = next(r for r in regimes if r.name == drift["regime"])
     drift["reference"] = {
-        "rows": len(reference),
-        "of": ref.rows_total,
+        "rows": len(chosen.frame),
+        "of": chosen.rows_total,
+        "training_rows": ref.rows_total,
+        "regime": chosen.name,
         "source": ref.source,
         "seed": s.seed,
         "version": w.version,

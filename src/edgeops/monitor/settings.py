@@ -50,11 +50,13 @@ class MonitorSettings:
     max_rows: int = 20000
     seed: int = 0
     reference_rows: int = 10000
+    regime_min_rows: int = 200
     num_method: str = "wasserstein"
     num_threshold: float = 0.15
     cat_method: str = "jensenshannon"
     cat_threshold: float = 0.1
     drift_share: float = 0.1
+    false_alarm: float = 0.01
     min_labelled: int = 200
     min_per_class: int = 10
     max_drop: float = 0.1
@@ -97,11 +99,13 @@ class MonitorSettings:
             max_rows=int(number(win, "max_rows", 20000, "monitor.window", 100)),
             seed=int(number(win, "seed", 0, "monitor.window")),
             reference_rows=int(number(cfg, "reference_rows", 10000, "monitor", 100)),
+            regime_min_rows=int(number(cfg, "regime_min_rows", 200, "monitor", 1)),
             num_method=drift.get("num_method", "wasserstein"),
             num_threshold=number(drift, "num_threshold", 0.15, "monitor.drift"),
             cat_method=drift.get("cat_method", "jensenshannon"),
             cat_threshold=number(drift, "cat_threshold", 0.1, "monitor.drift"),
             drift_share=number(drift, "share", 0.1, "monitor.drift", 0.0, 1.0),
+            false_alarm=number(drift, "false_alarm", 0.01, "monitor.drift", 0.0, 0.5),
             min_labelled=int(number(perf, "min_labelled", 200, "monitor.performance", 1)),
             min_per_class=int(number(perf, "min_per_class", 10, "monitor.performance", 1)),
             max_drop=number(perf, "max_drop", 0.1, "monitor.performance", 0.0, 1.0),
@@ -129,6 +133,7 @@ class MonitorSettings:
                 "cat_method": self.cat_method,
                 "cat_threshold": self.cat_threshold,
                 "share": self.drift_share,
+                "false_alarm": self.false_alarm,
             },
             "performance": {
                 "min_labelled": self.min_labelled,
@@ -143,5 +148,6 @@ class MonitorSettings:
                 "max_rows": self.max_rows,
                 "seed": self.seed,
             },
+            "reference": {"rows": self.reference_rows, "regime_min_rows": self.regime_min_rows},
             "cooldown_hours": self.cooldown_hours,
         }

@@ -43,7 +43,8 @@ def _target(name: str, t: dict[str, Any]) -> list[str]:
         out += [
             "",
             f"Drift: {len(drift['drifted_columns'])} of {len(drift['columns'])} feature "
-            f"columns (share {drift['share']:.2f}, retrain at >= {drift['share_threshold']})",
+            f"columns (share {drift['share']:.2f}, retrain at >= {drift['share_threshold']})"
+            + _regime(drift),
             "",
             "| column | method | score | threshold | drifted |",
             "| --- | --- | --- | --- | --- |",
@@ -55,6 +56,18 @@ def _target(name: str, t: dict[str, Any]) -> list[str]:
             out.append(
                 f"| {c} | {v['method']} | {v['score']:.4g} | {v['threshold']} | "
                 f"{'**yes**' if v['drifted'] else 'no'} |"
+            )
+    if drift and len(drift.get("regimes") or []) > 1:
+        out += [
+            "",
+            "| regime of the training split | rows | share | drifted |",
+            "| --- | --- | --- | --- |",
+        ]
+        for r in drift["regimes"]:
+            mark = " (matched)" if r["regime"] == drift["regime"] else ""
+            out.append(
+                f"| {r['regime']}{mark} | {r['rows']:,} of {r['of']:,} | {r['share']:.2f} | "
+                f"{', '.join(r['drifted_columns']) or '-'} |"
             )
     q = t.get("quality")
     if q:
@@ -101,3 +114,13 @@ def _performance_table(p: dict[str, Any]) -> list[str]:
             f"| {judged} |"
         )
     return out
+
+
+def _regime(drift: dict[str, Any]) -> str:
+    """Which reference the figures are against: the regime of the training split the window
+    matched (the closest; the window is drift only when it is drifted against every regime)."""
+    ref = drift.get("reference") or {}
+    if not drift.get("regime"):
+        return ""
+    rows = f"{ref['rows']:,} of {ref['of']:,} rows" if ref.get("rows") is not None else ""
+    return f"; against the regime {drift['regime']}" + (f" ({rows})" if rows else "")

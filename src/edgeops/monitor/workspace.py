@@ -123,7 +123,7 @@ def drift_panels(tag: str | None = None) -> list[DashboardPanelPlot]:
             title="Share of drifted columns (latest run)",
             values=[share],
             aggregation="last",
-            description="features and prediction, as Evidently counts them",
+            description="of the feature columns, the figure the decision uses",
             size="half",
         ),
         line_plot_panel(title="Share of drifted columns (all runs)", values=[share], size="half"),

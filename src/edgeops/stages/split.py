@@ -12,6 +12,11 @@ fixed, versioned holdout of the source's rows, which no label from the field can
 device's labels can lie): the gate's baseline and floors are judged on it alone; its champion
 comparison judges the production test rows too (``deploy/gate.py``). Neither model was trained
 on any held-out row.
+
+The training split says which of its rows came from production: they are its last rows, and its
+Parquet footer records how many (:data:`PRODUCTION_ROWS_KEY`, read by :func:`production_rows`).
+The record travels with the file (DVC caches it by its md5, the bundle names that md5), so the
+drift reference of any deployed version knows its regimes (see monitor/reference.py).
 """
 
 from __future__ import annotations
@@ -163,6 +168,41 @@ def hash_side(keys: list[str], test_size: float) -> list[bool]:
     return [int.from_bytes(hashlib.sha256(k.encode()).digest()[:4], "big") < cut for k in keys]
 
 
+#: the key in the training split's Parquet metadata: how many of its last rows are production rows
+PRODUCTION_ROWS_KEY = b"edgeops.production_rows"
+
+
+def production_rows(path: str | Path) -> int | None:
+    """How many of the last rows of the training split at ``path`` are labelled production rows,
+    as ``split`` recorded it (None: a split written before it kept the record)."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as pf:
+        value = (pf.schema_arrow.metadata or {}).get(PRODUCTION_ROWS_KEY)
+    return None if value is None else int(value)
+
+
+def _with_production_rows(schema: Any, rows: int) -> Any:
+    """An Arrow schema whose metadata records ``rows`` production rows."""
+    return schema.with_metadata(
+        {**(schema.metadata or {}), PRODUCTION_ROWS_KEY: str(rows).encode()}
+    )
+
+
+def write_part(part: pd.DataFrame, path: Path, production: int | None = None) -> None:
+    """One side of the split as Parquet (as ``DataFrame.to_parquet`` writes it), the training
+    side with its count of production rows in the footer."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(part, preserve_index=False)
+    if production is not None:
+        table = table.replace_schema_metadata(
+            _with_production_rows(table.schema, production).metadata
+        )
+    pq.write_table(table, path, compression="zstd")
+
+
 #: the side of each row in the streamed split (:func:`sides_of`)
 TRAIN, TEST, PRODUCTION_TEST = 0, 1, 2
 #: the files of each side, in that order
@@ -237,21 +277,27 @@ def sides_of(
     return sides
 
 
-def write_sides(path: str | Path, sides: Any, out: Path) -> tuple[int, int, int]:
+def write_sides(
+    path: str | Path, sides: Any, out: Path, production_keys: int = 0
+) -> tuple[int, int, int]:
     """Copy the rows of ``path`` to ``out``'s :data:`SIDE_FILES` by their ``sides``, a row
-    group at a time, all atomically; return the rows of each."""
+    group at a time, all atomically; return the rows of each. The last ``production_keys`` rows
+    of ``path`` are production rows: the training file records how many of them it got."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    tail = sides[len(sides) - production_keys :] if production_keys else sides[:0]
+    production = int((tail == TRAIN).sum())
     done = 0
     with contextlib.ExitStack() as stack:
         file = stack.enter_context(pq.ParquetFile(path))
         writers = []
         for name in SIDE_FILES:
             tmp = stack.enter_context(atomic.atomic_path(out / name))
-            writers.append(
-                stack.enter_context(pq.ParquetWriter(tmp, file.schema_arrow, compression="zstd"))
-            )
+            schema = file.schema_arrow
+            if name == SIDE_FILES[0]:
+                schema = _with_production_rows(schema, production)
+            writers.append(stack.enter_context(pq.ParquetWriter(tmp, schema, compression="zstd")))
         for batch in file.iter_batches(batch_size=1 << 20):
             chunk = sides[done : done + batch.num_rows]
             for code, writer in enumerate(writers):
@@ -281,13 +327,15 @@ def main() -> None:
         if rows_and_columns(args.data)[0] > STREAM_ROWS:
             runner.log("split", "large data: sides from the target column, rows copied in chunks")
             n_train, n_test, n_prod = write_sides(
-                args.data, sides_of(args.data, keys, schema, *how), out
+                args.data, sides_of(args.data, keys, schema, *how), out, len(keys)
             )
         else:
             parts = split_with_production(pd.read_parquet(args.data), keys, schema, *how)
+            # the production rows that train got are its last rows (split_with_production)
+            in_train = len(keys) - len(parts[2])
             for name, part in zip(SIDE_FILES, parts, strict=True):
                 with atomic.atomic_path(out / name) as tmp:
-                    part.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+                    write_part(part, tmp, in_train if name == SIDE_FILES[0] else None)
             n_train, n_test, n_prod = (len(part) for part in parts)
         prod = (
             f"; production rows: {len(keys):,}, placed by key hash, {n_prod:,} held out "
