@@ -37,6 +37,8 @@ def _days() -> pd.DataFrame:
     df["season"] = when.dt.month.map({12: "winter", 1: "winter", 2: "winter", 6: "summer"})
     df.loc[when.dt.month.isin([7, 8]), "season"] = "summer"
     df["year"] = when.dt.year
+    # too few drizzle days to train and test on (schema infer says so): merged, as its fix says
+    df["weather"] = df["weather"].replace("drizzle", "rain")
     return df
 
 
@@ -44,7 +46,12 @@ def _days() -> pd.DataFrame:
 def stack(tmp_path_factory, signing_keys: Path):
     root = tmp_path_factory.mktemp("seasons")
     days = _days()
-    agent = AgentProcess(root / "agent-1", signing_keys / "signing.pub").start()
+    # two devices, both beside the weather: labels that disagree with the winter model on both
+    # are a new season, not one device lying (a device alone would be quarantined: see
+    # sources/field_labels.py)
+    agents = [
+        AgentProcess(root / f"agent-{i}", signing_keys / "signing.pub").start() for i in (1, 2)
+    ]
     token = root / "deploy.token"
     token.write_text(DEPLOY_TOKEN + "\n")
     st = Stack(
@@ -56,10 +63,13 @@ def stack(tmp_path_factory, signing_keys: Path):
         "--model",
         "weather",
         **{
-            # daily data, as docs/monitoring.md recommends for it
+            # daily data as docs/monitoring.md recommends (min_rows 60), but the window by rows:
+            # the replay sends a season in seconds, so the last 90 days of the clock would hold
+            # every replayed season; 90 rows are the newest season
             "monitor.window.rows": 90,
+            "monitor.window.hours": None,
             "monitor.window.min_rows": 60,
-            "monitor.performance.min_labelled": 60,
+            # a rejected change is asked again at the next run (a plant would wait a month)
             "monitor.cooldown_hours": 0,
             # one device brings as many days as the source holds (small data: the default 0.1
             # would let 36 summer days in)
@@ -68,17 +78,26 @@ def stack(tmp_path_factory, signing_keys: Path):
             "deploy.gate.tolerance": 0.05,
         },
     )
-    winter = days[(days["season"] == "winter") & (days["year"] < 2015)]
-    winter[["date", *FEATURES, "weather"]].to_csv(st.repo / "data/external/days.csv", index=False)
+    # the source: winter days of 2012-2015 but 90 held out, the baseline season sent later (one
+    # winter alone is not a baseline: 2015's was 0.6 standard deviations warmer than the others)
+    winter = days[days["season"] == "winter"]
+    held = winter.sample(90, random_state=0).sort_index()
+    source = winter.drop(held.index)
+    source[["date", *FEATURES, "weather"]].to_csv(st.repo / "data/external/days.csv", index=False)
     st.edgeops("schema", "infer", "--target", "weather", "--apply")
     (st.repo / "deploy/targets.yaml").write_text(
-        f"targets:\n  - {{name: line-1, url: '{agent.url}', canary: true, token_file: '{token}'}}\n"
+        "targets:\n"
+        f"  - {{name: line-1, url: '{agents[0].url}', canary: true, token_file: '{token}'}}\n"
+        f"  - {{name: line-2, url: '{agents[1].url}', token_file: '{token}'}}\n"
     )
     sh(["git", "add", "-A"], st.repo)
-    sh(["git", "commit", "-qm", "winter days, their contract, one device"], st.repo)
-    st.agent = agent
-    st.client = AgentClient(Target("line-1", agent.url, token_file=str(token)))
+    sh(["git", "commit", "-qm", "winter days, their contract, two devices"], st.repo)
+    st.clients = [
+        AgentClient(Target(f"line-{i}", a.url, token_file=str(token)))
+        for i, a in enumerate(agents, 1)
+    ]
     st.days = days
+    st.held_winter = held
     st.token = token
     try:
         st.up()
@@ -86,24 +105,28 @@ def stack(tmp_path_factory, signing_keys: Path):
         yield st
     finally:
         st.down()
-        agent.stop()
+        for a in agents:
+            a.stop()
 
 
-def replay(st: Stack, rows: pd.DataFrame, name: str) -> None:
-    """The company's own rows as traffic, every label as feedback (in batches)."""
+def replay(
+    st: Stack, rows: pd.DataFrame, name: str, targets: tuple[str, ...] = ("line-1", "line-2")
+) -> None:
+    """The company's own rows as traffic to each device, every label as feedback (in batches)."""
     path = st.root / f"{name}.csv"
     rows[["date", *FEATURES, "weather"]].to_csv(path, index=False)
-    st.edgeops(
-        "simulate",
-        "--target",
-        "line-1",
-        "--from",
-        str(path),
-        "--label-column",
-        "weather",
-        "--feedback-share",
-        "1",
-    )
+    for target in targets:
+        st.edgeops(
+            "simulate",
+            "--target",
+            target,
+            "--from",
+            str(path),
+            "--label-column",
+            "weather",
+            "--feedback-share",
+            "1",
+        )
 
 
 def runs_of(st: Stack, flow_name: str) -> list[dict[str, Any]]:
@@ -125,8 +148,8 @@ def audit(st: Stack) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def active(st: Stack) -> str:
-    return st.client.status()["active"]["version"]
+def active(st: Stack) -> list[str]:
+    return [c.status()["active"]["version"] for c in st.clients]
 
 
 def wait_state(st: Stack, run_id: str, state: str, timeout: float = 600) -> dict[str, Any]:
@@ -178,10 +201,9 @@ def contract(st: Stack) -> dict[str, Any]:
     return {c["name"]: c for c in params["validate"]["schema"]["columns"]}
 
 
-def test_a_winter_like_the_training_winters_is_kept(stack: Stack) -> None:
+def test_winter_days_like_the_training_days_are_kept(stack: Stack) -> None:
     first = active(stack)
-    winter = stack.days[(stack.days["season"] == "winter") & (stack.days["year"] == 2015)]
-    replay(stack, winter, "winter-2015")
+    replay(stack, stack.held_winter, "winter-held-out")
     decision, out = monitoring_run(stack)
     assert decision["decision"] == "keep", decision["reasons"]
     assert out.returncode == 0
@@ -221,8 +243,13 @@ def test_an_approved_contract_is_recorded_and_the_new_model_wins_on_summer(stack
     assert "temp_max" in {c["column"] for c in changed["changes"]}
     gate = json.loads((stack.repo / "reports/gate.json").read_text())
     assert gate["promote"], gate["reason"]
+    from edgeops.deploy.gate import figures_text
+
+    print(figures_text(gate))  # the three rows of figures, for the log
+    production = gate["sets"]["production"]
+    assert production["verdict"] == "ok" and production["rows"] >= 30  # judged on summer rows
     new = json.loads((stack.repo / "models/bundle/manifest.json").read_text())["model"]["version"]
-    assert new != first and active(stack) == new
+    assert new not in first and active(stack) == [new, new]
     summary = artifact(stack, run_id, "training-summary")
     assert "data contract: changed, approved by Anna Muster" in summary
 
@@ -232,8 +259,8 @@ def test_a_sensor_fault_is_flagged_and_never_offered(stack: Stack) -> None:
     days = stack.days[(stack.days["season"] == "summer") & (stack.days["year"] == 2013)].copy()
     days.loc[days.index[:30], "temp_min"] = 45.0  # stuck at one value, hotter than any night
     days.loc[days.index[40:46], "wind"] = -3.0  # a speed below zero
-    replay(stack, days, "faulty")
-    stack.edgeops("monitor", "--target", "line-1", check=False)  # collect the rows
+    replay(stack, days, "faulty", targets=("line-2",))
+    stack.edgeops("monitor", "--target", "line-2", check=False)  # collect the rows
     out = stack.edgeops("run", "training", "--reason", "after a sensor swap", "--no-follow")
     run_id = out.stderr.split("/runs/flow-run/")[1].split()[0]
     final = stack.wait_final(run_id, timeout=600)
@@ -241,5 +268,6 @@ def test_a_sensor_fault_is_flagged_and_never_offered(stack: Stack) -> None:
     assert "faults" in final["state"]["message"]
     shown = artifact(stack, run_id, "contract-proposal")
     assert "stuck at 45" in shown and "wind" in shown and "not proposed" in shown
+    assert "line-2: 30" in shown  # the device that sent them
     assert active(stack) == current and contract(stack) == before
     assert [e for e in audit(stack) if e["event"] == "contract_faults"]
