@@ -259,3 +259,39 @@ def flow_run_pids(run_id: str) -> list[int]:
                 if marker in (proc / "environ").read_bytes().split(b"\0"):
                     found.append(int(proc.name))
     return found
+
+
+def runs_of(st: Stack, flow_name: str) -> list[dict[str, Any]]:
+    status, flows = st.api("POST", "/flows/filter", {"flows": {"name": {"any_": [flow_name]}}})
+    ids = [f["id"] for f in flows]
+    return [r for r in st.flow_runs() if r["flow_id"] in ids and r["state_type"] != "SCHEDULED"]
+
+
+def audit(st: Stack) -> list[dict[str, Any]]:
+    path = st.repo / "deploy/audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def wait_state(st: Stack, run_id: str, state: str, timeout: float = 300) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = st.api("GET", f"/flow_runs/{run_id}")[1]
+        if run["state"]["type"] == state:
+            return run
+        assert run["state"]["type"] not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"), run[
+            "state"
+        ]
+        time.sleep(1)
+    raise AssertionError(f"run {run_id} never reached {state}")
+
+
+def resume(stack: Stack, run_id: str, answer: dict[str, Any]) -> None:
+    """Answer the pause through the API; retried on 503 (the server's SQLite busy under load), as
+    Prefect's own client retries it."""
+    deadline = time.monotonic() + 60
+    while True:
+        code, body = stack.api("POST", f"/flow_runs/{run_id}/resume", {"run_input": answer})
+        if code != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert code in (200, 201), body

@@ -9,7 +9,6 @@ One module-scoped stack; the tests run in file order, as a plant's days would.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,17 @@ import pytest
 
 from edgeops.deploy.targets import AgentClient, Target
 from tests.agent_process import DEPLOY_TOKEN, AgentProcess
-from tests.prefect_stack import Stack, flow_run_pids, kill_tree, set_params, sh
+from tests.prefect_stack import (
+    Stack,
+    audit,
+    flow_run_pids,
+    kill_tree,
+    resume,
+    runs_of,
+    set_params,
+    sh,
+    wait_state,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -84,35 +93,11 @@ def traffic(st: Stack, target: str, scenario: str, seed: int, rows: int = 1000) 
     )
 
 
-def runs_of(st: Stack, flow_name: str) -> list[dict[str, Any]]:
-    status, flows = st.api("POST", "/flows/filter", {"flows": {"name": {"any_": [flow_name]}}})
-    ids = [f["id"] for f in flows]
-    return [r for r in st.flow_runs() if r["flow_id"] in ids and r["state_type"] != "SCHEDULED"]
-
-
 def monitoring_run(st: Stack) -> dict[str, Any]:
     """`edgeops run monitoring`, followed; returns its decision.json."""
     out = st.edgeops("run", "monitoring")
     assert "Completed" in out.stderr, out.stderr[-2000:]
     return json.loads((st.repo / "reports/monitoring/decision.json").read_text())
-
-
-def audit(st: Stack) -> list[dict[str, Any]]:
-    path = st.repo / "deploy/audit.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def wait_state(st: Stack, run_id: str, state: str, timeout: float = 300) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = st.api("GET", f"/flow_runs/{run_id}")[1]
-        if run["state"]["type"] == state:
-            return run
-        assert run["state"]["type"] not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"), run[
-            "state"
-        ]
-        time.sleep(1)
-    raise AssertionError(f"run {run_id} never reached {state}")
 
 
 def test_baseline_traffic_starts_no_training_run(stack: Stack) -> None:
@@ -174,18 +159,6 @@ def test_a_second_drift_window_inside_the_cooldown_starts_nothing(stack: Stack) 
     assert decision["decision"] == "cooldown", decision["reasons"]
     assert any(r.startswith("cooldown:") for r in decision["reasons"])
     assert len(runs_of(stack, "training")) == before
-
-
-def resume(stack: Stack, run_id: str, answer: dict[str, Any]) -> None:
-    """Answer the pause through the API; retried on 503 (the server's SQLite busy under load), as
-    Prefect's own client retries it."""
-    deadline = time.monotonic() + 60
-    while True:
-        code, body = stack.api("POST", f"/flow_runs/{run_id}/resume", {"run_input": answer})
-        if code != 503 or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    assert code in (200, 201), body
 
 
 def _paused_training(stack: Stack, seed: int) -> tuple[str, list[str]]:

@@ -12,7 +12,6 @@ One module-scoped stack; the tests run in file order, as the seasons do.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import yaml
 from edgeops.deploy.targets import AgentClient, Target
 from tests.agent_process import DEPLOY_TOKEN, AgentProcess
 from tests.conftest import REPO
-from tests.prefect_stack import Stack, sh
+from tests.prefect_stack import Stack, audit, resume, runs_of, sh, wait_state
 
 pytestmark = pytest.mark.integration
 
@@ -129,12 +128,6 @@ def replay(
         )
 
 
-def runs_of(st: Stack, flow_name: str) -> list[dict[str, Any]]:
-    status, flows = st.api("POST", "/flows/filter", {"flows": {"name": {"any_": [flow_name]}}})
-    ids = [f["id"] for f in flows]
-    return [r for r in st.flow_runs() if r["flow_id"] in ids and r["state_type"] != "SCHEDULED"]
-
-
 def monitoring_run(st: Stack) -> tuple[dict[str, Any], Any]:
     """`edgeops run monitoring`, followed (into the training run it starts, until that one ends
     or pauses for a person's answer: exit 3); its decision.json and the finished command."""
@@ -143,36 +136,8 @@ def monitoring_run(st: Stack) -> tuple[dict[str, Any], Any]:
     return json.loads((st.repo / "reports/monitoring/decision.json").read_text()), out
 
 
-def audit(st: Stack) -> list[dict[str, Any]]:
-    path = st.repo / "deploy/audit.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
 def active(st: Stack) -> list[str]:
     return [c.status()["active"]["version"] for c in st.clients]
-
-
-def wait_state(st: Stack, run_id: str, state: str, timeout: float = 600) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = st.api("GET", f"/flow_runs/{run_id}")[1]
-        if run["state"]["type"] == state:
-            return run
-        assert run["state"]["type"] not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"), run[
-            "state"
-        ]
-        time.sleep(1)
-    raise AssertionError(f"run {run_id} never reached {state}")
-
-
-def resume(st: Stack, run_id: str, answer: dict[str, Any]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        code, body = st.api("POST", f"/flow_runs/{run_id}/resume", {"run_input": answer})
-        if code != 503 or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    assert code in (200, 201), body
 
 
 def artifact(st: Stack, run_id: str, key: str) -> str:

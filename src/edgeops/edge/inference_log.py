@@ -296,34 +296,7 @@ class InferenceLog:
         event is visible on the feedback cursor (``read_feedback``) even when the row itself was
         collected long before. A call that matches no row uses no seq.
         """
-        self.flush()
-        sql = (
-            "UPDATE inference SET feedback = ?, feedback_ts = ?, feedback_seq = ? "
-            "WHERE request_id = ?"
-        )
-        with self._guard(), self._db_lock:
-            seq = self._feedback_seq + 1
-            args: list[Any] = [label, time.time(), seq, request_id]
-            if row is not None:
-                sql += " AND row_index = ?"
-                args.append(row)
-            try:
-                self._conn.execute("BEGIN")
-                n = self._conn.execute(sql, args).rowcount
-                if n:
-                    self._conn.execute(
-                        "INSERT INTO meta (key, value) VALUES (?, ?) "
-                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                        (FEEDBACK_SEQ_KEY, str(seq)),
-                    )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    self._conn.execute("ROLLBACK") if self._conn.in_transaction else None
-                raise
-            if n:
-                self._feedback_seq = seq
-            return n
+        return self.feedback_many([(request_id, label, row)])[0]
 
     def feedback_many(self, events: Sequence[tuple[str, str, int | None]]) -> tuple[int, list[int]]:
         """Attach many labels ``(request_id, label, row)`` in one transaction, all or none.

@@ -270,14 +270,7 @@ class ServingRoutes:
 
     async def _feedback_batch(self, payload: dict[str, Any]) -> Any:
         items = payload["items"]
-        extra = sorted(str(k) for k in payload if k != "items")
-        if extra:
-            raise ApiError(
-                422,
-                "invalid_request",
-                f"unknown keys {extra} beside items",
-                [{"field": k, "problem": "unknown"} for k in extra],
-            )
+        _only(payload, "items")
         if not isinstance(items, list) or not items:
             raise ApiError(
                 422,
@@ -339,12 +332,17 @@ def _check_predict_payload(payload: Any) -> None:
             'send {"rows": [{...}, ...]}',
             [{"field": "rows", "problem": "missing"}],
         )
-    extra = sorted(str(k) for k in payload if k != "rows")
+    _only(payload, "rows")
+
+
+def _only(payload: dict[str, Any], key: str) -> None:
+    """422 naming every key of ``payload`` other than ``key``."""
+    extra = sorted(str(k) for k in payload if k != key)
     if extra:
         raise ApiError(
             422,
             "invalid_request",
-            f"unknown keys {extra}",
+            f"unknown keys {extra} beside {key}",
             [{"field": k, "problem": "unknown"} for k in extra],
         )
 
