@@ -3,8 +3,9 @@
 Daily data: real public weather (tests/fixtures/seattle-weather), a model trained on winter days;
 a season of 90 held-out winter days is not drift, 90 summer days are, with the settings
 docs/monitoring.md recommends for daily data. The demo plant after a drift retrain (trained on
-the plant's rows and the devices' hot-summer rows): windows of either regime are not drift, a
-regime the model never saw (a recalibrated torque sensor, a new product mix) is.
+the plant's rows and the devices' labelled rows, a baseline stretch then the hot summer): windows
+of either regime are not drift, a regime the model never saw (a recalibrated torque sensor, a new
+product mix) is.
 """
 
 from __future__ import annotations
@@ -116,8 +117,15 @@ def test_the_demo_plant_after_a_drift_retrain_keeps_both_learned_regimes(
     # drifted against every regime: the reported one is the closest, and it is drifted too
     for d in never_seen:
         assert all(r["share"] >= settings.drift_share for r in d["regimes"])
-    # the hot summer it was retrained on is no drift either: it matches a stretch of the
-    # production rows (the whole of them is a mixture with the baseline stretch, like neither)
-    learned = judged("hot_summer", 3000)[:5]
-    assert not any(d["dataset_drift"] for d in learned), [d["regimes"] for d in learned]
-    assert all(d["regime"].startswith("production ") for d in learned)
+    # the hot summer it was retrained on is no drift either: it matches the production rows the
+    # source's rows do not explain (the whole of them is a mixture with the baseline rows, like
+    # neither; a stretch of time of them is a few hours of the daily temperature cycle)
+    learned = judged("hot_summer", 3000)
+    other = judged("new_product_mix", 4000)  # another regime never seen
+    print(
+        f"hot_summer (learned) flagged {sum(d['dataset_drift'] for d in learned)}, "
+        f"new_product_mix (never seen) {sum(d['dataset_drift'] for d in other)}"
+    )
+    assert sum(d["dataset_drift"] for d in learned) <= 2, [d["regimes"] for d in learned]
+    assert {d["regime"] for d in learned} == {"production new"}
+    assert sum(d["dataset_drift"] for d in other) >= 19

@@ -154,7 +154,13 @@ def test_the_drift_report_renders_offline_with_its_drift_table(stack: Stack) -> 
 
 def test_a_second_drift_window_inside_the_cooldown_starts_nothing(stack: Stack) -> None:
     before = len(runs_of(stack, "training"))
+    # the hot summer the model was just retrained on is no drift: it matches the production rows
+    # unlike the source's
     traffic(stack, "line-1", "hot_summer", 301)
+    decision = monitoring_run(stack)
+    assert decision["decision"] == "keep", decision["reasons"]
+    # a regime it never saw (the torque sensor reads 15 % high) is, and the cooldown holds it back
+    traffic(stack, "line-1", "biased_sensor", 302)
     decision = monitoring_run(stack)
     assert decision["decision"] == "cooldown", decision["reasons"]
     assert any(r.startswith("cooldown:") for r in decision["reasons"])

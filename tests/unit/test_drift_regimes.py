@@ -23,7 +23,7 @@ from edgeops.monitor.drift import (
     regime_frames,
     run_drift,
 )
-from edgeops.monitor.reference import load_reference
+from edgeops.monitor.reference import load_reference, new_rows
 from edgeops.monitor.settings import MonitorSettings
 from edgeops.monitor.summary import markdown
 from edgeops.sources.simulator import simulate
@@ -76,11 +76,13 @@ def test_the_training_split_records_how_many_of_its_last_rows_came_from_producti
     assert production_rows(tmp_path / "old.parquet") is None
 
 
-def _plant_case(tmp_path: Path, production: int) -> tuple:
+def _plant_case(tmp_path: Path, production: int, baseline_first: int = 0) -> tuple:
     from tests.bundles import plant_schema
 
     source = simulate(rows=3000, seed=1)
     prod = simulate(rows=production, seed=2, scenario="hot_summer") if production else None
+    if baseline_first:
+        prod = pd.concat([simulate(rows=baseline_first, seed=3), prod], ignore_index=True)
     return deployed(tmp_path, plant_schema(), source, prod), source, prod
 
 
@@ -88,19 +90,14 @@ def test_the_reference_samples_each_regime_apart(tmp_path: Path) -> None:
     case, source, prod = _plant_case(tmp_path, 600)
     features = [c.name for c in case.schema.features]
     ref = load_reference(case.bundle, features, "failure", 1000, 3, tmp_path, 200)
+    # the production rows are all hot summer: none like the source, not split
     assert [(r.name, len(r.frame), r.rows_total) for r in ref.regimes] == [
         ("all", 1000, 3600),
         ("source", 1000, 3000),
         ("production", 600, 600),
-        ("production 1/3", 200, 200),  # stretches of time of the production rows
-        ("production 2/3", 200, 200),
-        ("production 3/3", 200, 200),
     ]
     # each regime's rows are its own: the production rows are the hot summer's, in order
     pd.testing.assert_frame_equal(ref.regimes[2].frame, prod[[*features, "failure"]])
-    pd.testing.assert_frame_equal(
-        ref.regimes[4].frame, prod[[*features, "failure"]].iloc[200:400].reset_index(drop=True)
-    )
     assert ref.regimes[1].frame["air_temp_k"].max() <= source["air_temp_k"].max()
     assert len(ref.regimes[2].proba) == 600
     # the mixture is the uniform sample it always was (same seed, same rows)
@@ -108,6 +105,46 @@ def test_the_reference_samples_each_regime_apart(tmp_path: Path) -> None:
     # a regime below regime_min_rows is not judged apart: one regime, the whole split
     small = load_reference(case.bundle, features, "failure", 1000, 3, tmp_path, 601)
     assert [r.name for r in small.regimes] == ["all"]
+
+
+def test_production_rows_of_two_regimes_are_split_by_what_they_look_like(tmp_path: Path) -> None:
+    # a retrain on a baseline stretch then a hot summer: the production rows are a mixture
+    case, _, prod = _plant_case(tmp_path, 600, baseline_first=300)
+    features = [c.name for c in case.schema.features]
+    ref = load_reference(case.bundle, features, "failure", 1000, 3, tmp_path, 200)
+    by_name = {r.name: r for r in ref.regimes}
+    assert list(by_name) == [
+        "all",
+        "source",
+        "production",
+        "production new",
+        "production like source",
+    ]
+    new, like = by_name["production new"], by_name["production like source"]
+    # the hot rows are the new ones, the baseline rows like the source's (a few at the edges)
+    hot = prod.iloc[300:]["air_temp_k"].mean()
+    assert abs(new.frame["air_temp_k"].mean() - hot) < 0.5
+    assert 540 <= len(new.frame) <= 630 and 270 <= len(like.frame) <= 360
+    assert len(new.frame) + len(like.frame) == 900 == new.rows_total + like.rows_total
+    assert len(new.proba) == len(new.frame) and len(like.proba) == len(like.frame)
+    # deterministic: the same split and seed give the same regimes
+    again = load_reference(case.bundle, features, "failure", 1000, 3, tmp_path, 200)
+    pd.testing.assert_frame_equal(again.regimes[3].frame, new.frame)
+    # a part below regime_min_rows: the production rows are not split
+    few = load_reference(case.bundle, features, "failure", 1000, 3, tmp_path, 301)
+    assert [r.name for r in few.regimes] == ["all", "source", "production"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_production_rows_like_the_source_are_not_called_new(seed: int) -> None:
+    from tests.bundles import plant_schema
+
+    features = [c.name for c in plant_schema().features]
+    source = simulate(rows=3000, seed=10 + seed)[features]
+    same = simulate(rows=1000, seed=20 + seed)[features]
+    hot = simulate(rows=1000, seed=30 + seed, scenario="hot_summer")[features]
+    assert new_rows(source, same, seed).sum() < 50  # fewer than a regime's 200 rows
+    assert new_rows(source, hot, seed).mean() > 0.9
 
 
 def test_a_threshold_rises_above_the_noise_of_a_small_window_only() -> None:

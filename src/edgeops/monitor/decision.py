@@ -58,6 +58,8 @@ REGIME_NAMES = {
     "all": "the whole training split",
     "source": "the source's rows",
     "production": "the production rows",
+    "production new": "the production rows unlike the source's",
+    "production like source": "the production rows like the source's",
 }
 
 
