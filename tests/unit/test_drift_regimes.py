@@ -265,4 +265,4 @@ def test_the_decision_and_summary_name_the_regime_the_window_matched() -> None:
     )
     assert "share 0.25, retrain at >= 0.1); against the regime source (8 of 8 rows)" in text
     assert "| source (matched) | 8 of 8 | 0.25 | a |" in text
-    assert dec.regime_name("production 2/4") == "the production rows' stretch 2 of 4"
+    assert dec.regime_name("production new") == "the production rows unlike the source's"

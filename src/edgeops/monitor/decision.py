@@ -64,12 +64,8 @@ REGIME_NAMES = {
 
 
 def regime_name(regime: str) -> str:
-    """A regime in words: ``production 2/4`` is the second of four stretches of time of the
-    production rows."""
-    if regime in REGIME_NAMES:
-        return REGIME_NAMES[regime]
-    stretch, _, of = regime.partition(" ")[2].partition("/")
-    return f"the production rows' stretch {stretch} of {of}" if of else regime
+    """A regime of the drift reference in words (:data:`REGIME_NAMES`)."""
+    return REGIME_NAMES.get(regime, regime)
 
 
 def _against(drift: dict[str, Any] | None, before: str = " against ", after: str = "") -> str:
