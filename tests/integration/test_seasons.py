@@ -236,3 +236,5 @@ def test_a_sensor_fault_is_flagged_and_never_offered(stack: Stack) -> None:
     assert "line-2: 30" in shown  # the device that sent them
     assert active(stack) == current and contract(stack) == before
     assert [e for e in audit(stack) if e["event"] == "contract_faults"]
+    summary = artifact(stack, run_id, "training-summary")
+    assert "FAULTS in the devices' rows" in summary and "snapshot: unknown" not in summary

@@ -405,11 +405,11 @@ def training(reason: str = "manual", deploy: bool = True) -> Any:
         if ctx is not None:  # deploy=False contacts no device
             facts["withdrawn"] = unfinished(ctx)
         ended = _stages(ws, ctx, facts)
-        if ended is not None:
-            summarize(ws, facts, settings.lineage or {})
-            return ended
         facts["ingest"] = ws.read_json("reports/ingest.json")
         facts["validation"] = ws.read_json("reports/validation/summary.json")
+        if ended is not None:  # the contract's review ended the run: what ran is summarized
+            summarize(ws, facts, settings.lineage or {})
+            return ended
         facts["metrics"] = ws.read_json("reports/metrics.json")
         model = (ws.read_json("models/bundle/manifest.json") or {}).get("model") or {}
         facts["model"], facts["version"] = model.get("name"), model.get("version")
