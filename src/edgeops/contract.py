@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeops.errors import EdgeopsError
+from edgeops.infer import _round  # the bounds are rounded as `schema infer` rounds them
 from edgeops.schema import CATEGORICAL, NUMERIC, Schema
 
 if TYPE_CHECKING:
@@ -290,9 +291,9 @@ def _numeric(
         new_lo = seen_lo - pad
         if lo >= 0 and new_lo < 0:  # a non-negative column stays so
             new_lo = 0.0
-        new_lo = _round(new_lo, down=True)
+        new_lo = _round(new_lo, seen_lo, down=True)
     if seen_hi > hi:
-        new_hi = _round(seen_hi + pad, down=False)
+        new_hi = _round(seen_hi + pad, seen_hi, down=False)
     out.changes.append(
         Change(
             col.name,
@@ -354,12 +355,6 @@ def _categorical(out: ContractProposal, col: Any, s: pd.Series, is_prod: Any) ->
 
 def _example(values: Any) -> str:
     return ", ".join(f"{x:g}" for x in list(dict.fromkeys(values.tolist()))[:3])
-
-
-def _round(x: float, down: bool) -> float:
-    """Two significant decimals past the span's magnitude, rounded outwards."""
-    step = 10 ** (math.floor(math.log10(abs(x))) - 2) if x else 0.01
-    return (math.floor if down else math.ceil)(x / step) * step
 
 
 def _plain(value: float, old: Any) -> Any:
